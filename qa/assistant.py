@@ -1,0 +1,67 @@
+"""The facade: one object that builds the index and answers questions, for the CLI and the chat page."""
+
+import threading
+import unicodedata
+
+from .answer import Answer, make_answer
+from .build import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
+from .config import Config
+from .embeddings import Embedder
+from .errors import QuestionError
+from .index import Index, load_index
+from .retrieval import DenseRetriever
+
+
+def clean_question(question: str) -> str:
+    """The question with control characters removed and whitespace collapsed; QuestionError if empty."""
+    if not isinstance(question, str):
+        raise QuestionError("the question must be text")
+    kept = "".join(" " if unicodedata.category(c).startswith(("C", "Z")) else c for c in question)
+    cleaned = " ".join(kept.split())
+    if not cleaned:
+        raise QuestionError("the question is empty: type a question about the documents")
+    return cleaned
+
+
+class Assistant:
+    """Answers questions from the index in `config.index_dir`; loads the index and model on first use.
+
+    `rebuild` replaces the served index only once the new one is complete and loaded, so questions
+    asked during a rebuild are answered from the old index.
+    """
+
+    def __init__(self, config: Config, embedder: Embedder | None = None):
+        self.config = config
+        self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size)
+        self._index: Index | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> Index:
+        with self._lock:
+            if self._index is None:
+                self._index = load_index(self.config.index_dir, model=self.config.model)
+            return self._index
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        return self.ask_many([question], k)[0]
+
+    def ask_many(self, questions: list[str], k: int | None = None) -> list[Answer]:
+        """Answer several questions with one embedding pass (one model call for all of them)."""
+        cleaned = [clean_question(question) for question in questions]
+        k = k or self.config.top_k
+        retriever = DenseRetriever(self.index, self.embedder)
+        return [
+            make_answer(question, hits, self.config)
+            for question, hits in zip(cleaned, retriever.search_many(cleaned, k))
+        ]
+
+    def rebuild(self, progress: Progress | None = None) -> BuildReport:
+        report = build_index(self.config, self.embedder, progress)
+        fresh = load_index(self.config.index_dir, model=self.config.model)
+        with self._lock:
+            self._index = fresh  # one assignment: a question sees the old index or the new one
+        return report
+
+    def changes(self) -> CorpusChanges:
+        return corpus_changes(self.config)

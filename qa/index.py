@@ -1,0 +1,302 @@
+"""The persisted index: FAISS vectors, the passages they stand for, and a manifest that describes them.
+
+Layout of the index folder:
+
+    index/current          -> builds/<build id>   (a symbolic link, replaced in one step)
+    index/builds/<id>/manifest.json              model, dimension, chunking, source hashes, counts,
+                                                 versions, build time, and the size and sha256 of
+    index/builds/<id>/passages.jsonl             one passage per line, line n = vector n
+    index/builds/<id>/vectors.faiss              inner product over normalised float32 vectors
+
+A build writes a complete new folder, checks it, and only then points `current` at it, so a reader
+sees either the old index or the new one, never half of each. FAISS's own reader checks nothing,
+so `load_index` checks every file against the manifest before trusting it.
+"""
+
+import fcntl
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from . import __version__
+from .corpus import file_hash
+from .errors import BuildLockedError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from .passages import Passage
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PASSAGES = "passages.jsonl"
+VECTORS = "vectors.faiss"
+_CURRENT = "current"
+_BUILDS = "builds"
+_LOCK = ".build.lock"
+_REBUILD_HINT = "run `qa build` to rebuild it"
+
+
+@dataclass
+class Index:
+    """A loaded, checked index: passages[i] is the passage of vector i."""
+
+    folder: Path
+    manifest: dict
+    passages: list[Passage]
+    vectors: faiss.Index
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """For each question vector, the ids and cosine scores of its k nearest passages, best first."""
+        k = min(k, len(self.passages))
+        if k == 0:
+            return [[] for _ in range(len(question_vectors))]
+        scores, ids = self.vectors.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k)
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+            for row_ids, row_scores in zip(ids, scores)
+        ]
+
+
+def new_vector_index(dimension: int) -> faiss.Index:
+    """Exact inner-product search; with normalised vectors the scores are cosine similarities."""
+    return faiss.IndexFlatIP(dimension)
+
+
+def make_manifest(
+    model: str, dimension: int, chunking: dict, sources: dict[str, str], documents: int, passages: int
+) -> dict:
+    import sentence_transformers
+    import torch
+
+    return {
+        "format": FORMAT_VERSION,
+        "model": model,
+        "dimension": dimension,
+        "chunking": chunking,
+        "sources": sources,
+        "counts": {"documents": documents, "passages": passages},
+        "versions": {
+            "qa": __version__,
+            "faiss": faiss.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@contextmanager
+def build_lock(index_dir: Path):
+    """Hold the index folder's build lock; raise BuildLockedError if another build holds it.
+
+    The lock is an flock, so the system drops it when a build dies, even by kill -9.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / _LOCK, "a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            raise BuildLockedError(
+                f"another build of {index_dir} is running ({holder}); wait for it to finish"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}")
+        lock_file.flush()
+        try:
+            yield
+        finally:
+            lock_file.truncate(0)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def write_index(
+    index_dir: Path,
+    manifest: dict,
+    passages: list[Passage],
+    vectors: np.ndarray,
+    extra_files: dict[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write a complete index into a new build folder, check it, then make it current in one step.
+
+    `extra_files` maps a file name to a function that writes that file (e.g. the keyword index);
+    those files are checksummed in the manifest like the others. Call it while holding
+    `build_lock`. Returns the new build folder. If anything fails, the previous index stays
+    current and the partial folder is removed.
+    """
+    extra_files = extra_files or {}
+    builds = index_dir / _BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    folder = builds / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+    folder.mkdir()
+    try:
+        with open(folder / PASSAGES, "w", encoding="utf-8") as file:
+            for passage in passages:
+                file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
+        vector_index = new_vector_index(manifest["dimension"])
+        vector_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        faiss.write_index(vector_index, str(folder / VECTORS))
+        for name, write in extra_files.items():
+            write(folder / name)
+        names = (PASSAGES, VECTORS, *extra_files)
+        manifest = dict(manifest, files={name: _file_facts(folder / name) for name in names})
+        _write_json(folder / MANIFEST, manifest)
+        _fsync_folder(folder)
+        _load_folder(folder)  # never point `current` at an index that does not load
+        _point_current_at(index_dir, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    _remove_old_builds(index_dir, keep={folder.name})
+    return folder
+
+
+def load_index(index_dir: Path, model: str | None = None) -> Index:
+    """Load the current index, checked against its manifest.
+
+    Raises IndexMissingError (never built), IndexCorruptError (truncated or damaged files) or
+    IndexMismatchError (built with another model than `model`, or by an incompatible version).
+    """
+    for attempt in range(3):
+        folder = current_build(index_dir)
+        try:
+            index = _load_folder(folder)
+            break
+        except FileNotFoundError:
+            # A concurrent build removed this folder between readlink and open: read the new one.
+            if attempt == 2:
+                raise IndexCorruptError(f"index files in {folder} disappeared while loading; {_REBUILD_HINT}") from None
+    if model is not None and index.model != model:
+        raise IndexMismatchError(
+            f"the index in {index_dir} was built with model {index.model!r}, not {model!r}; "
+            f"run `qa build --model {model}` to rebuild it, or ask with --model {index.model}"
+        )
+    return index
+
+
+def read_manifest(index_dir: Path) -> dict:
+    """The manifest of the current index (checked only for being valid JSON of a known format)."""
+    return _read_manifest(current_build(index_dir))
+
+
+def current_build(index_dir: Path) -> Path:
+    link = index_dir / _CURRENT
+    if not link.is_symlink() and not link.exists():
+        raise IndexMissingError(f"no index in {index_dir}: run `qa build` to build one")
+    target = index_dir / os.readlink(link) if link.is_symlink() else link
+    if not target.is_dir():
+        raise IndexCorruptError(f"{link} points at a missing build ({target.name}); {_REBUILD_HINT}")
+    return target
+
+
+def _load_folder(folder: Path) -> Index:
+    manifest = _read_manifest(folder)
+    for name, facts in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.exists():
+            raise IndexCorruptError(f"{path} is missing; {_REBUILD_HINT}")
+        if path.stat().st_size != facts["bytes"]:
+            raise IndexCorruptError(
+                f"{path} has {path.stat().st_size} bytes, the manifest says {facts['bytes']} "
+                f"(truncated or changed); {_REBUILD_HINT}"
+            )
+        if file_hash(path) != facts["sha256"]:
+            raise IndexCorruptError(f"{path} does not match its checksum (damaged); {_REBUILD_HINT}")
+    try:
+        vectors = faiss.read_index(str(folder / VECTORS))
+    except RuntimeError as error:
+        raise IndexCorruptError(f"{folder / VECTORS} cannot be read by FAISS ({error}); {_REBUILD_HINT}") from None
+    passages = _read_passages(folder / PASSAGES)
+    expected = manifest["counts"]["passages"]
+    if vectors.ntotal != expected or len(passages) != expected or vectors.d != manifest["dimension"]:
+        raise IndexCorruptError(
+            f"index in {folder} is inconsistent: {vectors.ntotal} vectors of dimension {vectors.d}, "
+            f"{len(passages)} passages, manifest says {expected} of dimension {manifest['dimension']}; {_REBUILD_HINT}"
+        )
+    return Index(folder=folder, manifest=manifest, passages=passages, vectors=vectors)
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path} is missing; {_REBUILD_HINT}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise IndexCorruptError(f"{path} is not valid JSON (truncated or damaged); {_REBUILD_HINT}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{path} is index format {manifest.get('format') if isinstance(manifest, dict) else '?'}, "
+            f"this version reads format {FORMAT_VERSION}; {_REBUILD_HINT}"
+        )
+    missing = {"model", "dimension", "chunking", "sources", "counts", "files"} - manifest.keys()
+    if missing:
+        raise IndexCorruptError(f"{path} lacks {', '.join(sorted(missing))}; {_REBUILD_HINT}")
+    return manifest
+
+
+def _read_passages(path: Path) -> list[Passage]:
+    passages = []
+    try:
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                passages.append(Passage(**json.loads(line)))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        raise IndexCorruptError(f"{path} line {len(passages) + 1} is damaged; {_REBUILD_HINT}") from None
+    for number, passage in enumerate(passages):
+        if passage.id != number:
+            raise IndexCorruptError(f"{path} is out of order at line {number + 1}; {_REBUILD_HINT}")
+    return passages
+
+
+def _point_current_at(index_dir: Path, folder: Path) -> None:
+    temporary = index_dir / f".{_CURRENT}.{os.getpid()}"
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    os.symlink(folder.relative_to(index_dir), temporary)
+    os.replace(temporary, index_dir / _CURRENT)  # atomic: readers see the old or the new target
+    _fsync_folder(index_dir)
+
+
+def _remove_old_builds(index_dir: Path, keep: set[str]) -> None:
+    # Keep the newest previous build too: a reader may have resolved `current` just before the switch.
+    builds = sorted(p for p in (index_dir / _BUILDS).iterdir() if p.is_dir() and p.name not in keep)
+    for old in builds[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _file_facts(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": file_hash(path)}
+
+
+def _write_json(path: Path, value: dict) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(value, file, ensure_ascii=False, indent=2)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    for path in [*folder.iterdir(), folder]:
+        if path.is_symlink():
+            continue
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -1,0 +1,78 @@
+"""Cut documents into passages: whole sentences, bounded in length, each with its exact offsets.
+
+A passage never cuts a sentence. Sentences end at 。！？； (and ! ? ; or a '.' before a space) and at
+line breaks; closing quotes and brackets stay with the sentence they close. A sentence longer than
+the limit becomes a passage of its own rather than being cut.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+
+from .corpus import Document
+
+_SENTENCE = re.compile(
+    r"[^\n]*?(?:[。！？；!?;…]+[”’」』）)】\]\"']*|\.(?=\s)|\n|$)",
+)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A citable span [start, end) of `source`'s text, under the heading `section`."""
+
+    id: int
+    source: str
+    section: str
+    start: int
+    end: int
+    text: str
+
+    def embedding_text(self) -> str:
+        """What the model reads: the section title gives a short passage its context."""
+        return f"{self.section}\n{self.text}" if self.section else self.text
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Spans (start, end) of the sentences in text[start:end], trimmed of surrounding whitespace."""
+    end = len(text) if end is None else end
+    spans = []
+    for match in _SENTENCE.finditer(text, start, end):
+        s, e = match.span()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s < e:
+            spans.append((s, e))
+    return spans
+
+
+def make_passages(documents: list[Document], max_chars: int, first_id: int = 0) -> list[Passage]:
+    """Group consecutive sentences of each section into passages of at most `max_chars` characters."""
+    passages: list[Passage] = []
+    for document in documents:
+        for section in document.sections:
+            for s, e in _group(split_sentences(document.text, section.start, section.end), max_chars):
+                passages.append(
+                    Passage(
+                        id=first_id + len(passages),
+                        source=document.source,
+                        section=section.heading,
+                        start=s,
+                        end=e,
+                        text=document.text[s:e],
+                    )
+                )
+    return passages
+
+
+def _group(sentences: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
+    groups: list[tuple[int, int]] = []
+    for s, e in sentences:
+        if groups and e - groups[-1][0] <= max_chars:
+            groups[-1] = (groups[-1][0], e)
+        else:
+            groups.append((s, e))
+    return groups

@@ -1,0 +1,53 @@
+"""Shared fixtures: the seed files, the real bundled model, and a real index of the seed corpus."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, in tests or CI
+
+from qa.config import Config
+from qa.embeddings import Embedder
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+SEED = SHARED / "seed" / "000_9731c81e8a9d25ab.txt"
+DEV_QUESTIONS = SHARED / "eval" / "dev_questions.tsv"
+SEED_CORPUS = PROJECT / "corpus"
+
+
+def read_dev_questions() -> list[dict]:
+    rows = []
+    for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        qid, lang, kind, case, evidence, question = line.split("\t")
+        rows.append(dict(id=qid, lang=lang, kind=kind, case=int(case), evidence=evidence, question=question))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real bundled model (converted once per machine into the user cache)."""
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_config(tmp_path_factory) -> Config:
+    """Config for the committed seed corpus, with its own index in a temporary folder."""
+    return Config(corpus_dir=SEED_CORPUS, index_dir=tmp_path_factory.mktemp("seed-index"))
+
+
+@pytest.fixture(scope="session")
+def seed_assistant(seed_config, embedder):
+    from qa.assistant import Assistant
+
+    assistant = Assistant(seed_config, embedder)
+    assistant.rebuild()
+    return assistant
+
+
+def case_number(section: str) -> int:
+    """The seed's sections begin with the case number: '9 医学检查检验…' -> 9."""
+    return int(section.split(" ", 1)[0])
