@@ -12,8 +12,9 @@ The layout, as the PDF-to-text extraction leaves it:
     每年将十方面民生实事纳入省政府工作报                <- the content, wrapped every ~20 characters,
     告，公开征集……                                      <- running until the next case number
 
-Case numbers are recognised only in sequence (1, 2, 3, ...), so a content line that happens to
-start with a number (`141 颗“诗路珍珠”`) is not taken for a new case.
+Case numbers are recognised only in sequence (1, 2, 3, ...) and only after a line that ends a
+sentence, so a content line that happens to start with a number (`141 颗“诗路珍珠”`, or a wrapped
+`2 个项目`) is not taken for a new case.
 """
 
 import re
@@ -25,6 +26,7 @@ from .errors import ImportCasesError
 
 _HEADER = re.compile(r"^\s*序\s*号\s+名\s*称\s+主\s*要\s*内\s*容\s*$")
 _NUMBER_LINE = re.compile(r"^\s*(\d{1,3})(?:\s+(\S.*))?$")
+_ENDS_SENTENCE = re.compile(r"[。！？；.!?;][”’」』）)\]\"']*\s*$")
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,13 @@ def parse_case_table(text: str) -> CaseTable:
 
     # Group the lines after the header by case, starting a case at the next number in sequence.
     blocks: list[tuple[int, list[str]]] = []
+    last_line = ""  # the last non-blank line, to tell a case number from a wrapped number
     for line in lines[header_at + 1 :]:
         match = _NUMBER_LINE.match(line)
-        if match and int(match.group(1)) == len(blocks) + 1:
+        starts_case = not blocks or _ENDS_SENTENCE.search(last_line)
+        if line.strip():
+            last_line = line
+        if match and starts_case and int(match.group(1)) == len(blocks) + 1:
             blocks.append((int(match.group(1)), [match.group(2) or ""]))
         elif blocks:
             blocks[-1][1].append(line)

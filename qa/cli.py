@@ -126,7 +126,7 @@ def status(corpus_dir, index_dir):
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir)
     manifest = load_index(config.index_dir).manifest
     counts = manifest["counts"]
-    click.echo(f"Index: {config.index_dir} ({counts['documents']} documents, {counts['passages']} passages)")
+    click.echo(f"Index: {config.index_dir} ({_count(counts['documents'], 'document')}, {_count(counts['passages'], 'passage')})")
     click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
     click.echo(f"Built: {manifest['built_at']}")
     changes = corpus_changes(config)
@@ -173,6 +173,10 @@ def import_cases_command(file, corpus_dir, name, overwrite):
     config = _config(corpus_dir=corpus_dir)
     target = import_cases(file, config.corpus_dir, name=name, overwrite=overwrite)
     click.echo(f"Wrote {target}; run `qa build` to index it.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _stdin_questions() -> list[str]:

@@ -67,7 +67,7 @@ def test_import_refuses_to_overwrite_without_flag(tmp_path):
 
 def test_number_in_content_is_not_a_new_case():
     table = parse_case_table("标题\n序号 名称 主要内容\n1\n第一个\n案例\n\n共有\n2 个项目。\n 2 第二\n个案例\n\n内容 二。\n")
-    assert [(c.number, c.title, c.text) for c in table.cases] == [(1, "第一个案例", "共有"), (2, "第二个案例", "内容二。")]
+    assert [(c.number, c.title, c.text) for c in table.cases] == [(1, "第一个案例", "共有2个项目。"), (2, "第二个案例", "内容二。")]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,109 @@
+"""The persisted index: identical answers after save and load, and named errors for every bad state."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from qa.assistant import Assistant
+from qa.build import corpus_changes
+from qa.config import Config
+from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
+
+DOCS = {
+    "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
+    "农业.md": "# 农业\n\n## 水果\n\n推动水果产业规模化发展，打响区域公用品牌。\n\n## 茶叶\n\n推进茶旅融合发展。\n",
+    "notes.txt": "The courtesy landmarks are public places that show civility.\n",
+}
+
+
+@pytest.fixture()
+def small(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    config = Config(corpus_dir=corpus, index_dir=tmp_path / "index")
+    assistant = Assistant(config, embedder)
+    assistant.rebuild()
+    return assistant
+
+
+def test_answers_identical_after_reload(small, embedder):
+    question = "哪些医院之间检查结果互认？"
+    before = small.ask(question).to_json()
+    after = Assistant(small.config, embedder).ask(question).to_json()
+    assert before == after
+    top = after["passages"][0]
+    assert (top["source"], top["section"]) == ("医保.md", "检查互认")
+    text = (small.config.corpus_dir / "医保.md").read_text(encoding="utf-8")
+    assert text[top["start"] : top["end"]] == top["text"]
+
+
+def test_manifest_describes_the_index(small):
+    manifest = load_index(small.config.index_dir).manifest
+    assert manifest["model"] == small.config.model
+    assert manifest["dimension"] == 384
+    assert manifest["chunking"] == small.config.chunking()
+    assert sorted(manifest["sources"]) == sorted(DOCS)
+    assert manifest["counts"]["documents"] == 3
+    assert set(manifest["files"]) >= {PASSAGES, VECTORS}
+    assert {"faiss", "sentence_transformers", "torch", "python", "qa"} <= set(manifest["versions"])
+
+
+def test_missing_index_says_what_to_run(tmp_path):
+    with pytest.raises(IndexMissingError, match=r"no index in .*: run `qa build` to build one"):
+        load_index(tmp_path)
+
+
+def test_truncated_vectors_are_refused(small):
+    path = current_build(small.config.index_dir) / VECTORS
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(IndexCorruptError, match=r"vectors.faiss has \d+ bytes, the manifest says \d+ .*run `qa build`"):
+        load_index(small.config.index_dir)
+
+
+def test_damaged_passages_are_refused(small):
+    path = current_build(small.config.index_dir) / PASSAGES
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x01  # same size, different content
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match="does not match its checksum"):
+        load_index(small.config.index_dir)
+
+
+def test_broken_manifest_is_refused(small):
+    (current_build(small.config.index_dir) / MANIFEST).write_text("{", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="manifest.json is not valid JSON"):
+        load_index(small.config.index_dir)
+
+
+def test_index_of_another_model_is_a_mismatch(small):
+    path = current_build(small.config.index_dir) / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["model"] = "someone/other-model"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match="built with model 'someone/other-model'"):
+        load_index(small.config.index_dir, model=small.config.model)
+
+
+def test_status_lists_changes_since_build(small):
+    corpus: Path = small.config.corpus_dir
+    assert not corpus_changes(small.config).any
+    (corpus / "农业.md").write_text("# 农业\n\n改了。\n", encoding="utf-8")
+    (corpus / "new.txt").write_text("新的。", encoding="utf-8")
+    (corpus / "notes.txt").unlink()
+    changes = corpus_changes(small.config)
+    assert (changes.added, changes.changed, changes.removed, changes.unchanged) == (
+        ["new.txt"], ["农业.md"], ["notes.txt"], ["医保.md"],
+    )
+
+
+def test_empty_corpus_never_replaces_a_good_index(small):
+    for path in small.config.corpus_dir.iterdir():
+        path.unlink()
+    with pytest.raises(CorpusError, match="nothing to index"):
+        small.rebuild()
+    assert load_index(small.config.index_dir).manifest["counts"]["documents"] == 3
