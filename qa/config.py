@@ -1,7 +1,7 @@
 """One frozen configuration, with defaults, passed down explicitly to every stage.
 
 Values come from, in order of precedence: command-line flags, environment variables (QA_CORPUS,
-QA_INDEX, QA_MODEL, QA_DEVICE), then the defaults below.
+QA_INDEX, QA_MODEL, QA_DEVICE, QA_FEEDBACK), then the defaults below.
 """
 
 import os
@@ -27,12 +27,14 @@ class Config:
     score_ceiling: float = 0.92
     # Relevance (0..1) below which a question is answered "nothing relevant found".
     min_relevance: float = 0.35
+    # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
+    feedback_file: Path = Path("feedback/feedback.jsonl")
     extra: dict = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values) -> "Config":
         """A copy with the given fields replaced; None values are ignored (flags not given)."""
         given = {key: value for key, value in values.items() if value is not None}
-        for key in ("corpus_dir", "index_dir"):
+        for key in ("corpus_dir", "index_dir", "feedback_file"):
             if key in given:
                 given[key] = Path(given[key])
         return replace(self, **given)
@@ -50,4 +52,5 @@ def config_from_env(environ: dict | None = None) -> Config:
         index_dir=environ.get("QA_INDEX"),
         model=environ.get("QA_MODEL"),
         device=environ.get("QA_DEVICE"),
+        feedback_file=environ.get("QA_FEEDBACK"),
     )

@@ -35,3 +35,7 @@ class BuildLockedError(QAError):
 
 class QuestionError(QAError):
     """The question cannot be asked as given (empty, not text)."""
+
+
+class FeedbackError(QAError):
+    """A thumbs up/down from the chat page cannot be recorded in the feedback log."""
