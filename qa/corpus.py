@@ -1,18 +1,22 @@
 """Read the corpus folder: every supported document, its text, and the sections its headings open.
 
-A document's `text` is exactly what a citation's offsets point into. Markdown headings become the
-`section` of the text under them; a plain-text file is one section without a heading.
+A document's `text` is exactly what a citation's offsets point into: the file's text for .md and
+.txt, the extracted text for .pdf, .docx and .html (see qa/formats.py). Headings (Markdown `#`,
+Word heading styles, HTML h1-h6) become the `section` of the text under them; a plain-text file
+or a PDF is one section without a heading.
 """
 
 import hashlib
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError
+from .errors import CorpusError, DocumentError
+from .formats import READERS, UNSUPPORTED, Heading, extract, markdown_headings
 
-SUPPORTED_SUFFIXES = (".md", ".txt")
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+SUPPORTED_SUFFIXES = tuple(READERS)
+# Listed too, so that a .doc dropped into the corpus is reported as unsupported instead of ignored.
+LISTED_SUFFIXES = SUPPORTED_SUFFIXES + tuple(UNSUPPORTED)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Document:
     source: str  # path relative to the corpus folder, with forward slashes
     text: str
     sections: list[Section]
+    encoding: str | None = None  # the encoding a text file was decoded from ("UTF-8", "GB18030"); None for PDF, DOCX
 
 
 @dataclass(frozen=True)
@@ -36,23 +41,27 @@ class Problem:
     """A corpus file that could not be read, and why; it is reported, never silently skipped."""
 
     source: str
-    reason: str
+    reason: str  # without the source name: "empty file", "encrypted PDF: it needs a password; …"
 
 
 def list_sources(corpus_dir: Path) -> list[Path]:
-    """The supported files under `corpus_dir`, sorted, skipping hidden files and folders.
+    """The document files under `corpus_dir`, sorted, skipping hidden files and folders.
 
-    Symbolic links that lead outside the corpus folder are not followed.
+    Supported formats and known unsupported ones (.doc, .wps…, reported when read) are listed.
+    Word's lock files (`~$name.docx`, present while a document is open) and symbolic links that
+    lead outside the corpus folder are not.
     """
     if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus folder {corpus_dir} does not exist; create it and put .md or .txt files in it")
+        raise CorpusError(
+            f"corpus folder {corpus_dir} does not exist; create it and put .md, .txt, .pdf, .docx or .html files in it"
+        )
     root = corpus_dir.resolve()
     found = []
     for path in sorted(corpus_dir.rglob("*")):
         relative = path.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in relative.parts):
+        if any(part.startswith(".") for part in relative.parts) or path.name.startswith("~$"):
             continue
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in LISTED_SUFFIXES or not path.is_file():
             continue
         if not path.resolve().is_relative_to(root):
             continue
@@ -77,42 +86,74 @@ def source_hashes(corpus_dir: Path) -> dict[str, str]:
     return {source_name(path, corpus_dir): file_hash(path) for path in list_sources(corpus_dir)}
 
 
+def corpus_snapshot(corpus_dir: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every listed source: a cheap way to notice that something changed."""
+    snapshot = {}
+    for path in list_sources(corpus_dir):
+        try:
+            facts = path.stat()
+        except OSError:  # removed between listing and stat
+            continue
+        snapshot[source_name(path, corpus_dir)] = (facts.st_size, facts.st_mtime_ns)
+    return snapshot
+
+
 def read_document(path: Path, corpus_dir: Path) -> Document:
-    """Read one file into a Document; raise CorpusError with the reason when it cannot be read."""
+    """Read one file into a Document; raise DocumentError naming the file and the reason when it cannot be read."""
     source = source_name(path, corpus_dir)
+    try:
+        return _read(path, source)
+    except DocumentError as error:
+        raise DocumentError(f"{source}: {error}") from None
+
+
+def _read(path: Path, source: str) -> Document:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise CorpusError(f"{source}: cannot read ({error.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise CorpusError(f"{source}: not UTF-8 text (bad byte at offset {error.start}); save it as UTF-8") from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if path.suffix.lower() == ".md":
-        sections = markdown_sections(text)
-    else:
-        sections = [Section("", 0, len(text))]
-    return Document(source=source, text=text, sections=sections)
+        raise DocumentError(f"cannot read ({error.strerror})") from None
+    extracted = extract(raw, path.suffix)
+    return Document(
+        source=source,
+        text=extracted.text,
+        sections=sections_under(extracted.text, extracted.headings),
+        encoding=extracted.encoding,
+    )
 
 
-def markdown_sections(text: str) -> list[Section]:
-    """Split Markdown into the body text under each heading; the heading line itself is not body."""
+def sections_under(text: str, headings: list[Heading]) -> list[Section]:
+    """The body text under each heading (before the first: heading ""); heading lines are not body."""
     sections = []
     heading, start = "", 0
-    for match in _HEADING.finditer(text):
-        sections.append(Section(heading, start, match.start()))
-        heading, start = match.group(2).strip(), match.end()
+    for line in headings:
+        sections.append(Section(heading, start, line.start))
+        heading, start = line.title, line.end
     sections.append(Section(heading, start, len(text)))
     return [section for section in sections if text[section.start : section.end].strip()]
 
 
-def read_corpus(corpus_dir: Path) -> tuple[list[Document], list[Problem]]:
-    """Read every supported document; files that fail are returned as problems, not dropped silently."""
+def markdown_sections(text: str) -> list[Section]:
+    """Split Markdown into the body text under each heading; the heading line itself is not body."""
+    return sections_under(text, markdown_headings(text))
+
+
+def read_corpus(
+    corpus_dir: Path,
+    paths: list[Path] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Document], list[Problem]]:
+    """Read every supported document (or `paths`); files that fail are returned as problems, not dropped silently.
+
+    `progress(done, total)` is called after each file.
+    """
+    paths = list_sources(corpus_dir) if paths is None else paths
     documents, problems = [], []
-    for path in list_sources(corpus_dir):
+    for number, path in enumerate(paths, start=1):
+        source = source_name(path, corpus_dir)
         try:
-            documents.append(read_document(path, corpus_dir))
-        except CorpusError as error:
-            problems.append(Problem(source_name(path, corpus_dir), str(error)))
+            documents.append(_read(path, source))
+        except DocumentError as error:
+            problems.append(Problem(source, str(error)))
+        if progress:
+            progress(number, len(paths))
     return documents, problems

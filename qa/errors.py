@@ -13,6 +13,10 @@ class CorpusError(QAError):
     """The corpus folder or one of its documents cannot be read."""
 
 
+class DocumentError(CorpusError):
+    """One corpus file cannot be read: bad encoding, damaged, encrypted or scanned PDF, broken archive, empty."""
+
+
 class ImportCasesError(QAError):
     """A case table (the seed's PDF-extracted layout) cannot be parsed."""
 
