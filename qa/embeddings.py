@@ -25,6 +25,9 @@ class Embedder:
 
     @cached_property
     def model(self):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
         if self.model_name == DEFAULT_MODEL_NAME:
             return load_default_model(device=self.device)
         try:
@@ -39,7 +42,7 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:

@@ -23,7 +23,7 @@ def run(*args, input=None):
 def test_ask_json_structure(index_dir):
     result = run("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.output)
+    answer = json.loads(result.stdout)
     assert set(answer) >= {"question", "answered", "passages"}
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
     assert answer["answered"] is True
@@ -39,7 +39,7 @@ def test_ask_json_structure(index_dir):
 def test_ask_reads_questions_from_stdin_one_json_per_line(index_dir):
     result = run("ask", "--json", "--index", index_dir, "-", input="茶产业和旅游怎么结合？\n\n诗路建设以什么为脉络？\n")
     assert result.exit_code == 0, result.output
-    answers = [json.loads(line) for line in result.output.splitlines()]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [case_number(a["passages"][0]["section"]) for a in answers] == [6, 8]
 
 
