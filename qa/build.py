@@ -1,30 +1,59 @@
-"""Build the index from the corpus: read documents, cut passages, embed them, write the index.
+"""Build the index from the corpus: read documents, cut passages, embed what is new, write the index.
+
+A build always produces a complete index of the corpus folder, but embeds only passages whose
+embedding text the embedding cache (qa/embedding_cache.py) has not seen with this model: after
+an edit to one file, only that file's changed passages go through the model, and when nothing
+needs embedding the model is not even loaded. The new index is written beside the old one and
+made current in one step (qa/index.py), under a lock that keeps a second build out.
+
+A file that cannot be read is reported with the reason and left out, and the other files are
+indexed. If that file was indexed before, the version indexed before is kept (its passages are
+carried over from the previous index), because a half-copied or wrongly saved file should not make
+answers vanish; the build reports it as kept, `qa status` keeps listing it as unreadable, and it is
+replaced as soon as the file can be read again. Deleting the file is how a document is withdrawn.
 
 Also answers "what changed since the last build" by comparing the sha256 of every source file
 with the hashes recorded in the manifest.
 """
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from .config import Config
-from .corpus import Problem, read_corpus, source_hashes
+from .corpus import Document, Problem, corpus_snapshot, file_hash, list_sources, read_corpus, source_name
+from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .index import build_lock, make_manifest, read_manifest, write_index
-from .passages import make_passages
+from .index import build_lock, load_index, make_manifest, read_manifest, write_index
+from .passages import Passage, make_passages
 
-# progress(stage, done, total): stage is "reading", "embedding" or "writing".
+# progress(stage, done, total) is called with these stages, in this order:
+#   "reading"    files read, of all files in the corpus folder (after each file)
+#   "passages"   passages whose vectors the embedding cache already had, of all passages (once)
+#   "model"      0 of 1 while the embedding model loads, 1 of 1 once loaded (only if something needs embedding)
+#   "embedding"  passages embedded, of those the cache did not have (after each batch; once with 0 of 0 if none)
+#   "writing"    0 of 1 while the index is written and checked, 1 of 1 once it is current
 Progress = Callable[[str, int, int], None]
+
+# Texts embedded between two saves to the cache: what a build killed midway can lose.
+_CHUNK_BATCHES = 8
 
 
 @dataclass
 class CorpusChanges:
+    """How the corpus folder differs from what the current index was built from."""
+
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Files that could not be read at the last build and have not changed since: a rebuild would not help.
+    unreadable: list[Problem] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
@@ -33,72 +62,232 @@ class CorpusChanges:
 
 @dataclass
 class BuildReport:
-    documents: int
+    documents: int  # documents in the new index, kept versions of unreadable files included
     passages: int
-    problems: list[Problem]
-    changes: CorpusChanges
+    problems: list[Problem]  # files that could not be read, with the reason
+    changes: CorpusChanges  # files added / changed / removed / unchanged since the previous build
     seconds: float
     folder: str
+    embedded: int = 0  # texts the model embedded in this build (passages with the same text share one)
+    reused: int = 0  # passages whose vectors came from the embedding cache
+    kept: list[str] = field(default_factory=list)  # unreadable files whose previously indexed version was kept
+    notes: list[str] = field(default_factory=list)  # things worth knowing: encodings guessed, cache trouble
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)  # reading, model, embedding, writing
 
 
-def compare_sources(recorded: dict[str, str], current: dict[str, str]) -> CorpusChanges:
-    """Sort sources into added / changed / removed / unchanged by their hashes."""
-    return CorpusChanges(
-        added=sorted(current.keys() - recorded.keys()),
-        changed=sorted(s for s in current.keys() & recorded.keys() if current[s] != recorded[s]),
-        removed=sorted(recorded.keys() - current.keys()),
-        unchanged=sorted(s for s in current.keys() & recorded.keys() if current[s] == recorded[s]),
-    )
+def compare_sources(
+    recorded: dict[str, str], current: dict[str, str], unreadable: dict[str, dict] | None = None
+) -> CorpusChanges:
+    """Sort sources into added / changed / removed / unchanged (and still unreadable) by their hashes.
+
+    `recorded` maps each indexed source to the hash of the version indexed; `unreadable` maps the
+    sources the last build could not read to {"sha256", "reason"} of the file it tried.
+    """
+    unreadable = unreadable or {}
+    changes = CorpusChanges()
+    for source in sorted(current):
+        if source in unreadable and unreadable[source].get("sha256") == current[source]:
+            changes.unreadable.append(Problem(source, unreadable[source].get("reason", "")))
+        elif source not in recorded:
+            changes.added.append(source)
+        elif recorded[source] == current[source]:
+            changes.unchanged.append(source)
+        else:
+            changes.changed.append(source)
+    changes.removed = sorted((recorded.keys() | unreadable.keys()) - current.keys())
+    return changes
 
 
 def corpus_changes(config: Config, current: dict[str, str] | None = None) -> CorpusChanges:
     """What changed in the corpus folder since the current index was built (all added if none was)."""
-    try:
-        recorded = read_manifest(config.index_dir)["sources"]
-    except (IndexMissingError, IndexCorruptError, IndexMismatchError):
-        recorded = {}
-    return compare_sources(recorded, source_hashes(config.corpus_dir) if current is None else current)
+    manifest = _previous_manifest(config.index_dir) or {}
+    if current is None:
+        current = {source_name(path, config.corpus_dir): file_hash(path) for path in list_sources(config.corpus_dir)}
+    return compare_sources(manifest.get("sources", {}), current, manifest.get("problems", {}))
 
 
 def build_index(config: Config, embedder: Embedder, progress: Progress | None = None) -> BuildReport:
     """Build a complete index of `config.corpus_dir` into `config.index_dir`, replacing the old one atomically.
 
-    Files that cannot be read are reported in `problems` and left out; the build still fails with
-    CorpusError when no document at all can be indexed, so an empty corpus never replaces a good index.
+    Only passages the embedding cache lacks are embedded. Files that cannot be read are reported
+    in `problems` and left out (or, if indexed before, kept as they were: see the module note); the
+    build fails with CorpusError when nothing at all can be indexed, so an empty corpus never
+    replaces a good index, and with BuildLockedError when another build of the index is running.
     """
     started = time.perf_counter()
     progress = progress or (lambda stage, done, total: None)
+    timings: dict[str, float] = {}
     with build_lock(config.index_dir):
+        paths = list_sources(config.corpus_dir)
         # Hashes are taken before reading, so a file edited during the build shows up as changed later.
-        hashes = source_hashes(config.corpus_dir)
-        changes = corpus_changes(config, hashes)
-        documents, problems = read_corpus(config.corpus_dir)
-        progress("reading", len(documents), len(documents) + len(problems))
-        passages = make_passages(documents, config.max_passage_chars)
+        hashes = {source_name(path, config.corpus_dir): file_hash(path) for path in paths}
+        previous = _previous_manifest(config.index_dir)
+        changes = compare_sources(
+            (previous or {}).get("sources", {}), hashes, (previous or {}).get("problems", {})
+        )
+        documents, problems = read_corpus(
+            config.corpus_dir, paths, progress=lambda done, total: progress("reading", done, total)
+        )
+        kept = _previous_versions(config.index_dir, previous, problems)
+        passages = _passages_in_order(paths, config.corpus_dir, documents, kept, config.max_passage_chars)
+        timings["reading"] = time.perf_counter() - started
         if not passages:
-            reasons = "; ".join(problem.reason for problem in problems) or "it holds no .md or .txt text"
+            reasons = "; ".join(f"{p.source}: {p.reason}" for p in problems) or "it holds no readable documents"
             raise CorpusError(f"nothing to index in {config.corpus_dir}: {reasons}")
-        vectors = embedder.embed_passages(
-            [passage.embedding_text() for passage in passages],
-            progress=lambda done, total: progress("embedding", done, total),
-        )
-        sources = {doc.source: hashes[doc.source] for doc in documents if doc.source in hashes}
-        manifest = make_manifest(
-            model=config.model,
-            dimension=vectors.shape[1],
-            chunking=config.chunking(),
-            sources=sources,
-            documents=len(documents),
-            passages=len(passages),
-        )
-        progress("writing", 0, 1)
-        folder = write_index(config.index_dir, manifest, passages, vectors)
-        progress("writing", 1, 1)
+
+        notes = [
+            f"{document.source}: read as {document.encoding} (not UTF-8)"
+            for document in documents
+            if document.encoding not in (None, "UTF-8")
+        ]
+        with EmbeddingCache(config.index_dir / CACHE_FILE, _cache_name(embedder)) as cache:
+            vectors, embedded, reused = _vectors_for(
+                [passage.embedding_text() for passage in passages], cache, embedder, progress, timings
+            )
+            sources = {document.source: hashes[document.source] for document in documents}
+            sources.update({source: previous["sources"][source] for source in kept})
+            manifest = make_manifest(
+                model=config.model,
+                dimension=vectors.shape[1],
+                chunking=config.chunking(),
+                sources=dict(sorted(sources.items())),
+                documents=len(sources),
+                passages=len(passages),
+            )
+            manifest["problems"] = {
+                problem.source: {"sha256": hashes[problem.source], "reason": problem.reason, "kept": problem.source in kept}
+                for problem in problems
+            }
+            writing = time.perf_counter()
+            progress("writing", 0, 1)
+            folder = write_index(config.index_dir, manifest, passages, vectors)
+            progress("writing", 1, 1)
+            timings["writing"] = time.perf_counter() - writing
+            cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
+            if cache.problem:
+                notes.append(cache.problem)
     return BuildReport(
-        documents=len(documents),
+        documents=len(sources),
         passages=len(passages),
         problems=problems,
         changes=changes,
         seconds=time.perf_counter() - started,
         folder=str(folder),
+        embedded=embedded,
+        reused=reused,
+        kept=sorted(kept),
+        notes=notes,
+        seconds_by_stage=timings,
     )
+
+
+def _previous_manifest(index_dir: Path) -> dict | None:
+    try:
+        return read_manifest(index_dir)
+    except (IndexMissingError, IndexCorruptError, IndexMismatchError):
+        return None
+
+
+def _previous_versions(index_dir: Path, previous: dict | None, problems: list[Problem]) -> dict[str, list[Passage]]:
+    """The previously indexed passages of each unreadable file that the current index holds."""
+    wanted = {problem.source for problem in problems} & set((previous or {}).get("sources", {}))
+    if not wanted:
+        return {}
+    try:
+        old = load_index(index_dir)
+    except (IndexMissingError, IndexCorruptError, IndexMismatchError):
+        return {}  # nothing trustworthy to keep; the files are reported as skipped
+    kept: dict[str, list[Passage]] = {}
+    for passage in old.passages:
+        if passage.source in wanted:
+            kept.setdefault(passage.source, []).append(passage)
+    return kept
+
+
+def _passages_in_order(
+    paths: list[Path], corpus_dir: Path, documents: list[Document], kept: dict[str, list[Passage]], max_chars: int
+) -> list[Passage]:
+    """All passages, numbered from 0 in the corpus's file order, kept versions in their place."""
+    by_source = {document.source: document for document in documents}
+    passages: list[Passage] = []
+    for path in paths:
+        source = source_name(path, corpus_dir)
+        if source in by_source:
+            passages.extend(make_passages([by_source[source]], max_chars, first_id=len(passages)))
+        elif source in kept:
+            passages.extend(dataclasses.replace(p, id=len(passages) + n) for n, p in enumerate(kept[source]))
+    return passages
+
+
+def _cache_name(embedder: Embedder) -> str:
+    # An embedder whose vectors differ for the same model name (another precision, say) must
+    # give itself a distinct `cache_name`, or it would be served the other one's vectors.
+    return getattr(embedder, "cache_name", None) or embedder.model_name
+
+
+def _vectors_for(
+    texts: list[str], cache: EmbeddingCache, embedder: Embedder, progress: Progress, timings: dict[str, float]
+) -> tuple[np.ndarray, int, int]:
+    """The vector of every text, from the cache or the model; returns (vectors, texts embedded, passages reused)."""
+    cached = cache.get(texts)
+    if len({len(vector) for vector in cached if vector is not None}) > 1:
+        cache.clear()  # vectors of two dimensions under one name: the model changed behind it
+        cached = [None] * len(texts)
+    reused = sum(vector is not None for vector in cached)
+    progress("passages", reused, len(texts))
+    # Longest first, as sentence-transformers' encode sorts them: batches of similar length pad least.
+    missing = sorted({text for text, vector in zip(texts, cached) if vector is None}, key=len, reverse=True)
+    fresh: dict[str, np.ndarray] = {}
+    if not missing:
+        progress("embedding", 0, 0)
+    else:
+        loading = time.perf_counter()
+        progress("model", 0, 1)
+        dimension = embedder.dimension  # loads the model: only now that something needs embedding
+        progress("model", 1, 1)
+        timings["model"] = time.perf_counter() - loading
+        if reused and len(next(vector for vector in cached if vector is not None)) != dimension:
+            cache.clear()  # the cached vectors were made by another model of the same name
+            cached = [None] * len(texts)
+            reused = 0
+            missing = sorted(set(texts), key=len, reverse=True)
+        embedding = time.perf_counter()
+        progress("embedding", 0, len(missing))
+        chunk_size = embedder.batch_size * _CHUNK_BATCHES
+        for start in range(0, len(missing), chunk_size):
+            chunk = missing[start : start + chunk_size]
+            vectors = embedder.embed_passages(
+                chunk, progress=lambda done, total, start=start: progress("embedding", start + done, len(missing))
+            )
+            cache.put(chunk, vectors)  # saved before the next chunk: a killed build loses at most one chunk
+            fresh.update(zip(chunk, vectors))
+        timings["embedding"] = time.perf_counter() - embedding
+    matrix = np.stack([vector if vector is not None else fresh[text] for text, vector in zip(texts, cached)])
+    return np.ascontiguousarray(matrix, dtype=np.float32), len(missing), reused
+
+
+def wait_for_change(
+    corpus_dir: Path, since: dict[str, tuple[int, int]] | None, interval: float = 2.0
+) -> dict[str, tuple[int, int]] | None:
+    """Block until the corpus folder differs from the snapshot `since`, then until it stays the same for one interval.
+
+    Snapshots (from `corpus_snapshot`) hold each file's size and modification time, so polling
+    costs a directory listing, not a read. Waiting for the folder to settle means a file being
+    copied in is indexed once, complete. Returns the new snapshot (None while the folder is missing).
+    """
+    def snapshot():
+        try:
+            return corpus_snapshot(corpus_dir)
+        except CorpusError:
+            return None
+
+    current = snapshot()
+    while current == since:
+        time.sleep(interval)
+        current = snapshot()
+    while True:
+        time.sleep(interval)
+        settled = snapshot()
+        if settled == current:
+            return current
+        current = settled

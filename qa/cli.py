@@ -53,23 +53,55 @@ def main():
 @CORPUS_OPTION
 @INDEX_OPTION
 @MODEL_OPTION
+@click.option("--watch", is_flag=True, help="After building, keep watching the corpus folder and rebuild when it changes.")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True, help="Seconds between checks with --watch.")
 @_user_errors
-def build(corpus_dir, index_dir, model):
+def build(corpus_dir, index_dir, model, watch, interval):
     """Build the index of the corpus folder, replacing the old index only when the new one is complete.
 
-    Example: qa build --corpus corpus --index index
+    Only passages that are new or changed since earlier builds are embedded. Reads .md, .txt,
+    .pdf, .docx and .html; a file that cannot be read is reported and skipped.
+
+    \b
+    Examples:
+      qa build --corpus corpus --index index
+      qa build --watch                  # rebuild whenever a file in corpus/ is added, changed or removed
     """
     from .assistant import Assistant
+    from .build import wait_for_change
+    from .corpus import corpus_snapshot
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
-    report = Assistant(config).rebuild(progress=_progress_bar())
+    assistant = Assistant(config)
+    if not watch:
+        _print_build_report(assistant.rebuild(progress=_progress_bar()))
+        return
+    snapshot = corpus_snapshot(config.corpus_dir)  # taken before building: an edit made during a build triggers another
+    try:
+        while True:
+            try:
+                _print_build_report(assistant.rebuild(progress=_progress_bar()))
+            except QAError as error:  # keep watching: the next change may fix it
+                click.echo(f"Error: {error}", err=True)
+            click.echo(f"Watching {config.corpus_dir} for changes (Ctrl-C to stop).", err=True)
+            snapshot = wait_for_change(config.corpus_dir, snapshot, interval)
+    except KeyboardInterrupt:
+        click.echo("Stopped watching.", err=True)
+
+
+def _print_build_report(report) -> None:
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     for problem in report.problems:
-        click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
+        if problem.source in report.kept:
+            click.echo(f"kept {problem.source} as indexed before; it cannot be read now: {problem.reason}", err=True)
+        else:
+            click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
     changes = report.changes
     click.echo(
-        f"Indexed {report.documents} documents as {report.passages} passages in {report.seconds:.1f} s "
-        f"({len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
-        f"{len(changes.unchanged)} unchanged since the last build)."
+        f"Indexed {report.documents} documents as {report.passages} passages in {report.seconds:.1f} s: "
+        f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
+        f"{len(changes.unchanged)} unchanged files; {report.embedded} passages embedded, {report.reused} reused."
     )
 
 
@@ -132,12 +164,17 @@ def status(corpus_dir, index_dir):
     changes = corpus_changes(config)
     if not changes.any:
         click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
-        return
-    click.echo(f"Corpus: {config.corpus_dir} changed since the build; run `qa build`:")
-    for label, sources in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
-        for source in sources:
-            click.echo(f"  {label:8} {source}")
-    sys.exit(2)
+    else:
+        click.echo(f"Corpus: {config.corpus_dir} changed since the build; run `qa build`:")
+        for label, sources in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
+            for source in sources:
+                click.echo(f"  {label:8} {source}")
+    kept = {source for source, problem in manifest.get("problems", {}).items() if problem.get("kept")}
+    for problem in changes.unreadable:
+        what = "its version indexed before is kept" if problem.source in kept else "not indexed"
+        click.echo(f"  unreadable {problem.source} ({what}): {problem.reason}")
+    if changes.any:
+        sys.exit(2)
 
 
 @main.group()
@@ -201,18 +238,26 @@ def _print_answer(answer) -> None:
 
 
 def _progress_bar():
-    """A progress callback drawing one tqdm bar per stage on standard error."""
+    """A progress callback: tqdm bars for reading files and embedding passages (rate, time left), lines for the rest."""
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = tqdm(total=total, desc=stage, unit="passage" if stage == "embedding" else "file", file=sys.stderr)
-        bar = bars[stage]
-        bar.total = total
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
+        if stage == "passages":
+            click.echo(f"{total} passages: {done} reused from the embedding cache, {total - done} to embed", err=True)
+        elif stage == "model" and done == 0:
+            click.echo("loading the embedding model…", err=True)
+        elif stage == "writing" and done == 0:
+            click.echo("writing and checking the new index…", err=True)
+        elif stage in ("reading", "embedding") and total > 0:
+            if stage not in bars:
+                unit = "passage" if stage == "embedding" else "file"
+                bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr)
+            bar = bars[stage]
+            bar.total = total
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
 
     return progress

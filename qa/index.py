@@ -14,6 +14,7 @@ so `load_index` checks every file against the manifest before trusting it.
 """
 
 import fcntl
+import importlib.metadata
 import json
 import os
 import platform
@@ -76,9 +77,6 @@ def new_vector_index(dimension: int) -> faiss.Index:
 def make_manifest(
     model: str, dimension: int, chunking: dict, sources: dict[str, str], documents: int, passages: int
 ) -> dict:
-    import sentence_transformers
-    import torch
-
     return {
         "format": FORMAT_VERSION,
         "model": model,
@@ -89,8 +87,9 @@ def make_manifest(
         "versions": {
             "qa": __version__,
             "faiss": faiss.__version__,
-            "sentence_transformers": sentence_transformers.__version__,
-            "torch": torch.__version__,
+            # Read from the installed metadata: importing torch just to name its version costs seconds.
+            "sentence_transformers": importlib.metadata.version("sentence-transformers"),
+            "torch": importlib.metadata.version("torch"),
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
@@ -158,11 +157,16 @@ def write_index(
         _write_json(folder / MANIFEST, manifest)
         _fsync_folder(folder)
         _load_folder(folder)  # never point `current` at an index that does not load
+        try:
+            previous = current_build(index_dir).name
+        except (IndexMissingError, IndexCorruptError):
+            previous = None
         _point_current_at(index_dir, folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    _remove_old_builds(index_dir, keep={folder.name})
+    # Keep the build that was current until now: a reader may have resolved `current` just before the switch.
+    _remove_old_builds(index_dir, keep={folder.name, previous})
     return folder
 
 
@@ -177,10 +181,13 @@ def load_index(index_dir: Path, model: str | None = None) -> Index:
         try:
             index = _load_folder(folder)
             break
-        except FileNotFoundError:
-            # A concurrent build removed this folder between readlink and open: read the new one.
-            if attempt == 2:
-                raise IndexCorruptError(f"index files in {folder} disappeared while loading; {_REBUILD_HINT}") from None
+        except (FileNotFoundError, IndexCorruptError) as error:
+            # Two builds finished while this one was loading and the second removed this folder:
+            # read the new current one. A folder that is still current is really damaged.
+            if attempt == 2 or current_build(index_dir) == folder:
+                if isinstance(error, FileNotFoundError):
+                    raise IndexCorruptError(f"{error.filename} disappeared while loading; {_REBUILD_HINT}") from None
+                raise
     if model is not None and index.model != model:
         raise IndexMismatchError(
             f"the index in {index_dir} was built with model {index.model!r}, not {model!r}; "
@@ -273,11 +280,17 @@ def _point_current_at(index_dir: Path, folder: Path) -> None:
     _fsync_folder(index_dir)
 
 
-def _remove_old_builds(index_dir: Path, keep: set[str]) -> None:
-    # Keep the newest previous build too: a reader may have resolved `current` just before the switch.
-    builds = sorted(p for p in (index_dir / _BUILDS).iterdir() if p.is_dir() and p.name not in keep)
-    for old in builds[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
+def _remove_old_builds(index_dir: Path, keep: set[str | None]) -> None:
+    # Also removes what builds killed midway left (kill -9 skips every clean-up): their partial
+    # folders and temporary links. The caller holds the build lock, so none of them is in use.
+    for old in (index_dir / _BUILDS).iterdir():
+        if old.name not in keep:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    for link in index_dir.glob(f".{_CURRENT}.*"):
+        link.unlink(missing_ok=True)
 
 
 def _file_facts(path: Path) -> dict:

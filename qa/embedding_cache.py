@@ -1,0 +1,174 @@
+"""Passage vectors computed by earlier builds, so that a rebuild embeds only what is new.
+
+A vector is stored under the model's name and the sha256 of the exact text the model read (the
+passage's embedding text, its section title included). So an unchanged passage is never embedded
+twice, whatever happened around it: its file renamed, another file edited, passages before it
+renumbered. A different model, or a changed text, is simply a different key.
+
+The cache is one SQLite file, `embedding-cache.sqlite` in the index folder (beside `builds/`),
+written in a transaction after each embedded chunk: a build killed midway keeps what it embedded
+and the next build continues from there. It is only a cache: a damaged file is deleted and
+rebuilt, never trusted. Rows no build has used in the last two builds of their model are deleted
+after a successful build, so the file stays about the size of the index (plus the previous
+versions of edited passages, which makes undoing an edit free).
+"""
+
+import hashlib
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+CACHE_FILE = "embedding-cache.sqlite"
+_PARAMETERS = 500  # SQLite allows 999 host parameters in one statement on old builds
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL,
+    key BLOB NOT NULL,          -- sha256 of the embedding text
+    used INTEGER NOT NULL,      -- the model's generation (build number) that last used the row
+    vector BLOB NOT NULL,       -- float32, normalised
+    PRIMARY KEY (model, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generations (
+    model TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
+"""
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    """Vectors by (model, text) in one SQLite file. Open one per build, with `with`.
+
+    Opening starts a new generation for the model; rows read or written are marked with it, and
+    `forget_unused()` deletes rows older than the previous generation. The cache never fails a
+    build: if the file cannot be used, it works in memory for this build and says why in `problem`.
+    """
+
+    def __init__(self, path: Path, model: str):
+        self.path = Path(path)
+        self.model = model
+        self.problem: str | None = None
+        try:
+            self._open(self.path)
+        except sqlite3.OperationalError as error:  # locked, read-only, disk full: keep the file, skip it
+            self._give_up(f"embedding cache {self.path} cannot be used ({error}); every passage is embedded")
+        except sqlite3.DatabaseError as error:  # not a database, malformed: it is only a cache
+            self._delete_files()
+            self._open(self.path)
+            self.problem = f"embedding cache {self.path} was damaged ({error}); it was started afresh"
+
+    def _open(self, path: Path | str) -> None:
+        if path != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            # WAL with synchronous=NORMAL survives the process being killed at any moment (only an
+            # OS crash can lose the last transactions, and a cache can afford that).
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")
+            self.connection.executescript(_SCHEMA)
+            with self._transaction():
+                row = self.connection.execute(
+                    "SELECT generation FROM generations WHERE model = ?", (self.model,)
+                ).fetchone()
+                self.generation = (row[0] if row else 0) + 1
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO generations (model, generation) VALUES (?, ?)", (self.model, self.generation)
+                )
+        except sqlite3.DatabaseError:
+            self.connection.close()
+            raise
+
+    def _give_up(self, problem: str) -> None:
+        if getattr(self, "connection", None) is not None:
+            self.connection.close()
+        self._open(":memory:")
+        self.problem = problem
+
+    def _delete_files(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    @contextmanager
+    def _transaction(self):
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def get(self, texts: list[str]) -> list[np.ndarray | None]:
+        """The cached vector of each text, or None where there is none; marks the found rows as used."""
+        keys = [text_key(text) for text in texts]
+        unique = list(dict.fromkeys(keys))
+        found: dict[bytes, np.ndarray] = {}
+        try:
+            with self._transaction():
+                for start in range(0, len(unique), _PARAMETERS):
+                    chunk = unique[start : start + _PARAMETERS]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self.connection.execute(
+                        f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})", (self.model, *chunk)
+                    ).fetchall()
+                    for key, blob in rows:
+                        found[key] = np.frombuffer(blob, dtype=np.float32)
+                    self.connection.execute(
+                        f"UPDATE vectors SET used = ? WHERE model = ? AND key IN ({marks})",
+                        (self.generation, self.model, *chunk),
+                    )
+        except sqlite3.Error as error:
+            self._give_up(f"embedding cache {self.path} cannot be read ({error}); every passage is embedded")
+            return [None] * len(keys)
+        return [found.get(key) for key in keys]
+
+    def put(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Store the vector of each text (one transaction: all of them or, if killed, none)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = [(self.model, text_key(text), self.generation, vector.tobytes()) for text, vector in zip(texts, vectors)]
+        try:
+            with self._transaction():
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, key, used, vector) VALUES (?, ?, ?, ?)", rows
+                )
+        except sqlite3.Error as error:
+            self._give_up(f"embedding cache {self.path} cannot be written ({error}); new vectors are not kept")
+
+    def clear(self) -> None:
+        """Forget every vector of this model (used when the model behind a name turns out to have changed)."""
+        try:
+            with self._transaction():
+                self.connection.execute("DELETE FROM vectors WHERE model = ?", (self.model,))
+        except sqlite3.Error as error:
+            self._give_up(f"embedding cache {self.path} cannot be written ({error}); new vectors are not kept")
+
+    def forget_unused(self) -> int:
+        """Delete this model's rows used by neither this build nor the previous one; returns how many."""
+        try:
+            with self._transaction():
+                cursor = self.connection.execute(
+                    "DELETE FROM vectors WHERE model = ? AND used < ?", (self.model, self.generation - 1)
+                )
+        except sqlite3.Error:
+            return 0
+        return cursor.rowcount
+
+    def count(self) -> int:
+        """How many vectors of this model the cache holds."""
+        return self.connection.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", (self.model,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
