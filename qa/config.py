@@ -27,6 +27,12 @@ class Config:
     score_ceiling: float = 0.92
     # Relevance (0..1) below which a question is answered "nothing relevant found".
     min_relevance: float = 0.35
+    # Retrieval (qa/retrieval.py): how dense and keyword evidence are combined, and their weights.
+    fusion: str = "sections"  # "dense", "keyword", "rrf", "sum" or "sections"
+    keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)
+    keyword_weight: float = 0.5  # share of keyword evidence in a "sum" or "sections" score
+    section_weight: float = 0.5  # share of the section's score in a "sections" passage score
+    rrf_k: int = 60
     # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
     feedback_file: Path = Path("feedback/feedback.jsonl")
     extra: dict = field(default_factory=dict, compare=False)

@@ -43,3 +43,7 @@ class QuestionError(QAError):
 
 class FeedbackError(QAError):
     """A thumbs up/down from the chat page cannot be recorded in the feedback log."""
+
+
+class EvaluationError(QAError):
+    """A question set for `qa eval` cannot be read or does not match its format."""

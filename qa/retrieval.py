@@ -1,16 +1,69 @@
-"""Find the passages nearest a question: dense retrieval over the FAISS index."""
+"""Find the passages that answer a question: dense, keyword, and their fusion.
+
+Every retriever has `search(question, k)` and `search_many(questions, k)` returning `Hit`s best
+first. The hybrid retriever computes, for a batch of questions, every passage's evidence at once
+(numpy and scipy products, no loop over passages):
+
+    dense     cosine similarity of question and passage embeddings
+    keyword   BM25 of the passage, divided by the question's best passage BM25 (0..1; 0 when no
+              question word occurs in the corpus, e.g. an English question over Chinese text)
+    section   the same two kinds of evidence for the passage's whole section: the best dense
+              similarity of its passages, and BM25 over the section's text
+
+and combines them by `Config.fusion`:
+
+    "dense", "keyword"  one kind of evidence alone
+    "rrf"               reciprocal-rank fusion of the dense and keyword passage rankings
+    "sum"               weighted sum of min-max normalised dense and keyword passage scores
+    "sections"          (default) the "sum" score of the passage's section, weighted by
+                        `section_weight`, plus the passage's own "sum" score: the section finds the
+                        right case or document, the passage's own evidence picks its sentences
+
+Keyword evidence adds to dense evidence and never replaces it: where no keyword matches, the
+normalised keyword score is 0 for every passage and the ranking is the dense one.
+"""
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+
+from .config import Config
 from .embeddings import Embedder
 from .index import Index
+from .keyword import KeywordIndex
 from .passages import Passage
+
+FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
+KEYWORDS_FILE = "keywords.npz"
 
 
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
     similarity: float  # cosine similarity of question and passage embeddings, -1..1
+    score: float = 0.0  # the fused ranking score (meaning depends on the fusion)
+    keyword: float = 0.0  # BM25 relative to the question's best passage, 0..1
+    coverage: float = 0.0  # share of the question's keyword weight found in the passage's section, 0..1
+
+
+def section_groups(passages: list[Passage]) -> np.ndarray:
+    """Group number of each passage: consecutive passages of one source and section share one."""
+    groups = np.zeros(len(passages), dtype=np.int64)
+    for i in range(1, len(passages)):
+        same = passages[i].source == passages[i - 1].source and passages[i].section == passages[i - 1].section
+        groups[i] = groups[i - 1] + (0 if same else 1)
+    return groups
+
+
+def build_keywords(passages: list[Passage], config: Config) -> KeywordIndex:
+    """The keyword index of `passages` (their section title and text), as saved beside the vectors."""
+    return KeywordIndex.build([p.embedding_text() for p in passages], tokenizer=config.keyword_tokenizer)
+
+
+def load_keywords(index: Index) -> KeywordIndex:
+    """The keyword index saved with `index` (IndexCorruptError if missing or damaged)."""
+    return KeywordIndex.load(Path(index.folder) / KEYWORDS_FILE, rows=len(index.passages))
 
 
 class DenseRetriever:
@@ -26,6 +79,117 @@ class DenseRetriever:
     def search_many(self, questions: list[str], k: int) -> list[list[Hit]]:
         vectors = self.embedder.embed_questions(questions)
         return [
-            [Hit(self.index.passages[i], score) for i, score in row]
+            [Hit(self.index.passages[i], score, score=score) for i, score in row]
             for row in self.index.search(vectors, k)
         ]
+
+
+class HybridRetriever:
+    """Dense and keyword evidence over the same passages, fused by `config.fusion` (see module docstring)."""
+
+    def __init__(self, passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config):
+        if config.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        self.passages = passages
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.keywords = keywords
+        self.embedder = embedder
+        self.config = config
+        self.groups = section_groups(passages)
+        self.section_keywords = keywords.grouped(self.groups) if passages else keywords
+
+    @classmethod
+    def from_index(cls, index: Index, embedder: Embedder, config: Config) -> "HybridRetriever":
+        vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal) if index.passages else np.zeros((0, 1), np.float32)
+        return cls(index.passages, vectors, load_keywords(index), embedder, config)
+
+    def search(self, question: str, k: int) -> list[Hit]:
+        return self.search_many([question], k)[0]
+
+    def search_many(self, questions: list[str], k: int) -> list[list[Hit]]:
+        if not self.passages or not questions:
+            return [[] for _ in questions]
+        evidence = self.evidence(questions)
+        scores = fuse(evidence, self.groups, self.config)
+        k = min(k, len(self.passages))
+        results = []
+        for row in range(len(questions)):
+            best = np.argpartition(-scores[row], k - 1)[:k]
+            best = best[np.argsort(-scores[row, best], kind="stable")]
+            results.append(
+                [
+                    Hit(
+                        self.passages[i],
+                        similarity=float(evidence.dense[row, i]),
+                        score=float(scores[row, i]),
+                        keyword=float(evidence.keyword[row, i]),
+                        coverage=float(evidence.section_coverage[row, self.groups[i]]),
+                    )
+                    for i in best
+                ]
+            )
+        return results
+
+    def evidence(self, questions: list[str]) -> "Evidence":
+        """Every kind of evidence for every passage and section, for a batch of questions."""
+        dense = self.embedder.embed_questions(questions) @ self.vectors.T
+        sections = int(self.groups.max()) + 1
+        section_dense = np.full((len(questions), sections), -1.0, dtype=np.float32)
+        np.maximum.at(section_dense, (slice(None), self.groups), dense)
+        return Evidence(
+            dense=dense,
+            keyword=_relative(self.keywords.scores(questions)),
+            section_dense=section_dense,
+            section_keyword=_relative(self.section_keywords.scores(questions)),
+            section_coverage=self.section_keywords.coverage(questions),
+        )
+
+
+@dataclass
+class Evidence:
+    """Arrays of questions × passages (dense, keyword) and questions × sections (section_*)."""
+
+    dense: np.ndarray
+    keyword: np.ndarray
+    section_dense: np.ndarray
+    section_keyword: np.ndarray
+    section_coverage: np.ndarray
+
+
+def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
+    """The ranking score of every passage (questions × passages) by `config.fusion`; higher is better."""
+    method = config.fusion
+    if method == "dense":
+        return evidence.dense
+    if method == "keyword":
+        # Ties among passages without any keyword fall back to the dense order.
+        return evidence.keyword + 1e-3 * _min_max(evidence.dense)
+    if method == "rrf":
+        return _rrf(evidence.dense, config.rrf_k) + np.where(evidence.keyword > 0, _rrf(evidence.keyword, config.rrf_k), 0)
+    passage = _weighted(evidence.dense, evidence.keyword, config.keyword_weight)
+    if method == "sum":
+        return passage
+    section = _weighted(evidence.section_dense, evidence.section_keyword, config.keyword_weight)
+    return config.section_weight * section[:, groups] + (1 - config.section_weight) * passage
+
+
+def _weighted(dense: np.ndarray, keyword: np.ndarray, keyword_weight: float) -> np.ndarray:
+    return (1 - keyword_weight) * _min_max(dense) + keyword_weight * keyword
+
+
+def _min_max(scores: np.ndarray) -> np.ndarray:
+    """Each row rescaled to 0..1 (its worst to its best), so dense and keyword scores can be added."""
+    low = scores.min(axis=1, keepdims=True)
+    span = scores.max(axis=1, keepdims=True) - low
+    return (scores - low) / np.where(span > 0, span, 1)
+
+
+def _relative(scores: np.ndarray) -> np.ndarray:
+    """Each row divided by its best (BM25 is 0 for no match, so 0 stays 0); all-zero rows stay 0."""
+    best = scores.max(axis=1, keepdims=True)
+    return scores / np.where(best > 0, best, 1)
+
+
+def _rrf(scores: np.ndarray, k: int) -> np.ndarray:
+    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable") + 1
+    return 1.0 / (k + ranks)

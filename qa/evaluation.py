@@ -1,0 +1,197 @@
+"""Measure retrieval quality: question sets in, flat `metric@k` numbers out (`qa eval`).
+
+Two formats of question set (see ../shared/eval/README.md):
+
+- a TSV like dev_questions.tsv (id, lang, kind, case, evidence, question) about a corpus whose
+  sections begin with their case number ("9 医学检查检验结果互认"); case 0 means out of scope;
+- a SQuAD-format JSON (e.g. CMRC 2018): each paragraph becomes one document `<paragraph id>.md`
+  headed by its article title, indexed into a temporary folder, and every question is in scope.
+
+Definitions, over the in-scope questions, with k = `RANKED` passages per question:
+
+    doc@n        the right case (TSV) or paragraph (SQuAD) is among the top n passages' (n = 1, 3)
+    mrr          mean of 1/rank of the first passage from the right case or paragraph (0 if none in k)
+    passage@n    one of the top n passages is from the right case and its text, whitespace removed,
+                 contains the evidence (SQuAD: one of the answer texts); "answer@1" for SQuAD
+    top_chars    mean length in characters of the top cited passage
+    declined     share of out-of-scope questions answered "nothing relevant found" (`answered` false)
+    wrongly_declined  share of in-scope questions answered "nothing relevant found"
+"""
+
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .answer import Answer, CitedPassage
+from .errors import EvaluationError
+
+RANKED = 10  # passages asked for per question: enough for MRR to see past the top 3
+
+_CASE_NUMBER = re.compile(r"\s*(\d+)\b")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    """One question and what a right answer cites: a case number or a source, and evidence texts."""
+
+    id: str
+    question: str
+    case: int | None = None  # TSV: the case number its section starts with; 0 = out of scope
+    source: str | None = None  # SQuAD: the document that holds the answer
+    evidence: tuple[str, ...] = ()  # a right passage contains one of them (whitespace removed)
+    kind: str = ""
+    lang: str = ""
+
+    @property
+    def in_scope(self) -> bool:
+        return self.case != 0
+
+    def is_right_document(self, passage: CitedPassage) -> bool:
+        if self.source is not None:
+            return passage.source == self.source
+        match = _CASE_NUMBER.match(passage.section)
+        return match is not None and int(match.group(1)) == self.case
+
+    def holds_evidence(self, passage: CitedPassage) -> bool:
+        text = _WHITESPACE.sub("", passage.text)
+        return self.is_right_document(passage) and any(_WHITESPACE.sub("", e) in text for e in self.evidence)
+
+
+@dataclass
+class EvalReport:
+    """The numbers of one evaluation; `to_json` gives them flat, as `qa eval --json` prints them."""
+
+    questions: int
+    in_scope: int
+    out_of_scope: int
+    doc_at_1: float
+    doc_at_3: float
+    mrr: float
+    passage_at_1: float
+    passage_at_3: float
+    top_chars: float
+    declined: float | None  # None when the set has no out-of-scope question
+    wrongly_declined: float
+    misses: list[str]  # ids of in-scope questions whose top passage lacks the evidence
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def read_tsv_questions(path: Path) -> list[EvalQuestion]:
+    """Questions from a dev_questions.tsv-style file; EvaluationError names the bad line."""
+    questions = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if line.startswith("#") or not line.strip():
+            continue
+        columns = line.split("\t")
+        if len(columns) != 6 or not columns[3].strip().isdigit():
+            raise EvaluationError(
+                f"{path} line {number}: expected 6 tab-separated columns "
+                "(id, lang, kind, case, evidence, question) with a case number"
+            )
+        qid, lang, kind, case, evidence, question = columns
+        questions.append(
+            EvalQuestion(qid, question, case=int(case), evidence=(evidence,) if evidence else (), kind=kind, lang=lang)
+        )
+    if not questions:
+        raise EvaluationError(f"{path} holds no questions")
+    return questions
+
+
+def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
+    """The documents ({file name: text}) and questions of a SQuAD-format JSON file."""
+    try:
+        data = json.loads(_read_text(path))["data"]
+        documents, questions = {}, []
+        for article in data:
+            for paragraph in article["paragraphs"]:
+                source = f"{_safe_name(paragraph.get('id') or str(len(documents)))}.md"
+                title = article.get("title", "").strip()
+                documents[source] = f"# {title}\n\n{paragraph['context']}\n" if title else paragraph["context"] + "\n"
+                for qa in paragraph["qas"]:
+                    answers = tuple(a["text"] for a in qa["answers"] if a["text"].strip())
+                    questions.append(EvalQuestion(str(qa["id"]), qa["question"], source=source, evidence=answers))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise EvaluationError(f"{path} is not a SQuAD-format file (data → paragraphs → context, qas): {error}") from None
+    if not questions:
+        raise EvaluationError(f"{path} holds no questions")
+    return documents, questions
+
+
+def evaluate(questions: list[EvalQuestion], answers: list[Answer]) -> EvalReport:
+    """Score the answers to `questions` (same order) by the definitions in the module docstring."""
+    if len(questions) != len(answers):
+        raise EvaluationError(f"{len(questions)} questions but {len(answers)} answers")
+    scoped = [(q, a) for q, a in zip(questions, answers) if q.in_scope]
+    unscoped = [a for q, a in zip(questions, answers) if not q.in_scope]
+
+    def share(values) -> float:
+        values = list(values)
+        return round(sum(values) / len(values), 4) if values else 0.0
+
+    def first_rank(question: EvalQuestion, answer: Answer) -> int | None:
+        return next((p.rank for p in answer.passages if question.is_right_document(p)), None)
+
+    ranks = [first_rank(q, a) for q, a in scoped]
+    top = [a.passages[0] if a.passages else None for _, a in scoped]
+    return EvalReport(
+        questions=len(questions),
+        in_scope=len(scoped),
+        out_of_scope=len(unscoped),
+        doc_at_1=share(rank == 1 for rank in ranks),
+        doc_at_3=share(rank is not None and rank <= 3 for rank in ranks),
+        mrr=share(1 / rank if rank else 0 for rank in ranks),
+        passage_at_1=share(any(q.holds_evidence(p) for p in a.passages[:1]) for q, a in scoped),
+        passage_at_3=share(any(q.holds_evidence(p) for p in a.passages[:3]) for q, a in scoped),
+        top_chars=round(sum(len(p.text) for p in top if p) / max(1, sum(1 for p in top if p)), 1),
+        declined=share(not a.answered for a in unscoped) if unscoped else None,
+        wrongly_declined=share(not a.answered for _, a in scoped),
+        misses=[q.id for q, a in scoped if not any(q.holds_evidence(p) for p in a.passages[:1])],
+    )
+
+
+def evaluate_questions(
+    questions: list[EvalQuestion], ask_many: Callable[[list[str]], list[Answer]], batch: int = 64
+) -> EvalReport:
+    """Ask every question through `ask_many` (e.g. an Assistant's, with k=RANKED) and score the answers."""
+    answers: list[Answer] = []
+    for start in range(0, len(questions), batch):
+        answers.extend(ask_many([q.question for q in questions[start : start + batch]]))
+    return evaluate(questions, answers)
+
+
+def evaluate_file(path: Path, config, embedder=None) -> EvalReport:
+    """Evaluate a TSV question set against `config`'s index, or a SQuAD file against a temporary index of its paragraphs."""
+    from .assistant import Assistant
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        documents, questions = read_squad(path)
+        with tempfile.TemporaryDirectory(prefix="qa-eval-") as folder:
+            corpus = Path(folder) / "corpus"
+            corpus.mkdir()
+            for source, text in documents.items():
+                (corpus / source).write_text(text, encoding="utf-8")
+            assistant = Assistant(config.with_overrides(corpus_dir=corpus, index_dir=Path(folder) / "index"), embedder)
+            assistant.rebuild()
+            return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
+    assistant = Assistant(config, embedder)
+    return evaluate_questions(read_tsv_questions(path), lambda texts: assistant.ask_many(texts, RANKED))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise EvaluationError(f"question file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"cannot read question file {path}: {error}") from None
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.-]", "_", name)

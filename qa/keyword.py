@@ -1,0 +1,208 @@
+"""Keyword retrieval: BM25 over Chinese words and character bigrams, held as sparse matrices.
+
+Dense embeddings find paraphrases; keywords find the corpus's own terms (浙医互认, 低散乱) that a
+small embedding model blurs. Chinese has no spaces, so a text becomes tokens in one of three ways
+(`Config.keyword_tokenizer`):
+
+    "bigrams"        every pair of adjacent Chinese characters, plus lower-cased Latin words and numbers
+    "words"          jieba's search-mode words (it also emits the sub-words of long words)
+    "words+bigrams"  both (default): words give precision, bigrams recall for words jieba splits oddly
+
+The index stores raw term counts, one row per passage; BM25 weights are derived on load, so the same
+counts also give section-level scores (`grouped`) without tokenizing again. Scoring a batch of
+questions is one sparse matrix product, never a loop over passages.
+"""
+
+import io
+import json
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from .errors import IndexCorruptError
+
+TOKENIZERS = ("bigrams", "words", "words+bigrams")
+FORMAT_VERSION = 1
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_LATIN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+# Function words carry no topic; a question is mostly made of them (什么, 如何, 哪些).
+_STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 等 对 为 把 被 将 从 向 以 于 也 都 就 而 并 这 那 之 其 各 有 中 上 下 "
+    "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 吗 呢 吧 啊 多少 几 为什么 是否 能否 可以 可 会 要 "
+    "the a an of to in on for and or is are was were be by with as at it this that what which how "
+    "who whom when where why do does did can could should would will".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr otherwise
+    jieba.initialize()
+    return jieba
+
+
+def _normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def _bigrams(text: str) -> list[str]:
+    tokens = []
+    for run in _CJK_RUN.findall(text):
+        tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+    return tokens
+
+
+def tokenize(text: str, tokenizer: str = "words+bigrams") -> list[str]:
+    """The keyword tokens of `text` (normalised to NFKC and lower case), stop words dropped."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown keyword tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
+    text = _normalise(text)
+    tokens = _LATIN.findall(text)
+    if "words" in tokenizer:
+        # Words are marked so a two-character word and the same bigram stay two features.
+        tokens.extend(
+            "w:" + word
+            for word in _jieba().lcut_for_search(text)
+            if _CJK_RUN.fullmatch(word)
+        )
+    if "bigrams" in tokenizer:
+        tokens.extend(_bigrams(text))
+    return [token for token in tokens if token.removeprefix("w:") not in _STOPWORDS]
+
+
+class KeywordIndex:
+    """BM25 over a fixed list of texts (row i = passage i).
+
+    Build with `KeywordIndex.build(texts)`, score with `scores(questions)`, persist with
+    `save(path)` / `KeywordIndex.load(path)`.
+    """
+
+    def __init__(self, counts: sparse.csr_matrix, vocabulary: list[str], tokenizer: str, k1: float = 1.2, b: float = 0.75):
+        self.counts = counts.tocsr().astype(np.float32)
+        self.vocabulary = vocabulary
+        self.term_ids = {term: i for i, term in enumerate(vocabulary)}
+        self.tokenizer = tokenizer
+        self.k1, self.b = k1, b
+        self.weights, self.idf = _bm25_weights(self.counts, k1, b)
+        self._present = (self.counts > 0).astype(np.float32).tocsr()
+
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+    @classmethod
+    def build(cls, texts: list[str], tokenizer: str = "words+bigrams", k1: float = 1.2, b: float = 0.75) -> "KeywordIndex":
+        """Tokenize `texts` and count their terms."""
+        vocabulary: dict[str, int] = {}
+        rows, columns = [], []
+        for row, text in enumerate(texts):
+            for token in tokenize(text, tokenizer):
+                rows.append(row)
+                columns.append(vocabulary.setdefault(token, len(vocabulary)))
+        counts = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(texts), len(vocabulary))
+        )
+        counts.sum_duplicates()
+        return cls(counts, list(vocabulary), tokenizer, k1, b)
+
+    def grouped(self, groups: np.ndarray) -> "KeywordIndex":
+        """The index of larger units (e.g. sections): row g sums the counts of the rows whose group is g."""
+        groups = np.asarray(groups)
+        membership = sparse.csr_matrix(
+            (np.ones(len(groups), dtype=np.float32), (groups, np.arange(len(groups)))),
+            shape=(int(groups.max()) + 1 if len(groups) else 0, len(groups)),
+        )
+        return KeywordIndex(membership @ self.counts, self.vocabulary, self.tokenizer, self.k1, self.b)
+
+    def question_matrix(self, questions: list[str]) -> sparse.csr_matrix:
+        """One row per question: 1 for each corpus term it contains (terms the corpus lacks are dropped)."""
+        rows, columns = [], []
+        for row, question in enumerate(questions):
+            for term in set(tokenize(question, self.tokenizer)):
+                if term in self.term_ids:
+                    rows.append(row)
+                    columns.append(self.term_ids[term])
+        return sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(questions), len(self.vocabulary))
+        )
+
+    def scores(self, questions: list[str]) -> np.ndarray:
+        """BM25 score of every text for every question: an array (questions × texts), 0 where no term matches."""
+        return np.asarray((self.question_matrix(questions) @ self.weights.T).todense(), dtype=np.float32)
+
+    def coverage(self, questions: list[str]) -> np.ndarray:
+        """Share (0..1) of each question's keyword weight (idf) found in each text: questions × texts.
+
+        Unlike BM25 it is comparable across corpora and questions. Question terms the corpus lacks
+        count with the highest idf, so a question about something absent scores low everywhere.
+        """
+        result = np.zeros((len(questions), len(self)), dtype=np.float32)
+        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
+        for row, question in enumerate(questions):
+            terms = set(tokenize(question, self.tokenizer))
+            known = [self.term_ids[t] for t in terms if t in self.term_ids]
+            total = float(self.idf[known].sum()) + unknown_idf * (len(terms) - len(known))
+            if known and total > 0:
+                result[row] = (self._present[:, known] @ self.idf[known]) / total
+        return result
+
+    def save(self, path: Path) -> None:
+        """Write the counts, vocabulary and settings to one .npz file at `path`."""
+        buffer = io.BytesIO()
+        settings = {"format": FORMAT_VERSION, "tokenizer": self.tokenizer, "k1": self.k1, "b": self.b}
+        np.savez_compressed(
+            buffer,
+            data=self.counts.data,
+            indices=self.counts.indices,
+            indptr=self.counts.indptr,
+            shape=np.array(self.counts.shape),
+            vocabulary=np.array(json.dumps(self.vocabulary, ensure_ascii=False)),
+            settings=np.array(json.dumps(settings)),
+        )
+        Path(path).write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path, rows: int | None = None) -> "KeywordIndex":
+        """Read an index written by `save`; IndexCorruptError if it is damaged or has not `rows` rows."""
+        hint = "run `qa build` to rebuild it"
+        try:
+            with np.load(path, allow_pickle=False) as file:
+                settings = json.loads(str(file["settings"]))
+                vocabulary = json.loads(str(file["vocabulary"]))
+                shape = tuple(int(n) for n in file["shape"])
+                counts = sparse.csr_matrix((file["data"], file["indices"], file["indptr"]), shape=shape)
+        except FileNotFoundError:
+            raise IndexCorruptError(f"{path} is missing; {hint}") from None
+        except Exception as error:  # numpy, zipfile and scipy raise many types for a damaged file
+            raise IndexCorruptError(f"{path} cannot be read as a keyword index ({error}); {hint}") from None
+        if settings.get("format") != FORMAT_VERSION or settings.get("tokenizer") not in TOKENIZERS:
+            raise IndexCorruptError(f"{path} is keyword index format {settings.get('format')}, expected {FORMAT_VERSION}; {hint}")
+        if len(vocabulary) != shape[1] or (rows is not None and shape[0] != rows):
+            raise IndexCorruptError(
+                f"{path} has {shape[0]} rows and {len(vocabulary)} terms for {shape[1]} columns, "
+                f"expected {rows} rows; {hint}"
+            )
+        return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
+
+
+def _bm25_weights(counts: sparse.csr_matrix, k1: float, b: float) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """BM25 term weights per (text, term), and each term's idf (the Lucene form, never negative)."""
+    documents = counts.shape[0]
+    frequency = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
+    idf = np.log(1 + (documents - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)
+    lengths = np.asarray(counts.sum(axis=1)).ravel()
+    mean_length = float(lengths.mean()) if documents and lengths.mean() > 0 else 1.0
+    weights = counts.copy()
+    row_of_entry = np.repeat(np.arange(documents), np.diff(counts.indptr))
+    tf = weights.data
+    norm = k1 * (1 - b + b * lengths[row_of_entry] / mean_length)
+    weights.data = (idf[weights.indices] * tf * (k1 + 1) / (tf + norm)).astype(np.float32)
+    return weights, idf
