@@ -30,6 +30,7 @@ from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, load_index, make_manifest, read_manifest, write_index
+from .keyword import KEYWORDS_FILE, build_keywords
 from .passages import Passage, make_passages
 
 # progress(stage, done, total) is called with these stages, in this order:
@@ -160,7 +161,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             }
             writing = time.perf_counter()
             progress("writing", 0, 1)
-            folder = write_index(config.index_dir, manifest, passages, vectors)
+            keywords = build_keywords(passages, config.keyword_tokenizer)  # BM25 beside the vectors (qa/keyword.py)
+            folder = write_index(config.index_dir, manifest, passages, vectors, extra_files={KEYWORDS_FILE: keywords.save})
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache

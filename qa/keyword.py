@@ -25,9 +25,11 @@ import numpy as np
 from scipy import sparse
 
 from .errors import IndexCorruptError
+from .passages import Passage
 
 TOKENIZERS = ("bigrams", "words", "words+bigrams")
 FORMAT_VERSION = 1
+KEYWORDS_FILE = "keywords.npz"  # beside the vectors in each build folder
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RUN = re.compile(f"[{_CJK}]+")
@@ -206,3 +208,13 @@ def _bm25_weights(counts: sparse.csr_matrix, k1: float, b: float) -> tuple[spars
     norm = k1 * (1 - b + b * lengths[row_of_entry] / mean_length)
     weights.data = (idf[weights.indices] * tf * (k1 + 1) / (tf + norm)).astype(np.float32)
     return weights, idf
+
+
+def build_keywords(passages: list[Passage], tokenizer: str = "words+bigrams") -> KeywordIndex:
+    """The keyword index of `passages` (section title and text, as the model reads them), row i = passage i."""
+    return KeywordIndex.build([p.embedding_text() for p in passages], tokenizer=tokenizer)
+
+
+def load_keywords(index) -> KeywordIndex:
+    """The keyword index saved in a loaded `Index`'s folder (IndexCorruptError if missing or damaged)."""
+    return KeywordIndex.load(Path(index.folder) / KEYWORDS_FILE, rows=len(index.passages))

@@ -24,18 +24,15 @@ normalised keyword score is 0 for every passage and the ranking is the dense one
 """
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from .config import Config
 from .embeddings import Embedder
 from .index import Index
-from .keyword import KeywordIndex
+from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
 
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
-KEYWORDS_FILE = "keywords.npz"
 
 
 @dataclass(frozen=True)
@@ -54,16 +51,6 @@ def section_groups(passages: list[Passage]) -> np.ndarray:
         same = passages[i].source == passages[i - 1].source and passages[i].section == passages[i - 1].section
         groups[i] = groups[i - 1] + (0 if same else 1)
     return groups
-
-
-def build_keywords(passages: list[Passage], config: Config) -> KeywordIndex:
-    """The keyword index of `passages` (their section title and text), as saved beside the vectors."""
-    return KeywordIndex.build([p.embedding_text() for p in passages], tokenizer=config.keyword_tokenizer)
-
-
-def load_keywords(index: Index) -> KeywordIndex:
-    """The keyword index saved with `index` (IndexCorruptError if missing or damaged)."""
-    return KeywordIndex.load(Path(index.folder) / KEYWORDS_FILE, rows=len(index.passages))
 
 
 class DenseRetriever:

@@ -29,7 +29,8 @@ from qa.corpus import read_corpus  # noqa: E402
 from qa.embeddings import Embedder  # noqa: E402
 from qa.evaluation import RANKED, evaluate, read_squad, read_tsv_questions  # noqa: E402
 from qa.passages import make_passages  # noqa: E402
-from qa.retrieval import HybridRetriever, build_keywords  # noqa: E402
+from qa.keyword import build_keywords  # noqa: E402
+from qa.retrieval import HybridRetriever  # noqa: E402
 
 EVAL = PROJECT.parent / "shared" / "eval"
 CACHE = Path(os.environ.get("QA_COMPARE_CACHE", "/tmp/qa-compare-cache"))
@@ -147,7 +148,7 @@ def main():
                 vectors = encoder.embed_passages([p.embedding_text() for p in passages])
                 for tokenizer in args.tokenizers.split(","):
                     config = Config(max_passage_chars=chars, keyword_tokenizer=tokenizer)
-                    keywords = build_keywords(passages, config)
+                    keywords = build_keywords(passages, tokenizer)
                     for method in args.methods.split(","):
                         method_config = replace(config, **METHODS[method])
                         retriever = HybridRetriever(passages, vectors, keywords, encoder, method_config)
