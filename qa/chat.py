@@ -1,0 +1,562 @@
+"""The chat page's logic, kept out of app.py: follow-up questions, answer rendering, index status, rebuilds.
+
+Rendering: every piece of question or corpus text goes through `html.escape` before it is placed in
+the page, and the markup around it is built here, so a passage containing `<script>` shows up as
+those characters. Rendered answers are single-line HTML: Gradio's chat box runs messages through
+Markdown, which passes an HTML block through untouched only up to its first blank line.
+
+Labels follow the language of the question: Chinese when it contains Chinese characters, English
+otherwise. The passages cited are the same either way (the model is multilingual).
+"""
+
+import html
+import logging
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from .answer import Answer, CitedPassage
+from .assistant import Assistant
+from .build import BuildReport, CorpusChanges
+from .errors import FeedbackError, QAError
+from .feedback import record_feedback
+from .highlight import Highlighter, Highlights
+from .passages import Passage
+
+log = logging.getLogger(__name__)
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+LABELS = {
+    "zh": {
+        "searched": "检索的问题",
+        "combined": "追问已与上一个问题合并",
+        "answer_line": "最相关的原文",
+        "passages": "引用段落",
+        "case": "案例 {number}",
+        "source": "来源文件",
+        "offsets": "第 {start}–{end} 字",
+        "relevance": "相关度",
+        "weak": "弱匹配",
+        "open_case": "在此展开整个案例 {number}",
+        "open_section": "在此展开整节",
+        "open_context": "在此展开上下文",
+        "cited_here": "引用的段落已标出",
+        "not_found": "没有找到相关内容",
+        "not_found_detail": "文档中没有与这个问题足够相关的段落，因此不作回答。",
+        "weak_matches": "最接近的 {count} 个段落：弱匹配，仅供参考，不是答案",
+        "note": "说明",
+        "error": "无法回答",
+    },
+    "en": {
+        "searched": "Searched for",
+        "combined": "your follow-up was combined with the previous question",
+        "answer_line": "Most relevant sentence",
+        "passages": "Cited passages",
+        "case": "Case {number}",
+        "source": "Source file",
+        "offsets": "characters {start}–{end}",
+        "relevance": "relevance",
+        "weak": "weak match",
+        "open_case": "Open the whole case {number} here",
+        "open_section": "Open the whole section here",
+        "open_context": "Open the surrounding text here",
+        "cited_here": "the cited passage is marked",
+        "not_found": "Nothing relevant found (没有找到相关内容)",
+        "not_found_detail": "No passage in the documents is relevant enough to answer this question, so none is given as an answer.",
+        "weak_matches": "The {count} closest passages: weak matches, for reference only, not an answer",
+        "note": "Note",
+        "error": "Cannot answer",
+    },
+}
+
+# A short question that refers back ("这", "it") or continues ("具体", "what about") cannot stand alone.
+_ZH_REFERENCES = ("这", "那", "它", "其", "该", "此", "他们", "她们", "上述", "前面", "刚才", "上面")
+_ZH_OPENERS = ("具体", "还有", "另外", "那么", "而且", "此外", "然后", "为什么", "为何", "怎么做", "如何做", "效果", "结果", "和", "与", "跟")
+_EN_REFERENCES = frozenset("it its this that these those they them their there such he she his her".split())
+_EN_OPENERS = ("and ", "but ", "what about", "how about", "why", "how so", "more", "what else", "also", "then", "so ")
+_PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def question_language(text: str) -> str:
+    """'zh' if the text contains a Chinese character, else 'en'."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether `question` is too short and referring to stand alone (e.g. "具体是怎么做的？", "why?")."""
+    if question_language(question) == "zh":
+        core = _PUNCTUATION.sub("", question)
+        if len(core) <= 4:
+            return True
+        return len(core) <= 14 and (
+            core.startswith(_ZH_OPENERS) or any(word in core for word in _ZH_REFERENCES) or core.endswith("呢")
+        )
+    lowered = question.lower().strip()
+    words = re.findall(r"[a-z0-9']+", lowered)
+    if len(words) <= 2:
+        return True
+    return len(words) <= 8 and (lowered.startswith(_EN_OPENERS) or any(word in _EN_REFERENCES for word in words))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question of a conversation: as typed, as searched, and the standalone question it builds on."""
+
+    question: str
+    searched: str
+    topic: str
+    answer: Answer | None = None
+    error: str | None = None
+    shown: str = ""  # the reply as rendered in the chat (HTML)
+
+    @property
+    def combined(self) -> bool:
+        return self.searched != self.question
+
+
+def plan_turn(question: str, history: list[Turn]) -> Turn:
+    """The turn for `question` after `history`: a follow-up is searched together with the current topic.
+
+    The topic is the last question that stood alone, so a chain of follow-ups ("具体呢？", "效果呢？")
+    keeps referring to it rather than to each other.
+    """
+    question = " ".join(question.split())
+    previous = next((turn for turn in reversed(history) if turn.error is None), None)
+    if previous is not None and is_follow_up(question):
+        return Turn(question=question, searched=f"{previous.topic} {question}", topic=previous.topic)
+    return Turn(question=question, searched=question, topic=question)
+
+
+def split_case(section: str) -> tuple[str | None, str]:
+    """'9 医学检查检验…' -> ('9', '医学检查检验…'); a heading without a leading number -> (None, heading)."""
+    match = re.match(r"^(\d+)\s+(.+)$", section.strip())
+    return (match.group(1), match.group(2)) if match else (None, section.strip())
+
+
+class SectionTexts:
+    """The text of each section of an index, pieced together from its passages, to open a case in place.
+
+    Passages hold all of a section's sentences; the whitespace between two passages is not stored,
+    so a gap between them is shown as a line break.
+    """
+
+    def __init__(self, passages: list[Passage], max_chars: int = 2400):
+        self.max_chars = max_chars
+        self._sections: dict[tuple[str, str], list[Passage]] = {}
+        for passage in passages:
+            self._sections.setdefault((passage.source, passage.section), []).append(passage)
+        for members in self._sections.values():
+            members.sort(key=lambda passage: passage.start)
+
+    def pieces(self, cited: CitedPassage) -> list[tuple[str, bool]]:
+        """The section of `cited` as (text, is_the_cited_passage) pieces; long sections are cut to a window
+        of about `max_chars` around the cited passage, with '…' where text is left out."""
+        members = self._sections.get((cited.source, cited.section), [])
+        at = next((i for i, passage in enumerate(members) if passage.start == cited.start), None)
+        if at is None:
+            return [(cited.text, True)]
+        first, last = at, at
+        size = len(members[at].text)
+        while size < self.max_chars and (first > 0 or last < len(members) - 1):
+            if first > 0:
+                first -= 1
+                size += len(members[first].text)
+            if last < len(members) - 1 and size < self.max_chars:
+                last += 1
+                size += len(members[last].text)
+        pieces: list[tuple[str, bool]] = [("…\n", False)] if first > 0 else []
+        for i in range(first, last + 1):
+            if i > first and members[i].start > members[i - 1].end:
+                pieces.append(("\n", False))
+            pieces.append((members[i].text, i == at))
+        if last < len(members) - 1:
+            pieces.append(("\n…", False))
+        return pieces
+
+
+def _text(value: str) -> str:
+    """Corpus or question text as HTML text: escaped, line breaks kept, no raw newline (see module doc)."""
+    return html.escape(value, quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def _marked(text: str, spans: list[tuple[int, int]], best: tuple[int, int] | None) -> str:
+    parts, position = [], 0
+    for start, end in sorted(spans):
+        css = "qa-hl qa-best" if (start, end) == best else "qa-hl"
+        parts.append(_text(text[position:start]))
+        parts.append(f'<mark class="{css}">{_text(text[start:end])}</mark>')
+        position = end
+    parts.append(_text(text[position:]))
+    return "".join(parts)
+
+
+def chat_messages(turns: list[Turn], pending: str | None = None) -> list[dict]:
+    """The chat box's messages for `turns` (two per turn), plus `pending` shown as a question being answered."""
+    messages = []
+    for turn in turns:
+        messages.append({"role": "user", "content": render_question(turn.question)})
+        messages.append({"role": "assistant", "content": turn.shown})
+    if pending is not None:
+        searching = "正在检索…" if question_language(pending) == "zh" else "Searching…"
+        messages.append({"role": "user", "content": render_question(pending)})
+        messages.append({"role": "assistant", "content": f'<div class="qa-pending">{searching}</div>'})
+    return messages
+
+
+def render_question(question: str) -> str:
+    """A question as it appears in the chat: the typed text, escaped."""
+    return f'<div class="qa-question">{_text(question)}</div>'
+
+
+def render_answer(
+    answer: Answer,
+    turn: Turn,
+    highlights: Highlights | None = None,
+    sections: SectionTexts | None = None,
+    min_relevance: float = 0.0,
+) -> str:
+    """An answer as safe single-line HTML: the searched question if a follow-up changed it, the best
+    sentence quoted with its citation, then the cited passages; or "not found" with weak matches folded."""
+    lang = question_language(turn.question)
+    labels = LABELS[lang]
+    highlights = highlights or Highlights()
+    out = [f'<div class="qa-answer{"" if answer.answered else " qa-not-found"}" lang="{"zh-CN" if lang == "zh" else "en"}">']
+    if turn.combined:
+        out.append(
+            f'<div class="qa-searched">{labels["searched"]}: <q>{_text(turn.searched)}</q> '
+            f'<span class="qa-aside">({labels["combined"]})</span></div>'
+        )
+    for note in answer.notes:
+        out.append(f'<div class="qa-note">{labels["note"]}: {_text(note)}</div>')
+    if answer.answered:
+        best = highlights.best
+        if best is not None:
+            out.append(
+                f'<div class="qa-answer-line"><div class="qa-label">{labels["answer_line"]}</div>'
+                f'<blockquote>“{_text(best.text)}” <sup class="qa-ref">[{best.rank}]</sup></blockquote></div>'
+            )
+        out.append(f'<div class="qa-label">{labels["passages"]}</div><div class="qa-passages">')
+        for passage in answer.passages:
+            out.append(_render_passage(passage, labels, highlights, sections, weak=passage.score < min_relevance))
+        out.append("</div>")
+    else:
+        out.append(
+            f'<div class="qa-not-found-line"><strong>{labels["not_found"]}</strong></div>'
+            f'<p class="qa-not-found-detail">{labels["not_found_detail"]}</p>'
+        )
+        if answer.passages:
+            out.append(
+                f'<details class="qa-weak-matches"><summary>{labels["weak_matches"].format(count=len(answer.passages))}</summary>'
+                '<div class="qa-passages">'
+            )
+            for passage in answer.passages:
+                out.append(_render_passage(passage, labels, Highlights(), sections, weak=True))
+            out.append("</div></details>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _render_passage(
+    passage: CitedPassage, labels: dict, highlights: Highlights, sections: SectionTexts | None, weak: bool
+) -> str:
+    number, title = split_case(passage.section)
+    percent = round(passage.score * 100)
+    head = [f'<span class="qa-ref">[{passage.rank}]</span>']
+    if number is not None:
+        head.append(f'<span class="qa-case">{labels["case"].format(number=_text(number))}</span>')
+    if title:
+        head.append(f'<span class="qa-title">{_text(title)}</span>')
+    meta = (
+        f'<span class="qa-source" title="{labels["source"]}">{_text(passage.source)}</span>'
+        f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
+        f'<span class="qa-score" title="{labels["relevance"]} {passage.score:.2f}">{labels["relevance"]} '
+        f'<meter min="0" max="1" low="0.35" high="0.7" optimum="1" value="{passage.score:.4f}"></meter> '
+        f'<b>{percent}%</b></span>'
+    )
+    if weak:
+        meta += f'<span class="qa-weak-tag">{labels["weak"]}</span>'
+    best = highlights.best
+    best_span = (best.start, best.end) if best is not None and best.rank == passage.rank else None
+    body = _marked(passage.text, highlights.spans(passage.rank), best_span)
+    card = [
+        f'<div class="qa-passage{" qa-weak" if weak else ""}" data-rank="{passage.rank}">',
+        f'<div class="qa-head">{" ".join(head)}</div>',
+        f'<div class="qa-meta">{meta}</div>',
+        f'<div class="qa-text">{body}</div>',
+    ]
+    if sections is not None:
+        if number is not None:
+            summary = labels["open_case"].format(number=_text(number))
+        else:
+            summary = labels["open_section"] if passage.section else labels["open_context"]
+        whole = "".join(
+            f'<mark class="qa-cited">{_text(text)}</mark>' if cited else _text(text)
+            for text, cited in sections.pieces(passage)
+        )
+        card.append(
+            f'<details class="qa-section"><summary>{summary} <span class="qa-aside">({labels["cited_here"]})</span></summary>'
+            f'<div class="qa-section-text">{whole}</div></details>'
+        )
+    card.append("</div>")
+    return "".join(card)
+
+
+def render_error(message: str, question: str) -> str:
+    """A QAError's message in the chat, in the question's language."""
+    labels = LABELS[question_language(question)]
+    return f'<div class="qa-error"><strong>{labels["error"]}</strong>: {_text(message)}</div>'
+
+
+@dataclass(frozen=True)
+class RebuildState:
+    """A snapshot of the page's rebuild: running or not, the current stage, and the last outcome."""
+
+    running: bool = False
+    stage: str | None = None
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    finished: float | None = None
+    report: BuildReport | None = None
+    error: str | None = None
+
+
+class RebuildJob:
+    """Runs `assistant.rebuild` in a background thread, one at a time, and records its progress.
+
+    The assistant keeps answering from the old index meanwhile and switches to the new one in a
+    single step when it is complete (see Assistant.rebuild).
+    """
+
+    def __init__(self, assistant: Assistant, on_finish: Callable[[], None] | None = None):
+        self.assistant = assistant
+        self.on_finish = on_finish
+        self._state = RebuildState()
+        self._lock = threading.Lock()
+
+    def start(self) -> bool:
+        """Start a rebuild; False (and nothing started) if one is already running."""
+        with self._lock:
+            if self._state.running:
+                return False
+            self._state = RebuildState(running=True, stage="starting", started=time.time())
+        threading.Thread(target=self._run, name="qa-rebuild", daemon=True).start()
+        return True
+
+    def state(self) -> RebuildState:
+        with self._lock:
+            return self._state
+
+    def wait(self, timeout: float | None = None) -> RebuildState:
+        """Block until no rebuild is running (or `timeout` seconds pass); returns the last state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.state().running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1)
+        return self.state()
+
+    def _progress(self, stage: str, done: int, total: int, *more, **details) -> None:
+        # Extra arguments are tolerated so a richer build progress does not break the page.
+        with self._lock:
+            self._state = replace(self._state, stage=stage, done=done, total=total)
+
+    def _run(self) -> None:
+        report, error = None, None
+        try:
+            report = self.assistant.rebuild(progress=self._progress)
+        except QAError as failure:
+            error = str(failure)
+        except Exception as failure:  # a page must survive any build failure and say so
+            log.error("rebuild failed:\n%s", traceback.format_exc())
+            error = f"unexpected {type(failure).__name__}: {failure}"
+        with self._lock:
+            self._state = replace(self._state, running=False, finished=time.time(), report=report, error=error)
+        if self.on_finish is not None:
+            self.on_finish()
+
+
+@dataclass
+class IndexStatus:
+    """What the index panel shows: the served index's facts, corpus changes, and the rebuild state."""
+
+    documents: int | None = None
+    passages: int | None = None
+    model: str | None = None
+    built_at: str | None = None
+    changes: CorpusChanges | None = None
+    error: str | None = None
+    rebuild: RebuildState = field(default_factory=RebuildState)
+
+
+class Chat:
+    """The page's service, shared by all sessions: answers turns, records feedback, tracks the index.
+
+    `auto_rebuild`: start a rebuild by itself when the corpus changed since the index was built.
+    """
+
+    def __init__(self, assistant: Assistant, highlighter: Highlighter | None = None, auto_rebuild: bool = False):
+        self.assistant = assistant
+        self.highlighter = highlighter or Highlighter(assistant.embedder)
+        self.auto_rebuild = auto_rebuild
+        self.rebuilds = RebuildJob(assistant, on_finish=self._forget_changes)
+        self._sections: tuple[object, SectionTexts] | None = None
+        self._changes: tuple[float, CorpusChanges] | None = None
+        self._lock = threading.Lock()
+
+    def reply(self, question: str, history: list[Turn]) -> Turn:
+        """Answer `question` after `history`: the new turn, its reply rendered in `shown` (an error message if it failed)."""
+        turn = plan_turn(question, history)
+        try:
+            answer = self.assistant.ask(turn.searched)
+            highlights = self.highlighter.highlight(answer.question, answer.passages) if answer.answered else None
+            sections = self.sections()
+        except QAError as error:
+            return replace(turn, error=str(error), shown=render_error(str(error), turn.question))
+        turn = replace(turn, answer=answer)
+        shown = render_answer(answer, turn, highlights, sections, self.assistant.config.min_relevance)
+        return replace(turn, shown=shown)
+
+    def sections(self) -> SectionTexts:
+        """Section texts of the index now served (rebuilt after the index is replaced)."""
+        index = self.assistant.index
+        with self._lock:
+            if self._sections is None or self._sections[0] is not index:
+                self._sections = (index, SectionTexts(index.passages))
+            return self._sections[1]
+
+    def feedback(self, turn: Turn, liked: bool) -> dict:
+        """Record a thumbs up (liked) or down for `turn` in the feedback log; returns the record."""
+        if turn.answer is None:
+            raise FeedbackError("there is no answer to rate for this message")
+        return record_feedback(
+            self.assistant.config.feedback_file, "up" if liked else "down", turn.question, turn.searched, turn.answer
+        )
+
+    def status(self, max_age: float = 5.0) -> IndexStatus:
+        """The index panel's facts; corpus changes are re-hashed at most every `max_age` seconds.
+
+        With `auto_rebuild`, noticing a change starts a rebuild.
+        """
+        status = IndexStatus(rebuild=self.rebuilds.state())
+        try:
+            manifest = self.assistant.index.manifest
+        except QAError as error:
+            status.error = str(error)
+        else:
+            status.documents = manifest["counts"]["documents"]
+            status.passages = manifest["counts"]["passages"]
+            status.model = manifest["model"]
+            status.built_at = manifest.get("built_at")
+        try:
+            status.changes = self.changes(max_age)
+        except QAError as error:
+            status.error = status.error or str(error)
+        if self.auto_rebuild and not status.rebuild.running and (status.changes and status.changes.any):
+            if status.rebuild.error is None and self.rebuilds.start():
+                status.rebuild = self.rebuilds.state()
+        return status
+
+    def changes(self, max_age: float = 5.0) -> CorpusChanges:
+        with self._lock:
+            cached = self._changes
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        changes = self.assistant.changes()
+        with self._lock:
+            self._changes = (time.monotonic(), changes)
+        return changes
+
+    def watch(self, interval: float = 10.0) -> threading.Thread:
+        """Check the corpus every `interval` seconds in a background thread (with auto_rebuild, rebuild on change)."""
+
+        def loop():
+            while True:
+                try:
+                    self.status(max_age=interval / 2)
+                except Exception:  # the watcher must outlive a bad moment (a file half-written, say)
+                    log.warning("corpus check failed:\n%s", traceback.format_exc())
+                time.sleep(interval)
+
+        thread = threading.Thread(target=loop, name="qa-corpus-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def _forget_changes(self) -> None:
+        with self._lock:
+            self._changes = None
+
+
+def render_status(status: IndexStatus, rebuild_allowed: bool = True) -> str:
+    """The index panel as safe HTML (labels in Chinese and English: the panel is not tied to a question)."""
+    rows = []
+    if status.error:
+        rows.append(f'<div class="qa-error">{_text(status.error)}</div>')
+    if status.documents is not None:
+        built = _local_time(status.built_at) if status.built_at else "?"
+        facts = (
+            ("文档 Documents", str(status.documents)),
+            ("段落 Passages", str(status.passages)),
+            ("模型 Model", status.model or "?"),
+            ("建立 Built", built),
+        )
+        rows.append(
+            '<div class="qa-index-facts">'
+            + "".join(f'<div><span class="qa-fact">{name}</span> {_text(value)}</div>' for name, value in facts)
+            + "</div>"
+        )
+    changes = status.changes
+    if changes is not None:
+        if changes.any:
+            listed = "".join(
+                f"<li>{label} {_text(source)}</li>"
+                for label, sources in (("新增 added", changes.added), ("修改 changed", changes.changed), ("删除 removed", changes.removed))
+                for source in sources
+            )
+            action = "请重建索引 · rebuild the index to include them" if rebuild_allowed else "需要重建索引 · the index needs a rebuild"
+            rows.append(f'<div class="qa-changed"><b>语料已更改 · Corpus changed since the build</b>; {action}:<ul>{listed}</ul></div>')
+        else:
+            rows.append('<div class="qa-unchanged">语料与索引一致 · Corpus unchanged since the build</div>')
+    rows.append(_render_rebuild(status.rebuild))
+    return f'<div class="qa-index">{"".join(rows)}</div>'
+
+
+_STAGES = {"starting": "准备 starting", "reading": "读取文件 reading files", "embedding": "向量化 embedding passages", "writing": "写入 writing"}
+
+
+def _render_rebuild(state: RebuildState) -> str:
+    if state.running:
+        elapsed = time.time() - (state.started or time.time())
+        stage = _STAGES.get(state.stage or "", _text(state.stage or ""))
+        counts = ""
+        if state.total:
+            counts = f' <progress max="{state.total}" value="{state.done}"></progress> {state.done}/{state.total}'
+        return (
+            f'<div class="qa-rebuild qa-running">正在重建索引 · Rebuilding: {stage}{counts} · {elapsed:.0f} s'
+            '<br><span class="qa-aside">旧索引继续回答问题 · questions are answered from the old index until the new one is ready</span></div>'
+        )
+    if state.error:
+        return (
+            f'<div class="qa-rebuild qa-error">重建失败 · Rebuild failed: {_text(state.error)}'
+            '<br><span class="qa-aside">旧索引仍在使用 · the old index is still in use</span></div>'
+        )
+    if state.report is not None:
+        report = state.report
+        skipped = "".join(f"<li>{_text(p.source)}: {_text(p.reason)}</li>" for p in report.problems)
+        return (
+            f'<div class="qa-rebuild qa-done">已重建 · Rebuilt: {report.documents} 文档 documents, '
+            f"{report.passages} 段落 passages, {report.seconds:.1f} s"
+            + (f"<br>跳过 · skipped:<ul>{skipped}</ul>" if skipped else "")
+            + "</div>"
+        )
+    return ""
+
+
+def _local_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    except ValueError:
+        return iso
