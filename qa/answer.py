@@ -42,6 +42,11 @@ class Answer:
         return result
 
 
+def relevance_features(hit: Hit) -> tuple[float, float]:
+    """The evidence that relevance is computed from: dense cosine similarity and keyword coverage."""
+    return hit.similarity, hit.coverage
+
+
 def relevance(similarity: float, config: Config) -> float:
     """Map a cosine similarity to 0..1 (see the module docstring)."""
     span = config.score_ceiling - config.score_floor

@@ -9,7 +9,7 @@ from .config import Config
 from .embeddings import Embedder
 from .errors import QuestionError
 from .index import Index, load_index
-from .retrieval import DenseRetriever
+from .retrieval import HybridRetriever
 
 
 def clean_question(question: str) -> str:
@@ -33,15 +33,23 @@ class Assistant:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size)
-        self._index: Index | None = None
+        # The served index and its retriever, replaced together in one assignment.
+        self._served: tuple[Index, HybridRetriever] | None = None
         self._lock = threading.Lock()
 
     @property
     def index(self) -> Index:
+        return self._serving()[0]
+
+    def _serving(self) -> tuple[Index, HybridRetriever]:
         with self._lock:
-            if self._index is None:
-                self._index = load_index(self.config.index_dir, model=self.config.model)
-            return self._index
+            if self._served is None:
+                self._served = self._load()
+            return self._served
+
+    def _load(self) -> tuple[Index, HybridRetriever]:
+        index = load_index(self.config.index_dir, model=self.config.model)
+        return index, HybridRetriever.from_index(index, self.embedder, self.config)
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         return self.ask_many([question], k)[0]
@@ -50,7 +58,7 @@ class Assistant:
         """Answer several questions with one embedding pass (one model call for all of them)."""
         cleaned = [clean_question(question) for question in questions]
         k = k or self.config.top_k
-        retriever = DenseRetriever(self.index, self.embedder)
+        _, retriever = self._serving()
         return [
             make_answer(question, hits, self.config)
             for question, hits in zip(cleaned, retriever.search_many(cleaned, k))
@@ -58,9 +66,9 @@ class Assistant:
 
     def rebuild(self, progress: Progress | None = None) -> BuildReport:
         report = build_index(self.config, self.embedder, progress)
-        fresh = load_index(self.config.index_dir, model=self.config.model)
+        fresh = self._load()
         with self._lock:
-            self._index = fresh  # one assignment: a question sees the old index or the new one
+            self._served = fresh  # one assignment: a question sees the old index or the new one
         return report
 
     def changes(self) -> CorpusChanges:

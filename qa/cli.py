@@ -143,6 +143,44 @@ def ask(question, k, as_json, index_dir, model):
             _print_answer(answer)
 
 
+@main.command("eval")
+@click.argument("questions", type=click.Path(path_type=Path))
+@CORPUS_OPTION
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--fusion", type=click.Choice(["dense", "keyword", "rrf", "sum", "sections"]), help="How dense and keyword evidence are combined [sections].")
+@click.option("--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000), help="Longest passage, in characters, when this command builds the index [120].")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@_user_errors
+def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json):
+    """Measure retrieval on QUESTIONS: a TSV like dev_questions.tsv, or a SQuAD-format .json.
+
+    A TSV is asked of the current index (or of a fresh index of --corpus); a SQuAD file's paragraphs
+    are indexed into a temporary folder (or --index, kept for the next run), one document each.
+
+    \b
+    Examples:
+      qa eval ../shared/eval/dev_questions.tsv
+      qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
+    """
+    from .evaluation import evaluate_file
+
+    config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
+    building = corpus_dir is not None or questions.suffix.lower() == ".json"
+    report = evaluate_file(questions, config, corpus_dir=corpus_dir, index_dir=index_dir if building else None)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    passage = "answer" if questions.suffix.lower() == ".json" else "passage"
+    click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope")
+    click.echo(f"doc@1 {report.doc_at_1:.3f}   doc@3 {report.doc_at_3:.3f}   MRR {report.mrr:.3f}")
+    click.echo(f"{passage}@1 {report.passage_at_1:.3f}   {passage}@3 {report.passage_at_3:.3f}   top passage {report.top_chars:.0f} characters on average")
+    if report.declined is not None:
+        click.echo(f"out of scope declined {report.declined:.3f}   in scope wrongly declined {report.wrongly_declined:.3f}")
+    else:
+        click.echo(f"in scope wrongly declined {report.wrongly_declined:.3f}")
+
+
 @main.command()
 @CORPUS_OPTION
 @INDEX_OPTION

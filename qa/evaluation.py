@@ -165,23 +165,40 @@ def evaluate_questions(
     return evaluate(questions, answers)
 
 
-def evaluate_file(path: Path, config, embedder=None) -> EvalReport:
-    """Evaluate a TSV question set against `config`'s index, or a SQuAD file against a temporary index of its paragraphs."""
+def evaluate_file(
+    path: Path, config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None
+) -> EvalReport:
+    """Evaluate a question file: a TSV (dev_questions.tsv format) or a SQuAD-format .json.
+
+    A TSV is asked of the index in `config.index_dir`, or, when `corpus_dir` is given, of a fresh
+    index of that corpus (built into `index_dir`, else a temporary folder). A SQuAD file's
+    paragraphs become a corpus of their own, indexed into `index_dir` (kept, so a second run reuses
+    its embeddings) or a temporary folder.
+    """
     from .assistant import Assistant
 
     path = Path(path)
-    if path.suffix.lower() == ".json":
+    squad = path.suffix.lower() == ".json"
+    if squad:
         documents, questions = read_squad(path)
-        with tempfile.TemporaryDirectory(prefix="qa-eval-") as folder:
-            corpus = Path(folder) / "corpus"
-            corpus.mkdir()
+    else:
+        questions = read_tsv_questions(path)
+    if not squad and corpus_dir is None:
+        return _ask(Assistant(config, embedder), questions)
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as work:
+        if squad:
+            corpus_dir = Path(work) / "corpus"
+            corpus_dir.mkdir()
             for source, text in documents.items():
-                (corpus / source).write_text(text, encoding="utf-8")
-            assistant = Assistant(config.with_overrides(corpus_dir=corpus, index_dir=Path(folder) / "index"), embedder)
-            assistant.rebuild()
-            return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
-    assistant = Assistant(config, embedder)
-    return evaluate_questions(read_tsv_questions(path), lambda texts: assistant.ask_many(texts, RANKED))
+                (corpus_dir / source).write_text(text, encoding="utf-8")
+        index_dir = Path(index_dir) if index_dir is not None else Path(work) / "index"
+        assistant = Assistant(config.with_overrides(corpus_dir=corpus_dir, index_dir=index_dir), embedder)
+        assistant.rebuild()
+        return _ask(assistant, questions)
+
+
+def _ask(assistant, questions: list[EvalQuestion]) -> EvalReport:
+    return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
 
 
 def _read_text(path: Path) -> str:

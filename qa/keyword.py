@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from .bilingual import translations
 from .errors import IndexCorruptError
 from .passages import Passage
 
@@ -81,6 +82,37 @@ def tokenize(text: str, tokenizer: str = "words+bigrams") -> list[str]:
     return [token for token in tokens if token.removeprefix("w:") not in _STOPWORDS]
 
 
+def question_concepts(question: str, tokenizer: str = "words+bigrams") -> list[tuple[str, ...]]:
+    """The question's keyword concepts: alternative tokens of which a text needs any one.
+
+    Every token of the question is a concept of its own; an English word is one concept made of
+    itself and the tokens of its Chinese translations (qa/bilingual.py), so an English question
+    can match Chinese text.
+    """
+    text = _normalise(question)
+    concepts = [(token,) for token in tokenize(_LATIN.sub(" ", text), tokenizer)]
+    for word in _LATIN.findall(text):
+        if word in _STOPWORDS:
+            continue
+        alternatives = {word}
+        if word.isalpha():
+            for chinese in translations(word):
+                alternatives.update(_translation_tokens(chinese, tokenizer))
+        concepts.append(tuple(sorted(alternatives)))
+    return concepts
+
+
+def _translation_tokens(chinese: str, tokenizer: str) -> list[str]:
+    # A translation counts only as a whole word (a single character is too ambiguous), and for
+    # bigram matching only when it is exactly two characters long.
+    if len(chinese) < 2:
+        return []
+    tokens = ["w:" + chinese] if "words" in tokenizer else []
+    if "bigrams" in tokenizer and len(chinese) == 2:
+        tokens.append(chinese)
+    return tokens
+
+
 class KeywordIndex:
     """BM25 over a fixed list of texts (row i = passage i).
 
@@ -95,7 +127,9 @@ class KeywordIndex:
         self.tokenizer = tokenizer
         self.k1, self.b = k1, b
         self.weights, self.idf = _bm25_weights(self.counts, k1, b)
-        self._present = (self.counts > 0).astype(np.float32).tocsr()
+        # Column-major copies: a question reads the columns of its own few terms.
+        self._weights_by_term = self.weights.tocsc()
+        self._present_by_term = (self.counts > 0).astype(np.float32).tocsc()
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -124,37 +158,56 @@ class KeywordIndex:
         )
         return KeywordIndex(membership @ self.counts, self.vocabulary, self.tokenizer, self.k1, self.b)
 
-    def question_matrix(self, questions: list[str]) -> sparse.csr_matrix:
-        """One row per question: 1 for each corpus term it contains (terms the corpus lacks are dropped)."""
-        rows, columns = [], []
-        for row, question in enumerate(questions):
-            for term in set(tokenize(question, self.tokenizer)):
-                if term in self.term_ids:
-                    rows.append(row)
-                    columns.append(self.term_ids[term])
-        return sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(questions), len(self.vocabulary))
-        )
+    def concepts(self, question: str) -> list[np.ndarray]:
+        """Term ids of each keyword concept of `question` that the corpus has (see `question_concepts`).
+
+        A concept none of whose terms occur in the corpus is an empty array: it still counts
+        against coverage, as something the question asks for that the corpus lacks.
+        """
+        return [
+            np.array(sorted({self.term_ids[t] for t in concept if t in self.term_ids}), dtype=np.int64)
+            for concept in question_concepts(question, self.tokenizer)
+        ]
 
     def scores(self, questions: list[str]) -> np.ndarray:
-        """BM25 score of every text for every question: an array (questions × texts), 0 where no term matches."""
-        return np.asarray((self.question_matrix(questions) @ self.weights.T).todense(), dtype=np.float32)
+        """BM25 score of every text for every question: an array (questions × texts), 0 where no term matches.
+
+        Each concept adds the weight of its best-matching term, so an English word with eight
+        translations counts once, as in structured-query cross-language retrieval.
+        """
+        result = np.zeros((len(questions), len(self)), dtype=np.float32)
+        for row, question in enumerate(questions):
+            result[row] = self._concept_sum(self._weights_by_term, self.concepts(question))
+        return result
 
     def coverage(self, questions: list[str]) -> np.ndarray:
         """Share (0..1) of each question's keyword weight (idf) found in each text: questions × texts.
 
-        Unlike BM25 it is comparable across corpora and questions. Question terms the corpus lacks
-        count with the highest idf, so a question about something absent scores low everywhere.
+        Unlike BM25 it is comparable across corpora and questions. A concept weighs the highest idf
+        of its terms; one the corpus lacks weighs the highest possible idf, so a question about
+        something absent scores low everywhere.
         """
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
         unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
         for row, question in enumerate(questions):
-            terms = set(tokenize(question, self.tokenizer))
-            known = [self.term_ids[t] for t in terms if t in self.term_ids]
-            total = float(self.idf[known].sum()) + unknown_idf * (len(terms) - len(known))
-            if known and total > 0:
-                result[row] = (self._present[:, known] @ self.idf[known]) / total
+            concepts = self.concepts(question)
+            weights = [float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts]
+            if sum(weights) > 0:
+                result[row] = self._concept_sum(self._present_by_term, concepts, weights) / sum(weights)
         return result
+
+    def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+        """Sum over concepts of (weight ×) the best column among the concept's terms, for every text."""
+        total = np.zeros(len(self), dtype=np.float32)
+        known = [(ids, 1.0 if weights is None else weight) for ids, weight in zip(concepts, weights or [None] * len(concepts)) if len(ids)]
+        if not known:
+            return total
+        columns = np.unique(np.concatenate([ids for ids, _ in known]))
+        values = by_term[:, columns].toarray()
+        position = {int(term): i for i, term in enumerate(columns)}
+        for ids, weight in known:
+            total += weight * values[:, [position[int(t)] for t in ids]].max(axis=1)
+        return total
 
     def save(self, path: Path) -> None:
         """Write the counts, vocabulary and settings to one .npz file at `path`."""

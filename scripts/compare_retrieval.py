@@ -117,24 +117,25 @@ def data_sets(names: list[str]) -> dict:
     return sets
 
 
-METHODS = {
-    "dense": dict(fusion="dense"),
-    "keyword": dict(fusion="keyword"),
-    "rrf": dict(fusion="rrf"),
-    "sum.3": dict(fusion="sum", keyword_weight=0.3),
-    "sum.5": dict(fusion="sum", keyword_weight=0.5),
-    "sections.5/.5": dict(fusion="sections", keyword_weight=0.5, section_weight=0.5),
-    "sections.3/.5": dict(fusion="sections", keyword_weight=0.3, section_weight=0.5),
-    "sections.5/.3": dict(fusion="sections", keyword_weight=0.5, section_weight=0.3),
-    "sections.5/.7": dict(fusion="sections", keyword_weight=0.5, section_weight=0.7),
-}
+METHODS = "dense,keyword,rrf,sum:0.3,sum:0.5,sections:0.3:0.5,sections:0.5:0.5,sections:0.3:0.3,sections:0.3:0.7"
+
+
+def method_settings(method: str) -> dict:
+    """'sections:0.3:0.5' -> fusion sections, keyword_weight 0.3, section_weight 0.5."""
+    name, *weights = method.split(":")
+    settings = {"fusion": name}
+    if weights:
+        settings["keyword_weight"] = float(weights[0])
+    if len(weights) > 1:
+        settings["section_weight"] = float(weights[1])
+    return settings
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="seed,cmrc")
     parser.add_argument("--chars", default="120", help="comma-separated max_passage_chars values")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=METHODS, help="fusion[:keyword_weight[:section_weight]], comma-separated")
     parser.add_argument("--encoders", default="e5")
     parser.add_argument("--tokenizers", default="words+bigrams")
     parser.add_argument("--misses", action="store_true", help="also list the ids of questions missed at passage@1")
@@ -150,7 +151,7 @@ def main():
                     config = Config(max_passage_chars=chars, keyword_tokenizer=tokenizer)
                     keywords = build_keywords(passages, tokenizer)
                     for method in args.methods.split(","):
-                        method_config = replace(config, **METHODS[method])
+                        method_config = replace(config, **method_settings(method))
                         retriever = HybridRetriever(passages, vectors, keywords, encoder, method_config)
                         hits = retriever.search_many([q.question for q in questions], RANKED)
                         answers = [make_answer(q.question, h, method_config) for q, h in zip(questions, hits)]

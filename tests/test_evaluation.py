@@ -1,0 +1,117 @@
+"""`qa eval` arithmetic on hand-made answers, the two file formats, and one real run on a tiny corpus."""
+
+import json
+
+import pytest
+
+from qa.answer import Answer, CitedPassage
+from qa.errors import EvaluationError
+from qa.evaluation import EvalQuestion, evaluate, evaluate_file, read_squad, read_tsv_questions
+
+
+def cited(rank, section, text, source="seed.md"):
+    return CitedPassage(rank=rank, score=0.5, source=source, section=section, text=text, start=0, end=len(text))
+
+
+def answer(answered, *passages):
+    return Answer(question="?", answered=answered, passages=list(passages))
+
+
+QUESTIONS = [
+    EvalQuestion("q1", "一", case=1, evidence=("十方面",)),
+    EvalQuestion("q2", "二", case=2, evidence=("标志性 项目",)),  # evidence matched with whitespace removed
+    EvalQuestion("q3", "三", case=3, evidence=("担保贷款",)),
+    EvalQuestion("q4", "四", case=4, evidence=("规模发展",)),
+    EvalQuestion("o1", "五", case=0),
+    EvalQuestion("o2", "六", case=0),
+]
+ANSWERS = [
+    # q1: right case first, evidence in the top passage.
+    answer(True, cited(1, "1 民生实事", "每年将十方面民生实事纳入"), cited(2, "2 平台", "x")),
+    # q2: wrong case first; right case second, with evidence (split by a line break in the text).
+    answer(True, cited(1, "3 小微", "a"), cited(2, "2 平台", "招引标志性\n项目落户"), cited(3, "2 平台", "y")),
+    # q3: right case third, without evidence; declined although in scope.
+    answer(False, cited(1, "1 民生实事", "b"), cited(2, "2 平台", "c"), cited(3, "3 小微", "无关内容")),
+    # q4: the right case nowhere in the list.
+    answer(True, cited(1, "10 有礼", "d"), cited(2, "9 医学", "e"), cited(3, "8 诗路", "f"), cited(4, "7 古村", "g")),
+    answer(False, cited(1, "1 民生实事", "h")),  # o1 declined
+    answer(True, cited(1, "1 民生实事", "i")),  # o2 answered: wrong
+]
+
+
+def test_metrics_are_exact_on_a_hand_made_set():
+    report = evaluate(QUESTIONS, ANSWERS)
+    assert (report.questions, report.in_scope, report.out_of_scope) == (6, 4, 2)
+    assert report.doc_at_1 == 0.25  # q1 only
+    assert report.doc_at_3 == 0.75  # q1, q2, q3
+    assert report.mrr == round((1 + 1 / 2 + 1 / 3 + 0) / 4, 4) == 0.4583
+    assert report.passage_at_1 == 0.25  # q1
+    assert report.passage_at_3 == 0.5  # q1, q2
+    # Top passages of the in-scope questions: 12 + 1 + 1 + 1 characters.
+    assert report.top_chars == 3.8
+    assert report.declined == 0.5  # o1 of o1, o2
+    assert report.wrongly_declined == 0.25  # q3
+    assert report.misses == ["q2", "q3", "q4"]
+
+
+def test_case_numbers_are_read_from_the_start_of_the_section():
+    question = EvalQuestion("q", "?", case=1)
+    assert question.is_right_document(cited(1, "1 为民办实事", ""))
+    assert not question.is_right_document(cited(1, "10 有礼", ""))
+    assert not question.is_right_document(cited(1, "概述", ""))
+
+
+def test_no_out_of_scope_question_reports_none_declined():
+    report = evaluate(QUESTIONS[:1], ANSWERS[:1])
+    assert report.declined is None and report.doc_at_1 == 1.0
+
+
+def test_answers_must_match_questions():
+    with pytest.raises(EvaluationError, match="6 questions but 1 answers"):
+        evaluate(QUESTIONS, ANSWERS[:1])
+
+
+def test_tsv_questions(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("# comment\nd01\tzh\tpara\t1\t十方面\t几方面民生实事？\nd23\ten\toos\t0\t\tBread?\n", encoding="utf-8")
+    assert read_tsv_questions(path) == [
+        EvalQuestion("d01", "几方面民生实事？", case=1, evidence=("十方面",), kind="para", lang="zh"),
+        EvalQuestion("d23", "Bread?", case=0, evidence=(), kind="oos", lang="en"),
+    ]
+    path.write_text("d01\tzh\tpara\tone\t十方面\t问题\n", encoding="utf-8")
+    with pytest.raises(EvaluationError, match=r"q.tsv line 1: expected 6 tab-separated columns"):
+        read_tsv_questions(path)
+    with pytest.raises(EvaluationError, match="does not exist"):
+        read_tsv_questions(tmp_path / "missing.tsv")
+
+
+def test_squad_documents_and_questions(tmp_path):
+    path = tmp_path / "s.json"
+    data = {"data": [{"title": "泡泡战士", "paragraphs": [{"id": "T_1", "context": "生命数耗完即算为踢爆。", "qas": [
+        {"question": "生命数耗完即算为什么？", "id": "T_1_Q0", "answers": [{"text": "踢爆", "answer_start": 8}]}]}]}]}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    documents, questions = read_squad(path)
+    assert documents == {"T_1.md": "# 泡泡战士\n\n生命数耗完即算为踢爆。\n"}
+    assert questions == [EvalQuestion("T_1_Q0", "生命数耗完即算为什么？", source="T_1.md", evidence=("踢爆",))]
+    path.write_text('{"data": [{"paragraphs": [{"qas": []}]}]}', encoding="utf-8")
+    with pytest.raises(EvaluationError, match="not a SQuAD-format file"):
+        read_squad(path)
+
+
+def test_a_real_squad_evaluation_with_the_model(tmp_path, embedder):
+    """Three real paragraphs, three questions: each answer sentence is found first."""
+    paragraphs = [
+        ("P1", "医院", "二级甲等及以上医疗机构之间检查检验报告予以互认。强化互认项目质量控制。"),
+        ("P2", "茶叶", "推进茶旅融合发展，实现一亩茶万元钱。发展林下经济。"),
+        ("P3", "斑马线", "开展礼让斑马线文明行动。建设有礼地标。"),
+    ]
+    qas = [("哪些医院之间检查结果互认？", "二级甲等及以上医疗机构"), ("茶产业和旅游怎么结合？", "茶旅融合"), ("开车礼让行人属于什么行动？", "礼让斑马线")]
+    data = {"data": [{"title": title, "paragraphs": [{"id": pid, "context": text, "qas": [
+        {"question": q, "id": f"{pid}_Q", "answers": [{"text": a, "answer_start": text.index(a)}]}]}]}
+        for (pid, title, text), (q, a) in zip(paragraphs, qas)]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    from qa.config import Config
+
+    report = evaluate_file(path, Config(index_dir=tmp_path / "unused"), embedder)
+    assert (report.in_scope, report.doc_at_1, report.passage_at_1, report.mrr) == (3, 1.0, 1.0, 1.0)
