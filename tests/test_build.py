@@ -1,0 +1,409 @@
+"""Rebuilds: incremental (only new passages embedded), atomic under kill -9, locked, observable, watched.
+
+Real corpora in temporary folders, the real model, real processes killed with SIGKILL.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from qa.assistant import Assistant
+from qa.build import build_index, corpus_changes
+from qa.config import Config
+from qa.corpus import read_document
+from qa.embedding_cache import CACHE_FILE
+from qa.embeddings import Embedder
+from qa.errors import BuildLockedError
+from qa.index import current_build, load_index
+from qa.passages import make_passages
+
+from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
+
+PROJECT = Path(__file__).resolve().parents[1]
+QA = Path(sys.executable).parent / "qa"
+
+DOCS = {
+    "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
+    "农业.md": "# 农业\n\n## 水果\n\n推动水果产业规模化发展，打响区域公用品牌。\n\n## 茶叶\n\n推进茶旅融合发展。\n",
+    "交通.txt": "城市公交实行刷码乘车，七十岁以上老年人免费乘坐公交车。\n",
+}
+DRONE_QUESTION = "无人机配送在哪里试点？"
+
+
+def make_corpus(folder: Path, docs: dict[str, str] = DOCS) -> Config:
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for name, text in docs.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return Config(corpus_dir=corpus, index_dir=folder / "index")
+
+
+@pytest.fixture()
+def built(tmp_path, embedder) -> Assistant:
+    """An assistant over DOCS with its index built (and the embedding cache filled)."""
+    assistant = Assistant(make_corpus(tmp_path), embedder)
+    report = assistant.rebuild()
+    assert (report.embedded, report.reused) == (report.passages, 0)
+    return assistant
+
+
+def top(assistant: Assistant, question: str):
+    return assistant.ask(question).passages[0]
+
+
+def run_child(script: str, *args: str) -> subprocess.Popen:
+    """A Python process running `script`, its output (stdout and stderr) readable line by line."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def read_until(process: subprocess.Popen, marker: str, limit: float = 300) -> str:
+    """Output of `process` up to and including `marker` (fails if the process ends or `limit` s pass first)."""
+    seen = b""
+    deadline = time.monotonic() + limit
+    while marker.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} within {limit} s; output so far:\n{seen.decode(errors='replace')}"
+        ready, _, _ = select.select([process.stdout], [], [], remaining)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 65536)
+            assert chunk, f"process ended before {marker!r}; output:\n{seen.decode(errors='replace')}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental
+
+
+def test_edit_reembeds_only_the_changed_passages_and_changes_the_answer(built):
+    config = built.config
+    assert "无人机" not in top(built, DRONE_QUESTION).text
+    path = config.corpus_dir / "农业.md"
+    path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
+
+    report = built.rebuild()
+
+    # 4 passages: 医保.md 1, 交通.txt 1, 农业.md 2 (水果, 茶叶); only the 茶叶 passage's text is new.
+    total = len(make_passages([read_document(path, config.corpus_dir)], config.max_passage_chars))
+    assert total == 2
+    assert (report.embedded, report.reused, report.passages) == (1, 3, 4)
+    changes = report.changes
+    assert (changes.added, changes.changed, changes.removed, changes.unchanged) == (
+        [], ["农业.md"], [], ["交通.txt", "医保.md"],
+    )
+    answer = top(built, DRONE_QUESTION)
+    assert (answer.source, answer.section, answer.text) == ("农业.md", "茶叶", "在山区乡镇试点无人机配送快递。")
+
+
+def test_rebuild_without_changes_does_not_load_the_model(built):
+    fresh = Embedder(built.config.model)
+    report = build_index(built.config, fresh)
+    assert "model" not in fresh.__dict__  # the cached_property was never computed
+    assert (report.embedded, report.reused, report.passages) == (0, 4, 4)
+    assert not report.changes.any
+
+
+def test_renamed_and_removed_files_need_no_embedding(built, embedder):
+    corpus = built.config.corpus_dir
+    (corpus / "医保.md").rename(corpus / "医疗保障.md")
+    (corpus / "交通.txt").unlink()
+    fresh = Embedder(built.config.model)
+
+    report = build_index(built.config, fresh)
+
+    assert "model" not in fresh.__dict__
+    assert (report.embedded, report.reused, report.passages, report.documents) == (0, 3, 3, 2)
+    changes = report.changes
+    assert (changes.added, changes.removed, changes.unchanged) == (["医疗保障.md"], ["交通.txt", "医保.md"], ["农业.md"])
+    assistant = Assistant(built.config, embedder)
+    assert top(assistant, "哪些医院之间检查结果互认？").source == "医疗保障.md"
+    sources = {passage.source for passage in assistant.index.passages}
+    assert sources == {"医疗保障.md", "农业.md"}
+
+
+def test_progress_stages_in_order(built, tmp_path):
+    calls = []
+    (built.config.corpus_dir / "new.txt").write_text("新设立乡村振兴青年创业基金。", encoding="utf-8")
+    built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert calls == [
+        ("reading", 1, 4), ("reading", 2, 4), ("reading", 3, 4), ("reading", 4, 4),
+        ("passages", 4, 5),
+        ("model", 0, 1), ("model", 1, 1),
+        ("embedding", 0, 1), ("embedding", 1, 1),
+        ("writing", 0, 1), ("writing", 1, 1),
+    ]
+    calls.clear()
+    built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert [call for call in calls if call[0] != "reading"] == [
+        ("passages", 5, 5), ("embedding", 0, 0), ("writing", 0, 1), ("writing", 1, 1),
+    ]
+
+
+def test_damaged_embedding_cache_is_started_afresh(built):
+    cache = built.config.index_dir / CACHE_FILE
+    for suffix in ("-wal", "-shm"):
+        Path(f"{cache}{suffix}").unlink(missing_ok=True)
+    cache.write_bytes(b"not a database" * 100)
+    report = built.rebuild()
+    assert report.notes == [f"embedding cache {cache} was damaged (file is not a database); it was started afresh"]
+    assert (report.embedded, report.reused) == (4, 0)
+    assert built.rebuild().notes == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats and unreadable files
+
+
+def test_mixed_formats_are_indexed_and_bad_files_named(tmp_path, embedder):
+    config = make_corpus(tmp_path, {"医保.md": DOCS["医保.md"]})
+    corpus = config.corpus_dir
+    (corpus / "创业.pdf").write_bytes(make_pdf([POLICY_PAGE_1, POLICY_PAGE_2]))
+    (corpus / "办法.docx").write_bytes(
+        make_docx("垃圾分类办法", [("heading", "第一章 总则"), ("paragraph", "居民应当将厨余垃圾投放到绿色垃圾桶。")])
+    )
+    (corpus / "公告.html").write_text("<h1>公告</h1><p>图书馆周一闭馆，其余时间开放到晚上九点。</p>", encoding="utf-8")
+    (corpus / "国标.txt").write_bytes("社区食堂为独居老人提供助餐服务。".encode("gbk"))
+    (corpus / "空白.txt").write_bytes(b"")
+    (corpus / "损坏.pdf").write_bytes(b"%PDF-1.7\n%%EOF")
+    (corpus / "加密.pdf").write_bytes(make_pdf([["机密。"]], encrypt_with="secret", owner_password="owner"))
+    assistant = Assistant(config, embedder)
+
+    report = assistant.rebuild()
+
+    assert report.documents == 5
+    assert [(p.source, p.reason.split(" (")[0].split(":")[0]) for p in report.problems] == [
+        ("加密.pdf", "encrypted PDF"), ("损坏.pdf", "damaged PDF, cannot be parsed"), ("空白.txt", "empty file"),
+    ]
+    assert report.kept == []
+    assert report.notes == ["国标.txt: read as GB18030 (not UTF-8)"]
+    expected = {
+        "返乡创业补贴每人最高多少钱？": ("创业.pdf", ""),
+        "厨余垃圾投放到什么颜色的垃圾桶？": ("办法.docx", "第一章 总则"),
+        "图书馆哪天闭馆？": ("公告.html", "公告"),
+        "独居老人在哪里吃饭？": ("国标.txt", ""),
+    }
+    for question, (source, section) in expected.items():
+        answer = top(assistant, question)
+        assert (answer.source, answer.section) == (source, section), question
+    changes = corpus_changes(config)
+    assert not changes.any
+    assert [p.source for p in changes.unreadable] == ["加密.pdf", "损坏.pdf", "空白.txt"]
+
+
+def test_a_file_that_becomes_unreadable_keeps_its_indexed_version(built):
+    config = built.config
+    question = "哪些医院之间检查结果互认？"
+    before = top(built, question)
+    path = config.corpus_dir / "医保.md"
+    path.write_bytes("Le café est à côté.".encode("latin-1"))  # saved in the wrong encoding
+
+    report = built.rebuild()
+
+    reason = "bad encoding: neither UTF-8 nor GB18030 Chinese text (undecodable byte at offset 6); save it as UTF-8"
+    assert [(p.source, p.reason) for p in report.problems] == [("医保.md", reason)]
+    assert report.kept == ["医保.md"]
+    assert (report.documents, report.passages, report.embedded) == (3, 4, 0)
+    assert top(built, question) == before  # still answered, with the text indexed before
+    changes = corpus_changes(config)
+    assert not changes.any and [(p.source, p.reason) for p in changes.unreadable] == [("医保.md", reason)]
+
+    from click.testing import CliRunner
+
+    from qa.cli import main
+
+    status = CliRunner().invoke(main, ["status", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir)])
+    assert status.exit_code == 0
+    assert status.output.endswith(
+        f"Corpus: {config.corpus_dir} unchanged since the build.\n"
+        f"  unreadable 医保.md (its version indexed before is kept): {reason}\n"
+    )
+
+    # Kept again by the next build; replaced as soon as the file can be read.
+    assert built.rebuild().kept == ["医保.md"]
+    path.write_text("# 医保\n\n## 检查互认\n\n三级医院之间影像检查结果互认。\n", encoding="utf-8")
+    report = built.rebuild()
+    assert (report.kept, report.problems, report.changes.changed) == ([], [], ["医保.md"])
+    assert top(built, question).text == "三级医院之间影像检查结果互认。"
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic: kill -9 at any moment leaves the previous index loadable and answering
+
+
+BUILD_AND_STOP = """
+    import sys, time
+    from pathlib import Path
+    from qa.build import build_index
+    from qa.config import Config
+    from qa.embeddings import Embedder
+
+    corpus, index, stop_at, at_least = sys.argv[1:]
+
+    def progress(stage, done, total):
+        print(stage, done, total, flush=True)
+        if stage == stop_at and done >= int(at_least):
+            print("STOPPED", flush=True)
+            time.sleep(600)  # hold the build here until the test kills it
+
+    # Batches of one passage, so that "after the first batch" is in the middle of embedding.
+    build_index(Config(corpus_dir=Path(corpus), index_dir=Path(index)), Embedder(batch_size=1), progress)
+"""
+
+
+@pytest.mark.parametrize(
+    "stage, done, embedded_after",
+    # Killed before its chunk was saved, the embedding is redone; killed later, the cache has it.
+    [("embedding", 1, 3), ("writing", 0, 0)],
+    ids=["after-the-first-embedded-batch", "before-writing-the-index"],
+)
+def test_build_killed_midway_leaves_the_old_index_answering(built, embedder, stage, done, embedded_after):
+    config = built.config
+    question = "七十岁以上老人坐公交要钱吗？"
+    before = built.ask(question).to_json()
+    old_folder = current_build(config.index_dir)
+    (config.corpus_dir / "交通.txt").unlink()
+    (config.corpus_dir / "new.md").write_text(
+        "# 基金\n\n新设立乡村振兴青年创业基金。每个项目最高资助十万元。\n\n# 申请\n\n申请人须在本省注册企业。\n\n"
+        "# 期限\n\n资助期限为三年。\n",
+        encoding="utf-8",
+    )
+
+    child = run_child(BUILD_AND_STOP, str(config.corpus_dir), str(config.index_dir), stage, str(done))
+    read_until(child, "STOPPED")
+    kill(child)
+
+    assert current_build(config.index_dir) == old_folder
+    assert Assistant(config, embedder).ask(question).to_json() == before
+    # The next build completes and removes what the killed one left behind.
+    report = built.rebuild()
+    assert sorted(report.changes.added + report.changes.removed) == ["new.md", "交通.txt"]
+    assert (report.embedded, report.reused) == (embedded_after, 6 - embedded_after)
+    assert sorted(p.name for p in (config.index_dir / "builds").iterdir()) == sorted(
+        [old_folder.name, Path(report.folder).name]
+    )
+    assert top(built, "青年创业基金每个项目资助多少？").source == "new.md"
+
+
+WRITE_AND_STOP = """
+    import sys, time
+    from pathlib import Path
+    from qa.index import build_lock, load_index, write_index
+
+    index_dir = Path(sys.argv[1])
+    old = load_index(index_dir)
+    vectors = old.vectors.reconstruct_n(0, old.vectors.ntotal)
+
+    def stop_here(path):
+        path.write_bytes(b"half")
+        print("STOPPED", flush=True)
+        time.sleep(600)
+
+    with build_lock(index_dir):
+        write_index(index_dir, old.manifest, old.passages[:2], vectors[:2], extra_files={"extra.bin": stop_here})
+"""
+
+
+def test_build_killed_while_writing_index_files_leaves_the_old_index(built, embedder):
+    config = built.config
+    old_folder = current_build(config.index_dir)
+    child = run_child(WRITE_AND_STOP, str(config.index_dir))
+    read_until(child, "STOPPED")
+    partial = [p for p in (config.index_dir / "builds").iterdir() if p != old_folder]
+    assert len(partial) == 1 and (partial[0] / "extra.bin").read_bytes() == b"half"
+    kill(child)
+
+    index = load_index(config.index_dir, model=config.model)
+    assert (index.folder, len(index.passages)) == (old_folder, 4)
+    assert top(Assistant(config, embedder), "哪些医院之间检查结果互认？").source == "医保.md"
+
+
+def test_kill_at_many_moments_never_breaks_the_index(built):
+    """Kill `qa build` at spread-out moments of a rebuild; each time the index is the old or the new one, whole."""
+    config = built.config
+    corpus = config.corpus_dir
+    names = [("交通.txt", "公交.txt"), ("公交.txt", "交通.txt")]
+    args = [str(QA), "build", "--corpus", str(corpus), "--index", str(config.index_dir)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for attempt, delay in enumerate([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.3, 1.7, 2.2]):
+        old, new = names[attempt % 2]
+        if (corpus / old).exists():
+            (corpus / old).rename(corpus / new)  # a rename needs no model, so the build is short
+        child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        index = load_index(config.index_dir, model=config.model)
+        sources = {passage.source for passage in index.passages}
+        assert sources == set(index.manifest["sources"]), f"attempt {attempt}: passages and manifest disagree"
+        assert sources in ({"医保.md", "农业.md", old}, {"医保.md", "农业.md", new}), f"attempt {attempt}: {sources}"
+        assert len(index.passages) == index.vectors.ntotal == 4
+    assert built.rebuild().documents == 3
+
+
+def test_second_build_at_once_is_refused_with_a_clear_message(built):
+    config = built.config
+    holder = run_child(
+        """
+        import sys, time
+        from pathlib import Path
+        from qa.index import build_lock
+        with build_lock(Path(sys.argv[1])):
+            print("LOCKED", flush=True)
+            time.sleep(600)
+        """,
+        str(config.index_dir),
+    )
+    try:
+        read_until(holder, "LOCKED")
+        with pytest.raises(BuildLockedError) as error:
+            built.rebuild()
+        message = str(error.value)
+        assert message.startswith(f"another build of {config.index_dir} is running (pid {holder.pid} since ")
+        assert message.endswith("); wait for it to finish")
+    finally:
+        kill(holder)
+    assert built.rebuild().passages == 4  # the lock goes with the process, even killed
+
+
+# ---------------------------------------------------------------------------------------------
+# qa build --watch
+
+
+def test_watch_rebuilds_when_the_corpus_changes(built):
+    config = built.config
+    watcher = subprocess.Popen(
+        [str(QA), "build", "--watch", "--interval", "0.2", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir)],
+        env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        first = read_until(watcher, "Watching")
+        assert "Indexed 3 documents as 4 passages in " in first
+        assert "0 added, 0 changed, 0 removed, 3 unchanged files; 0 passages embedded, 4 reused." in first
+        (config.corpus_dir / "交通.txt").unlink()
+        second = read_until(watcher, "Watching")
+        assert "0 added, 0 changed, 1 removed, 2 unchanged files; 0 passages embedded, 3 reused." in second
+        watcher.send_signal(signal.SIGINT)
+        rest = watcher.communicate(timeout=30)[0].decode()
+        assert watcher.returncode == 0
+        assert rest.strip().endswith("Stopped watching.")
+    finally:
+        if watcher.poll() is None:
+            kill(watcher)
+    assert load_index(config.index_dir).manifest["counts"]["documents"] == 2
