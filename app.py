@@ -122,6 +122,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def may_rebuild(rebuild_allowed: bool, username: str | None) -> bool:
+    """Whether this visitor may rebuild: anyone on a loopback-only page, else only a logged-in user.
+
+    The page hides the button too, but this check is what the rebuild event itself applies.
+    """
+    return rebuild_allowed or bool(username)
+
+
+_STAGE_NAMES = {"reading": "files read", "passages": "passages reused", "model": "loading the model",
+                "embedding": "passages embedded", "writing": "writing the index"}
+
+
 def terminal_progress():
     """progress(stage, done, total) drawing one bar per build stage in the terminal."""
     from tqdm import tqdm
@@ -130,7 +142,9 @@ def terminal_progress():
 
     def progress(stage: str, done: int, total: int, *more, **details) -> None:
         if stage not in bars:
-            bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr)
+            for bar in bars.values():  # a new stage means the earlier ones are over
+                bar.close()
+            bars[stage] = tqdm(total=total, desc=_STAGE_NAMES.get(stage, stage), file=sys.stderr)
         bars[stage].total = total
         bars[stage].update(done - bars[stage].n)
         if done >= total:
@@ -145,8 +159,8 @@ def ensure_index(assistant: Assistant) -> None:
         assistant.index
         return
     except (IndexMissingError, IndexCorruptError, IndexMismatchError) as error:
-        print(f"{error}\nBuilding the index of {assistant.config.corpus_dir} now (the model is converted on first use)…",
-              file=sys.stderr)
+        print(f"The index cannot be used yet: {error}.\n"
+              f"Building it now from {assistant.config.corpus_dir} (the model is converted on first use)…", file=sys.stderr)
     if assistant.config.model == DEFAULT_MODEL_NAME:
         install_default_model(progress=lambda message: print(message, file=sys.stderr))
     report = assistant.rebuild(progress=terminal_progress())
@@ -180,12 +194,8 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
             return
         gr.Info("已记录反馈，谢谢 · Feedback recorded, thank you")
 
-    def may_rebuild(request: gr.Request) -> bool:
-        # Beyond loopback only a logged-in user may rebuild; the button is hidden too, but the check is here.
-        return rebuild_allowed or bool(getattr(request, "username", None))
-
     def rebuild(request: gr.Request):
-        if not may_rebuild(request):
+        if not may_rebuild(rebuild_allowed, request.username):
             gr.Warning("重建索引需要登录 · Rebuilding needs a login (start the page with --auth)")
             yield render_status(chat.status(), rebuild_allowed=False)
             return
@@ -197,7 +207,7 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
         yield render_status(chat.status(), rebuild_allowed=True)
 
     def show_status(request: gr.Request):
-        return render_status(chat.status(), rebuild_allowed=may_rebuild(request))
+        return render_status(chat.status(), rebuild_allowed=may_rebuild(rebuild_allowed, request.username))
 
     private = dict(api_visibility="private")
     with gr.Blocks(title="政策文件问答 · Policy Q&A") as page:
@@ -253,6 +263,7 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
                 .then(None, js=SCROLL_TO_LAST_QUESTION)
             )
         new_chat.click(lambda: ([], [], ""), None, [chatbot, turns, question], **private)
+        chatbot.clear(lambda: [], None, turns, **private)  # the chat box's own bin icon
         chatbot.like(rate, [turns], None, **private)
         rebuild_button.click(rebuild, None, status, concurrency_limit=1, **private)
         page.load(show_status, None, status, **private)

@@ -321,6 +321,7 @@ class RebuildState:
     done: int = 0
     total: int = 0
     started: float | None = None
+    stage_started: float | None = None
     finished: float | None = None
     report: BuildReport | None = None
     error: str | None = None
@@ -362,7 +363,8 @@ class RebuildJob:
     def _progress(self, stage: str, done: int, total: int, *more, **details) -> None:
         # Extra arguments are tolerated so a richer build progress does not break the page.
         with self._lock:
-            self._state = replace(self._state, stage=stage, done=done, total=total)
+            since = self._state.stage_started if stage == self._state.stage else time.time()
+            self._state = replace(self._state, stage=stage, done=done, total=total, stage_started=since)
 
     def _run(self) -> None:
         report, error = None, None
@@ -524,7 +526,14 @@ def render_status(status: IndexStatus, rebuild_allowed: bool = True) -> str:
     return f'<div class="qa-index">{"".join(rows)}</div>'
 
 
-_STAGES = {"starting": "准备 starting", "reading": "读取文件 reading files", "embedding": "向量化 embedding passages", "writing": "写入 writing"}
+_STAGES = {
+    "starting": "准备 starting",
+    "reading": "读取文件 reading files",
+    "passages": "复用已有向量 reusing cached passages",
+    "model": "加载模型 loading the model",
+    "embedding": "向量化 embedding passages",
+    "writing": "写入并检查 writing and checking the index",
+}
 
 
 def _render_rebuild(state: RebuildState) -> str:
@@ -534,6 +543,10 @@ def _render_rebuild(state: RebuildState) -> str:
         counts = ""
         if state.total:
             counts = f' <progress max="{state.total}" value="{state.done}"></progress> {state.done}/{state.total}'
+            spent = time.time() - (state.stage_started or time.time())
+            if state.stage == "embedding" and state.done and spent > 0:
+                rate = state.done / spent
+                counts += f" · {rate:.1f}/s · 约 about {(state.total - state.done) / rate:.0f} s 剩余 left"
         return (
             f'<div class="qa-rebuild qa-running">正在重建索引 · Rebuilding: {stage}{counts} · {elapsed:.0f} s'
             '<br><span class="qa-aside">旧索引继续回答问题 · questions are answered from the old index until the new one is ready</span></div>'

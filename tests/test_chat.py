@@ -15,6 +15,7 @@ from qa.chat import (
     Chat,
     IndexStatus,
     RebuildJob,
+    RebuildState,
     SectionTexts,
     Turn,
     chat_messages,
@@ -335,3 +336,11 @@ def test_status_of_a_missing_index(tmp_path, embedder):
     corpus.mkdir()
     status = Chat(Assistant(Config(corpus_dir=corpus, index_dir=tmp_path / "none"), embedder)).status()
     assert status.documents is None and re.match(r"no index in .*none: run `qa build`", status.error)
+
+
+def test_status_shows_a_running_rebuild_with_its_stage_and_counts():
+    state = RebuildState(running=True, stage="embedding", done=10, total=40, started=0.0, stage_started=0.0)
+    html = render_status(IndexStatus(rebuild=state))
+    assert "正在重建索引 · Rebuilding: 向量化 embedding passages" in html
+    assert '<progress max="40" value="10"></progress> 10/40' in html
+    assert "旧索引继续回答问题" in html

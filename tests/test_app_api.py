@@ -1,0 +1,151 @@
+"""The chat page's API, through gradio_client against a real app process on 127.0.0.1 with a login.
+
+One app process serves the whole module, over the seed index that conftest builds once per session.
+`running_page` is also used by the browser tests.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from qa.chat import Chat
+from qa.errors import QAError
+
+from .conftest import PROJECT, case_number, read_dev_questions
+
+LOGIN = ("tester", "s3cret")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600):
+    """Start `app.py` with `flags` on a free port of 127.0.0.1; yield its URL once it answers; stop it after."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    with open(log, "w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT / "app.py"), "--port", str(port), *flags],
+            cwd=PROJECT, env=environment, stdout=output, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"app.py exited with status {process.returncode}:\n{log.read_text(encoding='utf-8')[-3000:]}")
+                try:
+                    if httpx.get(url, timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer within {timeout} s:\n{log.read_text(encoding='utf-8')[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def page(seed_assistant, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("app-api")
+    config = seed_assistant.config
+    flags = ("--corpus", str(config.corpus_dir), "--index", str(config.index_dir), "--feedback", str(folder / "feedback.jsonl"))
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ":".join(LOGIN)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(page):
+    return Client(page, auth=LOGIN, verbose=False)
+
+
+def dev(question_id: str) -> dict:
+    return next(row for row in read_dev_questions() if row["id"] == question_id)
+
+
+@pytest.mark.parametrize("question_id", ["d14", "d10", "d21"])
+def test_ask_returns_the_passages_of_the_right_case(client, seed_assistant, question_id):
+    row = dev(question_id)
+    result = client.predict(row["question"], api_name="/ask")
+    assert case_number(result["passages"][0]["section"]) == row["case"]
+    assert [passage["rank"] for passage in result["passages"]] == [1, 2, 3, 4, 5]
+    assert result == seed_assistant.ask(row["question"]).to_json()
+
+
+def test_ask_returns_exactly_what_qa_ask_json_prints(client, seed_assistant):
+    question = dev("d14")["question"]
+    printed = subprocess.run(
+        [str(Path(sys.executable).parent / "qa"), "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
+        capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    ).stdout
+    assert client.predict(question, api_name="/ask") == json.loads(printed)
+
+
+def test_ask_takes_k_and_says_not_found(client):
+    assert len(client.predict(dev("d14")["question"], 2, api_name="/ask")["passages"]) == 2
+    result = client.predict(dev("d24")["question"], api_name="/ask")
+    assert result["answered"] is False and result["question"] == "How do I bake sourdough bread?"
+
+
+def test_an_empty_question_is_a_clean_error(client):
+    with pytest.raises(AppError, match="the question is empty: type a question about the documents"):
+        client.predict("   ", api_name="/ask")
+
+
+def test_only_ask_is_offered_to_api_clients(client):
+    # The page's own events (rebuild, feedback, ...) are private: not callable by API clients.
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask"]
+
+
+def test_the_page_needs_the_login(page):
+    with pytest.raises(Exception):
+        Client(page, verbose=False).predict("问题", api_name="/ask")
+    with pytest.raises(Exception):
+        Client(page, auth=("tester", "wrong"), verbose=False)
+    assert httpx.post(page + "login", data={"username": LOGIN[0], "password": LOGIN[1]}).status_code == 200
+
+
+# --- the page's start-up options, without a server -------------------------------------------------
+
+
+def test_parse_auth():
+    import app
+
+    assert app.parse_auth(None) is None and app.parse_auth("") is None
+    assert app.parse_auth("ann:pw, bob:p:w") == [("ann", "pw"), ("bob", "p:w")]
+    with pytest.raises(QAError, match=r"^--auth / QA_AUTH must look like user:password\[,user2:password2\], not 'ann'$"):
+        app.parse_auth("ann")
+
+
+def test_rebuild_is_only_for_loopback_or_logged_in_visitors(seed_assistant):
+    import app
+
+    assert [app.is_loopback(host) for host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.5")] == [
+        True, True, True, False, False,
+    ]
+    assert app.may_rebuild(True, None) and app.may_rebuild(False, "ann") and not app.may_rebuild(False, None)
+    config = app.build_page(Chat(seed_assistant), rebuild_allowed=False).get_config_file()
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
+    assert props["qa-rebuild"]["visible"] is False and props["qa-chat"]["visible"] is True
+    assert config["analytics_enabled"] is False

@@ -1,0 +1,191 @@
+"""The chat page in a real headless browser: Debian's chromium driven by Playwright.
+
+One app process serves the module, over a temporary corpus: the seed cases plus a document whose
+text contains HTML markup (which must show up as text, never run). Every test opens a fresh tab
+(a fresh conversation), and checks that the page fetched nothing from outside 127.0.0.1.
+Screenshots are kept in test-output/browser/ (git-ignored).
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa.assistant import Assistant
+from qa.config import Config
+from qa.feedback import read_feedback
+
+from .conftest import PROJECT, SEED_CORPUS, case_number, read_dev_questions
+from .test_app_api import running_page
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+SCREENSHOTS = PROJECT / "test-output" / "browser"
+WAIT_MS = 180_000  # this machine is shared and slow; nothing below depends on speed
+
+MARKUP_DOCUMENT = """# 网页标记测试
+
+## 1 网页标记原样显示
+
+本段专门检验网页标记：<script>window.__qa_xss = 1</script> 和 <img src=x onerror="window.__qa_xss = 2"> 都应当作为文字原样显示。
+"""
+MARKUP_SENTENCE = '本段专门检验网页标记：<script>window.__qa_xss = 1</script> 和 <img src=x onerror="window.__qa_xss = 2"> 都应当作为文字原样显示。'
+
+
+def dev(question_id: str) -> dict:
+    return next(row for row in read_dev_questions() if row["id"] == question_id)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, embedder):
+    """The app over a temporary corpus (seed + markup document), its index built here with the session's model."""
+    folder = tmp_path_factory.mktemp("browser")
+    corpus = folder / "corpus"
+    shutil.copytree(SEED_CORPUS, corpus)
+    (corpus / "markup.md").write_text(MARKUP_DOCUMENT, encoding="utf-8")
+    config = Config(corpus_dir=corpus, index_dir=folder / "index", feedback_file=folder / "feedback.jsonl")
+    Assistant(config, embedder).rebuild()
+    flags = ("--corpus", str(corpus), "--index", str(config.index_dir), "--feedback", str(config.feedback_file))
+    with running_page(*flags, log=folder / "app.log") as url:
+        yield {"url": url, "config": config}
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install -y chromium` (scripts/test does)")
+    profile = tmp_path_factory.mktemp("chromium-profile")  # an empty user data dir
+    with playwright_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        context.set_default_timeout(WAIT_MS)
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(site, browser_context, request):
+    """A fresh tab on the page; afterwards, a screenshot, and a check that every request stayed local."""
+    tab = browser_context.new_page()
+    requested: list[str] = []
+    tab.on("request", lambda r: requested.append(r.url))
+    tab.goto(site["url"])
+    tab.wait_for_selector("#qa-question textarea")
+    yield tab
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"))
+    tab.close()
+    outside = [url for url in requested if not url.startswith(site["url"])]
+    assert outside == [], f"the page fetched from outside the app: {outside}"
+
+
+def ask(page, question: str):
+    """Type a question, press Enter, and return the locator of its answer (the last one in the chat)."""
+    before = page.locator("#qa-chat .qa-answer, #qa-chat .qa-error").count()
+    page.fill("#qa-question textarea", question)
+    page.press("#qa-question textarea", "Enter")
+    page.wait_for_function(
+        f"document.querySelectorAll('#qa-chat .qa-answer, #qa-chat .qa-error').length > {before}", timeout=WAIT_MS
+    )
+    return page.locator("#qa-chat .qa-answer, #qa-chat .qa-error").last
+
+
+def test_chinese_question_shows_cited_passages_of_the_right_case_with_a_highlight(page):
+    row = dev("d14")  # 哪些级别的医院之间检查结果互认？ -> case 9
+    answer = ask(page, row["question"])
+    first = answer.locator(".qa-passage").first
+    assert first.locator(".qa-case").inner_text() == f"案例 {row['case']}"
+    assert "医学检查检验结果互认共享改革" in first.locator(".qa-title").inner_text()
+    assert first.locator(".qa-source").inner_text() == "浙江高质量发展建设共同富裕示范区第二批典型经验.md"
+    assert answer.locator(".qa-passage").count() == 5
+    # The answer line quotes the best sentence, which is highlighted in its passage.
+    best = answer.locator("mark.qa-best")
+    assert best.count() == 1 and best.is_visible()
+    quoted = answer.locator(".qa-answer-line blockquote").inner_text()
+    assert best.inner_text() in quoted and row["evidence"] in quoted
+    assert answer.locator(".qa-label").first.inner_text() == "最相关的原文"
+    assert "相关度" in first.locator(".qa-score").inner_text()
+
+
+def test_the_whole_case_opens_in_place_and_a_follow_up_shows_what_was_searched(page):
+    first_question = dev("d10")["question"]  # 怎样吸引年轻人回乡创业？
+    answer = ask(page, first_question)
+    passage = answer.locator(".qa-passage").first
+    section = passage.locator(".qa-section-text")
+    assert not section.is_visible()
+    passage.locator(".qa-section summary").click()
+    assert section.is_visible()
+    assert passage.locator(".qa-text").inner_text() == section.locator("mark.qa-cited").inner_text()
+    assert len(section.inner_text()) > len(passage.locator(".qa-text").inner_text())
+
+    follow = ask(page, "具体是怎么做的？")
+    assert follow.locator(".qa-searched q").inner_text() == f"{first_question} 具体是怎么做的？"
+    assert page.locator("#qa-chat .user-row").count() == 2
+
+
+def test_out_of_scope_question_says_nothing_was_found(page):
+    answer = ask(page, dev("d24")["question"])  # How do I bake sourdough bread?
+    assert "没有找到相关内容" in answer.locator(".qa-not-found-line").inner_text()
+    weak = answer.locator("details.qa-weak-matches")
+    assert weak.count() == 1 and weak.get_attribute("open") is None  # folded
+    assert not answer.locator(".qa-passage").first.is_visible()
+    assert answer.locator(".qa-answer-line").count() == 0
+
+
+def test_markup_in_a_passage_and_in_a_question_shows_as_text(page):
+    answer = ask(page, "<b>网页标记</b>会原样显示吗？")
+    texts = answer.locator(".qa-passage .qa-text").all_text_contents()
+    assert MARKUP_SENTENCE in texts
+    assert page.locator("#qa-chat .user-row").last.inner_text().strip() == "<b>网页标记</b>会原样显示吗？"
+    assert page.locator("#qa-chat img[src='x']").count() == 0
+    assert page.locator("#qa-chat script").count() == 0
+    assert page.evaluate("window.__qa_xss === undefined")
+
+
+def test_a_sample_question_and_a_thumbs_up_go_to_the_feedback_log(page, site):
+    page.get_by_role("button", name="检查检验结果互认给群众带来什么好处？").click()
+    page.wait_for_selector("#qa-chat .qa-answer")
+    page.locator("#qa-chat .bot-row").last.get_by_role("button", name="Like", exact=True).click()
+    page.wait_for_selector("text=已记录反馈")
+    records = read_feedback(site["config"].feedback_file)
+    assert [(r["rating"], r["question"]) for r in records] == [("up", "检查检验结果互认给群众带来什么好处？")]
+    assert case_number(records[0]["passages"][0]["section"]) == 9
+
+
+def test_english_question_gets_english_labels(page):
+    answer = ask(page, dev("d21")["question"])  # Which regulation covers mutual recognition of medical test results?
+    labels = answer.inner_text()
+    assert ("Cited passages" in labels) or ("Nothing relevant found" in labels)
+    assert "引用段落" not in labels and "相关度" not in labels
+
+
+def test_the_page_notices_a_corpus_change_and_rebuilds_while_answering(page, site):
+    status = page.locator("#qa-index-status")
+    page.wait_for_selector("#qa-index-status >> text=语料与索引一致")
+    (site["config"].corpus_dir / "island.md").write_text(
+        "# 海岛\n\n## 1 海岛渔村发展民宿\n\n海岛渔村把闲置渔民房改造成特色民宿，渔民当上了民宿管家。\n", encoding="utf-8"
+    )
+    page.reload()
+    page.wait_for_selector("#qa-index-status >> text=语料已更改")
+    assert "新增 added island.md" in status.inner_text()
+    # Record every state the status panel shows, to see the live progress however fast the build is.
+    page.evaluate(
+        """() => { window.__qa_states = [];
+        new MutationObserver(() => window.__qa_states.push(document.querySelector('#qa-index-status').innerText))
+          .observe(document.querySelector('#qa-index-status'), {subtree: true, childList: true, characterData: true}); }"""
+    )
+    page.get_by_role("button", name="重建索引 · Rebuild index").click()
+    answer = ask(page, dev("d14")["question"])  # answered from whichever index is served: never a gap
+    assert answer.locator(".qa-case").first.inner_text() == "案例 9"
+    page.wait_for_selector("#qa-index-status >> text=已重建")
+    assert any("正在重建" in state for state in page.evaluate("window.__qa_states"))
+    assert "3 文档 documents" in status.inner_text() and "语料与索引一致" in status.inner_text()
+    island = ask(page, "海岛渔村怎么发展民宿？")
+    assert island.locator(".qa-source").first.inner_text() == "island.md"
