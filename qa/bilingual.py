@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
-_FORMAT = 2
+_FORMAT = 3
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
 _PARENTHESES = re.compile(r"\([^)]*\)")
 _ENGLISH_WORD = re.compile(r"[a-z]+")
@@ -82,8 +82,8 @@ def _derive_table() -> dict[str, list[str]]:
         lines = gzip.decompress(source.read_bytes()).decode("utf-8").splitlines()
     except (ModuleNotFoundError, FileNotFoundError, OSError):
         return {}
-    # Sort key (words in the sense, distance from two characters, dictionary order): a one-word sense
-    # ("brand" -> 品牌) is the most direct, and two-character words are the commonest Chinese words.
+    # Sort key (words in the sense, length of the Chinese, dictionary order): a one-word sense
+    # ("brand" -> 品牌) is the most direct, and the shortest Chinese the most general (林 for "forest").
     candidates: dict[str, list[tuple[int, int, int, str]]] = {}
     for order, line in enumerate(lines):
         match = _ENTRY.match(line.strip())
@@ -97,7 +97,7 @@ def _derive_table() -> dict[str, list[str]]:
             words = _ENGLISH_WORD.findall(sense)
             if 1 <= len(words) <= 3:
                 for word in set(words):
-                    candidates.setdefault(word, []).append((len(words), abs(len(chinese) - 2), order, chinese))
+                    candidates.setdefault(word, []).append((len(words), len(chinese), order, chinese))
     table = {}
     for word, found in candidates.items():
         chosen: list[str] = []

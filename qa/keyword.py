@@ -40,7 +40,7 @@ _STOPWORDS = frozenset(
     "的 了 是 在 和 与 及 或 等 对 为 把 被 将 从 向 以 于 也 都 就 而 并 这 那 之 其 各 有 中 上 下 "
     "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 吗 呢 吧 啊 多少 几 为什么 是否 能否 可以 可 会 要 "
     "the a an of to in on for and or is are was were be by with as at it this that what which how "
-    "who whom when where why do does did can could should would will".split()
+    "who whom when where why do does did can could should would will more most i you we my our your their".split()
 )
 
 
@@ -103,10 +103,8 @@ def question_concepts(question: str, tokenizer: str = "words+bigrams") -> list[t
 
 
 def _translation_tokens(chinese: str, tokenizer: str) -> list[str]:
-    # A translation counts only as a whole word (a single character is too ambiguous), and for
-    # bigram matching only when it is exactly two characters long.
-    if len(chinese) < 2:
-        return []
+    # A translation counts only as a whole word, and for bigram matching only when it is exactly
+    # two characters long (a lone character inside a longer word means little).
     tokens = ["w:" + chinese] if "words" in tokenizer else []
     if "bigrams" in tokenizer and len(chinese) == 2:
         tokens.append(chinese)
@@ -129,7 +127,8 @@ class KeywordIndex:
         self.weights, self.idf = _bm25_weights(self.counts, k1, b)
         # Column-major copies: a question reads the columns of its own few terms.
         self._weights_by_term = self.weights.tocsc()
-        self._present_by_term = (self.counts > 0).astype(np.float32).tocsc()
+        present = (self.counts > 0).astype(np.float32)
+        self._idf_by_term = (present @ sparse.diags(self.idf)).tocsc()
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -184,29 +183,30 @@ class KeywordIndex:
         """Share (0..1) of each question's keyword weight (idf) found in each text: questions × texts.
 
         Unlike BM25 it is comparable across corpora and questions. A concept weighs the highest idf
-        of its terms; one the corpus lacks weighs the highest possible idf, so a question about
-        something absent scores low everywhere.
+        of its terms, and a text earns the idf of the best of them it contains; a concept the
+        corpus lacks weighs the highest possible idf, so a question about something absent scores
+        low everywhere.
         """
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
         unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
         for row, question in enumerate(questions):
             concepts = self.concepts(question)
-            weights = [float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts]
-            if sum(weights) > 0:
-                result[row] = self._concept_sum(self._present_by_term, concepts, weights) / sum(weights)
+            total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
+            if total > 0:
+                result[row] = self._concept_sum(self._idf_by_term, concepts) / total
         return result
 
-    def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
-        """Sum over concepts of (weight ×) the best column among the concept's terms, for every text."""
+    def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray]) -> np.ndarray:
+        """Sum over concepts of the best column among the concept's terms, for every text."""
         total = np.zeros(len(self), dtype=np.float32)
-        known = [(ids, 1.0 if weights is None else weight) for ids, weight in zip(concepts, weights or [None] * len(concepts)) if len(ids)]
+        known = [ids for ids in concepts if len(ids)]
         if not known:
             return total
-        columns = np.unique(np.concatenate([ids for ids, _ in known]))
+        columns = np.unique(np.concatenate(known))
         values = by_term[:, columns].toarray()
         position = {int(term): i for i, term in enumerate(columns)}
-        for ids, weight in known:
-            total += weight * values[:, [position[int(t)] for t in ids]].max(axis=1)
+        for ids in known:
+            total += values[:, [position[int(t)] for t in ids]].max(axis=1)
         return total
 
     def save(self, path: Path) -> None:

@@ -84,6 +84,9 @@ class HybridRetriever:
         self.config = config
         self.groups = section_groups(passages)
         self.section_keywords = keywords.grouped(self.groups) if passages else keywords
+        # First and last passage of each section (passages of a section are consecutive).
+        self.section_first = np.searchsorted(self.groups, np.arange(len(self.groups) and self.groups[-1] + 1), side="left")
+        self.section_last = np.searchsorted(self.groups, np.arange(len(self.groups) and self.groups[-1] + 1), side="right") - 1
 
     @classmethod
     def from_index(cls, index: Index, embedder: Embedder, config: Config) -> "HybridRetriever":
@@ -98,24 +101,66 @@ class HybridRetriever:
             return [[] for _ in questions]
         evidence = self.evidence(questions)
         scores = fuse(evidence, self.groups, self.config)
-        k = min(k, len(self.passages))
         results = []
         for row in range(len(questions)):
-            best = np.argpartition(-scores[row], k - 1)[:k]
-            best = best[np.argsort(-scores[row, best], kind="stable")]
-            results.append(
-                [
+            hits = []
+            covered = np.zeros(len(self.passages), dtype=bool)
+            for i in np.argsort(-scores[row], kind="stable"):
+                if len(hits) == k:
+                    break
+                if covered[i]:
+                    continue  # already cited inside a better passage's window
+                first, last = self._window(int(i), scores[row], covered)
+                covered[first : last + 1] = True
+                hits.append(
                     Hit(
-                        self.passages[i],
+                        self._span(first, last, anchor=int(i)),
                         similarity=float(evidence.dense[row, i]),
                         score=float(scores[row, i]),
                         keyword=float(evidence.keyword[row, i]),
                         coverage=float(evidence.section_coverage[row, self.groups[i]]),
                     )
-                    for i in best
-                ]
-            )
+                )
+            results.append(hits)
         return results
+
+    def _window(self, anchor: int, scores: np.ndarray, covered: np.ndarray) -> tuple[int, int]:
+        """The passages [first, last] to cite around `anchor`: its neighbours in the section, best first.
+
+        A neighbour joins while the window stays within the budget: `max_citation_share` of the
+        section, but at least `max_passage_chars` and at most `max_citation_chars`. A short case
+        is then cited by the sentences that answer, a long article paragraph by a wider window
+        that more often holds the answer next to the sentence that matched the question.
+        """
+        group = self.groups[anchor]
+        section_chars = self.passages[self.section_last[group]].end - self.passages[self.section_first[group]].start
+        budget = min(self.config.max_citation_chars, max(self.config.max_passage_chars, self.config.max_citation_share * section_chars))
+        first = last = anchor
+        while True:
+            candidates = [
+                i
+                for i in (first - 1, last + 1)
+                if 0 <= i < len(self.passages) and self.groups[i] == group and not covered[i]
+                and self.passages[max(last, i)].end - self.passages[min(first, i)].start <= budget
+            ]
+            if not candidates:
+                return first, last
+            chosen = max(candidates, key=lambda i: scores[i])
+            first, last = min(first, chosen), max(last, chosen)
+
+    def _span(self, first: int, last: int, anchor: int) -> Passage:
+        """One passage spanning passages first..last (its id is the anchor's, the passage that matched)."""
+        if first == last:
+            return self.passages[first]
+        parts = [self.passages[first].text]
+        for before, after in zip(self.passages[first:last], self.passages[first + 1 : last + 1]):
+            # Passages are stored trimmed; only the length of the whitespace between them is known.
+            gap = after.start - before.end
+            parts.append(" " * gap if before.text[-1:].isascii() and after.text[:1].isascii() else "\n" * gap)
+            parts.append(after.text)
+        head = self.passages[first]
+        return Passage(id=self.passages[anchor].id, source=head.source, section=head.section,
+                       start=head.start, end=self.passages[last].end, text="".join(parts))
 
     def evidence(self, questions: list[str]) -> "Evidence":
         """Every kind of evidence for every passage and section, for a batch of questions."""

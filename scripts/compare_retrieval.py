@@ -159,7 +159,8 @@ def main():
                         print(
                             f"{set_name:5} chars={chars:<4} {encoder_name:7} {tokenizer:14} {method:14} "
                             f"doc@1={report.doc_at_1:.3f} doc@3={report.doc_at_3:.3f} mrr={report.mrr:.3f} "
-                            f"p@1={report.passage_at_1:.3f} p@3={report.passage_at_3:.3f} len={report.top_chars:.0f}"
+                            f"p@1={report.passage_at_1:.3f} p@3={report.passage_at_3:.3f} len={report.top_chars:.0f} "
+                            f"declined={report.declined if report.declined is not None else '-'} wrongly={report.wrongly_declined:.3f}"
                             + (f" misses={','.join(report.misses)}" if args.misses else ""),
                             flush=True,
                         )

@@ -102,6 +102,11 @@ def test_save_load_gives_identical_scores_and_rejects_damage(tmp_path):
 # --- retrievers, one suite for every fusion ----------------------------------------------
 
 
+def sentences(**settings) -> Config:
+    """Settings that cite single sentences, as the small index below is cut."""
+    return Config(max_passage_chars=1, max_citation_share=0, **settings)
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("small")
@@ -115,7 +120,7 @@ def small(tmp_path_factory, embedder):
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("question, section, sentence", QUESTIONS)
 def test_every_retriever_finds_the_answering_sentence(small, fusion, question, section, sentence):
-    retriever = HybridRetriever.from_index(small.index, small.embedder, Config(fusion=fusion))
+    retriever = HybridRetriever.from_index(small.index, small.embedder, sentences(fusion=fusion))
     hits = retriever.search(question, 3)
     assert [hit.passage.text for hit in hits][:1] == [sentence]
     assert hits[0].passage.section == section
@@ -124,7 +129,7 @@ def test_every_retriever_finds_the_answering_sentence(small, fusion, question, s
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_every_retriever_handles_batches_and_small_k(small, fusion):
-    retriever = HybridRetriever.from_index(small.index, small.embedder, Config(fusion=fusion))
+    retriever = HybridRetriever.from_index(small.index, small.embedder, sentences(fusion=fusion))
     questions = [q for q, _, _ in QUESTIONS]
     batch = retriever.search_many(questions, 2)
     assert [len(hits) for hits in batch] == [2, 2, 2]
@@ -133,15 +138,36 @@ def test_every_retriever_handles_batches_and_small_k(small, fusion):
     assert retriever.search_many([], 3) == []
 
 
-def test_english_question_is_ranked_by_dense_evidence_alone(small):
-    """No Chinese keyword matches an English question, so fusion must leave the dense order as it is."""
-    config = Config(fusion="sum")
-    retriever = HybridRetriever.from_index(small.index, small.embedder, config)
-    question = "Which hospitals mutually recognise test results?"
-    hits = retriever.search(question, len(small.index.passages))
-    assert all(hit.keyword == 0 for hit in hits)
-    dense_order = sorted(hits, key=lambda hit: -hit.similarity)
-    assert [hit.passage.id for hit in hits] == [hit.passage.id for hit in dense_order]
+def test_without_keyword_matches_the_ranking_is_the_dense_one(small):
+    """No keyword (nor any translation of the English words) occurs in the corpus: fusion leaves the dense order."""
+    retriever = HybridRetriever.from_index(small.index, small.embedder, sentences(fusion="sum"))
+    hits = retriever.search("How do I bake sourdough bread?", len(small.index.passages))
+    assert all(hit.keyword == 0 and hit.coverage == 0 for hit in hits)
+    assert [hit.similarity for hit in hits] == sorted((hit.similarity for hit in hits), reverse=True)
+
+
+def test_english_words_find_chinese_keywords_through_the_dictionary(small):
+    retriever = HybridRetriever.from_index(small.index, small.embedder, sentences())
+    hit = retriever.search("What are the courtesy landmarks?", 1)[0]
+    assert hit.passage.section == "3 有礼浙江"  # courtesy -> 礼让, landmark -> 地标
+    assert hit.keyword > 0.5 and hit.coverage == 1.0  # both concepts found in the section
+
+
+def test_citation_grows_to_a_share_of_its_section_with_exact_offsets(small):
+    """Sentences are the passages here; the cited passage adds the best neighbours up to a share of the section."""
+    retriever = HybridRetriever.from_index(small.index, small.embedder, Config(max_passage_chars=1, max_citation_share=0.8))
+    hits = retriever.search("怎样整治低散乱企业？", 3)
+    top = hits[0]
+    text = (small.config.corpus_dir / "cases.md").read_text(encoding="utf-8")
+    assert text[top.passage.start : top.passage.end] == top.passage.text
+    assert "推动实施“低散乱”整治提升行动。" in top.passage.text
+    section = [p for p in small.index.passages if p.section == top.passage.section]
+    # The section is 27 + 16 + 34 characters: the window is the matching sentence and one neighbour.
+    assert len(top.passage.text) in (16 + 27, 16 + 34)
+    assert len(top.passage.text) <= 0.8 * (section[-1].end - section[0].start)
+    # No sentence is cited twice.
+    spans = sorted((hit.passage.start, hit.passage.end) for hit in hits if hit.passage.source == top.passage.source)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
 
 
 def test_section_groups_follow_source_and_heading(small):
