@@ -136,14 +136,21 @@ class KeywordIndex:
     @classmethod
     def build(cls, texts: list[str], tokenizer: str = "words+bigrams", k1: float = 1.2, b: float = 0.75) -> "KeywordIndex":
         """Tokenize `texts` and count their terms."""
+        return cls.from_tokens([tokenize(text, tokenizer) for text in texts], tokenizer, k1, b)
+
+    @classmethod
+    def from_tokens(
+        cls, token_lists: list[list[str]], tokenizer: str = "words+bigrams", k1: float = 1.2, b: float = 0.75
+    ) -> "KeywordIndex":
+        """Count texts already tokenized by `tokenize(text, tokenizer)` (a rebuild reuses cached tokens)."""
         vocabulary: dict[str, int] = {}
         rows, columns = [], []
-        for row, text in enumerate(texts):
-            for token in tokenize(text, tokenizer):
+        for row, tokens in enumerate(token_lists):
+            for token in tokens:
                 rows.append(row)
                 columns.append(vocabulary.setdefault(token, len(vocabulary)))
         counts = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(texts), len(vocabulary))
+            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(token_lists), len(vocabulary))
         )
         counts.sum_duplicates()
         return cls(counts, list(vocabulary), tokenizer, k1, b)
