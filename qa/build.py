@@ -30,7 +30,7 @@ from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, load_index, make_manifest, read_manifest, write_index
-from .keyword import KEYWORDS_FILE, build_keywords
+from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
 
 # progress(stage, done, total) is called with these stages, in this order:
@@ -141,7 +141,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             for document in documents
             if document.encoding not in (None, "UTF-8")
         ]
-        with EmbeddingCache(config.index_dir / CACHE_FILE, _cache_name(embedder)) as cache:
+        cache_file = config.index_dir / CACHE_FILE
+        with EmbeddingCache(cache_file, _cache_name(embedder), _tokenizer_name(config.keyword_tokenizer)) as cache:
             vectors, embedded, reused = _vectors_for(
                 [passage.embedding_text() for passage in passages], cache, embedder, progress, timings
             )
@@ -161,7 +162,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             }
             writing = time.perf_counter()
             progress("writing", 0, 1)
-            keywords = build_keywords(passages, config.keyword_tokenizer)  # BM25 beside the vectors (qa/keyword.py)
+            keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
             folder = write_index(config.index_dir, manifest, passages, vectors, extra_files={KEYWORDS_FILE: keywords.save})
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing
@@ -266,6 +267,31 @@ def _vectors_for(
         timings["embedding"] = time.perf_counter() - embedding
     matrix = np.stack([vector if vector is not None else fresh[text] for text, vector in zip(texts, cached)])
     return np.ascontiguousarray(matrix, dtype=np.float32), len(missing), reused
+
+
+def _tokenizer_name(tokenizer: str) -> str:
+    # Tokens depend on the code of qa/keyword.py (stop words, patterns) and on jieba's dictionary:
+    # any change to either makes a different name, so stale tokens are never reused.
+    import hashlib
+    import importlib.metadata
+
+    from . import keyword
+
+    code = hashlib.sha256(Path(keyword.__file__).read_bytes()).hexdigest()[:16]
+    return f"{tokenizer}|keyword.py {code}|jieba {importlib.metadata.version('jieba')}"
+
+
+def _keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:
+    """The keyword index of `passages` (row i = passage i), tokenizing only texts the cache has no tokens for."""
+    texts = [passage.embedding_text() for passage in passages]
+    token_lists = cache.get_tokens(texts)
+    missing = list(dict.fromkeys(text for text, tokens in zip(texts, token_lists) if tokens is None))
+    if missing:
+        fresh = [tokenize(text, tokenizer) for text in missing]
+        cache.put_tokens(missing, fresh)
+        by_text = dict(zip(missing, fresh))
+        token_lists = [tokens if tokens is not None else by_text[text] for text, tokens in zip(texts, token_lists)]
+    return KeywordIndex.from_tokens(token_lists, tokenizer)
 
 
 def wait_for_change(

@@ -143,17 +143,18 @@ class KeywordIndex:
         cls, token_lists: list[list[str]], tokenizer: str = "words+bigrams", k1: float = 1.2, b: float = 0.75
     ) -> "KeywordIndex":
         """Count texts already tokenized by `tokenize(text, tokenizer)` (a rebuild reuses cached tokens)."""
-        vocabulary: dict[str, int] = {}
-        rows, columns = [], []
-        for row, tokens in enumerate(token_lists):
-            for token in tokens:
-                rows.append(row)
-                columns.append(vocabulary.setdefault(token, len(vocabulary)))
+        # C-level passes (dict.fromkeys, map) instead of a Python loop per token: 150,000 tokens per
+        # 1,400 passages make this the slowest step of a rebuild that embeds nothing.
+        flat = [token for tokens in token_lists for token in tokens]
+        vocabulary = list(dict.fromkeys(flat))  # first-appearance order
+        term_ids = {term: i for i, term in enumerate(vocabulary)}
+        columns = np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+        rows = np.repeat(np.arange(len(token_lists)), [len(tokens) for tokens in token_lists])
         counts = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(token_lists), len(vocabulary))
+            (np.ones(len(flat), dtype=np.float32), (rows, columns)), shape=(len(token_lists), len(vocabulary))
         )
         counts.sum_duplicates()
-        return cls(counts, list(vocabulary), tokenizer, k1, b)
+        return cls(counts, vocabulary, tokenizer, k1, b)
 
     def grouped(self, groups: np.ndarray) -> "KeywordIndex":
         """The index of larger units (e.g. sections): row g sums the counts of the rows whose group is g."""
