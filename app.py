@@ -35,23 +35,35 @@ SAMPLE_QUESTIONS = [
 ]
 
 PLACEHOLDER = (
-    "<b>用中文或英文提问，答案只引用文档原文，并注明出处。</b><br>"
-    "Ask in Chinese or English. Answers quote the documents, with the case, file and place of each passage.<br>"
-    "可以追问 · Follow-ups work, e.g. 具体是怎么做的？"
+    '<div class="qa-placeholder"><p><b>用中文或英文提问，回答只引用文档原文，并注明出处。</b><br>'
+    "Ask in Chinese or English: every answer quotes the documents and says where each passage comes from.</p>"
+    '<p><mark class="qa-hl qa-best">黄色</mark>标出与问题最匹配的句子 · yellow marks the best-matching sentences<br>'
+    "相关度条 · the relevance bar says how closely each passage matches<br>"
+    "可以追问 · follow-ups work, e.g. 具体是怎么做的？</p></div>"
 )
 
 # After an answer arrives, show its beginning (the question and the answer line) rather than its end.
-SCROLL_TO_LAST_QUESTION = """() => { setTimeout(() => {
-  const rows = document.querySelectorAll('#qa-chat .message-row.user-row');
-  const last = rows[rows.length - 1];
-  if (!last) return;
-  let box = last.parentElement;
-  while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
-  if (box) box.scrollTop += last.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
-}, 100); }"""
+SCROLL_TO_LAST_QUESTION = """() => {
+  const scroll = (tries) => {
+    const rows = document.querySelectorAll('#qa-chat .message-row');
+    const last = rows[rows.length - 1];
+    const question = rows[rows.length - 2];
+    // Wait (up to ~5 s) until the answer is rendered, or the scroll would stop short of the question.
+    if (!question || (!last.querySelector('.qa-answer, .qa-error') && tries > 0)) return setTimeout(() => scroll(tries - 1), 100);
+    let box = question.parentElement;
+    while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
+    if (box) box.scrollTop += question.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+  };
+  scroll(50);
+}"""
 
 CSS = """
 .qa-answer, .qa-question, .qa-index { font-size: 15px; line-height: 1.6; }
+#qa-chat .message-row.user-row { padding: 12px 16px 6px; }
+#qa-chat .message-row.bot-row { padding-top: 6px; }
+#qa-chat .qa-answer-line blockquote { margin: 2px 0 8px !important; }
+.qa-placeholder { text-align: center; font-size: 15px; line-height: 1.8; margin-top: 18vh; }
+.qa-placeholder mark.qa-best { background: rgba(250, 204, 21, 0.75); color: inherit; }
 .qa-label { font-size: 12px; font-weight: 600; color: var(--body-text-color-subdued); margin: 8px 0 4px; }
 .qa-searched { font-size: 13px; color: var(--body-text-color-subdued); margin-bottom: 6px; }
 .qa-aside { font-size: 12px; color: var(--body-text-color-subdued); font-weight: normal; }

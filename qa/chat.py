@@ -154,14 +154,15 @@ class SectionTexts:
             members.sort(key=lambda passage: passage.start)
 
     def pieces(self, cited: CitedPassage) -> list[tuple[str, bool]]:
-        """The section of `cited` as (text, is_the_cited_passage) pieces; long sections are cut to a window
-        of about `max_chars` around the cited passage, with '…' where text is left out."""
+        """The section of `cited` as (text, is_cited) pieces, the cited span as one piece (it may cover
+        several index passages); long sections are cut to a window of about `max_chars` around it,
+        with '…' where text is left out."""
         members = self._sections.get((cited.source, cited.section), [])
-        at = next((i for i, passage in enumerate(members) if passage.start == cited.start), None)
-        if at is None:
+        inside = [i for i, passage in enumerate(members) if passage.start < cited.end and passage.end > cited.start]
+        if not inside:
             return [(cited.text, True)]
-        first, last = at, at
-        size = len(members[at].text)
+        first, last = inside[0], inside[-1]
+        size = sum(len(members[i].text) for i in range(first, last + 1))
         while size < self.max_chars and (first > 0 or last < len(members) - 1):
             if first > 0:
                 first -= 1
@@ -171,12 +172,20 @@ class SectionTexts:
                 size += len(members[last].text)
         pieces: list[tuple[str, bool]] = [("…\n", False)] if first > 0 else []
         for i in range(first, last + 1):
+            is_cited = inside[0] <= i <= inside[-1]
             if i > first and members[i].start > members[i - 1].end:
-                pieces.append(("\n", False))
-            pieces.append((members[i].text, i == at))
+                _add_piece(pieces, "\n", is_cited and i - 1 >= inside[0])
+            _add_piece(pieces, members[i].text, is_cited)
         if last < len(members) - 1:
             pieces.append(("\n…", False))
         return pieces
+
+
+def _add_piece(pieces: list[tuple[str, bool]], text: str, cited: bool) -> None:
+    if pieces and pieces[-1][1] == cited:
+        pieces[-1] = (pieces[-1][0] + text, cited)
+    else:
+        pieces.append((text, cited))
 
 
 def _text(value: str) -> str:

@@ -184,7 +184,7 @@ def test_section_texts_open_the_whole_case_with_the_cited_passage_marked():
     ]
     sections = SectionTexts(passages)
     assert sections.pieces(cited(section="1 甲", source="a.md", start=14, text="第二句。")) == [
-        ("第一句。", False), ("第二句。", True), ("\n", False), ("第三句。", False),
+        ("第一句。", False), ("第二句。", True), ("\n第三句。", False),
     ]
     answer = Answer("问", True, [cited(section="1 甲", source="a.md", start=14, text="第二句。")])
     html = render_answer(answer, standalone("问"), sections=sections)
@@ -193,10 +193,10 @@ def test_section_texts_open_the_whole_case_with_the_cited_passage_marked():
     # A long section is cut to a window around the cited passage.
     long = [Passage(i, "b.md", "长", i * 10, i * 10 + 10, f"第{i:03d}个十字句子。") for i in range(100)]
     pieces = SectionTexts(long, max_chars=50).pieces(cited(section="长", source="b.md", start=500, text="第050个十字句子。"))
-    texts = [text for text, _ in pieces]
-    assert texts[0] == "…\n" and texts[-1] == "\n…"
+    whole = "".join(text for text, _ in pieces)
+    assert whole.startswith("…\n第") and whole.endswith("。\n…")
     assert [text for text, is_cited in pieces if is_cited] == ["第050个十字句子。"]
-    assert sum(len(text) for text in texts if text.startswith("第")) == 50
+    assert len(whole) == 50 + 4  # five passages of ten characters, and the two marks of left-out text
 
 
 # --- highlights ----------------------------------------------------------------------------------
@@ -344,3 +344,15 @@ def test_status_shows_a_running_rebuild_with_its_stage_and_counts():
     assert "正在重建索引 · Rebuilding: 向量化 embedding passages" in html
     assert '<progress max="40" value="10"></progress> 10/40' in html
     assert "旧索引继续回答问题" in html
+
+
+def test_a_cited_span_covering_several_index_passages_is_marked_as_one():
+    passages = [
+        Passage(0, "a.md", "1 甲", 0, 4, "第一句。"),
+        Passage(1, "a.md", "1 甲", 4, 8, "第二句。"),
+        Passage(2, "a.md", "1 甲", 10, 14, "第三句。"),
+        Passage(3, "a.md", "1 甲", 14, 18, "第四句。"),
+    ]
+    merged = cited(section="1 甲", source="a.md", start=4, text="第二句。\n\n第三句。")
+    assert merged.end == 14
+    assert SectionTexts(passages).pieces(merged) == [("第一句。", False), ("第二句。\n第三句。", True), ("第四句。", False)]
