@@ -115,3 +115,54 @@ def test_a_real_squad_evaluation_with_the_model(tmp_path, embedder):
 
     report = evaluate_file(path, Config(index_dir=tmp_path / "unused"), embedder)
     assert (report.in_scope, report.doc_at_1, report.passage_at_1, report.mrr) == (3, 1.0, 1.0, 1.0)
+
+
+def test_relevance_is_the_documented_logistic_and_answered_follows_the_threshold():
+    from qa.answer import make_answer, relevance
+    from qa.config import Config
+    from qa.passages import Passage
+    from qa.retrieval import Hit
+
+    config = Config()
+    passage = Passage(id=0, source="a.md", section="1 甲", start=0, end=4, text="推出应用")
+    strong = Hit(passage, similarity=0.9, coverage=0.5)
+    weak = Hit(passage, similarity=0.8, coverage=0.0)
+    # z = -20.895 + 19.912 · 0.9 + 15.544 · 0.5 = 4.7978 -> 1 / (1 + e^-4.7978) = 0.9918
+    assert relevance(strong, config) == 0.9918
+    # z = -20.895 + 19.912 · 0.8 = -4.9654 -> 0.0069
+    assert relevance(weak, config) == 0.0069
+    assert make_answer("?", [strong, weak], config).answered
+    assert not make_answer("?", [weak, strong], config).answered  # the best-ranked passage decides
+    assert not make_answer("?", [], config).answered
+    assert make_answer("?", [weak], config).to_json()["passages"][0] == {
+        "rank": 1, "score": 0.0069, "source": "a.md", "section": "1 甲", "text": "推出应用", "start": 0, "end": 4,
+    }
+
+
+def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
+    from click.testing import CliRunner
+
+    from qa.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "cases.md").write_text(
+        "# 案例\n\n## 1 医学检查检验结果互认\n\n二级甲等及以上医疗机构间，检查检验报告予以互认。推出“浙医互认”应用。\n\n"
+        "## 2 有礼浙江\n\n深化礼让斑马线等十大文明行动。建设有礼地标。\n",
+        encoding="utf-8",
+    )
+    questions = tmp_path / "q.tsv"
+    questions.write_text(
+        "q1\tzh\tpara\t1\t浙医互认\t浙医互认是什么应用？\n"
+        "q2\tzh\tpara\t2\t礼让斑马线\t开车礼让行人属于哪项文明行动？\n"
+        "q3\ten\toos\t0\t\tHow do I bake sourdough bread?\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["eval", str(questions), "--corpus", str(corpus), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert {key: report[key] for key in ("questions", "in_scope", "doc_at_1", "mrr", "passage_at_1", "declined", "wrongly_declined")} == {
+        "questions": 3, "in_scope": 2, "doc_at_1": 1.0, "mrr": 1.0, "passage_at_1": 1.0, "declined": 1.0, "wrongly_declined": 0.0,
+    }
+    missing = CliRunner().invoke(main, ["eval", str(tmp_path / "none.tsv"), "--corpus", str(corpus)])
+    assert missing.exit_code == 1 and f"Error: question file {tmp_path / 'none.tsv'} does not exist" in missing.output
