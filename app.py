@@ -197,10 +197,11 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
 
     def rate(turns: list[Turn], vote: gr.LikeData):
         number = vote.index if isinstance(vote.index, int) else vote.index[0]
-        if not 0 <= number // 2 < len(turns) or vote.liked not in (True, False):
+        if not 0 <= number // 2 < len(turns) or vote.liked not in (True, False, ""):
             return
         try:
-            chat.feedback(turns[number // 2], liked=vote.liked)
+            # Clicking a selected thumb again takes the vote back: Gradio then sends liked="".
+            chat.feedback(turns[number // 2], liked=None if vote.liked == "" else vote.liked)
         except QAError as error:
             gr.Warning(str(error))
             return

@@ -439,12 +439,16 @@ class Chat:
                 self._sections = (index, SectionTexts(index.passages))
             return self._sections[1]
 
-    def feedback(self, turn: Turn, liked: bool) -> dict:
-        """Record a thumbs up (liked) or down for `turn` in the feedback log; returns the record."""
+    def feedback(self, turn: Turn, liked: bool | None) -> dict:
+        """Record a thumbs up (True), down (False) or a withdrawn vote (None) for `turn`; returns the record."""
         if turn.answer is None:
             raise FeedbackError("there is no answer to rate for this message")
         return record_feedback(
-            self.assistant.config.feedback_file, "up" if liked else "down", turn.question, turn.searched, turn.answer
+            self.assistant.config.feedback_file,
+            {True: "up", False: "down", None: "cleared"}[liked],
+            turn.question,
+            turn.searched,
+            turn.answer,
         )
 
     def status(self, max_age: float = 5.0) -> IndexStatus:

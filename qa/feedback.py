@@ -6,7 +6,7 @@ One line per vote:
      "searched": "怎样吸引年轻人回乡创业？ 具体是怎么做的？", "answered": true,
      "passages": [{"rank": 1, "score": 0.81, "source": "...", "section": "...", "text": "...", "start": 0, "end": 97}]}
 
-`question` is what the person typed, `searched` what was actually retrieved (a follow-up combined
+`rating` is "up", "down", or "cleared" when a vote is taken back. `question` is what the person typed, `searched` what was actually retrieved (a follow-up combined
 with the previous question), `passages` what was cited, as in `qa ask --json`.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from .answer import Answer
 from .errors import FeedbackError
 
-RATINGS = ("up", "down")
+RATINGS = ("up", "down", "cleared")  # "cleared": the person took back an earlier vote
 
 
 def record_feedback(path: Path, rating: str, question: str, searched: str, answer: Answer) -> dict:

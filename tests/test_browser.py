@@ -7,6 +7,7 @@ Screenshots are kept in test-output/browser/ (git-ignored).
 """
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,14 @@ def ask(page, question: str):
     return page.locator("#qa-chat .qa-answer, #qa-chat .qa-error").last
 
 
+def wait_for_records(path: Path, count: int, seconds: float = 120) -> list[dict]:
+    """The feedback log once it holds `count` records (the page writes it after the click returns)."""
+    deadline = time.monotonic() + seconds
+    while len(records := read_feedback(path)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return records
+
+
 def test_chinese_question_shows_cited_passages_of_the_right_case_with_a_highlight(page):
     row = dev("d14")  # 哪些级别的医院之间检查结果互认？ -> case 9
     answer = ask(page, row["question"])
@@ -152,11 +161,14 @@ def test_markup_in_a_passage_and_in_a_question_shows_as_text(page):
 def test_a_sample_question_and_a_thumbs_up_go_to_the_feedback_log(page, site):
     page.get_by_role("button", name="检查检验结果互认给群众带来什么好处？").click()
     page.wait_for_selector("#qa-chat .qa-answer")
-    page.locator("#qa-chat .bot-row").last.get_by_role("button", name="Like", exact=True).click()
-    page.wait_for_selector("text=已记录反馈")
-    records = read_feedback(site["config"].feedback_file)
+    like = page.locator("#qa-chat .bot-row").last.get_by_role("button", name="Like", exact=True)
+    like.click()
+    records = wait_for_records(site["config"].feedback_file, 1)
     assert [(r["rating"], r["question"]) for r in records] == [("up", "检查检验结果互认给群众带来什么好处？")]
     assert case_number(records[0]["passages"][0]["section"]) == 9
+    page.wait_for_selector("text=已记录反馈")
+    page.locator("#qa-chat .bot-row").last.get_by_role("button", name="Liked", exact=True).click()  # take it back
+    assert [r["rating"] for r in wait_for_records(site["config"].feedback_file, 2)] == ["up", "cleared"]
 
 
 def test_english_question_gets_english_labels(page):

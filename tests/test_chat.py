@@ -256,8 +256,9 @@ def test_feedback_is_appended_with_question_and_cited_passages(seed_assistant, t
     follow = chat.reply("具体是怎么做的？", [turn])
     chat.feedback(turn, liked=True)
     chat.feedback(follow, liked=False)
+    chat.feedback(follow, liked=None)
     records = read_feedback(config.feedback_file)
-    assert [r["rating"] for r in records] == ["up", "down"]
+    assert [r["rating"] for r in records] == ["up", "down", "cleared"]
     assert records[1]["question"] == "具体是怎么做的？"
     assert records[1]["searched"] == "哪些级别的医院之间检查结果互认？ 具体是怎么做的？"
     assert records[0]["passages"] == turn.answer.to_json()["passages"] and records[0]["answered"] is True
@@ -267,7 +268,7 @@ def test_feedback_is_appended_with_question_and_cited_passages(seed_assistant, t
 
 def test_record_feedback_errors(tmp_path):
     answer = Answer("q", False, [])
-    with pytest.raises(FeedbackError, match=r"^unknown rating 'meh': use one of up, down$"):
+    with pytest.raises(FeedbackError, match=r"^unknown rating 'meh': use one of up, down, cleared$"):
         record_feedback(tmp_path / "f.jsonl", "meh", "q", "q", answer)
     (tmp_path / "taken").mkdir()
     with pytest.raises(FeedbackError, match=r"^cannot write the feedback log .*taken: Is a directory$"):
