@@ -172,7 +172,8 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
         return
     passage = "answer" if questions.suffix.lower() == ".json" else "passage"
-    click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope")
+    skipped = f" ({len(report.skipped)} blank ones skipped)" if report.skipped else ""
+    click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope{skipped}")
     click.echo(f"doc@1 {report.doc_at_1:.3f}   doc@3 {report.doc_at_3:.3f}   MRR {report.mrr:.3f}")
     click.echo(f"{passage}@1 {report.passage_at_1:.3f}   {passage}@3 {report.passage_at_3:.3f}   top passage {report.top_chars:.0f} characters on average")
     if report.declined is not None:

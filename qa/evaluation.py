@@ -22,7 +22,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .answer import Answer, CitedPassage
@@ -77,6 +77,7 @@ class EvalReport:
     declined: float | None  # None when the set has no out-of-scope question
     wrongly_declined: float
     misses: list[str]  # ids of in-scope questions whose top passage lacks the evidence
+    skipped: list[str] = field(default_factory=list)  # ids of blank questions, which cannot be asked
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -96,7 +97,7 @@ def read_tsv_questions(path: Path) -> list[EvalQuestion]:
             )
         qid, lang, kind, case, evidence, question = columns
         questions.append(
-            EvalQuestion(qid, question, case=int(case), evidence=(evidence,) if evidence else (), kind=kind, lang=lang)
+            EvalQuestion(qid, question.strip(), case=int(case), evidence=(evidence,) if evidence else (), kind=kind, lang=lang)
         )
     if not questions:
         raise EvaluationError(f"{path} holds no questions")
@@ -115,7 +116,7 @@ def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
                 documents[source] = f"# {title}\n\n{paragraph['context']}\n" if title else paragraph["context"] + "\n"
                 for qa in paragraph["qas"]:
                     answers = tuple(a["text"] for a in qa["answers"] if a["text"].strip())
-                    questions.append(EvalQuestion(str(qa["id"]), qa["question"], source=source, evidence=answers))
+                    questions.append(EvalQuestion(str(qa["id"]), qa["question"].strip(), source=source, evidence=answers))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise EvaluationError(f"{path} is not a SQuAD-format file (data → paragraphs → context, qas): {error}") from None
     if not questions:
@@ -123,7 +124,7 @@ def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
     return documents, questions
 
 
-def evaluate(questions: list[EvalQuestion], answers: list[Answer]) -> EvalReport:
+def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list[str] | None = None) -> EvalReport:
     """Score the answers to `questions` (same order) by the definitions in the module docstring."""
     if len(questions) != len(answers):
         raise EvaluationError(f"{len(questions)} questions but {len(answers)} answers")
@@ -152,17 +153,23 @@ def evaluate(questions: list[EvalQuestion], answers: list[Answer]) -> EvalReport
         declined=share(not a.answered for a in unscoped) if unscoped else None,
         wrongly_declined=share(not a.answered for _, a in scoped),
         misses=[q.id for q, a in scoped if not any(q.holds_evidence(p) for p in a.passages[:1])],
+        skipped=list(skipped or []),
     )
 
 
 def evaluate_questions(
     questions: list[EvalQuestion], ask_many: Callable[[list[str]], list[Answer]], batch: int = 64
 ) -> EvalReport:
-    """Ask every question through `ask_many` (e.g. an Assistant's, with k=RANKED) and score the answers."""
+    """Ask every question through `ask_many` (e.g. an Assistant's, with k=RANKED) and score the answers.
+
+    Blank questions (CMRC's trial set has two) cannot be asked; they are left out and listed in `skipped`.
+    """
+    skipped = [q.id for q in questions if not q.question]
+    questions = [q for q in questions if q.question]
     answers: list[Answer] = []
     for start in range(0, len(questions), batch):
         answers.extend(ask_many([q.question for q in questions[start : start + batch]]))
-    return evaluate(questions, answers)
+    return evaluate(questions, answers, skipped)
 
 
 def evaluate_file(

@@ -6,7 +6,8 @@ first. The hybrid retriever computes, for a batch of questions, every passage's 
 
     dense     cosine similarity of question and passage embeddings
     keyword   BM25 of the passage, divided by the question's best passage BM25 (0..1; 0 when no
-              question word occurs in the corpus, e.g. an English question over Chinese text)
+              question word occurs in the corpus; English words count through their Chinese
+              translations, see qa/keyword.py and qa/bilingual.py)
     section   the same two kinds of evidence for the passage's whole section: the best dense
               similarity of its passages, and BM25 over the section's text
 
@@ -21,9 +22,14 @@ and combines them by `Config.fusion`:
 
 Keyword evidence adds to dense evidence and never replaces it: where no keyword matches, the
 normalised keyword score is 0 for every passage and the ranking is the dense one.
+
+A hit cites more than the passage that matched when its section is long: the best neighbouring
+passages join it up to `max_citation_share` of the section (see `HybridRetriever._window`). The
+measured effect of each method and setting is in scripts/compare_retrieval.py's output.
 """
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .config import Config

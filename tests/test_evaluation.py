@@ -6,7 +6,7 @@ import pytest
 
 from qa.answer import Answer, CitedPassage
 from qa.errors import EvaluationError
-from qa.evaluation import EvalQuestion, evaluate, evaluate_file, read_squad, read_tsv_questions
+from qa.evaluation import EvalQuestion, evaluate, evaluate_file, evaluate_questions, read_squad, read_tsv_questions
 
 
 def cited(rank, section, text, source="seed.md"):
@@ -52,6 +52,21 @@ def test_metrics_are_exact_on_a_hand_made_set():
     assert report.declined == 0.5  # o1 of o1, o2
     assert report.wrongly_declined == 0.25  # q3
     assert report.misses == ["q2", "q3", "q4"]
+
+
+def test_questions_are_asked_in_batches_and_blank_ones_skipped():
+    by_text = {q.question: a for q, a in zip(QUESTIONS, ANSWERS)}
+    asked = []
+
+    def ask_many(texts):
+        asked.append(list(texts))
+        return [by_text[text] for text in texts]
+
+    blank = EvalQuestion("b1", "", case=1, evidence=("十方面",))
+    report = evaluate_questions([*QUESTIONS[:3], blank, *QUESTIONS[3:]], ask_many, batch=4)
+    assert asked == [["一", "二", "三", "四"], ["五", "六"]]
+    assert report.skipped == ["b1"]
+    assert report.to_json() == dict(evaluate(QUESTIONS, ANSWERS).to_json(), skipped=["b1"])
 
 
 def test_case_numbers_are_read_from_the_start_of_the_section():
