@@ -30,7 +30,7 @@ SAMPLE_QUESTIONS = [
     "民生实事项目是怎么确定的？",
     "小微企业园怎样帮助块状经济转型？",
     "检查检验结果互认给群众带来什么好处？",
-    "How are old houses saved in the countryside?",
+    "Which hospitals share medical test results?",
     "What do courtesy landmarks have to do with civic culture?",
 ]
 
