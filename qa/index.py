@@ -6,11 +6,17 @@ Layout of the index folder:
     index/builds/<id>/manifest.json              model, dimension, chunking, source hashes, counts,
                                                  versions, build time, and the size and sha256 of
     index/builds/<id>/passages.jsonl             one passage per line, line n = vector n
-    index/builds/<id>/vectors.faiss              inner product over normalised float32 vectors
+    index/builds/<id>/vectors.faiss              inner product over normalised float32 vectors:
+                                                 exact (Flat) for small corpora, approximate
+                                                 (HNSW, or IVF by choice) for large ones
 
 A build writes a complete new folder, checks it, and only then points `current` at it, so a reader
 sees either the old index or the new one, never half of each. FAISS's own reader checks nothing,
 so `load_index` checks every file against the manifest before trusting it.
+
+The manifest's "vector_index" names the FAISS index (its factory string) and its search
+parameters (efSearch, nprobe), which `load_index` applies again: FAISS keeps some of them in the
+file and not others, and the manifest is the one place that says what the index is.
 """
 
 import fcntl
@@ -57,6 +63,11 @@ class Index:
     def model(self) -> str:
         return self.manifest["model"]
 
+    @property
+    def approximate(self) -> bool:
+        """Whether `search` is approximate (HNSW, IVF): it may miss some of the exact nearest passages."""
+        return self.manifest.get("vector_index", FLAT)["type"] != "flat"
+
     def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each question vector, the ids and cosine scores of its k nearest passages, best first."""
         k = min(k, len(self.passages))
@@ -69,14 +80,80 @@ class Index:
         ]
 
 
-def new_vector_index(dimension: int) -> faiss.Index:
-    """Exact inner-product search; with normalised vectors the scores are cosine similarities."""
-    return faiss.IndexFlatIP(dimension)
+VECTOR_INDEXES = ("auto", "flat", "hnsw", "ivf")
+FLAT = {"type": "flat", "factory": "Flat"}
+# HNSW: 32 links per vector (+256 bytes on top of the vector's 1,536), FAISS's default efConstruction,
+# and efSearch 128, where recall@10 against exact search stays >= 0.95 at 1M vectors
+# (scripts/benchmark.py measures it).
+HNSW_LINKS = 32
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 128
+_INDEX_CLASSES = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
+
+
+def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int = 50_000) -> dict:
+    """The vector index for `passages` vectors, as recorded in the manifest's "vector_index".
+
+    kind "auto" is exact search ("flat") below `approximate_from` passages and HNSW from there on;
+    "flat", "hnsw" and "ivf" force one. Exact search reads every vector for every question, which
+    costs more than encoding the question from a few tens of thousands of passages on; HNSW reads a
+    few thousand. IVF builds faster than HNSW (a k-means and one pass) but searches slower.
+    """
+    if kind not in VECTOR_INDEXES:
+        raise ValueError(f"unknown vector index {kind!r}; choose one of {', '.join(VECTOR_INDEXES)}")
+    if kind == "auto":
+        kind = "flat" if passages < approximate_from else "hnsw"
+    if kind == "flat":
+        return dict(FLAT)
+    if kind == "hnsw":
+        return {"type": "hnsw", "factory": f"HNSW{HNSW_LINKS},Flat",
+                "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
+    # About sqrt(n) lists, each trained from at least 39 vectors (FAISS's minimum per centroid);
+    # probing a 32nd of them, at least 8, keeps recall@10 >= 0.95 (scripts/benchmark.py).
+    lists = max(1, min(2 ** round(np.log2(max(passages, 1)) / 2), passages // 39))
+    return {"type": "ivf", "factory": f"IVF{lists},Flat", "nprobe": min(lists, max(8, lists // 32))}
+
+
+def new_vector_index(dimension: int, settings: dict | None = None) -> faiss.Index:
+    """An empty inner-product index as `settings` (from `choose_vector_index`) describe; exact if None.
+
+    With normalised vectors the scores are cosine similarities.
+    """
+    settings = settings or FLAT
+    if settings["type"] == "flat":
+        return faiss.IndexFlatIP(dimension)
+    index = faiss.index_factory(dimension, settings["factory"], faiss.METRIC_INNER_PRODUCT)
+    if settings["type"] == "hnsw":
+        index.hnsw.efConstruction = settings["ef_construction"]
+    _apply_search_parameters(index, settings)
+    return index
+
+
+def fill_vector_index(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Train `index` if its type needs it (IVF learns its lists from the vectors), then add the vectors."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+
+
+def _apply_search_parameters(index: faiss.Index, settings: dict) -> None:
+    if settings["type"] == "hnsw":
+        index.hnsw.efSearch = settings["ef_search"]
+    elif settings["type"] == "ivf":
+        index.nprobe = settings["nprobe"]
 
 
 def make_manifest(
-    model: str, dimension: int, chunking: dict, sources: dict[str, str], documents: int, passages: int
+    model: str,
+    dimension: int,
+    chunking: dict,
+    sources: dict[str, str],
+    documents: int,
+    passages: int,
+    vector_index: dict | None = None,
 ) -> dict:
+    """The manifest of a new build; `vector_index` comes from `choose_vector_index` (exact if None)."""
     return {
         "format": FORMAT_VERSION,
         "model": model,
@@ -84,6 +161,7 @@ def make_manifest(
         "chunking": chunking,
         "sources": sources,
         "counts": {"documents": documents, "passages": passages},
+        "vector_index": vector_index or dict(FLAT),
         "versions": {
             "qa": __version__,
             "faiss": faiss.__version__,
@@ -147,8 +225,8 @@ def write_index(
         with open(folder / PASSAGES, "w", encoding="utf-8") as file:
             for passage in passages:
                 file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
-        vector_index = new_vector_index(manifest["dimension"])
-        vector_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        vector_index = new_vector_index(manifest["dimension"], manifest.get("vector_index"))
+        fill_vector_index(vector_index, vectors)
         faiss.write_index(vector_index, str(folder / VECTORS))
         for name, write in extra_files.items():
             write(folder / name)
@@ -228,6 +306,7 @@ def _load_folder(folder: Path) -> Index:
         vectors = faiss.read_index(str(folder / VECTORS))
     except RuntimeError as error:
         raise IndexCorruptError(f"{folder / VECTORS} cannot be read by FAISS ({error}); {_REBUILD_HINT}") from None
+    _check_vector_index(vectors, manifest, folder)
     passages = _read_passages(folder / PASSAGES)
     expected = manifest["counts"]["passages"]
     if vectors.ntotal != expected or len(passages) != expected or vectors.d != manifest["dimension"]:
@@ -236,6 +315,20 @@ def _load_folder(folder: Path) -> Index:
             f"{len(passages)} passages, manifest says {expected} of dimension {manifest['dimension']}; {_REBUILD_HINT}"
         )
     return Index(folder=folder, manifest=manifest, passages=passages, vectors=vectors)
+
+
+def _check_vector_index(vectors: faiss.Index, manifest: dict, folder: Path) -> None:
+    """Check that the FAISS file holds the index type the manifest names, and apply its search parameters."""
+    settings = manifest.get("vector_index", FLAT)  # manifests written before index types were exact
+    expected = _INDEX_CLASSES.get(settings.get("type") if isinstance(settings, dict) else None)
+    if expected is None or not isinstance(vectors, expected) or vectors.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise IndexCorruptError(
+            f"{folder / VECTORS} holds a {type(vectors).__name__}, the manifest names vector index "
+            f"{settings!r}; {_REBUILD_HINT}"
+        )
+    _apply_search_parameters(vectors, settings)
+    if settings["type"] == "ivf":
+        vectors.make_direct_map()  # so that vectors can be read back by id (reconstruct)
 
 
 def _read_manifest(folder: Path) -> dict:
