@@ -251,7 +251,7 @@ def render_answer(
             )
         out.append(f'<div class="qa-label">{labels["passages"]}</div><div class="qa-passages">')
         for passage in answer.passages:
-            out.append(_render_passage(passage, labels, highlights, sections, weak=passage.score < min_relevance))
+            out.append(_render_passage(passage, labels, highlights, sections, passage.score < min_relevance, min_relevance))
         out.append("</div>")
     else:
         out.append(
@@ -264,14 +264,19 @@ def render_answer(
                 '<div class="qa-passages">'
             )
             for passage in answer.passages:
-                out.append(_render_passage(passage, labels, Highlights(), sections, weak=True))
+                out.append(_render_passage(passage, labels, Highlights(), sections, True, min_relevance))
             out.append("</div></details>")
     out.append("</div>")
     return "".join(out)
 
 
 def _render_passage(
-    passage: CitedPassage, labels: dict, highlights: Highlights, sections: SectionTexts | None, weak: bool
+    passage: CitedPassage,
+    labels: dict,
+    highlights: Highlights,
+    sections: SectionTexts | None,
+    weak: bool,
+    min_relevance: float,
 ) -> str:
     number, title = split_case(passage.section)
     percent = round(passage.score * 100)
@@ -284,7 +289,9 @@ def _render_passage(
         f'<span class="qa-source" title="{labels["source"]}">{_text(passage.source)}</span>'
         f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
         f'<span class="qa-score" title="{labels["relevance"]} {passage.score:.2f}">{labels["relevance"]} '
-        f'<meter min="0" max="1" low="0.35" high="0.7" optimum="1" value="{passage.score:.4f}"></meter> '
+        # The bar turns from red to yellow at min_relevance (below it a passage never answers) and green at 0.7.
+        f'<meter min="0" max="1" low="{min_relevance:g}" high="{max(0.7, min_relevance):g}" optimum="1" '
+        f'value="{passage.score:.4f}"></meter> '
         f'<b>{percent}%</b></span>'
     )
     if weak:

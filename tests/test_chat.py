@@ -144,7 +144,7 @@ def test_answer_layout_in_chinese():
     assert '<span class="qa-case">案例 9</span> <span class="qa-title">医学检查检验结果互认</span>' in html
     assert '<span class="qa-source" title="来源文件">cases.md</span>' in html
     assert "第 100–108 字" in html
-    assert 'value="0.8123"></meter> <b>81%</b>' in html
+    assert '<meter min="0" max="1" low="0.35" high="0.7" optimum="1" value="0.8123"></meter> <b>81%</b>' in html
     # The second passage is below min_relevance: marked weak even inside an answer.
     assert html.count('class="qa-passage qa-weak"') == 1 and '<span class="qa-weak-tag">弱匹配</span>' in html
     assert "引用段落" in html and "Cited passages" not in html
