@@ -17,6 +17,8 @@ with the hashes recorded in the manifest.
 """
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, load_index, make_manifest, read_manifest, write_index
+from . import keyword
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
 
@@ -272,11 +275,6 @@ def _vectors_for(
 def _tokenizer_name(tokenizer: str) -> str:
     # Tokens depend on the code of qa/keyword.py (stop words, patterns) and on jieba's dictionary:
     # any change to either makes a different name, so stale tokens are never reused.
-    import hashlib
-    import importlib.metadata
-
-    from . import keyword
-
     code = hashlib.sha256(Path(keyword.__file__).read_bytes()).hexdigest()[:16]
     return f"{tokenizer}|keyword.py {code}|jieba {importlib.metadata.version('jieba')}"
 

@@ -22,6 +22,7 @@ from qa.embedding_cache import CACHE_FILE
 from qa.embeddings import Embedder
 from qa.errors import BuildLockedError
 from qa.index import current_build, load_index
+from qa.keyword import KeywordIndex, load_keywords
 from qa.passages import make_passages
 
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
@@ -110,6 +111,17 @@ def test_edit_reembeds_only_the_changed_passages_and_changes_the_answer(built):
     )
     answer = top(built, DRONE_QUESTION)
     assert (answer.source, answer.section, answer.text) == ("农业.md", "茶叶", "在山区乡镇试点无人机配送快递。")
+
+
+def test_keyword_index_from_cached_tokens_equals_a_fresh_one(built):
+    path = built.config.corpus_dir / "农业.md"
+    path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
+    built.rebuild()  # tokenizes only the new passage; the others' tokens come from the cache
+    index = built.index
+    saved = load_keywords(index)
+    fresh = KeywordIndex.build([p.embedding_text() for p in index.passages], built.config.keyword_tokenizer)
+    assert saved.vocabulary == fresh.vocabulary
+    assert (saved.counts != fresh.counts).nnz == 0
 
 
 def test_rebuild_without_changes_does_not_load_the_model(built):
