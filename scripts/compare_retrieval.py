@@ -138,6 +138,7 @@ def main():
     parser.add_argument("--methods", default=METHODS, help="fusion[:keyword_weight[:section_weight]], comma-separated")
     parser.add_argument("--encoders", default="e5")
     parser.add_argument("--tokenizers", default="words+bigrams")
+    parser.add_argument("--shares", default=str(Config.max_citation_share), help="comma-separated max_citation_share values (0: cite the matching passage alone)")
     parser.add_argument("--misses", action="store_true", help="also list the ids of questions missed at passage@1")
     args = parser.parse_args()
     found = encoders(args.encoders.split(","))
@@ -148,16 +149,16 @@ def main():
                 encoder = found[encoder_name]
                 vectors = encoder.embed_passages([p.embedding_text() for p in passages])
                 for tokenizer in args.tokenizers.split(","):
-                    config = Config(max_passage_chars=chars, keyword_tokenizer=tokenizer)
                     keywords = build_keywords(passages, tokenizer)
-                    for method in args.methods.split(","):
+                    for share, method in [(float(s), m) for s in args.shares.split(",") for m in args.methods.split(",")]:
+                        config = Config(max_passage_chars=chars, keyword_tokenizer=tokenizer, max_citation_share=share)
                         method_config = replace(config, **method_settings(method))
                         retriever = HybridRetriever(passages, vectors, keywords, encoder, method_config)
                         hits = retriever.search_many([q.question for q in questions], RANKED)
                         answers = [make_answer(q.question, h, method_config) for q, h in zip(questions, hits)]
                         report = evaluate(questions, answers)
                         print(
-                            f"{set_name:5} chars={chars:<4} {encoder_name:7} {tokenizer:14} {method:14} "
+                            f"{set_name:5} chars={chars:<4} share={share:<4} {encoder_name:7} {tokenizer:14} {method:14} "
                             f"doc@1={report.doc_at_1:.3f} doc@3={report.doc_at_3:.3f} mrr={report.mrr:.3f} "
                             f"p@1={report.passage_at_1:.3f} p@3={report.passage_at_3:.3f} len={report.top_chars:.0f} "
                             f"declined={report.declined if report.declined is not None else '-'} wrongly={report.wrongly_declined:.3f}"

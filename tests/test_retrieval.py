@@ -190,3 +190,16 @@ def test_missing_keyword_file_is_a_named_error(small, tmp_path):
 def test_unknown_fusion_is_refused(small):
     with pytest.raises(ValueError, match="unknown fusion 'best'"):
         HybridRetriever.from_index(small.index, small.embedder, Config(fusion="best"))
+
+
+def test_a_one_passage_corpus(embedder):
+    from qa.keyword import build_keywords
+    from qa.passages import Passage
+
+    passage = Passage(id=0, source="one.md", section="", start=0, end=16, text="推动实施“低散乱”整治提升行动。")
+    vectors = embedder.embed_passages([passage.embedding_text()])
+    for fusion in FUSIONS:
+        retriever = HybridRetriever([passage], vectors, build_keywords([passage]), embedder, Config(fusion=fusion))
+        hits = retriever.search("低散乱", 5)
+        assert [hit.passage for hit in hits] == [passage]
+        assert hits[0].keyword == 1.0 and hits[0].coverage == 1.0
