@@ -68,6 +68,22 @@ class Index:
         """Whether `search` is approximate (HNSW, IVF): it may miss some of the exact nearest passages."""
         return self.manifest.get("vector_index", FLAT)["type"] != "flat"
 
+    def vector_matrix(self) -> np.ndarray:
+        """All passage vectors (row i = passage i), read-only.
+
+        For Flat and HNSW it is a view of FAISS's own memory, not a copy (a million vectors are
+        1.5 GB): keep this Index alive while using it.
+        """
+        count, dimension = self.vectors.ntotal, self.vectors.d
+        storage = self.vectors.storage if isinstance(self.vectors, faiss.IndexHNSWFlat) else self.vectors
+        storage = faiss.downcast_index(storage)
+        if count == 0 or not isinstance(storage, faiss.IndexFlat):
+            matrix = self.vectors.reconstruct_n(0, count) if count else np.zeros((0, dimension), np.float32)
+        else:
+            matrix = faiss.rev_swig_ptr(storage.get_xb(), count * dimension).reshape(count, dimension)
+        matrix.flags.writeable = False
+        return matrix
+
     def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each question vector, the ids and cosine scores of its k nearest passages, best first."""
         k = min(k, len(self.passages))

@@ -210,11 +210,16 @@ class KeywordIndex:
         known = [ids for ids in concepts if len(ids)]
         if not known:
             return total
-        columns = np.unique(np.concatenate(known))
-        values = by_term[:, columns].toarray()
-        position = {int(term): i for i, term in enumerate(columns)}
         for ids in known:
-            total += values[:, [position[int(t)] for t in ids]].max(axis=1)
+            # Read only the postings of the concept's terms (CSC columns), never a row per text.
+            rows = np.concatenate([by_term.indices[by_term.indptr[t] : by_term.indptr[t + 1]] for t in ids])
+            values = np.concatenate([by_term.data[by_term.indptr[t] : by_term.indptr[t + 1]] for t in ids])
+            if len(ids) > 1:  # a text holding several of the terms earns its best one
+                order = np.lexsort((-values, rows))
+                rows, values = rows[order], values[order]
+                first = np.r_[True, rows[1:] != rows[:-1]]
+                rows, values = rows[first], values[first]
+            total[rows] += values
         return total
 
     def save(self, path: Path) -> None:

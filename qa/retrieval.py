@@ -39,6 +39,9 @@ from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
 
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
+# Over an approximate vector index, the passages whose dense similarity is computed: this many
+# nearest by the index and this many best by keywords, with all passages of their sections.
+CANDIDATES = 100
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,12 @@ class DenseRetriever:
 class HybridRetriever:
     """Dense and keyword evidence over the same passages, fused by `config.fusion` (see module docstring)."""
 
-    def __init__(self, passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config):
+    def __init__(
+        self, passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config,
+        index: Index | None = None,
+    ):
+        """`index`, if given, is the index that `vectors` come from: kept alive with them (they may be a
+        view of its memory), and when it is approximate its search proposes the dense candidates."""
         if config.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
         self.passages = passages
@@ -88,6 +96,7 @@ class HybridRetriever:
         self.keywords = keywords
         self.embedder = embedder
         self.config = config
+        self.index = index
         self.groups = section_groups(passages)
         self.section_keywords = keywords.grouped(self.groups) if passages else keywords
         # First and last passage of each section (passages of a section are consecutive).
@@ -96,8 +105,7 @@ class HybridRetriever:
 
     @classmethod
     def from_index(cls, index: Index, embedder: Embedder, config: Config) -> "HybridRetriever":
-        vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal) if index.passages else np.zeros((0, 1), np.float32)
-        return cls(index.passages, vectors, load_keywords(index), embedder, config)
+        return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index)
 
     def search(self, question: str, k: int) -> list[Hit]:
         return self.search_many([question], k)[0]
@@ -111,7 +119,7 @@ class HybridRetriever:
         for row in range(len(questions)):
             hits = []
             covered = np.zeros(len(self.passages), dtype=bool)
-            for i in np.argsort(-scores[row], kind="stable"):
+            for i in _best_first(scores[row], head=16 * k):
                 if len(hits) == k:
                     break
                 if covered[i]:
@@ -170,17 +178,63 @@ class HybridRetriever:
 
     def evidence(self, questions: list[str]) -> "Evidence":
         """Every kind of evidence for every passage and section, for a batch of questions."""
-        dense = self.embedder.embed_questions(questions) @ self.vectors.T
-        sections = int(self.groups.max()) + 1
-        section_dense = np.full((len(questions), sections), -1.0, dtype=np.float32)
-        np.maximum.at(section_dense, (slice(None), self.groups), dense)
+        keyword = self.keywords.scores(questions)
+        dense, section_dense = self._similarities(self.embedder.embed_questions(questions), keyword)
         return Evidence(
             dense=dense,
-            keyword=_relative(self.keywords.scores(questions)),
+            keyword=_relative(keyword),
             section_dense=section_dense,
             section_keyword=_relative(self.section_keywords.scores(questions)),
             section_coverage=self.section_keywords.coverage(questions),
         )
+
+    def _similarities(self, question_vectors: np.ndarray, keyword: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarity of each question and passage (questions × passages), and each section's best.
+
+        Exact search computes all of them. Over an approximate index, a question costs a few
+        thousand products instead of one per passage: only the candidates get their similarity,
+        the index's CANDIDATES nearest passages and the CANDIDATES best by keywords, with all the
+        passages of their sections (so that a section's best similarity is exact); every other
+        passage gets the lowest of the candidates'.
+        """
+        if self.index is None or not self.index.approximate:
+            dense = question_vectors @ self.vectors.T
+            # A section's passages are consecutive: its best similarity is the max over its slice.
+            return dense, np.maximum.reduceat(dense, self.section_first, axis=1)
+        dense = np.empty((len(question_vectors), len(self.passages)), dtype=np.float32)
+        section_dense = np.empty((len(question_vectors), len(self.section_first)), dtype=np.float32)
+        for row, nearest in enumerate(self.index.search(question_vectors, CANDIDATES)):
+            by_keyword = np.flatnonzero(keyword[row] > 0)
+            if len(by_keyword) > CANDIDATES:
+                by_keyword = by_keyword[np.argpartition(-keyword[row, by_keyword], CANDIDATES)[:CANDIDATES]]
+            sections = np.unique(self.groups[np.r_[[i for i, _ in nearest], by_keyword].astype(np.int64)])
+            if not len(sections):  # nothing proposed (an empty search): score every passage
+                dense[row] = self.vectors @ question_vectors[row]
+                section_dense[row] = np.maximum.reduceat(dense[row], self.section_first)
+                continue
+            members = np.concatenate([np.arange(self.section_first[g], self.section_last[g] + 1) for g in sections])
+            similarity = self.vectors[members] @ question_vectors[row]
+            dense[row] = section_dense[row] = similarity.min()
+            dense[row, members] = similarity
+            sizes = self.section_last[sections] - self.section_first[sections] + 1
+            section_dense[row, sections] = np.maximum.reduceat(similarity, np.r_[0, np.cumsum(sizes)[:-1]])
+        return dense, section_dense
+
+
+def _best_first(scores: np.ndarray, head: int):
+    """Indices of `scores`, best first, ties in index order (a stable argsort of -scores), lazily:
+    about the best `head` are sorted first, the others only if the caller reads on."""
+    if head * 4 >= len(scores):
+        yield from np.argsort(-scores, kind="stable")
+        return
+    # Any threshold that at least `head` scores reach gives the same order. The head-th best of an
+    # evenly spaced sample of 256·head scores is one, and leaves a few thousand to sort of a million.
+    sample = scores[:: max(1, len(scores) // (256 * head))]
+    threshold = np.partition(sample, len(sample) - head)[len(sample) - head]
+    best = np.flatnonzero(scores >= threshold)
+    yield from best[np.argsort(-scores[best], kind="stable")]
+    rest = np.flatnonzero(scores < threshold)
+    yield from rest[np.argsort(-scores[rest], kind="stable")]
 
 
 @dataclass
