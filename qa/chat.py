@@ -22,12 +22,15 @@ from datetime import datetime
 from .answer import Answer, CitedPassage
 from .assistant import Assistant
 from .build import BuildReport, CorpusChanges
-from .errors import FeedbackError, QAError
+from .errors import FeedbackError, QAError, public_message
 from .feedback import record_feedback
 from .highlight import Highlighter, Highlights
 from .passages import Passage
 
 log = logging.getLogger(__name__)
+
+# What a visitor sees when answering fails unexpectedly (a bug): the details go to the server's log only.
+INTERNAL_ERROR = "服务器内部错误，详情已记入服务器日志 · an internal error occurred; the details are in the server's log"
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -323,9 +326,9 @@ def _render_passage(
 
 
 def render_error(message: str, question: str) -> str:
-    """A QAError's message in the chat, in the question's language."""
+    """A QAError's message in the chat, in the question's language (without the server's paths)."""
     labels = LABELS[question_language(question)]
-    return f'<div class="qa-error"><strong>{labels["error"]}</strong>: {_text(message)}</div>'
+    return f'<div class="qa-error"><strong>{labels["error"]}</strong>: {_text(public_message(message))}</div>'
 
 
 @dataclass(frozen=True)
@@ -434,6 +437,9 @@ class Chat:
             sections = self.sections()
         except QAError as error:
             return replace(turn, error=str(error), shown=render_error(str(error), turn.question))
+        except Exception:  # a bug must not leave the question hanging, nor show a traceback
+            log.error("answering %r failed:\n%s", turn.searched, traceback.format_exc())
+            return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
         shown = render_answer(answer, turn, highlights, sections, self.assistant.config.min_relevance)
         return replace(turn, shown=shown)
@@ -516,7 +522,7 @@ def render_status(status: IndexStatus, rebuild_allowed: bool = True) -> str:
     """The index panel as safe HTML (labels in Chinese and English: the panel is not tied to a question)."""
     rows = []
     if status.error:
-        rows.append(f'<div class="qa-error">{_text(status.error)}</div>')
+        rows.append(f'<div class="qa-error">{_text(public_message(status.error))}</div>')
     if status.documents is not None:
         built = _local_time(status.built_at) if status.built_at else "?"
         facts = (
@@ -573,7 +579,7 @@ def _render_rebuild(state: RebuildState) -> str:
         )
     if state.error:
         return (
-            f'<div class="qa-rebuild qa-error">重建失败 · Rebuild failed: {_text(state.error)}'
+            f'<div class="qa-rebuild qa-error">重建失败 · Rebuild failed: {_text(public_message(state.error))}'
             '<br><span class="qa-aside">旧索引仍在使用 · the old index is still in use</span></div>'
         )
     if state.report is not None:

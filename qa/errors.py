@@ -1,5 +1,7 @@
 """Errors a user can act on. Every message says what went wrong and what to run to fix it."""
 
+import re
+
 
 class QAError(Exception):
     """Base class for errors a user can act on; the message says what to do."""
@@ -47,3 +49,21 @@ class FeedbackError(QAError):
 
 class EvaluationError(QAError):
     """A question set for `qa eval` cannot be read or does not match its format."""
+
+
+class IndexWriteError(QAError):
+    """A new index cannot be written (disk full, no permission); the previous index stays in use."""
+
+
+# An absolute path: "/" or "~/" at the start of a word, up to a space, quote or punctuation that
+# ends it in our messages ("no index in /srv/qa/index: run …", "cannot read '/srv/x.md'").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])~?/[^\s'\"`<>:;,()\[\]{}]+")
+
+
+def public_message(message: str) -> str:
+    """`message` as a visitor of the chat page may see it: absolute server paths cut to their last part.
+
+    Messages name paths for the person running the server (CLI, log); a visitor needs the reason
+    and what to do, not where the server keeps its files.
+    """
+    return _ABSOLUTE_PATH.sub(lambda match: match.group().rstrip("/.").rsplit("/", 1)[-1] or "…", message)

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import __version__
 from .corpus import file_hash
-from .errors import BuildLockedError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from .errors import BuildLockedError, IndexCorruptError, IndexMismatchError, IndexMissingError, IndexWriteError
 from .passages import Passage
 
 FORMAT_VERSION = 1
@@ -197,8 +197,12 @@ def build_lock(index_dir: Path):
 
     The lock is an flock, so the system drops it when a build dies, even by kill -9.
     """
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / _LOCK, "a+") as lock_file:
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(index_dir / _LOCK, "a+")
+    except OSError as error:
+        raise _write_error(index_dir, error) from None
+    with lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,10 +211,11 @@ def build_lock(index_dir: Path):
             raise BuildLockedError(
                 f"another build of {index_dir} is running ({holder}); wait for it to finish"
             ) from None
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}")
-        lock_file.flush()
+        try:  # who holds the lock, for the message above; unbuffered, so a full disk cannot fail a later flush
+            os.ftruncate(lock_file.fileno(), 0)
+            os.write(lock_file.fileno(), f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}".encode())
+        except OSError:
+            pass  # only the message is lost
         try:
             yield
         finally:
@@ -234,10 +239,9 @@ def write_index(
     """
     extra_files = extra_files or {}
     builds = index_dir / _BUILDS
-    builds.mkdir(parents=True, exist_ok=True)
     folder = builds / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
-    folder.mkdir()
     try:
+        folder.mkdir(parents=True)
         with open(folder / PASSAGES, "w", encoding="utf-8") as file:
             for passage in passages:
                 file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
@@ -256,8 +260,11 @@ def write_index(
         except (IndexMissingError, IndexCorruptError):
             previous = None
         _point_current_at(index_dir, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(folder, ignore_errors=True)
+        # A full disk or a read-only folder: FAISS reports its failed writes as RuntimeError.
+        if isinstance(error, OSError) or (isinstance(error, RuntimeError) and "write error" in str(error)):
+            raise _write_error(index_dir, error) from None
         raise
     # Keep the build that was current until now: a reader may have resolved `current` just before the switch.
     _remove_old_builds(index_dir, keep={folder.name, previous})
@@ -400,6 +407,17 @@ def _remove_old_builds(index_dir: Path, keep: set[str | None]) -> None:
                 old.unlink(missing_ok=True)
     for link in index_dir.glob(f".{_CURRENT}.*"):
         link.unlink(missing_ok=True)
+
+
+def _write_error(index_dir: Path, error: Exception) -> IndexWriteError:
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+    else:  # FAISS: "... write error in <path>: 8147 != 153600 (No space left on device)"
+        reason = str(error).rsplit("(", 1)[-1].rstrip(") \n") if str(error).rstrip().endswith(")") else "write error"
+    return IndexWriteError(
+        f"cannot write the new index in {index_dir} ({reason}); the previous index is still in use. "
+        "Free some disk space (or make the folder writable) and run `qa build` again"
+    )
 
 
 def _file_facts(path: Path) -> dict:

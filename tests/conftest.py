@@ -1,6 +1,7 @@
 """Shared fixtures: the seed files, the real bundled model, and a real index of the seed corpus."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,18 @@ def seed_assistant(seed_config, embedder):
 def case_number(section: str) -> int:
     """The seed's sections begin with the case number: '9 医学检查检验…' -> 9."""
     return int(section.split(" ", 1)[0])
+
+
+@pytest.fixture(scope="session")
+def public_page(seed_assistant, tmp_path_factory) -> dict:
+    """The chat page bound to 0.0.0.0 without a login (a careless deployment), over a copy of the seed
+    index; shared by tests/test_hardening_input.py and tests/test_security.py (one app start)."""
+    from .test_app_api import running_page
+
+    folder = tmp_path_factory.mktemp("public-page")
+    index = folder / "index"
+    shutil.copytree(seed_assistant.config.index_dir, index, symlinks=True)
+    feedback = folder / "feedback.jsonl"
+    flags = ("--host", "0.0.0.0", "--corpus", str(SEED_CORPUS), "--index", str(index), "--feedback", str(feedback))
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}) as url:
+        yield {"url": url, "index": index, "feedback": feedback, "log": folder / "app.log"}
