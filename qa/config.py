@@ -5,7 +5,7 @@ QA_INDEX, QA_MODEL, QA_DEVICE, QA_FEEDBACK, QA_MAX_FILE_MB), then the defaults b
 """
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import QAError
@@ -51,7 +51,6 @@ class Config:
     approximate_from: int = 50_000
     # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
     feedback_file: Path = Path("feedback/feedback.jsonl")
-    extra: dict = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **values) -> "Config":
         """A copy with the given fields replaced; None values are ignored (flags not given)."""
