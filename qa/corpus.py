@@ -127,7 +127,7 @@ def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
         if max_bytes is not None and size > max_bytes:
             # Checked before reading: such a file would hold the build for hours, or exhaust memory.
             raise DocumentError(
-                f"too large ({size / 1e6:.0f} MB, the limit is {max_bytes / 1e6:.0f} MB): split it into "
+                f"too large ({_size(size)}, the limit is {_size(max_bytes)}): split it into "
                 "smaller files, or raise the limit with QA_MAX_FILE_MB"
             )
         raw = path.read_bytes()
@@ -140,6 +140,10 @@ def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
         sections=sections_under(extracted.text, extracted.headings),
         encoding=extracted.encoding,
     )
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size:,} bytes"
 
 
 def sections_under(text: str, headings: list[Heading]) -> list[Section]:
