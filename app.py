@@ -331,6 +331,7 @@ def main(argv=None) -> int:
         css=CSS,
         ssr_mode=False,
         show_error=False,
+        max_file_size=0,  # the page takes no files; gradio would otherwise store uploads from anyone
     )
     return 0
 

@@ -193,7 +193,8 @@ def _add_piece(pieces: list[tuple[str, bool]], text: str, cited: bool) -> None:
 
 def _text(value: str) -> str:
     """Corpus or question text as HTML text: escaped, line breaks kept, no raw newline (see module doc)."""
-    return html.escape(value, quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+    # A lone \r ends a line for Markdown too: left raw, two of them would end the HTML block early.
+    return html.escape(value, quote=True).replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
 
 
 def _marked(text: str, spans: list[tuple[int, int]], best: tuple[int, int] | None) -> str:
