@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .corpus import Document, Problem, corpus_snapshot, list_sources, read_corpus, source_hash, source_name
+from .corpus import Document, Problem, corpus_snapshot, list_sources, outside_links, read_corpus, source_hash, source_name
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
@@ -145,6 +145,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             for document in documents
             if document.encoding not in (None, "UTF-8")
         ]
+        notes += [f"{name}: a link to outside the corpus folder, not followed" for name in outside_links(config.corpus_dir)]
         cache_file = config.index_dir / CACHE_FILE
         with EmbeddingCache(cache_file, _cache_name(embedder), _tokenizer_name(config.keyword_tokenizer)) as cache:
             vectors, embedded, reused = _vectors_for(

@@ -69,6 +69,23 @@ def list_sources(corpus_dir: Path) -> list[Path]:
     return found
 
 
+def outside_links(corpus_dir: Path) -> list[str]:
+    """Names of the symbolic links in `corpus_dir` that lead outside it (to files or folders): never
+    followed, so that the corpus is what the folder holds; listed so a build can say so."""
+    root = corpus_dir.resolve()
+    found = []
+    for path in sorted(corpus_dir.rglob("*")):
+        if not path.is_symlink() or any(part.startswith(".") for part in path.relative_to(corpus_dir).parts):
+            continue
+        try:
+            inside = path.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):  # a loop of links leads nowhere, so not outside either
+            inside = True
+        if not inside:
+            found.append(source_name(path, corpus_dir))
+    return found
+
+
 def source_name(path: Path, corpus_dir: Path) -> str:
     return path.relative_to(corpus_dir).as_posix()
 

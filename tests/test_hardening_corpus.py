@@ -130,6 +130,10 @@ def test_fifos_folders_devices_and_links_never_hang_or_leak_a_build(built, tmp_p
     report = built.rebuild()
 
     assert (report.problems, sources(built.config)) == ([], ["交通.txt", "农业.md", "医保.md", "文件夹.md/内部.md"])
+    assert report.notes == [
+        f"{name}: a link to outside the corpus folder, not followed"
+        for name in ["dangling.md", "passwd.txt", "secret.md", "zero.txt", "外部文件夹"]
+    ]
     texts = " ".join(p.text for p in built.index.passages)
     assert "外部机密" not in texts and "root:" not in texts
     assert top_text(built, "外部机密文件") != "外部机密文件的内容，绝不能出现在索引里。"
