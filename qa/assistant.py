@@ -44,7 +44,7 @@ class Assistant:
 
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
-        self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size)
+        self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
         # The served index and its retriever, replaced together in one assignment.
         self._served: tuple[Index, HybridRetriever] | None = None
         self._lock = threading.Lock()

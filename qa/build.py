@@ -31,7 +31,7 @@ from .corpus import Document, Problem, corpus_snapshot, list_sources, outside_li
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .index import build_lock, load_index, make_manifest, read_manifest, write_index
+from .index import build_lock, choose_vector_index, load_index, make_manifest, read_manifest, write_index
 from . import keyword
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
@@ -160,6 +160,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
                 sources=dict(sorted(sources.items())),
                 documents=len(sources),
                 passages=len(passages),
+                vector_index=choose_vector_index(len(passages), config.vector_index, config.approximate_from),
             )
             manifest["problems"] = {
                 problem.source: {"sha256": hashes[problem.source], "reason": problem.reason, "kept": problem.source in kept}

