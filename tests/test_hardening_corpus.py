@@ -158,7 +158,7 @@ AS_NOBODY = """
 @pytest.fixture()
 def shared_folder(tmp_path):
     """A folder an unprivileged user can enter (pytest's own tmp_path is private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="qa-permissions-"))
+    folder = Path(tempfile.mkdtemp(prefix="qa-permissions-", dir="/tmp" if os.path.isdir("/tmp") else None))
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
