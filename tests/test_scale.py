@@ -38,18 +38,18 @@ def synthetic_passages(count: int) -> list[Passage]:
 
 def test_auto_is_exact_for_small_corpora_and_hnsw_for_large_ones():
     assert choose_vector_index(0) == {"type": "flat", "factory": "Flat"}
-    assert choose_vector_index(49_999) == {"type": "flat", "factory": "Flat"}
+    assert choose_vector_index(19_999) == {"type": "flat", "factory": "Flat"}
     hnsw = {"type": "hnsw", "factory": "HNSW32,Flat", "ef_construction": 40, "ef_search": 128}
-    assert choose_vector_index(50_000) == hnsw
+    assert choose_vector_index(20_000) == hnsw
     assert choose_vector_index(1_000, approximate_from=1_000) == hnsw
     assert choose_vector_index(10_000_000, kind="flat") == {"type": "flat", "factory": "Flat"}
     assert choose_vector_index(100, kind="hnsw") == hnsw
-    assert Config().vector_index == "auto" and Config().approximate_from == 50_000
+    assert Config().vector_index == "auto" and Config().approximate_from == 20_000
 
 
 def test_ivf_lists_grow_with_the_square_root_of_the_corpus():
-    # sqrt(1,000,000) = 1000 -> 1024 lists (a power of two), probing 1024 / 32 = 32 of them.
-    assert choose_vector_index(1_000_000, kind="ivf") == {"type": "ivf", "factory": "IVF1024,Flat", "nprobe": 32}
+    # sqrt(1,000,000) = 1000 -> 1024 lists (a power of two), probing 1024 / 64 = 16 of them.
+    assert choose_vector_index(1_000_000, kind="ivf") == {"type": "ivf", "factory": "IVF1024,Flat", "nprobe": 16}
     # sqrt(3,000) = 55 -> 64 lists, but 3,000 vectors train at most 3,000 // 39 = 76 lists: 64, probing 8.
     assert choose_vector_index(3_000, kind="ivf") == {"type": "ivf", "factory": "IVF64,Flat", "nprobe": 8}
     # Too few vectors to train more than one list: IVF degenerates to exact search.
