@@ -48,10 +48,10 @@ class Config:
     max_citation_share: float = 0.5
     max_citation_chars: int = 240
     # Vector search (qa/index.py): "auto" is exact below `approximate_from` passages and HNSW from
-    # there on (exact search then costs over 30% of encoding the question; scripts/benchmark.py);
-    # "flat", "hnsw" or "ivf" forces one. Recorded in the manifest at build time.
+    # there on, where exact search becomes the slower (scripts/benchmark.py); "flat", "hnsw" or
+    # "ivf" forces one. Recorded in the manifest at build time.
     vector_index: str = "auto"
-    approximate_from: int = 20_000
+    approximate_from: int = 40_000
     # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
     feedback_file: Path = Path("feedback/feedback.jsonl")
 

@@ -107,13 +107,15 @@ HNSW_EF_SEARCH = 128
 _INDEX_CLASSES = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
 
 
-def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int = 20_000) -> dict:
+def choose_vector_index(passages: int, kind: str = "auto", approximate_from: int = 40_000) -> dict:
     """The vector index for `passages` vectors, as recorded in the manifest's "vector_index".
 
     kind "auto" is exact search ("flat") below `approximate_from` passages and HNSW from there on;
-    "flat", "hnsw" and "ivf" force one. Exact search reads every vector for every question: past
-    ~20,000 passages that costs more than 30% of encoding the question, and ~100 ms at 1M. HNSW reads
-    a few thousand. IVF builds faster than HNSW (a k-means and one pass) but searches ~10x slower.
+    "flat", "hnsw" and "ivf" force one. Exact search reads every vector for every question: the
+    hybrid search over it grows by ~0.13 ms per 1,000 passages (13.5 ms at 100,000, ~90 ms at 1M),
+    while over HNSW it takes ~4 ms at 30,000 and ~5.6 ms at 100,000; they cross near 40,000
+    (scripts/benchmark.py, on a quiet core). IVF builds faster than HNSW (a k-means and one pass)
+    but searches ~10x slower.
     """
     if kind not in VECTOR_INDEXES:
         raise ValueError(f"unknown vector index {kind!r}; choose one of {', '.join(VECTOR_INDEXES)}")

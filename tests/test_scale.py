@@ -38,13 +38,13 @@ def synthetic_passages(count: int) -> list[Passage]:
 
 def test_auto_is_exact_for_small_corpora_and_hnsw_for_large_ones():
     assert choose_vector_index(0) == {"type": "flat", "factory": "Flat"}
-    assert choose_vector_index(19_999) == {"type": "flat", "factory": "Flat"}
+    assert choose_vector_index(39_999) == {"type": "flat", "factory": "Flat"}
     hnsw = {"type": "hnsw", "factory": "HNSW32,Flat", "ef_construction": 40, "ef_search": 128}
-    assert choose_vector_index(20_000) == hnsw
+    assert choose_vector_index(40_000) == hnsw
     assert choose_vector_index(1_000, approximate_from=1_000) == hnsw
     assert choose_vector_index(10_000_000, kind="flat") == {"type": "flat", "factory": "Flat"}
     assert choose_vector_index(100, kind="hnsw") == hnsw
-    assert Config().vector_index == "auto" and Config().approximate_from == 20_000
+    assert Config().vector_index == "auto" and Config().approximate_from == 40_000
 
 
 def test_ivf_lists_grow_with_the_square_root_of_the_corpus():
