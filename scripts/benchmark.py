@@ -1,0 +1,711 @@
+"""Benchmark: what a question, a build and the chat page cost on this machine, and how search scales.
+
+One command, one run, figures and ratios (ratios within one run, because a shared machine's load
+changes from minute to minute; the load average is printed with every section):
+
+    .venv/bin/python scripts/benchmark.py                   # everything: ~30 minutes on 2 busy cores
+    .venv/bin/python scripts/benchmark.py --quick           # fewer questions, 100,000 vectors: ~5 minutes
+    .venv/bin/python scripts/benchmark.py --only ann --vectors 1000000 --json ann.json
+
+Sections (--only picks some):
+
+  queries  Assistant.ask in process, question by question (embed + search + fusion + answer):
+           p50/p95, and the share of it spent outside the model's own query encoding (plain
+           SentenceTransformer.encode of the same question, timed right after it). On the seed
+           corpus (dev questions) and on the CMRC 2018 trial paragraphs (their questions).
+  build    a full build of the CMRC trial paragraphs (empty embedding cache) against plain
+           `encode` of the same passage texts: passages/s and the build's share of plain speed.
+  model    the model's query latency and passage throughput by precision (float32, bfloat16
+           weights, bfloat16 autocast) and torch threads, and each variant's cosine to float32.
+  page     app.py started on a free 127.0.0.1 port: seconds until gradio_client gets its first
+           answer, then the latency of answers through the API; the page's peak memory.
+  ann      N synthetic 384-d normalised vectors (default 1,000,000): exact (Flat) vs HNSW vs IVF,
+           as qa/index.py builds them: build time, memory, recall@10 against exact search, and
+           p50/p95 of one question's search, for several efSearch / nprobe values; then the
+           hybrid retriever (dense + BM25 + sections fusion) over N passages on each index.
+
+Peak memory (RSS) is reported for the in-process assistant (before the ann section) and the whole run.
+"""
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+
+from qa.assistant import Assistant  # noqa: E402
+from qa.build import build_index  # noqa: E402
+from qa.config import Config  # noqa: E402
+from qa.embeddings import Embedder  # noqa: E402
+from qa.evaluation import read_squad, read_tsv_questions  # noqa: E402
+from qa.index import Index, choose_vector_index, fill_vector_index, load_index, new_vector_index  # noqa: E402
+from qa.keyword import KeywordIndex  # noqa: E402
+from qa.passages import Passage  # noqa: E402
+from qa.retrieval import HybridRetriever  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+EVAL = PROJECT.parent / "shared" / "eval"
+DEV_QUESTIONS = EVAL / "dev_questions.tsv"
+CMRC = EVAL / "cmrc2018_trial.json"
+SECTIONS = ("queries", "build", "model", "page", "ann")
+DIMENSION = 384
+
+results: dict = {}
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def percentiles(seconds: list[float]) -> dict:
+    return {"p50": float(np.percentile(seconds, 50)), "p95": float(np.percentile(seconds, 95)), "n": len(seconds)}
+
+
+def rss_mb(pid: str = "self", field: str = "VmRSS") -> float:
+    """Resident memory of a process in MB (VmHWM: its peak so far)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def section(name: str):
+    print(f"\n== {name}  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"   [{name}: {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.1f}]", flush=True)
+
+
+class TimedEmbedder(Embedder):
+    """The real Embedder, recording how long each embed_questions call took."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.question_seconds: list[float] = []
+
+    def embed_questions(self, questions):
+        started = time.perf_counter()
+        vectors = super().embed_questions(questions)
+        self.question_seconds.append(time.perf_counter() - started)
+        return vectors
+
+
+def plain_encode(model, texts: list[str], prompt: str, batch_size: int = 32) -> np.ndarray:
+    """The model alone: what any sentence-transformers user would call."""
+    return model.encode(
+        texts, prompt_name=prompt, batch_size=batch_size, normalize_embeddings=True,
+        convert_to_numpy=True, show_progress_bar=False,
+    )
+
+
+def write_cmrc_corpus(folder: Path, documents: int) -> list[str]:
+    """The first `documents` CMRC trial paragraphs as .md files; returns the questions about them."""
+    paragraphs, questions = read_squad(CMRC)
+    kept = dict(list(paragraphs.items())[:documents])
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, text in kept.items():
+        (folder / source).write_text(text, encoding="utf-8")
+    return [q.question for q in questions if q.source in kept and q.question]
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def machine() -> None:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import torch
+
+    results["machine"] = {
+        "cpu": cpu, "cores": os.cpu_count(), "load_average": os.getloadavg()[0],
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "faiss": faiss.__version__,
+        "gpu": torch.cuda.is_available(), "python": platform.python_version(),
+    }
+    print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}, "
+          f"GPU: {'yes' if torch.cuda.is_available() else 'none'}")
+
+
+def time_questions(assistant: Assistant, embedder: TimedEmbedder, questions: list[str], label: str) -> dict:
+    """Ask each question alone; time the answer, its encoding inside it, and plain encode of the same question."""
+    model = embedder.model
+    for question in questions[:2]:  # warm-up: the first calls load the index and allocate
+        assistant.ask(question)
+        plain_encode(model, [question], "query")
+    total, inside, plain = [], [], []
+    for question in questions:
+        started = time.perf_counter()
+        assistant.ask(question)
+        total.append(time.perf_counter() - started)
+        inside.append(embedder.question_seconds[-1])
+        started = time.perf_counter()
+        plain_encode(model, [question], "query")
+        plain.append(time.perf_counter() - started)
+    # Per question, so a moment of load hits the answer and its plain encode alike.
+    outside = [max(0.0, t - p) / t for t, p in zip(total, plain)]
+    figures = {
+        "passages": len(assistant.index.passages), "answer": percentiles(total), "encode_in_answer": percentiles(inside),
+        "plain_encode": percentiles(plain), "share_outside_encode_median": float(np.median(outside)),
+        "share_outside_encode_of_totals": float(1 - sum(plain) / sum(total)),
+    }
+    print(f"   {label}: {len(questions)} questions over {figures['passages']} passages")
+    print(f"     answer (ask)        p50 {ms(figures['answer']['p50'])}  p95 {ms(figures['answer']['p95'])}")
+    print(f"     encode inside ask   p50 {ms(figures['encode_in_answer']['p50'])}  p95 {ms(figures['encode_in_answer']['p95'])}")
+    print(f"     plain model encode  p50 {ms(figures['plain_encode']['p50'])}  p95 {ms(figures['plain_encode']['p95'])}")
+    print(f"     share of the answer outside the model's encoding: median {figures['share_outside_encode_median']:.1%} "
+          f"per question, {figures['share_outside_encode_of_totals']:.1%} of all time (target <= 30%)")
+    return figures
+
+
+def queries_and_build(args, work: Path) -> None:
+    config = Config()
+    embedder = TimedEmbedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
+    started = time.perf_counter()
+    embedder.model
+    results["model_load_seconds"] = time.perf_counter() - started
+    print(f"   model loaded in {results['model_load_seconds']:.1f} s (not counted below)")
+
+    if "queries" in args.only:
+        with section("queries: seed corpus, dev questions"):
+            seed = Assistant(config.with_overrides(corpus_dir=PROJECT / "corpus", index_dir=work / "seed-index"), embedder)
+            seed.rebuild()
+            questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
+            results["queries_seed"] = time_questions(seed, embedder, questions * args.rounds, "seed corpus")
+
+    if "build" in args.only or "queries" in args.only:
+        corpus = work / "cmrc-corpus"
+        cmrc_questions = write_cmrc_corpus(corpus, args.documents)
+        cmrc_config = config.with_overrides(corpus_dir=corpus, index_dir=work / "cmrc-index")
+        with section(f"build: {args.documents} CMRC trial paragraphs, empty embedding cache"):
+            model = embedder.model
+            inside = [0.0]
+
+            def encode(*positional, **named):  # the model's own time inside the build
+                begun = time.perf_counter()
+                try:
+                    return type(model).encode(model, *positional, **named)
+                finally:
+                    inside[0] += time.perf_counter() - begun
+
+            model.encode = encode  # an instance attribute: only this benchmark's model is timed
+            try:
+                report = build_index(cmrc_config, embedder)
+            finally:
+                del model.encode
+            texts = [p.embedding_text() for p in load_index(cmrc_config.index_dir).passages]
+            import torch
+
+            started = time.perf_counter()
+            with embedder._passage_autocast():  # the build's own precision (bfloat16 autocast or float32)
+                plain_encode(model, texts, "passage", config.batch_size)
+            plain_same = time.perf_counter() - started
+            started = time.perf_counter()
+            plain_encode(model, texts, "passage", config.batch_size)
+            plain_float32 = time.perf_counter() - started
+            build = {
+                "passages": report.passages, "precision": embedder.passage_precision, "build_seconds": report.seconds,
+                "stages": report.seconds_by_stage, "build_passages_per_second": report.passages / report.seconds,
+                "plain_encode_same_precision_seconds": plain_same, "plain_encode_float32_seconds": plain_float32,
+                "build_share_of_plain_speed": plain_same / report.seconds,
+                "build_speed_vs_plain_float32": plain_float32 / report.seconds,
+                "share_of_build_outside_encode": (report.seconds - inside[0]) / report.seconds,
+            }
+            results["build"] = build
+            print(f"   {report.passages} passages ({sum(map(len, texts)) / len(texts):.0f} characters each on average), "
+                  f"passages embedded in {embedder.passage_precision}, torch {torch.get_num_threads()} threads")
+            print(f"     full build                 {report.seconds:6.1f} s = {build['build_passages_per_second']:5.1f} passages/s "
+                  f"(stages: {', '.join(f'{k} {v:.1f} s' for k, v in report.seconds_by_stage.items())})")
+            print(f"     plain encode, same precision {plain_same:5.1f} s = {len(texts) / plain_same:5.1f} passages/s")
+            print(f"     plain encode, float32      {plain_float32:6.1f} s = {len(texts) / plain_float32:5.1f} passages/s")
+            print(f"     build speed = {build['build_share_of_plain_speed']:.1%} of plain encode at the same precision, "
+                  f"{build['build_speed_vs_plain_float32']:.2f}x plain float32 encode; "
+                  f"{build['share_of_build_outside_encode']:.1%} of the build is spent outside the model's encode")
+
+        if "queries" in args.only:
+            with section("queries: CMRC trial corpus, its questions"):
+                cmrc = Assistant(cmrc_config, embedder)
+                results["queries_cmrc"] = time_questions(cmrc, embedder, cmrc_questions[: args.questions], "CMRC corpus")
+    results["peak_rss_mb_assistant"] = peak_rss_mb()
+    print(f"\n   peak memory (RSS) of this process so far: {results['peak_rss_mb_assistant']:.0f} MB")
+
+
+def model_variants(args) -> None:
+    """Precision and threads: query latency, passage throughput and cosine to float32, in this process."""
+    import copy
+
+    import torch
+
+    embedder = Embedder()
+    base = embedder.model
+    questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
+    texts = cmrc_passage_texts(args.model_passages)
+    bf16 = copy.deepcopy(base).to(torch.bfloat16)
+    default_threads = torch.get_num_threads()
+    variants = [("float32", base, False), ("bfloat16 autocast", base, True), ("bfloat16 weights", bf16, False)]
+    print(f"   {len(questions)} dev questions one by one; {len(texts)} CMRC passages of <= 120 characters in batches of 32")
+    reference = None
+    rows = {}
+    for round_number in range(args.rounds):
+        for name, model, autocast in variants:
+            for threads in sorted({default_threads, 1}, reverse=True):
+                torch.set_num_threads(threads)
+                context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+                with context:
+                    plain_encode(model, questions[:2], "query")
+                    seconds = []
+                    for question in questions:
+                        started = time.perf_counter()
+                        plain_encode(model, [question], "query")
+                        seconds.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    passage_vectors = plain_encode(model, texts, "passage")
+                    throughput = len(texts) / (time.perf_counter() - started)
+                    question_vectors = plain_encode(model, questions, "query")
+                if reference is None:
+                    reference = (passage_vectors, question_vectors)
+                cosine = min(float((passage_vectors * reference[0]).sum(1).min()), float((question_vectors * reference[1]).sum(1).min()))
+                key = f"{name}, {threads} thread{'s' if threads > 1 else ''}"
+                row = rows.setdefault(key, {"query_p50": [], "passages_per_second": [], "min_cosine_to_float32": cosine})
+                row["query_p50"].append(float(np.median(seconds)))
+                row["passages_per_second"].append(throughput)
+                print(f"   round {round_number + 1}  {key:30s} question p50 {ms(row['query_p50'][-1]):>9s}  "
+                      f"{throughput:6.1f} passages/s  min cosine to float32 {cosine:.5f}", flush=True)
+    torch.set_num_threads(default_threads)
+    first = next(iter(rows))
+    print(f"   best of {args.rounds} round(s), as ratios to '{first}':")
+    for key, row in rows.items():
+        row["question_speedup"] = min(rows[first]["query_p50"]) / min(row["query_p50"])
+        row["passage_speedup"] = max(row["passages_per_second"]) / max(rows[first]["passages_per_second"])
+        print(f"     {key:30s} questions {row['question_speedup']:.2f}x  passages {row['passage_speedup']:.2f}x")
+    results["model_variants"] = rows
+    wait_policy(args)
+
+
+WAIT_POLICY_CHILD = """
+import json, os, statistics, sys, time
+os.environ["HF_HUB_OFFLINE"] = "1"
+from qa.embeddings import Embedder
+questions, texts = json.loads(sys.stdin.read())
+model = Embedder().model
+def encode(items, prompt):
+    model.encode(items, prompt_name=prompt, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+encode(questions[:2], "query")
+seconds = []
+for question in questions:
+    started = time.perf_counter()
+    encode([question], "query")
+    seconds.append(time.perf_counter() - started)
+started = time.perf_counter()
+encode(texts, "passage")
+print(json.dumps({"question_p50": statistics.median(seconds), "passages_per_second": len(texts) / (time.perf_counter() - started)}))
+"""
+
+
+def wait_policy(args) -> None:
+    """OpenMP threads that spin (ACTIVE) or sleep (PASSIVE, qa's default) while waiting, on idle and busy cores.
+
+    "Busy" means one process spinning per core, started and stopped here, like other users of a
+    shared machine. The two policies alternate, each in a fresh process (the policy is read when
+    OpenMP loads); the best of the rounds counts.
+    """
+    questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
+    payload = json.dumps([questions, cmrc_passage_texts(64)])
+    rows: dict = {}
+    for load in ("idle", "busy"):
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() if load == "busy" else 0)]
+        try:
+            for round_number in range(max(2, args.rounds)):
+                for policy in ("ACTIVE", "PASSIVE"):
+                    environment = {**os.environ, "OMP_WAIT_POLICY": policy}
+                    output = subprocess.run([sys.executable, "-c", WAIT_POLICY_CHILD], input=payload, capture_output=True,
+                                            text=True, env=environment, cwd=PROJECT, check=True).stdout
+                    figures = json.loads(output.strip().splitlines()[-1])
+                    row = rows.setdefault(f"{policy}, {load} cores", {"question_p50": [], "passages_per_second": []})
+                    row["question_p50"].append(figures["question_p50"])
+                    row["passages_per_second"].append(figures["passages_per_second"])
+                    print(f"   round {round_number + 1}  OMP_WAIT_POLICY={policy:7s} {load} cores: question p50 "
+                          f"{ms(figures['question_p50']):>9s}  {figures['passages_per_second']:6.1f} passages/s", flush=True)
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+    for load in ("idle", "busy"):
+        active, passive = rows[f"ACTIVE, {load} cores"], rows[f"PASSIVE, {load} cores"]
+        print(f"   {load} cores, best of rounds: PASSIVE questions {min(active['question_p50']) / min(passive['question_p50']):.2f}x "
+              f"as fast as ACTIVE ({ms(min(passive['question_p50']))} vs {ms(min(active['question_p50']))}), passages "
+              f"{max(passive['passages_per_second']) / max(active['passages_per_second']):.2f}x; worst question p50 "
+              f"{ms(max(passive['question_p50']))} vs {ms(max(active['question_p50']))}")
+    results["wait_policy"] = rows
+
+
+def cmrc_passage_texts(count: int) -> list[str]:
+    """The embedding texts of the first `count` passages of the CMRC trial paragraphs."""
+    from qa.corpus import read_corpus
+    from qa.passages import make_passages
+
+    with tempfile.TemporaryDirectory(prefix="bench-passages-") as folder:
+        write_cmrc_corpus(Path(folder), max(1, count // 4))  # a paragraph makes ~5 passages
+        documents, _ = read_corpus(Path(folder))
+    return [p.embedding_text() for p in make_passages(documents, Config().max_passage_chars)][:count]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def page_startup(args, work: Path) -> None:
+    """Start app.py over the seed corpus, time it to the first answer through gradio_client."""
+    from gradio_client import Client
+
+    index_dir = work / "seed-index"
+    if not (index_dir / "current").exists():
+        Assistant(Config(corpus_dir=PROJECT / "corpus", index_dir=index_dir)).rebuild()
+    questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
+    port = free_port()
+    log = open(work / "app.log", "w", encoding="utf-8")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "app.py"), "--port", str(port), "--corpus", str(PROJECT / "corpus"),
+         "--index", str(index_dir), "--feedback", str(work / "feedback.jsonl")],
+        cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        client = None
+        while client is None:
+            if process.poll() is not None:
+                raise SystemExit(f"app.py exited with status {process.returncode}; see {work / 'app.log'}")
+            if time.perf_counter() - started > 600:
+                raise SystemExit("app.py did not answer within 600 s")
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:  # not listening yet
+                time.sleep(0.2)
+        connected = time.perf_counter() - started
+        client.predict(questions[0], api_name="/ask")
+        first = time.perf_counter() - started
+        seconds = []
+        for question in questions[1:]:
+            begun = time.perf_counter()
+            client.predict(question, api_name="/ask")
+            seconds.append(time.perf_counter() - begun)
+        page = {"seconds_to_page": connected, "seconds_to_first_answer": first,
+                "api_answer": percentiles(seconds), "peak_rss_mb": rss_mb(str(process.pid), "VmHWM")}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    results["page"] = page
+    print(f"   start to page served {connected:.1f} s, to first answer {first:.1f} s")
+    print(f"   answers through the API: p50 {ms(page['api_answer']['p50'])}  p95 {ms(page['api_answer']['p95'])} "
+          f"({len(seconds)} questions)")
+    if "queries_seed" in results:
+        ratio = page["api_answer"]["p50"] / results["queries_seed"]["answer"]["p50"]
+        print(f"   API answer p50 = {ratio:.2f}x the in-process answer p50 (HTTP, queue and JSON around it)")
+    print(f"   peak memory of the page process: {page['peak_rss_mb']:.0f} MB")
+
+
+class SyntheticEmbeddings:
+    """Vectors drawn like the model's embeddings of passages: documents of ~100 passages each.
+
+    "real" (default): fitted to the model's own embeddings of the CMRC trial passages. A document's
+    centre is drawn from the spread of those paragraphs' mean vectors around their overall mean, and
+    a passage adds the spread of passages around their paragraph's mean (both Gaussian, through the
+    real vectors themselves), then is normalised. This reproduces the real cosines: ~0.93 within a
+    document, ~0.82 across documents (real: 0.92 and 0.82). Real embeddings all lie in one narrow
+    cone; that, and their uneven spread, decide how hard approximate search is.
+    "islands": documents around random orthogonal directions (cosine ~0.65 to their centre, ~0 across):
+    isolated clusters, a stress case that real embeddings are not.
+    """
+
+    def __init__(self, kind: str, count: int, real: np.ndarray | None, documents: np.ndarray | None, seed: int = 2024):
+        self.kind = kind
+        self.rng = np.random.default_rng(seed)
+        topics = max(1, count // 100)
+        if kind == "islands":
+            self.mean = np.zeros(DIMENSION, dtype=np.float32)
+            centres = self.rng.standard_normal((topics, DIMENSION), dtype=np.float32)
+            self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+            self.spread = None
+        else:
+            names, which = np.unique(documents, return_inverse=True)
+            means = np.stack([real[which == i].mean(axis=0) for i in range(len(names))])
+            self.mean = real.mean(axis=0)
+            between = (means - self.mean) / np.sqrt(len(means))
+            self.spread = (real - means[which]) / np.sqrt(len(real))
+            self.centres = self.mean + self.rng.standard_normal((topics, len(between)), dtype=np.float32) @ between
+
+    def draw(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """`count` normalised vectors, and the document each belongs to."""
+        documents = self.rng.integers(0, len(self.centres), count)
+        vectors = np.empty((count, DIMENSION), dtype=np.float32)
+        for start in range(0, count, 50_000):  # in slices: the noise of a million at once is gigabytes
+            part = documents[start : start + 50_000]
+            if self.spread is None:
+                noise = 0.06 * self.rng.standard_normal((len(part), DIMENSION), dtype=np.float32)
+            else:
+                noise = self.rng.standard_normal((len(part), len(self.spread)), dtype=np.float32) @ self.spread
+            chunk = self.centres[part] + noise
+            vectors[start : start + len(part)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        return vectors, documents
+
+
+def real_passage_vectors(work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The model's vectors of the CMRC trial passages and their documents (the build section's index if it ran)."""
+    index_dir = work / "cmrc-index"
+    if not (index_dir / "current").exists():
+        corpus = work / "cmrc-corpus"
+        write_cmrc_corpus(corpus, 256)
+        Assistant(Config(corpus_dir=corpus, index_dir=index_dir)).rebuild()
+    index = load_index(index_dir)
+    return np.array(index.vector_matrix()), np.array([p.source for p in index.passages])
+
+
+def time_search(index: faiss.Index, questions: np.ndarray, k: int = 10) -> tuple[dict, np.ndarray]:
+    """One question at a time, as the assistant asks: latency percentiles and the ids found."""
+    seconds, found = [], []
+    index.search(questions[:1], k)
+    for question in questions:
+        started = time.perf_counter()
+        _, ids = index.search(question[None, :], k)
+        seconds.append(time.perf_counter() - started)
+        found.append(ids[0])
+    return percentiles(seconds), np.array(found)
+
+
+def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
+
+
+def index_bytes(index: faiss.Index) -> int:
+    """Memory FAISS holds for `index`: its vectors, and HNSW's links or IVF's ids, lists and centroids."""
+    if isinstance(index, faiss.IndexHNSWFlat):
+        hnsw = index.hnsw
+        links = hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8
+        return index.ntotal * index.d * 4 + links
+    if isinstance(index, faiss.IndexIVFFlat):
+        return index.invlists.compute_ntotal() * (index.code_size + 8) + index.nlist * index.d * 4 + index.nlist * 48
+    return index.ntotal * index.d * 4
+
+
+def ann(args, work: Path) -> None:
+    """Exact vs approximate indexes on synthetic vectors, and the hybrid retriever over each, one index at a time."""
+    count = args.vectors
+    started = time.perf_counter()
+    real, documents = real_passage_vectors(work) if args.ann_data == "real" else (None, None)
+    synthetic = SyntheticEmbeddings(args.ann_data, count, real, documents)
+    vectors, owners = synthetic.draw(count)
+    questions, _ = synthetic.draw(args.ann_questions)  # new points of the same documents, not copies of passages
+    sample = vectors[:2000] @ vectors[:2000].T
+    same = owners[:2000, None] == owners[None, :2000]
+    np.fill_diagonal(same, False)
+    others = ~same
+    np.fill_diagonal(others, False)
+    print(f"   {count:,} vectors ({args.ann_data}), {len(synthetic.centres):,} documents of ~100 passages: cosine "
+          f"{sample[same].mean():.2f} within a document, {sample[others].mean():.2f} across; {len(questions)} questions "
+          f"drawn alike; {vectors.nbytes / 2**20:,.0f} MB; ready in {time.perf_counter() - started:.0f} s")
+    print("   questions are searched one at a time, as the assistant does; recall@10 is against exact search")
+    del sample, same, others
+    scale = ScaleCorpus(count, args.scale_questions)
+    figures: dict = {"vectors": count, "data": args.ann_data, "questions": len(questions)}
+    exact_ids = None
+    for kind in ("flat", "hnsw", "ivf"):
+        settings = choose_vector_index(count, kind)
+        gc.collect()
+        started = time.perf_counter()
+        index = new_vector_index(DIMENSION, settings)
+        fill_vector_index(index, vectors)
+        build_seconds = time.perf_counter() - started
+        if exact_ids is None:  # the truth: exact top-10 of every question, in one batch
+            _, exact_ids = index.search(questions, 10)
+        parameter = {"hnsw": "efSearch", "ivf": "nprobe"}.get(kind)
+        default = settings.get("ef_search", settings.get("nprobe"))
+        values = {"hnsw": [32, 64, 128, 256], "ivf": [8, 16, 32, 64]}.get(kind, [None])
+        rows = []
+        for value in values:
+            if parameter:
+                faiss.ParameterSpace().set_index_parameter(index, parameter, value)
+            sample = questions if kind != "flat" else questions[: args.flat_questions]
+            latency, found = time_search(index, sample)
+            row = {"value": value, "recall_at_10": recall_at_10(found, exact_ids[: len(sample)]),
+                   "search_p50": latency["p50"], "search_p95": latency["p95"], "default": value == default}
+            rows.append(row)
+            label = f"{parameter}={value}" if parameter else "exact"
+            print(f"   {settings['factory']:13s} {label:13s} recall@10 {row['recall_at_10']:.3f}  search p50 "
+                  f"{ms(row['search_p50']):>9s}  p95 {ms(row['search_p95']):>9s}{'  <- qa default' if row['default'] else ''}",
+                  flush=True)
+        if parameter:
+            faiss.ParameterSpace().set_index_parameter(index, parameter, default)
+        memory = index_bytes(index) / 2**20
+        figures[kind] = {"factory": settings["factory"], "build_seconds": build_seconds, "memory_mb": memory,
+                         "vectors_per_second": count / build_seconds, "runs": rows}
+        print(f"   {settings['factory']:13s} built in {build_seconds:.1f} s ({count / build_seconds:,.0f} vectors/s), "
+              f"memory {memory:,.0f} MB ({memory * 2**20 / count:.0f} bytes per vector)", flush=True)
+        figures[kind]["hybrid"] = scale.measure(settings, index, questions)
+        del index
+    exact = figures["flat"]["runs"][0]
+    for kind in ("hnsw", "ivf"):
+        chosen = next(row for row in figures[kind]["runs"] if row["default"])
+        print(f"   {kind} at the qa default: recall@10 {chosen['recall_at_10']:.3f}, search p95 {ms(chosen['search_p95'])} "
+              f"= {chosen['search_p95'] / exact['search_p95']:.3f}x exact search's; hybrid search p50 "
+              f"{figures[kind]['hybrid']['p50'] / figures['flat']['hybrid']['p50']:.2f}x the exact index's")
+    encode = results.get("queries_seed", {}).get("plain_encode", {}).get("p50")
+    if encode:
+        print("   hybrid search p50 as a share of the model's question encoding p50 (queries section): "
+              + ", ".join(f"{kind} {figures[kind]['hybrid']['p50'] / encode:.0%}" for kind in ("flat", "hnsw", "ivf")))
+    figures["keyword_and_section_indexes_mb"] = scale.memory_mb
+    results["ann"] = figures
+
+
+class ScaleCorpus:
+    """The served retriever (dense + BM25 + sections fusion) over as many passages as synthetic vectors.
+
+    The passages' keyword counts are the CMRC trial passages' own, repeated; the questions are CMRC
+    questions (for their keywords) with the synthetic questions' vectors (the model's encoding,
+    timed in the queries section, is left out: this is the search's own cost).
+    """
+
+    def __init__(self, count: int, questions: int):
+        from scipy import sparse
+
+        from qa.corpus import read_corpus
+        from qa.passages import make_passages
+
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+            self.questions = write_cmrc_corpus(Path(folder), 256)[:questions]
+            documents, _ = read_corpus(Path(folder))
+        self.config = Config()
+        base = make_passages(documents, self.config.max_passage_chars)
+        keywords = KeywordIndex.build([p.embedding_text() for p in base], self.config.keyword_tokenizer)
+        copies = count // len(base) + 1
+        self.passages = [
+            Passage(id=i, source=f"{i // len(base)}-{p.source}", section=p.section, start=p.start, end=p.end, text=p.text)
+            for i, p in zip(range(count), (p for _ in range(copies) for p in base))
+        ]
+        counts = sparse.vstack([keywords.counts] * copies).tocsr()[:count]
+        large = KeywordIndex(counts, keywords.vocabulary, keywords.tokenizer)
+        del counts
+        # Built once, without vectors; `measure` points it at each index in turn.
+        self.retriever = HybridRetriever(self.passages, np.zeros((count, 0), np.float32), large, None, self.config)
+        self.memory_mb = (sparse_bytes(large) + sparse_bytes(self.retriever.section_keywords)) / 2**20
+        print(f"   hybrid retriever: {count:,} passages with the keyword counts of {len(base):,} CMRC passages repeated "
+              f"{copies}x, {len(self.questions)} CMRC questions; prepared in {time.perf_counter() - started:.0f} s; "
+              f"its keyword and section indexes hold {self.memory_mb:,.0f} MB of sparse matrices", flush=True)
+
+    def measure(self, settings: dict, index: faiss.Index, question_vectors: np.ndarray) -> dict:
+        if isinstance(index, faiss.IndexIVFFlat):
+            index.make_direct_map()  # as load_index does: the retriever reads vectors back by id
+        served = Index(folder=Path("."), manifest={"vector_index": settings, "model": "synthetic"}, passages=self.passages, vectors=index)
+        retriever = self.retriever
+        retriever.index, retriever.vectors = served, served.vector_matrix()
+        retriever.embedder = SyntheticQuestions(question_vectors)
+        asked = self.questions if not (settings["type"] == "flat" and len(self.passages) > 200_000) else self.questions[:20]
+        retriever.search(asked[0], self.config.top_k)
+        seconds = []
+        for question in asked:
+            started = time.perf_counter()
+            retriever.search(question, self.config.top_k)
+            seconds.append(time.perf_counter() - started)
+        figures = percentiles(seconds)
+        print(f"   {settings['factory']:13s} hybrid search over {len(self.passages):,} passages (no encoding): "
+              f"p50 {ms(figures['p50']):>9s}  p95 {ms(figures['p95']):>9s}  ({len(seconds)} questions)", flush=True)
+        retriever.index = retriever.vectors = None  # let the index go
+        return figures
+
+
+def sparse_bytes(keywords: KeywordIndex) -> int:
+    """Bytes of the sparse matrices a keyword index holds."""
+    from scipy import sparse
+
+    return sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in vars(keywords).values() if sparse.issparse(m))
+
+
+class SyntheticQuestions:
+    """Stands in for the embedder over synthetic passages: the i-th question asked gets the i-th synthetic question vector."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+        self.asked = 0
+
+    def embed_questions(self, texts: list[str]) -> np.ndarray:
+        rows = [(self.asked + i) % len(self.vectors) for i in range(len(texts))]
+        self.asked += len(texts)
+        return self.vectors[rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run [all]")
+    parser.add_argument("--quick", action="store_true", help="fewer questions and 100,000 vectors")
+    parser.add_argument("--vectors", type=int, help="synthetic vectors in the ann section [1,000,000; 100,000 with --quick]")
+    parser.add_argument("--rounds", type=int, help="rounds over the dev questions and model variants [3; 1 with --quick]")
+    parser.add_argument("--documents", type=int, help="CMRC paragraphs built into the corpus [256; 64 with --quick]")
+    parser.add_argument("--ann-data", choices=("real", "islands"), default="real",
+                        help="synthetic vectors drawn like the model's embeddings, or isolated clusters (a stress case) [real]")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    args = parser.parse_args()
+    args.vectors = args.vectors or (100_000 if args.quick else 1_000_000)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.documents = args.documents or (64 if args.quick else 256)
+    args.questions = 60 if args.quick else 200  # CMRC questions asked in the queries section
+    args.model_passages = 64 if args.quick else 256
+    args.ann_questions = 200 if args.quick else 1000
+    args.flat_questions = 50 if args.quick else 100
+    args.scale_questions = 50 if args.quick else 100
+
+    machine()
+    work = Path(tempfile.mkdtemp(prefix="qa-benchmark-"))
+    try:
+        if {"queries", "build"} & set(args.only):
+            queries_and_build(args, work)
+        if "model" in args.only:
+            with section("model: precision and threads"):
+                model_variants(args)
+        if "page" in args.only:
+            with section("page: app.py start-up to first answer"):
+                page_startup(args, work)
+        if "ann" in args.only:
+            with section(f"ann: {args.vectors:,} synthetic vectors, exact vs approximate"):
+                ann(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["peak_rss_mb"] = peak_rss_mb()
+    results["load_average_end"] = os.getloadavg()[0]
+    print(f"\npeak memory (RSS) of the whole run: {results['peak_rss_mb']:,.0f} MB; load average at the end {results['load_average_end']:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
