@@ -124,9 +124,10 @@ class KeywordIndex:
         self.term_ids = {term: i for i, term in enumerate(vocabulary)}
         self.tokenizer = tokenizer
         self.k1, self.b = k1, b
-        self.weights, self.idf = _bm25_weights(self.counts, k1, b)
-        # Column-major copies: a question reads the columns of its own few terms.
-        self._weights_by_term = self.weights.tocsc()
+        weights, self.idf = _bm25_weights(self.counts, k1, b)
+        # Column-major copies: a question reads the columns of its own few terms. Only these are
+        # kept (not the row-major weights): at a million passages each copy is ~1 GB.
+        self._weights_by_term = weights.tocsc()
         present = (self.counts > 0).astype(np.float32)
         self._idf_by_term = (present @ sparse.diags(self.idf)).tocsc()
 
