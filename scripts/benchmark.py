@@ -3,9 +3,10 @@
 One command, one run, figures and ratios (ratios within one run, because a shared machine's load
 changes from minute to minute; the load average is printed with every section):
 
-    .venv/bin/python scripts/benchmark.py                   # everything: ~30 minutes on 2 busy cores
-    .venv/bin/python scripts/benchmark.py --quick           # fewer questions, 100,000 vectors: ~5 minutes
+    .venv/bin/python scripts/benchmark.py                   # everything: ~17 minutes on 2 cores, 12 GB peak
+    .venv/bin/python scripts/benchmark.py --quick           # fewer questions, 100,000 vectors
     .venv/bin/python scripts/benchmark.py --only ann --vectors 1000000 --json ann.json
+    .venv/bin/python scripts/benchmark.py --only ann --ann-data islands   # isolated clusters: a stress case
 
 Sections (--only picks some):
 
@@ -19,7 +20,8 @@ Sections (--only picks some):
            weights, bfloat16 autocast) and torch threads, and each variant's cosine to float32.
   page     app.py started on a free 127.0.0.1 port: seconds until gradio_client gets its first
            answer, then the latency of answers through the API; the page's peak memory.
-  ann      N synthetic 384-d normalised vectors (default 1,000,000): exact (Flat) vs HNSW vs IVF,
+  ann      N synthetic 384-d normalised vectors (default 1,000,000) drawn like the model's own
+           embeddings of the CMRC passages (see SyntheticEmbeddings): exact (Flat) vs HNSW vs IVF,
            as qa/index.py builds them: build time, memory, recall@10 against exact search, and
            p50/p95 of one question's search, for several efSearch / nprobe values; then the
            hybrid retriever (dense + BM25 + sections fusion) over N passages on each index.
