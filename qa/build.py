@@ -12,8 +12,9 @@ carried over from the previous index), because a half-copied or wrongly saved fi
 answers vanish; the build reports it as kept, `qa status` keeps listing it as unreadable, and it is
 replaced as soon as the file can be read again. Deleting the file is how a document is withdrawn.
 
-Also answers "what changed since the last build" by comparing the sha256 of every source file
-with the hashes recorded in the manifest.
+Also answers "what changed since the last build": the sha256 of every source file against the
+hashes recorded in the manifest (`SourceHashes` reads again only files whose size or time changed),
+and the model and chunking settings against the ones the manifest records.
 """
 
 import dataclasses
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .corpus import Document, Problem, corpus_snapshot, list_sources, outside_links, read_corpus, source_hash, source_name
+from .corpus import Document, Problem, SourceHashes, corpus_snapshot, list_sources, outside_links, read_corpus, source_name
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
@@ -58,10 +59,12 @@ class CorpusChanges:
     unchanged: list[str] = field(default_factory=list)
     # Files that could not be read at the last build and have not changed since: a rebuild would not help.
     unreadable: list[Problem] = field(default_factory=list)
+    # Settings that decide the passages or their vectors (model, chunking) and differ from the index's.
+    settings: list[str] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
-        return bool(self.added or self.changed or self.removed)
+        return bool(self.added or self.changed or self.removed or self.settings)
 
 
 @dataclass
@@ -102,12 +105,31 @@ def compare_sources(
     return changes
 
 
-def corpus_changes(config: Config, current: dict[str, str] | None = None) -> CorpusChanges:
-    """What changed in the corpus folder since the current index was built (all added if none was)."""
+def corpus_changes(config: Config, hashes: SourceHashes | None = None) -> CorpusChanges:
+    """What changed in the corpus folder and the settings since the current index was built (all added if none was).
+
+    `hashes` remembers the files it has read, so that repeated checks read only files that changed.
+    """
     manifest = _previous_manifest(config.index_dir) or {}
-    if current is None:
-        current = {source_name(path, config.corpus_dir): source_hash(path) for path in list_sources(config.corpus_dir)}
-    return compare_sources(manifest.get("sources", {}), current, manifest.get("problems", {}))
+    current = (hashes or SourceHashes(config.corpus_dir)).current()
+    changes = compare_sources(manifest.get("sources", {}), current, manifest.get("problems", {}))
+    changes.settings = settings_changes(config, manifest) if manifest else []
+    return changes
+
+
+def settings_changes(config: Config, manifest: dict) -> list[str]:
+    """How `config`'s model and chunking differ from those recorded in `manifest`, one line each; [] if alike."""
+    found = []
+    if manifest.get("model") != config.model:
+        found.append(f"model: the index was built with {manifest.get('model')!r}, the settings name {config.model!r}")
+    built, now = manifest.get("chunking") or {}, config.chunking()
+    if built != now:
+        found.append(f"chunking: the index was built with {_settings_text(built)}, the settings say {_settings_text(now)}")
+    return found
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{name} {value}" for name, value in sorted(settings.items())) or "nothing recorded"
 
 
 def build_index(config: Config, embedder: Embedder, progress: Progress | None = None) -> BuildReport:
@@ -124,7 +146,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
     with build_lock(config.index_dir):
         paths = list_sources(config.corpus_dir)
         # Hashes are taken before reading, so a file edited during the build shows up as changed later.
-        hashes = {source_name(path, config.corpus_dir): source_hash(path) for path in paths}
+        hashes = SourceHashes(config.corpus_dir).current(paths)
         previous = _previous_manifest(config.index_dir)
         changes = compare_sources(
             (previous or {}).get("sources", {}), hashes, (previous or {}).get("problems", {})

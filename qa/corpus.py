@@ -7,12 +7,13 @@ or a PDF is one section without a heading.
 """
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CorpusError, DocumentError
-from .formats import READERS, UNSUPPORTED, Heading, extract, markdown_headings
+from .formats import READERS, UNSUPPORTED, Heading, extract
 
 SUPPORTED_SUFFIXES = tuple(READERS)
 # Listed too, so that a .doc dropped into the corpus is reported as unsupported instead of ignored.
@@ -112,21 +113,56 @@ def source_hash(path: Path) -> str:
         return f"unreadable {facts.st_size} {facts.st_mtime_ns}"
 
 
-def source_hashes(corpus_dir: Path) -> dict[str, str]:
-    """Map each supported source (relative name) to the sha256 of its bytes."""
-    return {source_name(path, corpus_dir): source_hash(path) for path in list_sources(corpus_dir)}
+class SourceHashes:
+    """The sha256 of every source of a corpus folder, reading only files whose size or modification
+    time changed since the previous call (a folder listing and a stat per file otherwise).
+
+    A file written twice within one tick of the file system's clock could keep its size and time,
+    so, as git does for its index, a hash is remembered only for a file that was already `settle`
+    seconds old when it was read; younger files are read again on the next call.
+    """
+
+    def __init__(self, corpus_dir: Path, settle: float = 2.0):
+        self.corpus_dir = corpus_dir
+        self.settle_ns = int(settle * 1e9)
+        self.files_read = 0  # files the last call had to read
+        self._known: dict[str, tuple[tuple[int, int], str]] = {}  # source -> ((size, mtime_ns), sha256)
+
+    def current(self, paths: list[Path] | None = None) -> dict[str, str]:
+        """Map each source (relative name) among `paths` (default: all listed) to the sha256 of its bytes."""
+        paths = list_sources(self.corpus_dir) if paths is None else paths
+        hashes, known = {}, {}
+        self.files_read = 0
+        for path in paths:
+            source = source_name(path, self.corpus_dir)
+            stamp = _stamp(path)
+            remembered = self._known.get(source)
+            if stamp is not None and remembered is not None and remembered[0] == stamp:
+                hashes[source] = remembered[1]
+                known[source] = remembered
+                continue
+            now = time.time_ns()
+            hashes[source] = source_hash(path)
+            self.files_read += 1
+            if stamp is not None and now - stamp[1] > self.settle_ns:
+                known[source] = (stamp, hashes[source])
+        self._known = known
+        return hashes
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file; None if it cannot be seen (removed meanwhile)."""
+    try:
+        facts = path.stat()
+    except OSError:
+        return None
+    return facts.st_size, facts.st_mtime_ns
 
 
 def corpus_snapshot(corpus_dir: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of every listed source: a cheap way to notice that something changed."""
-    snapshot = {}
-    for path in list_sources(corpus_dir):
-        try:
-            facts = path.stat()
-        except OSError:  # removed between listing and stat
-            continue
-        snapshot[source_name(path, corpus_dir)] = (facts.st_size, facts.st_mtime_ns)
-    return snapshot
+    stamps = {source_name(path, corpus_dir): _stamp(path) for path in list_sources(corpus_dir)}
+    return {source: stamp for source, stamp in stamps.items() if stamp is not None}
 
 
 def read_document(path: Path, corpus_dir: Path) -> Document:
@@ -172,11 +208,6 @@ def sections_under(text: str, headings: list[Heading]) -> list[Section]:
         heading, start = line.title, line.end
     sections.append(Section(heading, start, len(text)))
     return [section for section in sections if text[section.start : section.end].strip()]
-
-
-def markdown_sections(text: str) -> list[Section]:
-    """Split Markdown into the body text under each heading; the heading line itself is not body."""
-    return sections_under(text, markdown_headings(text))
 
 
 def read_corpus(

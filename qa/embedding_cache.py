@@ -189,10 +189,6 @@ class EmbeddingCache:
             return 0
         return vectors + tokens
 
-    def count(self) -> int:
-        """How many vectors of this model the cache holds."""
-        return self.connection.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", (self.model,)).fetchone()[0]
-
     def close(self) -> None:
         self.connection.close()
 

@@ -17,8 +17,12 @@ so `load_index` checks every file against the manifest before trusting it.
 The manifest's "vector_index" names the FAISS index (its factory string) and its search
 parameters (efSearch, nprobe), which `load_index` applies again: FAISS keeps some of them in the
 file and not others, and the manifest is the one place that says what the index is.
+
+POSIX only (Linux, macOS): `current` is a symbolic link replaced by rename, and the build lock is
+an flock that the system drops when a build dies; the lock file also names the build holding it.
 """
 
+import contextlib
 import fcntl
 import importlib.metadata
 import json
@@ -197,8 +201,10 @@ def make_manifest(
 def build_lock(index_dir: Path):
     """Hold the index folder's build lock; raise BuildLockedError if another build holds it.
 
-    The lock is an flock, so the system drops it when a build dies, even by kill -9.
+    The lock is an flock, so the system drops it when a build dies, even by kill -9. A build that
+    fails in a folder the lock had to create leaves no empty folder behind.
     """
+    created = not index_dir.exists()
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         lock_file = open(index_dir / _LOCK, "a+")
@@ -220,6 +226,12 @@ def build_lock(index_dir: Path):
             pass  # only the message is lost
         try:
             yield
+        except BaseException:
+            if created:  # e.g. the corpus folder does not exist: leave no empty index folder behind
+                with contextlib.suppress(OSError):
+                    (index_dir / _LOCK).unlink()
+                    index_dir.rmdir()  # only if nothing else was written there
+            raise
         finally:
             lock_file.truncate(0)
             fcntl.flock(lock_file, fcntl.LOCK_UN)
