@@ -1,4 +1,4 @@
-"""Shared fixtures: the seed files, the real bundled model, and a real index of the seed corpus."""
+"""Shared fixtures: the seed files (copies in tests/data/), the real bundled model, and a real index of the seed corpus."""
 
 import os
 import shutil
@@ -11,10 +11,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hu
 from qa.config import Config
 from qa.embeddings import Embedder
 
-PROJECT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT.parent / "shared"
-SEED = SHARED / "seed" / "000_9731c81e8a9d25ab.txt"
-DEV_QUESTIONS = SHARED / "eval" / "dev_questions.tsv"
+from .helpers import PROJECT, running_page
+
+DATA = Path(__file__).resolve().parent / "data"  # tests/data/README.md says where each file comes from
+SEED = DATA / "000_9731c81e8a9d25ab.txt"  # the seed's PDF extraction, input of the import tests
+DEV_QUESTIONS = DATA / "dev_questions.tsv"
 SEED_CORPUS = PROJECT / "corpus"
 
 
@@ -26,6 +27,11 @@ def read_dev_questions() -> list[dict]:
         qid, lang, kind, case, evidence, question = line.split("\t")
         rows.append(dict(id=qid, lang=lang, kind=kind, case=int(case), evidence=evidence, question=question))
     return rows
+
+
+def dev_question(question_id: str) -> dict:
+    """The development question with this id, e.g. 'd14'."""
+    return next(row for row in read_dev_questions() if row["id"] == question_id)
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +64,6 @@ def case_number(section: str) -> int:
 def public_page(seed_assistant, tmp_path_factory) -> dict:
     """The chat page bound to 0.0.0.0 without a login (a careless deployment), over a copy of the seed
     index; shared by tests/test_hardening_input.py and tests/test_security.py (one app start)."""
-    from .test_app_api import running_page
-
     folder = tmp_path_factory.mktemp("public-page")
     index = folder / "index"
     shutil.copytree(seed_assistant.config.index_dir, index, symlinks=True)

@@ -1,16 +1,12 @@
 """The chat page's API, through gradio_client against a real app process on 127.0.0.1 with a login.
 
 One app process serves the whole module, over the seed index that conftest builds once per session.
-`running_page` is also used by the browser tests.
 """
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,49 +17,10 @@ from gradio_client.exceptions import AppError
 from qa.chat import Chat
 from qa.errors import QAError
 
-from .conftest import PROJECT, case_number, read_dev_questions
+from .conftest import case_number, dev_question
+from .helpers import running_page
 
 LOGIN = ("tester", "s3cret")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600):
-    """Start `app.py` with `flags` on a free port of 127.0.0.1; yield its URL once it answers; stop it after."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    with open(log, "w", encoding="utf-8") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(PROJECT / "app.py"), "--port", str(port), *flags],
-            cwd=PROJECT, env=environment, stdout=output, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"app.py exited with status {process.returncode}:\n{log.read_text(encoding='utf-8')[-3000:]}")
-                try:
-                    if httpx.get(url, timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not answer within {timeout} s:\n{log.read_text(encoding='utf-8')[-3000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +37,9 @@ def client(page):
     return Client(page, auth=LOGIN, verbose=False)
 
 
-def dev(question_id: str) -> dict:
-    return next(row for row in read_dev_questions() if row["id"] == question_id)
-
-
 @pytest.mark.parametrize("question_id", ["d14", "d10", "d21"])
 def test_ask_returns_the_passages_of_the_right_case(client, seed_assistant, question_id):
-    row = dev(question_id)
+    row = dev_question(question_id)
     result = client.predict(row["question"], api_name="/ask")
     assert case_number(result["passages"][0]["section"]) == row["case"]
     assert [passage["rank"] for passage in result["passages"]] == [1, 2, 3, 4, 5]
@@ -94,7 +47,7 @@ def test_ask_returns_the_passages_of_the_right_case(client, seed_assistant, ques
 
 
 def test_ask_returns_exactly_what_qa_ask_json_prints(client, seed_assistant):
-    question = dev("d14")["question"]
+    question = dev_question("d14")["question"]
     printed = subprocess.run(
         [str(Path(sys.executable).parent / "qa"), "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
         capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -103,8 +56,8 @@ def test_ask_returns_exactly_what_qa_ask_json_prints(client, seed_assistant):
 
 
 def test_ask_takes_k_and_says_not_found(client):
-    assert len(client.predict(dev("d14")["question"], 2, api_name="/ask")["passages"]) == 2
-    result = client.predict(dev("d24")["question"], api_name="/ask")
+    assert len(client.predict(dev_question("d14")["question"], 2, api_name="/ask")["passages"]) == 2
+    result = client.predict(dev_question("d24")["question"], api_name="/ask")
     assert result["answered"] is False and result["question"] == "How do I bake sourdough bread?"
 
 

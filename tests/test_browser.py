@@ -16,8 +16,8 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.feedback import read_feedback
 
-from .conftest import PROJECT, SEED_CORPUS, case_number, read_dev_questions
-from .test_app_api import running_page
+from .conftest import SEED_CORPUS, case_number, dev_question
+from .helpers import PROJECT, running_page
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -36,10 +36,6 @@ MARKUP_DOCUMENT = """# 网页标记测试
 本段专门检验网页标记：<script>window.__qa_xss = 1</script> 和 <img src=x onerror="window.__qa_xss = 2"> 都应当作为文字原样显示。
 """
 MARKUP_SENTENCE = '本段专门检验网页标记：<script>window.__qa_xss = 1</script> 和 <img src=x onerror="window.__qa_xss = 2"> 都应当作为文字原样显示。'
-
-
-def dev(question_id: str) -> dict:
-    return next(row for row in read_dev_questions() if row["id"] == question_id)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +103,7 @@ def wait_for_records(path: Path, count: int, seconds: float = 120) -> list[dict]
 
 
 def test_chinese_question_shows_cited_passages_of_the_right_case_with_a_highlight(page):
-    row = dev("d14")  # 哪些级别的医院之间检查结果互认？ -> case 9
+    row = dev_question("d14")  # 哪些级别的医院之间检查结果互认？ -> case 9
     answer = ask(page, row["question"])
     first = answer.locator(".qa-passage").first
     assert first.locator(".qa-case").inner_text() == f"案例 {row['case']}"
@@ -124,7 +120,7 @@ def test_chinese_question_shows_cited_passages_of_the_right_case_with_a_highligh
 
 
 def test_the_whole_case_opens_in_place_and_a_follow_up_shows_what_was_searched(page):
-    first_question = dev("d10")["question"]  # 怎样吸引年轻人回乡创业？
+    first_question = dev_question("d10")["question"]  # 怎样吸引年轻人回乡创业？
     answer = ask(page, first_question)
     passage = answer.locator(".qa-passage").first
     section = passage.locator(".qa-section-text")
@@ -140,7 +136,7 @@ def test_the_whole_case_opens_in_place_and_a_follow_up_shows_what_was_searched(p
 
 
 def test_out_of_scope_question_says_nothing_was_found(page):
-    answer = ask(page, dev("d24")["question"])  # How do I bake sourdough bread?
+    answer = ask(page, dev_question("d24")["question"])  # How do I bake sourdough bread?
     assert "没有找到相关内容" in answer.locator(".qa-not-found-line").inner_text()
     weak = answer.locator("details.qa-weak-matches")
     assert weak.count() == 1 and weak.get_attribute("open") is None  # folded
@@ -172,7 +168,7 @@ def test_a_sample_question_and_a_thumbs_up_go_to_the_feedback_log(page, site):
 
 
 def test_english_question_gets_english_labels(page):
-    answer = ask(page, dev("d21")["question"])  # Which regulation covers mutual recognition of medical test results?
+    answer = ask(page, dev_question("d21")["question"])  # Which regulation covers mutual recognition of medical test results?
     labels = answer.inner_text()
     assert ("Cited passages" in labels) or ("Nothing relevant found" in labels)
     assert "引用段落" not in labels and "相关度" not in labels
@@ -194,7 +190,7 @@ def test_the_page_notices_a_corpus_change_and_rebuilds_while_answering(page, sit
           .observe(document.querySelector('#qa-index-status'), {subtree: true, childList: true, characterData: true}); }"""
     )
     page.get_by_role("button", name="重建索引 · Rebuild index").click()
-    answer = ask(page, dev("d14")["question"])  # answered from whichever index is served: never a gap
+    answer = ask(page, dev_question("d14")["question"])  # answered from whichever index is served: never a gap
     assert answer.locator(".qa-case").first.inner_text() == "案例 9"
     page.wait_for_selector("#qa-index-status >> text=已重建")
     assert any("正在重建" in state for state in page.evaluate("window.__qa_states"))

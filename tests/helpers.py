@@ -1,0 +1,124 @@
+"""What the tests and the scripts in scripts/ share: a running chat page, small corpora, the `qa` command.
+
+Free of pytest, so that scripts/benchmark.py and scripts/load_test.py can use it (they put the project
+root on sys.path). Fixtures that several test modules share are in tests/conftest.py.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from qa.cli import main
+from qa.config import Config
+
+PROJECT = Path(__file__).resolve().parents[1]
+QA = Path(sys.executable).parent / "qa"  # the `qa` command installed beside this Python
+
+
+class PageDidNotStart(RuntimeError):
+    """app.py exited, or did not serve its page in time; the message ends with the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600) -> Iterator[str]:
+    """Start `app.py --port N *flags` on a free port of 127.0.0.1 and yield its URL once the page is served.
+
+    The app's output goes to `log`; `env` is added to this process's environment (with HF_HUB_OFFLINE=1).
+    Raises PageDidNotStart if the app exits first or serves nothing within `timeout` seconds. Afterwards
+    the app is terminated, and killed if it is still there 30 s later.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    with open(log, "w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT / "app.py"), "--port", str(port), *flags],
+            cwd=PROJECT, env=environment, stdout=output, stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_served(process, url, log, timeout)
+            yield url
+        finally:
+            stop(process)
+
+
+def _wait_until_served(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise PageDidNotStart(f"app.py exited with status {process.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:  # not listening yet
+            pass
+        if time.monotonic() > deadline:
+            raise PageDidNotStart(f"app.py did not serve {url} within {timeout:.0f} s:\n{_tail(log)}")
+        time.sleep(0.5)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+
+def stop(process: subprocess.Popen, grace: float = 30) -> None:
+    """Terminate `process`; kill it if it has not ended `grace` seconds later."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_interruptible(args: list[str], **popen) -> subprocess.Popen:
+    """subprocess.Popen(args, **popen) for a child that must stop on SIGINT (Ctrl-C) however this process was started.
+
+    A signal that is ignored stays ignored across exec, and Python then installs no KeyboardInterrupt
+    handler: a test run started with SIGINT ignored (a background job of a non-interactive shell, nohup,
+    some CI runners) would give its children a SIGINT that does nothing. So SIGINT is given its default
+    handler for the moment of the fork (a handler, unlike SIG_IGN, is reset by exec), then put back.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, **popen)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def write_corpus(folder: Path, docs: dict[str, str]) -> Path:
+    """Write `docs` (file name -> text, UTF-8) into a new folder `folder/corpus`; return that folder."""
+    corpus = folder / "corpus"
+    corpus.mkdir(parents=True)
+    for name, text in docs.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return corpus
+
+
+def make_corpus(folder: Path, docs: dict[str, str], **settings) -> Config:
+    """A Config over `docs` written into `folder/corpus`, its index in `folder/index` (not built); `settings` go to Config."""
+    return Config(corpus_dir=write_corpus(folder, docs), index_dir=folder / "index", **settings)
+
+
+def run_qa(*args: str, input: str | bytes | None = None, env: dict | None = None):
+    """`qa *args` run in this process by click's CliRunner; exceptions are raised, not caught."""
+    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
