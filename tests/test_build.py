@@ -16,7 +16,6 @@ import pytest
 
 from qa.assistant import Assistant
 from qa.build import build_index, corpus_changes
-from qa.config import Config
 from qa.corpus import read_document
 from qa.embedding_cache import CACHE_FILE
 from qa.embeddings import Embedder
@@ -25,10 +24,8 @@ from qa.index import current_build, load_index
 from qa.keyword import KeywordIndex, load_keywords
 from qa.passages import make_passages
 
+from .helpers import PROJECT, QA, make_corpus, start_interruptible
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
-
-PROJECT = Path(__file__).resolve().parents[1]
-QA = Path(sys.executable).parent / "qa"
 
 DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
@@ -38,18 +35,10 @@ DOCS = {
 DRONE_QUESTION = "无人机配送在哪里试点？"
 
 
-def make_corpus(folder: Path, docs: dict[str, str] = DOCS) -> Config:
-    corpus = folder / "corpus"
-    corpus.mkdir()
-    for name, text in docs.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    return Config(corpus_dir=corpus, index_dir=folder / "index")
-
-
 @pytest.fixture()
 def built(tmp_path, embedder) -> Assistant:
     """An assistant over DOCS with its index built (and the embedding cache filled)."""
-    assistant = Assistant(make_corpus(tmp_path), embedder)
+    assistant = Assistant(make_corpus(tmp_path, DOCS), embedder)
     report = assistant.rebuild()
     assert (report.embedded, report.reused) == (report.passages, 0)
     return assistant
@@ -400,7 +389,9 @@ def test_second_build_at_once_is_refused_with_a_clear_message(built):
 
 def test_watch_rebuilds_when_the_corpus_changes(built):
     config = built.config
-    watcher = subprocess.Popen(
+    # Started so that Ctrl-C stops it even when pytest itself was started with SIGINT ignored (as a background
+    # job of a script is): with a plain Popen the watcher ignored the SIGINT below and this test timed out.
+    watcher = start_interruptible(
         [str(QA), "build", "--watch", "--interval", "0.2", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir)],
         env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -412,7 +403,7 @@ def test_watch_rebuilds_when_the_corpus_changes(built):
         second = read_until(watcher, "Watching")
         assert "0 added, 0 changed, 1 removed, 2 unchanged files; 0 passages embedded, 3 reused." in second
         watcher.send_signal(signal.SIGINT)
-        rest = watcher.communicate(timeout=30)[0].decode()
+        rest = watcher.communicate(timeout=300)[0].decode()  # a deadline for a hung watcher, not a wait
         assert watcher.returncode == 0
         assert rest.strip().endswith("Stopped watching.")
     finally:
