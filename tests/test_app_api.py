@@ -6,8 +6,6 @@ One app process serves the whole module, over the seed index that conftest build
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +16,7 @@ from qa.chat import Chat
 from qa.errors import QAError
 
 from .conftest import case_number, dev_question
-from .helpers import running_page
+from .helpers import QA, running_page
 
 LOGIN = ("tester", "s3cret")
 
@@ -49,7 +47,7 @@ def test_ask_returns_the_passages_of_the_right_case(client, seed_assistant, ques
 def test_ask_returns_exactly_what_qa_ask_json_prints(client, seed_assistant):
     question = dev_question("d14")["question"]
     printed = subprocess.run(
-        [str(Path(sys.executable).parent / "qa"), "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
+        [str(QA), "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
         capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     ).stdout
     assert client.predict(question, api_name="/ask") == json.loads(printed)

@@ -22,6 +22,7 @@ from qa.highlight import Highlighter, Highlights, Sentence, keyword_overlap, key
 from qa.passages import Passage
 
 from .conftest import case_number, dev_question
+from .helpers import make_corpus
 
 MARKUP = '<script>alert("x")</script> 与 <img src=x onerror="alert(1)"> 应原样显示。'
 
@@ -271,11 +272,8 @@ def test_record_feedback_errors(tmp_path):
 
 @pytest.fixture
 def tiny(tmp_path, embedder):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.md").write_text("# 甲\n\n## 1 茶园\n\n推动茶旅融合，建设茶文化公园。\n", encoding="utf-8")
-    config = Config(corpus_dir=corpus, index_dir=tmp_path / "index", feedback_file=tmp_path / "feedback.jsonl")
-    assistant = Assistant(config, embedder)
+    docs = {"a.md": "# 甲\n\n## 1 茶园\n\n推动茶旅融合，建设茶文化公园。\n"}
+    assistant = Assistant(make_corpus(tmp_path, docs, feedback_file=tmp_path / "feedback.jsonl"), embedder)
     assistant.rebuild()
     return assistant
 

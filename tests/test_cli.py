@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from qa.cli import main
 
 from .conftest import SEED_CORPUS, case_number
+from .helpers import run_qa
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +13,8 @@ def index_dir(seed_assistant):
     return str(seed_assistant.config.index_dir)
 
 
-def run(*args, input=None):
-    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-    return result
-
-
 def test_ask_json_structure(index_dir):
-    result = run("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
+    result = run_qa("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert set(answer) >= {"question", "answered", "passages"}
@@ -37,27 +30,27 @@ def test_ask_json_structure(index_dir):
 
 
 def test_ask_reads_questions_from_stdin_one_json_per_line(index_dir):
-    result = run("ask", "--json", "--index", index_dir, "-", input="茶产业和旅游怎么结合？\n\n诗路建设以什么为脉络？\n")
+    result = run_qa("ask", "--json", "--index", index_dir, "-", input="茶产业和旅游怎么结合？\n\n诗路建设以什么为脉络？\n")
     assert result.exit_code == 0, result.output
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [case_number(a["passages"][0]["section"]) for a in answers] == [6, 8]
 
 
 def test_empty_question_is_a_clear_error(index_dir):
-    result = run("ask", "--index", index_dir, "   ")
+    result = run_qa("ask", "--index", index_dir, "   ")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: the question is empty: type a question about the documents"
 
 
 def test_missing_index_is_a_clear_error(tmp_path):
-    result = run("ask", "--index", str(tmp_path / "none"), "问题")
+    result = run_qa("ask", "--index", str(tmp_path / "none"), "问题")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.output.strip() == f"Error: no index in {tmp_path / 'none'}: run `qa build` to build one"
 
 
 def test_status_of_the_seed_index(index_dir):
-    result = run("status", "--corpus", str(SEED_CORPUS), "--index", index_dir)
+    result = run_qa("status", "--corpus", str(SEED_CORPUS), "--index", index_dir)
     assert result.exit_code == 0, result.output
     assert "(1 document, " in result.output
     assert result.output.strip().endswith("unchanged since the build.")
@@ -66,8 +59,8 @@ def test_status_of_the_seed_index(index_dir):
 def test_import_cases_writes_the_seed_markdown(tmp_path):
     from .conftest import SEED
 
-    result = run("import-cases", str(SEED), "--corpus", str(tmp_path), "--name", "seed")
+    result = run_qa("import-cases", str(SEED), "--corpus", str(tmp_path), "--name", "seed")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "seed.md").read_text(encoding="utf-8").startswith("# 浙江高质量发展建设共同富裕示范区第二批典型经验\n")
-    again = run("import-cases", str(SEED), "--corpus", str(tmp_path), "--name", "seed")
+    again = run_qa("import-cases", str(SEED), "--corpus", str(tmp_path), "--name", "seed")
     assert again.exit_code == 1 and "already exists; pass --overwrite" in again.output

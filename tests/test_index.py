@@ -8,9 +8,10 @@ import pytest
 
 from qa.assistant import Assistant
 from qa.build import corpus_changes
-from qa.config import Config
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
+
+from .helpers import make_corpus
 
 DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
@@ -21,12 +22,7 @@ DOCS = {
 
 @pytest.fixture()
 def small(tmp_path, embedder):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in DOCS.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    config = Config(corpus_dir=corpus, index_dir=tmp_path / "index")
-    assistant = Assistant(config, embedder)
+    assistant = Assistant(make_corpus(tmp_path, DOCS), embedder)
     assistant.rebuild()
     return assistant
 

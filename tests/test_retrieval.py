@@ -11,6 +11,8 @@ from qa.errors import IndexCorruptError
 from qa.keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from qa.retrieval import FUSIONS, HybridRetriever, section_groups
 
+from .helpers import make_corpus
+
 # Three short cases in the seed's style; each question below is answered by one sentence.
 CORPUS = """# 典型经验
 
@@ -109,10 +111,8 @@ def sentences(**settings) -> Config:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("small")
-    (root / "corpus").mkdir()
-    (root / "corpus" / "cases.md").write_text(CORPUS, encoding="utf-8")
-    assistant = Assistant(Config(corpus_dir=root / "corpus", index_dir=root / "index", max_passage_chars=1), embedder)
+    config = make_corpus(tmp_path_factory.mktemp("small"), {"cases.md": CORPUS}, max_passage_chars=1)
+    assistant = Assistant(config, embedder)
     assistant.rebuild()
     return assistant
 

