@@ -37,7 +37,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,9 @@ from qa.passages import Passage  # noqa: E402
 from qa.retrieval import HybridRetriever  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))  # for tests.helpers
+from tests.helpers import PageDidNotStart, running_page  # noqa: E402
+
 EVAL = PROJECT.parent / "shared" / "eval"
 DEV_QUESTIONS = EVAL / "dev_questions.tsv"
 CMRC = EVAL / "cmrc2018_trial.json"
@@ -375,12 +377,6 @@ def cmrc_passage_texts(count: int) -> list[str]:
     return [p.embedding_text() for p in make_passages(documents, Config().max_passage_chars)][:count]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def page_startup(args, work: Path) -> None:
     """Start app.py over the seed corpus, time it to the first answer through gradio_client."""
     from gradio_client import Client
@@ -389,43 +385,23 @@ def page_startup(args, work: Path) -> None:
     if not (index_dir / "current").exists():
         Assistant(Config(corpus_dir=PROJECT / "corpus", index_dir=index_dir)).rebuild()
     questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
-    port = free_port()
-    log = open(work / "app.log", "w", encoding="utf-8")
+    flags = ("--corpus", str(PROJECT / "corpus"), "--index", str(index_dir), "--feedback", str(work / "feedback.jsonl"))
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "app.py"), "--port", str(port), "--corpus", str(PROJECT / "corpus"),
-         "--index", str(index_dir), "--feedback", str(work / "feedback.jsonl")],
-        cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
     try:
-        client = None
-        while client is None:
-            if process.poll() is not None:
-                raise SystemExit(f"app.py exited with status {process.returncode}; see {work / 'app.log'}")
-            if time.perf_counter() - started > 600:
-                raise SystemExit("app.py did not answer within 600 s")
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-            except Exception:  # not listening yet
-                time.sleep(0.2)
-        connected = time.perf_counter() - started
-        client.predict(questions[0], api_name="/ask")
-        first = time.perf_counter() - started
-        seconds = []
-        for question in questions[1:]:
-            begun = time.perf_counter()
-            client.predict(question, api_name="/ask")
-            seconds.append(time.perf_counter() - begun)
-        page = {"seconds_to_page": connected, "seconds_to_first_answer": first,
-                "api_answer": percentiles(seconds), "peak_rss_mb": rss_mb(str(process.pid), "VmHWM")}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with running_page(*flags, log=work / "app.log", timeout=600) as served:
+            connected = time.perf_counter() - started
+            client = Client(served.url, verbose=False)
+            client.predict(questions[0], api_name="/ask")
+            first = time.perf_counter() - started
+            seconds = []
+            for question in questions[1:]:
+                begun = time.perf_counter()
+                client.predict(question, api_name="/ask")
+                seconds.append(time.perf_counter() - begun)
+            page = {"seconds_to_page": connected, "seconds_to_first_answer": first,
+                    "api_answer": percentiles(seconds), "peak_rss_mb": rss_mb(str(served.process.pid), "VmHWM")}
+    except PageDidNotStart as error:
+        raise SystemExit(str(error)) from None
     results["page"] = page
     print(f"   start to page served {connected:.1f} s, to first answer {first:.1f} s")
     print(f"   answers through the API: p50 {ms(page['api_answer']['p50'])}  p95 {ms(page['api_answer']['p95'])} "

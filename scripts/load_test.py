@@ -21,18 +21,18 @@ import argparse
 import math
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
 from gradio_client import Client
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))  # for tests.helpers
+from tests.helpers import PageDidNotStart, running_page  # noqa: E402
+
 DEV_QUESTIONS = PROJECT.parent / "shared" / "eval" / "dev_questions.tsv"
 FALLBACK_QUESTIONS = [
     "民生实事项目是怎么确定的？",
@@ -51,12 +51,6 @@ def questions() -> list[str]:
         return FALLBACK_QUESTIONS
     rows = [line.split("\t") for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()]
     return [row[-1] for row in rows if len(row) == 6 and not row[0].startswith("#")] or FALLBACK_QUESTIONS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -180,58 +174,36 @@ def main(argv=None) -> int:
     versions = {"A": texts, "B": {**texts, document.name: PREFIX + version_a}}
     pool = questions()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log = open(folder / "app.log", "w", encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_AUTH": ""}
-    command = [sys.executable, str(PROJECT / "app.py"), "--port", str(port), "--corpus", str(corpus),
-               "--index", str(index), "--feedback", str(folder / "feedback.jsonl"), "--auto-rebuild"]
+    flags = ("--corpus", str(corpus), "--index", str(index), "--feedback", str(folder / "feedback.jsonl"), "--auto-rebuild")
     started = time.monotonic()
     run = Run({name: version for name, version in versions.items()}, deadline=started + args.timeout)
-    app = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
     threads: list[threading.Thread] = []
+    print(f"starting the page (log: {folder / 'app.log'}); the index is built first if needed…", flush=True)
     try:
-        print(f"starting the page on {url} (log: {folder / 'app.log'}); the index is built first if needed…", flush=True)
-        while True:
-            if app.poll() is not None:
-                print(f"app.py exited with status {app.returncode}; see {folder / 'app.log'}", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > run.deadline:
-                print("the page did not start before --timeout", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        print(f"page up after {time.monotonic() - started:.0f} s; {args.clients} clients × {args.questions} questions, "
-              f"{args.rebuilds} rebuilds", flush=True)
-
-        watcher = threading.Thread(target=watch_current, args=(index, run), daemon=True)
-        changer = threading.Thread(target=change_corpus, args=(document, {"A": version_a, "B": PREFIX + version_a},
-                                                               args.rebuilds, index, run, args.every), daemon=True)
-        clients = [threading.Thread(target=client_loop, args=(url, n, args.questions, pool, run), daemon=True)
-                   for n in range(args.clients)]
-        watcher.start()
-        time.sleep(0.5)  # the index that serves at the start is the first "switch"
-        load_started = time.monotonic()
-        changer.start()
-        for thread in clients:
-            thread.start()
-        threads = [watcher, changer, *clients]
-        for thread in clients:
-            thread.join(max(0.0, run.deadline - time.monotonic()) + 60)
-        load_seconds = time.monotonic() - load_started
+        with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}, timeout=args.timeout) as served:
+            print(f"page up on {served.url} after {time.monotonic() - started:.0f} s; {args.clients} clients × "
+                  f"{args.questions} questions, {args.rebuilds} rebuilds", flush=True)
+            watcher = threading.Thread(target=watch_current, args=(index, run), daemon=True)
+            changer = threading.Thread(target=change_corpus, args=(document, {"A": version_a, "B": PREFIX + version_a},
+                                                                   args.rebuilds, index, run, args.every), daemon=True)
+            clients = [threading.Thread(target=client_loop, args=(served.url, n, args.questions, pool, run), daemon=True)
+                       for n in range(args.clients)]
+            watcher.start()
+            time.sleep(0.5)  # the index that serves at the start is the first "switch"
+            load_started = time.monotonic()
+            changer.start()
+            for thread in clients:
+                thread.start()
+            threads = [watcher, changer, *clients]
+            for thread in clients:
+                thread.join(max(0.0, run.deadline - time.monotonic()) + 60)
+            load_seconds = time.monotonic() - load_started
+            run.stop.set()
+    except PageDidNotStart as error:
+        print(error, file=sys.stderr)
+        return 1
     finally:
         run.stop.set()
-        app.terminate()
-        try:
-            app.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            app.wait()
-        log.close()
         for thread in threads:
             thread.join(5)
 

@@ -69,5 +69,5 @@ def public_page(seed_assistant, tmp_path_factory) -> dict:
     shutil.copytree(seed_assistant.config.index_dir, index, symlinks=True)
     feedback = folder / "feedback.jsonl"
     flags = ("--host", "0.0.0.0", "--corpus", str(SEED_CORPUS), "--index", str(index), "--feedback", str(feedback))
-    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}) as url:
-        yield {"url": url, "index": index, "feedback": feedback, "log": folder / "app.log"}
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}) as page:
+        yield {"url": page.url, "index": index, "feedback": feedback, "log": page.log}

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,15 @@ class PageDidNotStart(RuntimeError):
     """app.py exited, or did not serve its page in time; the message ends with the tail of its log."""
 
 
+@dataclass(frozen=True)
+class Page:
+    """A chat page served by an app.py process."""
+
+    url: str  # http://127.0.0.1:PORT/
+    process: subprocess.Popen
+    log: Path  # the app's output
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
@@ -36,8 +46,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600) -> Iterator[str]:
-    """Start `app.py --port N *flags` on a free port of 127.0.0.1 and yield its URL once the page is served.
+def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600) -> Iterator[Page]:
+    """Start `app.py --port N *flags` on a free port of 127.0.0.1 and yield the Page once it is served.
 
     The app's output goes to `log`; `env` is added to this process's environment (with HF_HUB_OFFLINE=1).
     Raises PageDidNotStart if the app exits first or serves nothing within `timeout` seconds. Afterwards
@@ -53,7 +63,7 @@ def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float
         )
         try:
             _wait_until_served(process, url, log, timeout)
-            yield url
+            yield Page(url, process, log)
         finally:
             stop(process)
 
@@ -70,7 +80,7 @@ def _wait_until_served(process: subprocess.Popen, url: str, log: Path, timeout: 
             pass
         if time.monotonic() > deadline:
             raise PageDidNotStart(f"app.py did not serve {url} within {timeout:.0f} s:\n{_tail(log)}")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _tail(log: Path) -> str:

@@ -13,7 +13,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from qa.chat import Chat
+from qa.config import parse_auth
 from qa.errors import QAError
+from qa.page import build_page, is_loopback, may_rebuild
 
 from .conftest import case_number, dev_question
 from .helpers import QA, running_page
@@ -26,8 +28,8 @@ def page(seed_assistant, tmp_path_factory):
     folder = tmp_path_factory.mktemp("app-api")
     config = seed_assistant.config
     flags = ("--corpus", str(config.corpus_dir), "--index", str(config.index_dir), "--feedback", str(folder / "feedback.jsonl"))
-    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ":".join(LOGIN)}) as url:
-        yield url
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ":".join(LOGIN)}) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +83,18 @@ def test_the_page_needs_the_login(page):
 
 
 def test_parse_auth():
-    import app
-
-    assert app.parse_auth(None) is None and app.parse_auth("") is None
-    assert app.parse_auth("ann:pw, bob:p:w") == [("ann", "pw"), ("bob", "p:w")]
+    assert parse_auth(None) is None and parse_auth("") is None
+    assert parse_auth("ann:pw, bob:p:w") == (("ann", "pw"), ("bob", "p:w"))
     with pytest.raises(QAError, match=r"^--auth / QA_AUTH must look like user:password\[,user2:password2\], not 'ann'$"):
-        app.parse_auth("ann")
+        parse_auth("ann")
 
 
 def test_rebuild_is_only_for_loopback_or_logged_in_visitors(seed_assistant):
-    import app
-
-    assert [app.is_loopback(host) for host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.5")] == [
+    assert [is_loopback(host) for host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.5")] == [
         True, True, True, False, False,
     ]
-    assert app.may_rebuild(True, None) and app.may_rebuild(False, "ann") and not app.may_rebuild(False, None)
-    config = app.build_page(Chat(seed_assistant), rebuild_allowed=False).get_config_file()
+    assert may_rebuild(True, None) and may_rebuild(False, "ann") and not may_rebuild(False, None)
+    config = build_page(Chat(seed_assistant), rebuild_allowed=False).get_config_file()
     props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
     assert props["qa-rebuild"]["visible"] is False and props["qa-chat"]["visible"] is True
     assert config["analytics_enabled"] is False

@@ -48,8 +48,8 @@ def site(tmp_path_factory, embedder):
     config = Config(corpus_dir=corpus, index_dir=folder / "index", feedback_file=folder / "feedback.jsonl")
     Assistant(config, embedder).rebuild()
     flags = ("--corpus", str(corpus), "--index", str(config.index_dir), "--feedback", str(config.feedback_file))
-    with running_page(*flags, log=folder / "app.log") as url:
-        yield {"url": url, "config": config}
+    with running_page(*flags, log=folder / "app.log") as served:
+        yield {"url": served.url, "config": config}
 
 
 @pytest.fixture(scope="module")
