@@ -19,6 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .config import cache_dir
+
 TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
 _FORMAT = 3
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
@@ -30,9 +32,7 @@ _NOT_A_SENSE = ("cl:", "variant of", "old variant", "see ", "surname", "abbr.", 
 
 
 def cache_path() -> Path:
-    base = os.environ.get("QA_CACHE_DIR")
-    folder = Path(base).expanduser() if base else Path.home() / ".cache" / "qa-policy"
-    return folder / f"cedict-en-zh-v{_FORMAT}.json"
+    return cache_dir() / f"cedict-en-zh-v{_FORMAT}.json"
 
 
 @lru_cache(maxsize=1)

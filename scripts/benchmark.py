@@ -46,6 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # threads sleep while waiting, as the qa command sets (qa/cli.py)
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402

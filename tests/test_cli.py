@@ -42,11 +42,12 @@ def test_empty_question_is_a_clear_error(index_dir):
     assert result.output.strip() == "Error: the question is empty: type a question about the documents"
 
 
-def test_missing_index_is_a_clear_error(tmp_path):
+def test_missing_index_is_a_clear_error_whose_hint_carries_the_flags_given(tmp_path):
     result = run_qa("ask", "--index", str(tmp_path / "none"), "问题")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert result.output.strip() == f"Error: no index in {tmp_path / 'none'}: run `qa build` to build one"
+    none = tmp_path / "none"
+    assert result.output.strip() == f"Error: no index in {none}: run `qa build --index {none}` to build one"
 
 
 def test_status_of_the_seed_index(index_dir):

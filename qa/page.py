@@ -1,0 +1,295 @@
+"""The chat page: lay out the page, wire its events to the page's service (qa/chat.py), and serve it.
+
+Started by `qa serve` (or `python app.py`, the same command). It listens on 127.0.0.1 unless told
+otherwise (--host, QA_HOST or GRADIO_SERVER_NAME); on any other address, rebuilding and feedback
+need a login (--auth or QA_AUTH) and anonymous visitors can only ask. The API endpoint "/ask"
+returns what `qa ask --json` prints. The styles and the scrolling script are package data
+(qa/static/page.css, qa/static/scroll.js). Sends no analytics and loads nothing from the internet.
+"""
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from importlib import resources
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this on import
+
+import gradio as gr
+
+from .assistant import Assistant
+from .build import Progress
+from .chat import Chat
+from .config import Config, PageSettings
+from .conversation import Turn
+from .errors import QAError, ServeError, public_message
+from .prepare import Say, prepare_index
+from .render import INTERNAL_ERROR, chat_messages, render_status
+
+# For the seed corpus (Zhejiang common-prosperity cases); any question about the corpus works.
+SAMPLE_QUESTIONS = [
+    "民生实事项目是怎么确定的？",
+    "小微企业园怎样帮助块状经济转型？",
+    "检查检验结果互认给群众带来什么好处？",
+    "Which hospitals share medical test results?",
+    "What do courtesy landmarks have to do with civic culture?",
+]
+
+PLACEHOLDER = (
+    '<div class="qa-placeholder"><p><b>用中文或英文提问，回答只引用文档原文，并注明出处。</b><br>'
+    "Ask in Chinese or English: every answer quotes the documents and says where each passage comes from.</p>"
+    '<p><mark class="qa-hl qa-best">黄色</mark>标出与问题最匹配的句子 · yellow marks the best-matching sentences<br>'
+    "相关度条 · the relevance bar says how closely each passage matches<br>"
+    "可以追问 · follow-ups work, e.g. 具体是怎么做的？</p></div>"
+)
+
+
+
+def static_text(name: str) -> str:
+    """A file of qa/static/, shipped with the package (declared as package data in pyproject.toml)."""
+    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_rebuild(rebuild_allowed: bool, username: str | None) -> bool:
+    """Whether this visitor may rebuild: anyone on a loopback-only page, else only a logged-in user.
+
+    The page hides the button too, but this check is what the rebuild event itself applies.
+    """
+    return rebuild_allowed or bool(username)
+
+
+def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
+    """Lay out the page and wire its events to `chat`."""
+    scroll_script = static_text("scroll.js")
+
+    def show_question(question: str, turns: list[Turn]):
+        question = " ".join((question or "").split())
+        if not question:
+            gr.Warning("请输入问题 · Type a question first")
+            return gr.skip(), gr.skip(), None
+        return "", chat_messages(turns, pending=question), question
+
+    def answer(pending: str | None, turns: list[Turn]):
+        if pending is None:
+            return gr.skip(), gr.skip()
+        turns = turns + [chat.reply(pending, turns)]
+        return chat_messages(turns), turns
+
+    def rate(turns: list[Turn], vote: gr.LikeData, request: gr.Request):
+        if not may_rebuild(rebuild_allowed, request.username):  # a public page takes votes from logged-in users only
+            gr.Warning("反馈需要登录 · Feedback needs a login (start the page with --auth)")
+            return
+        number = vote.index if isinstance(vote.index, int) else vote.index[0]
+        if not 0 <= number // 2 < len(turns) or vote.liked not in (True, False, ""):
+            return
+        try:
+            # Clicking a selected thumb again takes the vote back: Gradio then sends liked="".
+            chat.feedback(turns[number // 2], liked=None if vote.liked == "" else vote.liked)
+        except QAError as error:
+            gr.Warning(public_message(str(error)))
+            return
+        gr.Info("已记录反馈，谢谢 · Feedback recorded, thank you")
+
+    def rebuild(request: gr.Request):
+        if not may_rebuild(rebuild_allowed, request.username):
+            gr.Warning("重建索引需要登录 · Rebuilding needs a login (start the page with --auth)")
+            yield render_status(chat.status(), rebuild_allowed=False)
+            return
+        if not chat.rebuilds.start():
+            gr.Info("已在重建 · A rebuild is already running")
+        while chat.rebuilds.state().running:
+            yield render_status(chat.status(), rebuild_allowed=True)
+            time.sleep(0.5)
+        yield render_status(chat.status(), rebuild_allowed=True)
+
+    def show_status(request: gr.Request):
+        return render_status(chat.status(), rebuild_allowed=may_rebuild(rebuild_allowed, request.username))
+
+    private = dict(api_visibility="private")
+    with gr.Blocks(title="政策文件问答 · Policy Q&A") as page:
+        gr.HTML(
+            '<div class="qa-header"><h1 style="margin:0">政策文件问答 · Policy document Q&amp;A</h1>'
+            '<div class="qa-aside">每个回答都引用文档原文并注明出处，请核对。 '
+            "Every answer quotes the documents and says where; check it against the source.</div></div>"
+        )
+        turns = gr.State([])
+        pending = gr.State(None)  # the question being answered
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="对话 · Conversation",
+                    show_label=False,
+                    elem_id="qa-chat",
+                    height=640,
+                    layout="panel",
+                    autoscroll=False,  # scroll_script shows the start of each answer instead
+                    buttons=["copy"],
+                    latex_delimiters=[],
+                    allow_tags=False,
+                    sanitize_html=True,
+                    placeholder=PLACEHOLDER,
+                    feedback_options=("Like", "Dislike"),
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        show_label=False,
+                        placeholder="输入问题，按回车 · Type a question and press Enter",
+                        elem_id="qa-question",
+                        scale=5,
+                        max_length=1000,
+                    )
+                    ask_button = gr.Button("提问 · Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=90)
+                new_chat = gr.Button("新对话 · New conversation", size="sm", elem_id="qa-new")
+            with gr.Column(scale=1, min_width=260):
+                gr.Markdown("**示例问题 · Sample questions**")
+                samples = [gr.Button(text, size="sm", elem_classes="qa-sample") for text in SAMPLE_QUESTIONS]
+                with gr.Accordion("索引 · Index", open=True):
+                    status = gr.HTML(elem_id="qa-index-status")
+                    rebuild_button = gr.Button("重建索引 · Rebuild index", elem_id="qa-rebuild", visible=rebuild_allowed)
+                    if not rebuild_allowed:
+                        gr.Markdown("重建索引需要登录（--auth） · Rebuilding from the page needs a login (--auth).")
+                timer = gr.Timer(10)
+
+        triggers = [(question.submit, question), (ask_button.click, question)] + [(s.click, s) for s in samples]
+        for trigger, source in triggers:  # a sample button's value is its question
+            (
+                trigger(show_question, [source, turns], [question, chatbot, pending], concurrency_limit=None, **private)
+                .then(None, js=scroll_script)
+                .then(answer, [pending, turns], [chatbot, turns], concurrency_id="answer", **private)
+                .then(None, js=scroll_script)
+            )
+        new_chat.click(lambda: ([], [], ""), None, [chatbot, turns, question], **private)
+        chatbot.clear(lambda: [], None, turns, **private)  # the chat box's own bin icon
+        chatbot.like(rate, [turns], None, **private)
+        rebuild_button.click(rebuild, None, status, concurrency_limit=1, **private)
+        page.load(show_status, None, status, **private)
+        timer.tick(show_status, None, status, concurrency_limit=None, **private)
+
+        def ask_api(question: str, k: int = 0) -> dict:
+            """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5)."""
+            try:
+                return chat.assistant.ask(question, k or None).to_json()
+            except QAError as error:
+                raise gr.Error(public_message(str(error))) from None
+            except Exception:  # a bug: the details go to the server's log, never to the caller
+                logging.getLogger("app").error("/ask failed:\n%s", traceback.format_exc())
+                raise gr.Error(INTERNAL_ERROR) from None
+
+        gr.api(ask_api, api_name="ask", concurrency_id="answer")
+    return page
+
+
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise ServeError unless the page can listen on `host`:`port`.
+
+    Checked before the model loads, so that a busy port is said at once rather than after a minute.
+    """
+    try:
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ServeError(f"cannot listen on {host!r}: {getattr(error, 'strerror', None) or error}; {_HOST_HINT}") from None
+    error = _bind_error(address)
+    if error is not None:
+        raise _address_error(host, port, error)
+
+
+_HOST_HINT = ("give an address of this computer with --host, QA_HOST or GRADIO_SERVER_NAME "
+              "(127.0.0.1: this computer only; 0.0.0.0: the network)")
+
+
+def _bind_error(address: tuple) -> OSError | None:
+    """Why a server could not listen on `address` (an entry of getaddrinfo), or None if it could."""
+    family, kind, protocol, _, socket_address = address
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind(socket_address)
+        except OSError as error:
+            return error
+    return None
+
+
+def _address_error(host: str, port: int, error: OSError) -> ServeError:
+    if error.errno == errno.EADDRINUSE or "Cannot find empty port" in str(error):
+        return ServeError(
+            f"port {port} is busy on {host}: another program (perhaps another `qa serve`) listens there; "
+            f"choose another port with --port {_free_port_after(host, port)}, or set QA_PORT or GRADIO_SERVER_PORT"
+        )
+    return ServeError(f"cannot listen on {host} port {port}: {error.strerror or error}; {_HOST_HINT}")
+
+
+def _free_port_after(host: str, port: int) -> int:
+    """The first port after `port` that is free on `host`, to suggest one (`port` + 1 if none of the next 100 is)."""
+    for candidate in range(port + 1, min(port + 100, 65536)):
+        address = socket.getaddrinfo(host, candidate, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        if _bind_error(address) is None:
+            return candidate
+    return port + 1
+
+
+def page_url(host: str, port: int) -> str:
+    """Where a browser on this computer finds the page."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(
+    config: Config,
+    settings: PageSettings,
+    say: Say | None = None,
+    progress: Progress | None = None,
+    show_report: Callable | None = None,
+) -> None:
+    """Set up (the model converted, the index built if it cannot be used), then serve the page until interrupted.
+
+    `say` hears what happens, one line each, `progress` follows a build and `show_report` gets its
+    BuildReport. Raises QAError before serving: ServeError when the address cannot be used.
+    """
+    say = say or (lambda message: None)
+    check_address(settings.host, settings.port)
+    assistant = Assistant(config)
+    report = prepare_index(assistant, say, progress)
+    if report is not None and show_report is not None:
+        show_report(report)
+    assistant.embedder.model  # load the model now, not on the first question
+    chat = Chat(assistant, auto_rebuild=settings.auto_rebuild)
+    if settings.auto_rebuild:
+        chat.watch()
+    rebuild_allowed = (is_loopback(settings.host) and not settings.share) or settings.auth is not None
+    page = build_page(chat, rebuild_allowed)
+    everywhere = " (listening on all of this computer's addresses)" if settings.host in ("0.0.0.0", "::") else ""
+    say(f"The chat page is at {page_url(settings.host, settings.port)}{everywhere}; Ctrl-C stops it.")
+    try:
+        page.queue(default_concurrency_limit=1).launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            auth=list(settings.auth) if settings.auth else None,
+            share=settings.share,
+            quiet=not settings.share,  # its own lines: the address (said above) and how to share
+            theme=gr.themes.Default(
+                font=["system-ui", "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "sans-serif"],
+                font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"],
+            ),
+            css=static_text("page.css"),
+            ssr_mode=False,
+            show_error=False,
+            max_file_size=0,  # the page takes no files; gradio would otherwise store uploads from anyone
+        )
+    except OSError as error:  # the port was taken between the check and now
+        raise _address_error(settings.host, settings.port, error) from None

