@@ -20,6 +20,18 @@ DEV_QUESTIONS = DATA / "dev_questions.tsv"
 SEED_CORPUS = PROJECT / "corpus"
 
 
+# Fixtures that start app.py (15-30 s each on a shared 2-core machine): conftest's public_page,
+# test_app_api's page and test_browser's site. A test that needs one is marked slow.
+STARTS_THE_PAGE = {"public_page", "page", "site"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if STARTS_THE_PAGE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def read_dev_questions() -> list[dict]:
     rows = []
     for line in DEV_QUESTIONS.read_text(encoding="utf-8").splitlines():

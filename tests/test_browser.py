@@ -20,6 +20,7 @@ from .conftest import SEED_CORPUS, case_number, dev_question
 from .helpers import PROJECT, running_page
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.browser  # and slow, as every test that starts app.py (conftest)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [

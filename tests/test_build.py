@@ -268,6 +268,7 @@ BUILD_AND_STOP = """
 """
 
 
+@pytest.mark.slow  # 15-20 s each: a child process loads the model
 @pytest.mark.parametrize(
     "stage, done, embedded_after",
     # Killed before its chunk was saved, the embedding is redone; killed later, the cache has it.
@@ -335,6 +336,7 @@ def test_build_killed_while_writing_index_files_leaves_the_old_index(built, embe
     assert top(Assistant(config, embedder), "哪些医院之间检查结果互认？").source == "医保.md"
 
 
+@pytest.mark.slow  # ~10 s: ten `qa build` processes
 def test_kill_at_many_moments_never_breaks_the_index(built):
     """Kill `qa build` at spread-out moments of a rebuild; each time the index is the old or the new one, whole."""
     config = built.config
@@ -387,6 +389,7 @@ def test_second_build_at_once_is_refused_with_a_clear_message(built):
 # qa build --watch
 
 
+@pytest.mark.slow  # 1 s alone, ~13 s in a full run: `qa` starting up under load
 def test_watch_rebuilds_when_the_corpus_changes(built):
     config = built.config
     # Started so that Ctrl-C stops it even when pytest itself was started with SIGINT ignored (as a background

@@ -298,6 +298,7 @@ def test_a_damaged_model_cache_says_how_to_fix_it(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_a_missing_model_cache_is_rebuilt_from_the_package(seed_assistant, tmp_path):
     # The one slow test here (~30 s): the bundled model is converted again into an empty folder.
     folder = tmp_path / "empty-model-cache"

@@ -130,6 +130,7 @@ def test_a_real_question_with_odd_characters_around_it_is_still_answered(seed_as
 ODD_CHARACTERS = list("民生实事项目怎么确定茶旅 <>&\"'/\\\x00\x07\x1b\n\t\r😀🎉ᏣᎳᎩمسا\u202e\u200b\u0301\ufffdABCxyz0123")
 
 
+@pytest.mark.slow  # ~60 s: 50 questions, some of the model's full 512 tokens
 @settings(max_examples=50, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(

