@@ -17,12 +17,16 @@ from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from gradio_client import Client
 
 from qa.cli import main
 from qa.config import Config
 
 PROJECT = Path(__file__).resolve().parents[1]
 QA = Path(sys.executable).parent / "qa"  # the `qa` command installed beside this Python
+# For HTTP requests to a test page: a deadline for a machine under load (an idle page answers in well
+# under a second), not a wait. httpx's default, 5 s, is what gradio_client uses unless told otherwise.
+HTTP_TIMEOUT = httpx.Timeout(300)
 
 
 class PageDidNotStart(RuntimeError):
@@ -66,6 +70,11 @@ def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float
             yield Page(url, process, log)
         finally:
             stop(process)
+
+
+def page_client(url: str, auth: tuple[str, str] | None = None) -> Client:
+    """A gradio_client Client of the page at `url` (logged in with `auth`), with HTTP_TIMEOUT for its requests."""
+    return Client(url, auth=auth, verbose=False, httpx_kwargs={"timeout": HTTP_TIMEOUT})
 
 
 def _wait_until_served(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:

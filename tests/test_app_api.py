@@ -9,7 +9,6 @@ import subprocess
 
 import httpx
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from qa.chat import Chat
@@ -18,7 +17,7 @@ from qa.errors import QAError
 from qa.page import build_page, is_loopback, may_rebuild
 
 from .conftest import case_number, dev_question
-from .helpers import QA, running_page
+from .helpers import HTTP_TIMEOUT, QA, page_client, running_page
 
 LOGIN = ("tester", "s3cret")
 
@@ -34,7 +33,7 @@ def page(seed_assistant, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(page):
-    return Client(page, auth=LOGIN, verbose=False)
+    return page_client(page, auth=LOGIN)
 
 
 @pytest.mark.parametrize("question_id", ["d14", "d10", "d21"])
@@ -73,10 +72,11 @@ def test_only_ask_is_offered_to_api_clients(client):
 
 def test_the_page_needs_the_login(page):
     with pytest.raises(Exception):
-        Client(page, verbose=False).predict("问题", api_name="/ask")
+        page_client(page).predict("问题", api_name="/ask")
     with pytest.raises(Exception):
-        Client(page, auth=("tester", "wrong"), verbose=False)
-    assert httpx.post(page + "login", data={"username": LOGIN[0], "password": LOGIN[1]}).status_code == 200
+        page_client(page, auth=("tester", "wrong"))
+    login = {"username": LOGIN[0], "password": LOGIN[1]}
+    assert httpx.post(page + "login", data=login, timeout=HTTP_TIMEOUT).status_code == 200
 
 
 # --- the page's start-up options, without a server -------------------------------------------------

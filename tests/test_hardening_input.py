@@ -14,7 +14,6 @@ import unicodedata
 
 import httpx
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +23,7 @@ from qa.chat import Chat
 from qa.errors import QuestionError
 
 from .conftest import SEED_CORPUS, case_number
-from .helpers import QA, run_qa
+from .helpers import QA, page_client, run_qa
 
 EMPTY = "the question is empty: type a question about the documents"
 NOT_TEXT = "the question must be text"
@@ -230,7 +229,7 @@ def test_the_chat_shows_bad_questions_as_messages_or_answers(seed_assistant):
 
 @pytest.fixture(scope="module")
 def client(public_page):
-    return Client(public_page["url"], verbose=False)
+    return page_client(public_page["url"])
 
 
 @pytest.mark.parametrize("question", ["", "   ", "\x00\x07"], ids=["empty", "spaces", "control"])

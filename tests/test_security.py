@@ -24,7 +24,6 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
-from gradio_client import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +44,7 @@ from qa.page import build_page
 from qa.passages import Passage
 
 from .conftest import PROJECT, SEED, SEED_CORPUS
-from .helpers import make_corpus, run_qa
+from .helpers import make_corpus, page_client, run_qa
 
 QUESTION = "哪些级别的医院之间检查结果互认？"
 LIKE = gr.LikeData(None, {"index": [1, None], "value": "", "liked": True})  # a thumbs up on the first answer
@@ -169,7 +168,7 @@ def test_logged_in_visitors_may_rebuild_and_give_feedback_on_a_public_page(small
 
 
 def test_the_only_api_endpoint_takes_a_question_and_k(public_page):
-    endpoints = Client(public_page["url"], verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    endpoints = page_client(public_page["url"]).view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert list(endpoints) == ["/ask"]
     assert [p["parameter_name"] for p in endpoints["/ask"]["parameters"]] == ["question", "k"]
 
