@@ -1,29 +1,26 @@
-"""Turn retrieval hits into an answer: ranked, cited passages with a 0..1 relevance, or "not found".
+"""Turn retrieval hits and the relevance judgement into an answer: cited passages and one of three outcomes.
 
-Relevance is one calibrated number per cited passage, a logistic function of two kinds of evidence:
+    answered    the best passage answers the question (confidence at or above the calibrated bar)
+    uncertain   it may: the passages are shown first with a plain warning ("可能相关，请核对原文")
+    not_found   nothing in the corpus is relevant enough; the closest passages are shown folded away
 
-    z = relevance_bias + relevance_cosine · cosine + relevance_coverage · coverage
-    relevance = 1 / (1 + exp(-z))
+The confidence (0..1) is the calibrated estimate that the corpus answers the question, from the
+evidence about the best passage (qa/relevance.py). Each cited passage's `score` is that confidence
+scaled by how well the passage matched compared with the first one (its retrieval score over the
+first's), so the scores fall with the rank, passages of one answer do not tie at the top, and a
+weak answer's passages all read weak. Scores are capped at 0.99: no estimate is a certainty.
 
-where `cosine` is the dense similarity of the question and the passage, and `coverage` the share of
-the question's keyword weight found in the passage's section (qa/keyword.py). The dense similarity
-alone separates poorly: E5 similarities crowd into a narrow band, and an English question scores
-as low on the right Chinese passage as an unrelated question does. Coverage, with English words
-translated, tells them apart. `answered` is whether the best passage reaches `min_relevance`.
-
-The coefficients and the threshold come from data (scripts/calibrate_relevance.py): in-scope
-questions (the seed dev set on the seed corpus, CMRC 2018 trial questions on their paragraphs)
-against out-of-scope ones (the dev set's two, CMRC questions asked of the seed corpus, seed
-questions asked of the CMRC paragraphs). The fit weighs each of those five groups equally; the
-threshold is where the share of in-scope questions declined equals the share of out-of-scope ones
-answered (0.5% each).
+`to_json` is what `qa ask --json` prints and the page's /ask returns; `version` says its shape
+(2: `outcome` and `confidence` added; `answered` kept, true only for "answered").
 """
 
-import math
 from dataclasses import asdict, dataclass, field
 
-from .config import Config
+from .relevance import NOT_FOUND, Judgement
 from .retrieval import Hit
+
+JSON_VERSION = 2
+MAX_SCORE = 0.99
 
 
 @dataclass(frozen=True)
@@ -40,15 +37,24 @@ class CitedPassage:
 @dataclass(frozen=True)
 class Answer:
     question: str
-    answered: bool
+    outcome: str  # "answered", "uncertain" or "not_found" (qa/relevance.py OUTCOMES)
+    confidence: float  # 0..1, that the corpus answers the question
     passages: list[CitedPassage]
     notes: list[str] = field(default_factory=list)  # e.g. that a long question was shortened
+    evidence: dict[str, float] = field(default_factory=dict)  # what the confidence was computed from
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome == "answered"
 
     def to_json(self) -> dict:
         """The structure printed by `qa ask --json` and returned by the chat page's API."""
         result = {
+            "version": JSON_VERSION,
             "question": self.question,
+            "outcome": self.outcome,
             "answered": self.answered,
+            "confidence": self.confidence,
             "passages": [asdict(passage) for passage in self.passages],
         }
         if self.notes:
@@ -56,30 +62,35 @@ class Answer:
         return result
 
 
-def relevance_features(hit: Hit) -> tuple[float, float]:
-    """The evidence that relevance is computed from: dense cosine similarity and keyword coverage."""
-    return hit.similarity, hit.coverage
+def passage_scores(confidence: float, hits: list[Hit]) -> list[float]:
+    """The score shown for each hit: the confidence scaled by its retrieval score relative to the first's."""
+    if not hits:
+        return []
+    first = hits[0].score
+    relative = [1.0] + [min(1.0, max(0.0, hit.score / first)) if first > 0 else 0.0 for hit in hits[1:]]
+    return [round(min(MAX_SCORE, confidence * share), 3) for share in relative]
 
 
-def relevance(hit: Hit, config: Config) -> float:
-    """The calibrated relevance (0..1) of one hit (see the module docstring)."""
-    cosine, coverage = relevance_features(hit)
-    z = config.relevance_bias + config.relevance_cosine * cosine + config.relevance_coverage * coverage
-    return round(1 / (1 + math.exp(-z)), 4)
-
-
-def make_answer(question: str, hits: list[Hit], config: Config, notes: list[str] | None = None) -> Answer:
+def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = None, notes: list[str] | None = None) -> Answer:
+    judgement = judgement if hits and judgement is not None else NOT_FOUND
+    scores = passage_scores(judgement.confidence, hits)
     passages = [
         CitedPassage(
             rank=rank,
-            score=relevance(hit, config),
+            score=score,
             source=hit.passage.source,
             section=hit.passage.section,
             text=hit.passage.text,
             start=hit.passage.start,
             end=hit.passage.end,
         )
-        for rank, hit in enumerate(hits, start=1)
+        for rank, (hit, score) in enumerate(zip(hits, scores), start=1)
     ]
-    answered = bool(passages) and passages[0].score >= config.min_relevance
-    return Answer(question=question, answered=answered, passages=passages, notes=notes or [])
+    return Answer(
+        question=question,
+        outcome=judgement.outcome,
+        confidence=round(judgement.confidence, 4),
+        passages=passages,
+        notes=notes or [],
+        evidence=dict(judgement.evidence),
+    )

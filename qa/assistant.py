@@ -9,7 +9,10 @@ from .config import Config
 from .embeddings import Embedder
 from .errors import QuestionError
 from .index import Index, load_index
+from .relevance import Background, judge, load_calibration
 from .retrieval import HybridRetriever
+from .second_encoder import SecondEncoder
+from .text import in_script
 
 
 MAX_K = 100  # passages one answer may cite
@@ -45,23 +48,30 @@ class Assistant:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
-        # The served index and its retriever, replaced together in one assignment.
-        self._served: tuple[Index, HybridRetriever] | None = None
+        self.second = SecondEncoder()  # the second opinion on relevance (qa/relevance.py)
+        self.calibration = load_calibration()
+        # The served index, its retriever and its background, replaced together in one assignment.
+        self._served: tuple[Index, HybridRetriever, Background] | None = None
         self._lock = threading.Lock()
 
     @property
     def index(self) -> Index:
         return self._serving()[0]
 
-    def _serving(self) -> tuple[Index, HybridRetriever]:
+    @property
+    def keywords(self):
+        """The keyword index of the index now served (qa/keyword.py)."""
+        return self._serving()[1].keywords
+
+    def _serving(self) -> tuple[Index, HybridRetriever, Background]:
         with self._lock:
             if self._served is None:
                 self._served = self._load()
             return self._served
 
-    def _load(self) -> tuple[Index, HybridRetriever]:
+    def _load(self) -> tuple[Index, HybridRetriever, Background]:
         index = load_index(self.config.index_dir, model=self.config.model)
-        return index, HybridRetriever.from_index(index, self.embedder, self.config)
+        return index, HybridRetriever.from_index(index, self.embedder, self.config), Background.read(index.folder)
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         return self.ask_many([question], k)[0]
@@ -72,12 +82,16 @@ class Assistant:
         if k is not None and (type(k) is not int or not 1 <= k <= MAX_K):  # the page's API passes k through
             raise QuestionError(f"k, the number of passages, must be a whole number from 1 to {MAX_K}, not {k!r}")
         k = k or self.config.top_k
-        _, retriever = self._serving()
+        _, retriever, background = self._serving()
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
+        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k)
+        judgements = judge(
+            readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, self.second, self.calibration
+        )
         return [
-            make_answer(question, hits, self.config, notes=_shortened(original, question, self.embedder.max_tokens))
-            for original, question, hits in zip(cleaned, readable, retriever.search_many(readable, k))
+            make_answer(question, hits, judgement, notes=_shortened(original, question, self.embedder.max_tokens))
+            for original, question, hits, judgement in zip(cleaned, readable, found, judgements)
         ]
 
     def rebuild(self, progress: Progress | None = None) -> BuildReport:

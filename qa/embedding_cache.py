@@ -64,6 +64,7 @@ class EmbeddingCache:
     def __init__(self, path: Path, model: str, tokenizer: str = ""):
         self.path = Path(path)
         self.model = model
+        self.models = {model}  # every encoder whose vectors this build read or wrote (see `get`)
         self.tokenizer = tokenizer
         self.problem: str | None = None
         try:
@@ -115,15 +116,22 @@ class EmbeddingCache:
             raise
         self.connection.execute("COMMIT")
 
-    def get(self, texts: list[str]) -> list[np.ndarray | None]:
-        """The cached vector of each text, or None where there is none; marks the found rows as used."""
-        found = self._get("vectors", "model", self.model, "vector", texts)
+    def get(self, texts: list[str], model: str | None = None) -> list[np.ndarray | None]:
+        """The cached vector of each text, or None where there is none; marks the found rows as used.
+
+        `model` names another encoder whose vectors the build keeps here too (questions of the
+        relevance background, the second encoder's); by default the cache's own model."""
+        if model is not None:
+            self.models.add(model)
+        found = self._get("vectors", "model", model or self.model, "vector", texts)
         return [None if blob is None else np.frombuffer(blob, dtype=np.float32) for blob in found]
 
-    def put(self, texts: list[str], vectors: np.ndarray) -> None:
+    def put(self, texts: list[str], vectors: np.ndarray, model: str | None = None) -> None:
         """Store the vector of each text (one transaction: all of them or, if killed, none)."""
+        if model is not None:
+            self.models.add(model)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._put("vectors", "model", self.model, "vector", texts, [vector.tobytes() for vector in vectors])
+        self._put("vectors", "model", model or self.model, "vector", texts, [vector.tobytes() for vector in vectors])
 
     def get_tokens(self, texts: list[str]) -> list[list[str] | None]:
         """The cached keyword tokens of each text (for this cache's tokenizer), or None where there are none."""
@@ -179,9 +187,12 @@ class EmbeddingCache:
         """Delete this model's and tokenizer's rows used by neither this build nor the previous one; returns how many."""
         try:
             with self._transaction():
-                vectors = self.connection.execute(
-                    "DELETE FROM vectors WHERE model = ? AND used < ?", (self.model, self.generation - 1)
-                ).rowcount
+                vectors = sum(
+                    self.connection.execute(
+                        "DELETE FROM vectors WHERE model = ? AND used < ?", (model, self.generation - 1)
+                    ).rowcount
+                    for model in sorted(self.models)
+                )
                 tokens = self.connection.execute(
                     "DELETE FROM tokens WHERE tokenizer = ? AND used < ?", (self.tokenizer, self.generation - 1)
                 ).rowcount

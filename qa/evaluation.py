@@ -14,8 +14,10 @@ Definitions, over the in-scope questions, with k = `RANKED` passages per questio
     passage@n    one of the top n passages is from the right case and its text, whitespace removed,
                  contains the evidence (SQuAD: one of the answer texts); "answer@1" for SQuAD
     top_chars    mean length in characters of the top cited passage
-    declined     share of out-of-scope questions answered "nothing relevant found" (`answered` false)
-    wrongly_declined  share of in-scope questions answered "nothing relevant found"
+    declined     share of out-of-scope questions answered "not found"
+    wrongly_declined  share of in-scope questions answered "not found"
+    outcomes     for in-scope and out-of-scope questions, all and by script (zh-Hans, zh-Hant, en) and,
+                 out of scope, by kind (near, gov, far…): the share answered, uncertain and not found
 """
 
 import json
@@ -27,10 +29,11 @@ from pathlib import Path
 
 from .answer import Answer, CitedPassage
 from .errors import EvaluationError
+from .relevance import OUTCOMES
+from .text import case_number, script
 
 RANKED = 10  # passages asked for per question: enough for MRR to see past the top 3
 
-_CASE_NUMBER = re.compile(r"\s*(\d+)\b")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -53,8 +56,7 @@ class EvalQuestion:
     def is_right_document(self, passage: CitedPassage) -> bool:
         if self.source is not None:
             return passage.source == self.source
-        match = _CASE_NUMBER.match(passage.section)
-        return match is not None and int(match.group(1)) == self.case
+        return case_number(passage.section) == self.case
 
     def holds_evidence(self, passage: CitedPassage) -> bool:
         text = _WHITESPACE.sub("", passage.text)
@@ -78,6 +80,7 @@ class EvalReport:
     wrongly_declined: float
     misses: list[str]  # ids of in-scope questions whose top passage lacks the evidence
     skipped: list[str] = field(default_factory=list)  # ids of blank questions, which cannot be asked
+    outcomes: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> outcome -> share, and "n"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -150,11 +153,28 @@ def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list
         passage_at_1=share(any(q.holds_evidence(p) for p in a.passages[:1]) for q, a in scoped),
         passage_at_3=share(any(q.holds_evidence(p) for p in a.passages[:3]) for q, a in scoped),
         top_chars=round(sum(len(p.text) for p in top if p) / max(1, sum(1 for p in top if p)), 1),
-        declined=share(not a.answered for a in unscoped) if unscoped else None,
-        wrongly_declined=share(not a.answered for _, a in scoped),
+        declined=share(a.outcome == "not_found" for a in unscoped) if unscoped else None,
+        wrongly_declined=share(a.outcome == "not_found" for _, a in scoped),
         misses=[q.id for q, a in scoped if not any(q.holds_evidence(p) for p in a.passages[:1])],
         skipped=list(skipped or []),
+        outcomes=outcome_shares(questions, answers),
     )
+
+
+def outcome_shares(questions: list[EvalQuestion], answers: list[Answer]) -> dict[str, dict[str, float]]:
+    """The share of each outcome per group: "in-scope", "in-scope zh-Hant", "out-of-scope near", …"""
+    groups: dict[str, list[str]] = {}
+    for question, answer in zip(questions, answers):
+        scope = "in-scope" if question.in_scope else "out-of-scope"
+        names = [scope, f"{scope} {script(question.question)}"]
+        if not question.in_scope and question.kind and question.kind != "oos":
+            names.append(f"{scope} {question.kind}")
+        for name in names:
+            groups.setdefault(name, []).append(answer.outcome)
+    return {
+        name: {"n": len(found), **{o: round(found.count(o) / len(found), 4) for o in OUTCOMES}}
+        for name, found in sorted(groups.items())
+    }
 
 
 def evaluate_questions(

@@ -27,21 +27,13 @@ from scipy import sparse
 from .bilingual import translations
 from .errors import IndexCorruptError
 from .passages import Passage
+from .text import CJK_RUN, STOPWORDS, bigrams, to_simplified
 
 TOKENIZERS = ("bigrams", "words", "words+bigrams")
 FORMAT_VERSION = 1
 KEYWORDS_FILE = "keywords.npz"  # beside the vectors in each build folder
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
 _LATIN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
-# Function words carry no topic; a question is mostly made of them (什么, 如何, 哪些).
-_STOPWORDS = frozenset(
-    "的 了 是 在 和 与 及 或 等 对 为 把 被 将 从 向 以 于 也 都 就 而 并 这 那 之 其 各 有 中 上 下 "
-    "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 吗 呢 吧 啊 多少 几 为什么 是否 能否 可以 可 会 要 "
-    "the a an of to in on for and or is are was were be by with as at it this that what which how "
-    "who whom when where why do does did can could should would will more most i you we my our your their".split()
-)
 
 
 @lru_cache(maxsize=1)
@@ -54,18 +46,13 @@ def _jieba():
 
 
 def _normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
-
-
-def _bigrams(text: str) -> list[str]:
-    tokens = []
-    for run in _CJK_RUN.findall(text):
-        tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
-    return tokens
+    # One script for keywords: a question in traditional characters matches a simplified corpus
+    # and the other way round (qa/text.py).
+    return to_simplified(unicodedata.normalize("NFKC", text)).lower()
 
 
 def tokenize(text: str, tokenizer: str = "words+bigrams") -> list[str]:
-    """The keyword tokens of `text` (normalised to NFKC and lower case), stop words dropped."""
+    """The keyword tokens of `text` (normalised to NFKC, simplified script and lower case), stop words dropped."""
     if tokenizer not in TOKENIZERS:
         raise ValueError(f"unknown keyword tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
     text = _normalise(text)
@@ -75,11 +62,11 @@ def tokenize(text: str, tokenizer: str = "words+bigrams") -> list[str]:
         tokens.extend(
             "w:" + word
             for word in _jieba().lcut_for_search(text)
-            if _CJK_RUN.fullmatch(word)
+            if CJK_RUN.fullmatch(word)
         )
     if "bigrams" in tokenizer:
-        tokens.extend(_bigrams(text))
-    return [token for token in tokens if token.removeprefix("w:") not in _STOPWORDS]
+        tokens.extend(bigrams(text))
+    return [token for token in tokens if token.removeprefix("w:") not in STOPWORDS]
 
 
 def question_concepts(question: str, tokenizer: str = "words+bigrams") -> list[tuple[str, ...]]:
@@ -92,7 +79,7 @@ def question_concepts(question: str, tokenizer: str = "words+bigrams") -> list[t
     text = _normalise(question)
     concepts = [(token,) for token in tokenize(_LATIN.sub(" ", text), tokenizer)]
     for word in _LATIN.findall(text):
-        if word in _STOPWORDS:
+        if word in STOPWORDS:
             continue
         alternatives = {word}
         if word.isalpha():
@@ -166,6 +153,17 @@ class KeywordIndex:
         )
         return KeywordIndex(membership @ self.counts, self.vocabulary, self.tokenizer, self.k1, self.b)
 
+    def contains(self, phrase: str, whole_word: bool = False) -> bool:
+        """Whether the texts hold `phrase`: as one word or token, or (longer phrases, unless
+        `whole_word`) as all its character bigrams."""
+        normal = _normalise(phrase)
+        if "w:" + normal in self.term_ids or normal in self.term_ids:
+            return True
+        if whole_word:
+            return False
+        grams = bigrams(normal)
+        return len(normal) > 2 and bool(grams) and all(gram in self.term_ids for gram in grams)
+
     def concepts(self, question: str) -> list[np.ndarray]:
         """Term ids of each keyword concept of `question` that the corpus has (see `question_concepts`).
 
@@ -203,6 +201,24 @@ class KeywordIndex:
             total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
             if total > 0:
                 result[row] = self._concept_sum(self._idf_by_term, concepts) / total
+        return result
+
+    def text_coverage(self, question: str, texts: list[str]) -> np.ndarray:
+        """Share (0..1) of the question's keyword weight found in each of `texts` (texts need not be
+        indexed; e.g. the sentences of a cited passage). Weights as in `coverage`."""
+        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
+        concepts = question_concepts(question, self.tokenizer)
+        weights = []
+        for concept in concepts:
+            known = [float(self.idf[self.term_ids[t]]) for t in concept if t in self.term_ids]
+            weights.append(max(known) if known else unknown_idf)
+        total = sum(weights)
+        result = np.zeros(len(texts), dtype=np.float32)
+        if total <= 0:
+            return result
+        for row, text in enumerate(texts):
+            tokens = set(tokenize(text, self.tokenizer))
+            result[row] = sum(w for concept, w in zip(concepts, weights) if tokens.intersection(concept)) / total
         return result
 
     def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray]) -> np.ndarray:

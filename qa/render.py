@@ -34,6 +34,9 @@ LABELS = {
         "source": "来源文件",
         "offsets": "第 {start}–{end} 字",
         "relevance": "相关度",
+        "relevance_means": "相关度：估计这段原文回答了问题的把握（按未参与校准的问题检验）",
+        "uncertain": "可能相关，请核对原文",
+        "uncertain_detail": "下面的段落可能回答了这个问题，但证据不够强，请对照原文判断。",
         "weak": "弱匹配",
         "open_case": "在此展开整个案例 {number}",
         "open_section": "在此展开整节",
@@ -54,6 +57,9 @@ LABELS = {
         "source": "Source file",
         "offsets": "characters {start}–{end}",
         "relevance": "relevance",
+        "relevance_means": "relevance: the estimated chance that the passage answers the question (checked on questions not used to calibrate it)",
+        "uncertain": "Possibly relevant: please check the source text (可能相关，请核对原文)",
+        "uncertain_detail": "The passages below may answer the question, but the evidence is not strong; check them against the source.",
         "weak": "weak match",
         "open_case": "Open the whole case {number} here",
         "open_section": "Open the whole section here",
@@ -163,14 +169,19 @@ def render_answer(
     turn: Turn,
     highlights: Highlights | None = None,
     sections: SectionTexts | None = None,
-    min_relevance: float = 0.0,
+    uncertain_from: float = 0.0,
+    answered_from: float = 1.0,
 ) -> str:
-    """An answer as safe single-line HTML: the searched question if a follow-up changed it, the best
-    sentence quoted with its citation, then the cited passages; or "not found" with weak matches folded."""
+    """An answer as safe single-line HTML, by its outcome: answered (the best sentence of passage [1]
+    quoted, then the cited passages), uncertain (the same under a plain warning), or not found (the
+    closest passages folded away as weak matches). `uncertain_from` and `answered_from` are the
+    calibrated thresholds: the relevance bars turn colour there, and passages below the first are marked weak."""
     lang = question_language(turn.question)
     labels = LABELS[lang]
     highlights = highlights or Highlights()
-    out = [f'<div class="qa-answer{"" if answer.answered else " qa-not-found"}" lang="{"zh-CN" if lang == "zh" else "en"}">']
+    scale = (uncertain_from, answered_from)
+    css = {"answered": "", "uncertain": " qa-uncertain", "not_found": " qa-not-found"}[answer.outcome]
+    out = [f'<div class="qa-answer{css}" lang="{"zh-CN" if lang == "zh" else "en"}">']
     if turn.combined:
         out.append(
             f'<div class="qa-searched">{labels["searched"]}: <q>{_text(turn.searched)}</q> '
@@ -178,18 +189,7 @@ def render_answer(
         )
     for note in answer.notes:
         out.append(f'<div class="qa-note">{labels["note"]}: {_text(note)}</div>')
-    if answer.answered:
-        best = highlights.best
-        if best is not None:
-            out.append(
-                f'<div class="qa-answer-line"><div class="qa-label">{labels["answer_line"]}</div>'
-                f'<blockquote>“{_text(best.text)}” <sup class="qa-ref">[{best.rank}]</sup></blockquote></div>'
-            )
-        out.append(f'<div class="qa-label">{labels["passages"]}</div><div class="qa-passages">')
-        for passage in answer.passages:
-            out.append(_render_passage(passage, labels, highlights, sections, passage.score < min_relevance, min_relevance))
-        out.append("</div>")
-    else:
+    if answer.outcome == "not_found":
         out.append(
             f'<div class="qa-not-found-line"><strong>{labels["not_found"]}</strong></div>'
             f'<p class="qa-not-found-detail">{labels["not_found_detail"]}</p>'
@@ -200,9 +200,28 @@ def render_answer(
                 '<div class="qa-passages">'
             )
             for passage in answer.passages:
-                out.append(_render_passage(passage, labels, Highlights(), sections, True, min_relevance))
+                out.append(_render_passage(passage, labels, Highlights(), sections, True, scale))
             out.append("</div></details>")
-    out.append("</div>")
+        out.append("</div>")
+        return "".join(out)
+    if answer.outcome == "uncertain":
+        out.append(
+            f'<div class="qa-uncertain-line"><strong>{labels["uncertain"]}</strong></div>'
+            f'<p class="qa-uncertain-detail">{labels["uncertain_detail"]}</p>'
+        )
+    best = highlights.best
+    if best is not None:
+        out.append(
+            f'<div class="qa-answer-line"><div class="qa-label">{labels["answer_line"]}</div>'
+            f'<blockquote>“{_text(best.text)}” <sup class="qa-ref">[{best.rank}]</sup></blockquote></div>'
+        )
+    out.append(
+        f'<div class="qa-label">{labels["passages"]} <span class="qa-aside qa-relevance-means">{labels["relevance_means"]}</span></div>'
+        '<div class="qa-passages">'
+    )
+    for passage in answer.passages:
+        out.append(_render_passage(passage, labels, highlights, sections, passage.score < uncertain_from, scale))
+    out.append("</div></div>")
     return "".join(out)
 
 
@@ -212,7 +231,7 @@ def _render_passage(
     highlights: Highlights,
     sections: SectionTexts | None,
     weak: bool,
-    min_relevance: float,
+    scale: tuple[float, float],
 ) -> str:
     number, title = split_case(passage.section)
     percent = round(passage.score * 100)
@@ -225,8 +244,8 @@ def _render_passage(
         f'<span class="qa-source" title="{labels["source"]}">{_text(passage.source)}</span>'
         f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
         f'<span class="qa-score" title="{labels["relevance"]} {passage.score:.2f}">{labels["relevance"]} '
-        # The bar turns from red to yellow at min_relevance (below it a passage never answers) and green at 0.7.
-        f'<meter min="0" max="1" low="{min_relevance:g}" high="{max(0.7, min_relevance):g}" optimum="1" '
+        # The bar is red below the "not found" threshold, yellow while uncertain, green where answered.
+        f'<meter min="0" max="1" low="{scale[0]:g}" high="{scale[1]:g}" optimum="1" '
         f'value="{passage.score:.4f}"></meter> '
         f'<b>{percent}%</b></span>'
     )

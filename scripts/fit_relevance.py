@@ -1,0 +1,232 @@
+"""Fit the relevance decision (qa/relevance.py) and report it on questions it never saw; writes qa/data/relevance.json.
+
+Questions (in scope = the corpus answers it):
+
+    seed in      eval/seed_in_scope.tsv on the seed corpus (zh-Hans, zh-Hant, en)
+    seed out     eval/seed_out_of_scope.tsv on the seed corpus (near misses, government services, unrelated)
+    cmrc in      CMRC 2018 trial questions on their own paragraphs          (../shared/eval)
+    cmrc→seed    the same CMRC questions asked of the seed corpus (out: real outside questions)
+    seed→cmrc    the seed questions asked of the CMRC paragraphs (out)
+    drcd in      DRCD dev questions on their own paragraphs: never fitted on, reported only
+    dev          ../shared/eval/dev_questions.tsv on the seed: a smoke test, never fitted on
+
+Every group is asked through the real assistant (real indexes built in --work, kept between runs),
+so the evidence is exactly what `qa ask` computes. The fit is a logistic regression over
+qa.relevance.FEATURES with each group weighted equally within its class. Thresholds:
+
+    uncertain_from  the lowest of the in-scope groups' 1st percentiles: below it, "not found"
+    answered_from   the lowest value at which at most 7% of near misses and 0.5% of the other
+                    out-of-scope questions of every group reach it: from there on, "answered"
+
+Held out: ten folds. A seed question's fold is its case (in scope) or a hash of its id (out of
+scope); a CMRC question's is a hash of its paragraph. Each fold's questions are decided by a fit
+and thresholds made without that fold (so a whole case is unseen), and the pooled held-out
+outcomes are printed next to the in-sample ones of the final fit on everything.
+
+    .venv/bin/python scripts/fit_relevance.py [--work /tmp/qa-fit] [--no-write]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from qa.assistant import Assistant  # noqa: E402
+from qa.config import Config  # noqa: E402
+from qa.evaluation import RANKED, read_squad, read_tsv_questions  # noqa: E402
+from qa.relevance import FEATURES, Calibration, calibration_path  # noqa: E402
+from qa.text import script  # noqa: E402
+
+EVAL = PROJECT / "eval"
+SHARED = PROJECT.parent / "shared" / "eval"
+FOLDS = 10
+NEAR_ANSWERED = 0.07
+OTHER_ANSWERED = 0.005
+IN_DECLINED = 0.01
+
+
+def stable_fold(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % FOLDS
+
+
+def squad_corpus(path: Path, folder: Path):
+    """Write a SQuAD file's paragraphs as documents into folder; returns its non-blank questions."""
+    documents, questions = read_squad(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, text in documents.items():
+        target = folder / source
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+    return [q for q in questions if q.question]
+
+
+def ask(assistant: Assistant, questions: list[str]) -> list:
+    answers = []
+    for start in range(0, len(questions), 64):
+        answers.extend(assistant.ask_many(questions[start : start + 64], RANKED))
+        print(f"\r  asked {len(answers)}/{len(questions)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return answers
+
+
+def collect(work: Path) -> list[dict]:
+    """One row per (question, corpus) with its group, class, fold, script and evidence."""
+    if not SHARED.exists():
+        sys.exit(f"{SHARED} is missing: the CMRC and DRCD sets live in ../shared/eval (see README, Evaluating)")
+    seed_in = read_tsv_questions(EVAL / "seed_in_scope.tsv")
+    seed_out = read_tsv_questions(EVAL / "seed_out_of_scope.tsv")
+    dev = read_tsv_questions(SHARED / "dev_questions.tsv")
+    cmrc = squad_corpus(SHARED / "cmrc2018_trial.json", work / "cmrc-corpus")
+    drcd = squad_corpus(SHARED / "drcd_dev.json", work / "drcd-corpus")
+    assistants = {}
+    for name, corpus in (("seed", PROJECT / "corpus"), ("cmrc", work / "cmrc-corpus"), ("drcd", work / "drcd-corpus")):
+        print(f"index of {name}", file=sys.stderr)
+        assistants[name] = Assistant(Config(corpus_dir=corpus, index_dir=work / f"{name}-index"))
+        assistants[name].rebuild()
+    seed_fold = {q.id: (q.case - 1 if q.in_scope else stable_fold(q.id)) for q in seed_in + seed_out}
+    plan = [
+        ("seed in", "seed", seed_in, True, lambda q: seed_fold[q.id]),
+        ("seed out", "seed", seed_out, False, lambda q: seed_fold[q.id]),
+        ("cmrc in", "cmrc", cmrc, True, lambda q: stable_fold(q.source)),
+        ("cmrc→seed", "seed", cmrc, False, lambda q: stable_fold(q.source)),
+        ("seed→cmrc", "cmrc", seed_in + seed_out, False, lambda q: seed_fold[q.id]),
+        ("drcd in", "drcd", drcd, True, lambda q: -1),
+        ("dev", "seed", dev, None, lambda q: -1),
+    ]
+    rows = []
+    for group, corpus, questions, in_scope, fold in plan:
+        print(f"{group}: {len(questions)} questions", file=sys.stderr)
+        for question, answer in zip(questions, ask(assistants[corpus], [q.question for q in questions])):
+            rows.append({
+                "group": group, "id": question.id, "question": question.question, "script": script(question.question),
+                "kind": question.kind if group == "seed out" else "", "fold": fold(question),
+                "in_scope": question.in_scope if in_scope is None else in_scope,
+                "fitted": group not in ("drcd in", "dev"), "evidence": answer.evidence,
+                "right": bool(answer.passages) and question.is_right_document(answer.passages[0]),
+            })
+    return rows
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, steps: int = 4000, l2: float = 1e-3) -> np.ndarray:
+    """Weights (bias first) of a weighted logistic regression, by Newton's method (small L2 for stability)."""
+    x1 = np.hstack([np.ones((len(x), 1)), x])
+    weight = weight / weight.sum()
+    w = np.zeros(x1.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(x1 @ w, -60, 60)))
+        gradient = x1.T @ (weight * (p - y)) + l2 * np.r_[0, w[1:]]
+        hessian = (x1 * (weight * p * (1 - p))[:, None]).T @ x1 + l2 * np.diag(np.r_[0, np.ones(len(w) - 1)])
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return w
+
+
+def features(rows: list[dict]) -> np.ndarray:
+    return np.array([[row["evidence"].get(name, 0.0) for name in FEATURES] for row in rows], dtype=np.float64)
+
+
+def class_weights(rows: list[dict]) -> np.ndarray:
+    """Each class weighs half; its groups (and, for seed, scripts) share that half equally."""
+    def unit(row):
+        return (row["in_scope"], row["group"], row["script"] if row["group"].startswith("seed") else "")
+    units: dict = {}
+    for row in rows:
+        units[unit(row)] = units.get(unit(row), 0) + 1
+    per_class = {label: sum(1 for key in units if key[0] == label) for label in (True, False)}
+    return np.array([0.5 / per_class[row["in_scope"]] / units[unit(row)] for row in rows])
+
+
+def thresholds(rows: list[dict], confidence: np.ndarray) -> tuple[float, float]:
+    inside = {}
+    outside = {}
+    for row, value in zip(rows, confidence):
+        if row["in_scope"]:
+            inside.setdefault((row["group"], row["script"]), []).append(value)
+        else:
+            key = "near" if row["kind"] == "near" else row["group"]
+            outside.setdefault(key, []).append(value)
+    uncertain_from = float(min(np.quantile(values, IN_DECLINED) for values in inside.values()))
+    answered_from = 1.0
+    for candidate in np.round(np.arange(1.0, 0.0, -0.005), 3):
+        fine = all(
+            np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
+            for key, values in outside.items()
+        )
+        if not fine:
+            break
+        answered_from = float(candidate)
+    return round(min(uncertain_from, answered_from), 4), answered_from
+
+
+def calibrate(rows: list[dict]) -> Calibration:
+    w = fit_logistic(features(rows), np.array([row["in_scope"] for row in rows], dtype=float), class_weights(rows))
+    calibration = Calibration(dict(zip(FEATURES, (round(float(v), 5) for v in w[1:]))), round(float(w[0]), 5), 0.0, 1.0)
+    uncertain_from, answered_from = thresholds(rows, np.array([calibration.confidence(row["evidence"]) for row in rows]))
+    return replace(calibration, uncertain_from=uncertain_from, answered_from=answered_from)
+
+
+def outcome_table(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
+    groups: dict[str, list[str]] = {}
+    for row, outcome in zip(rows, outcomes):
+        names = [row["group"], f"{row['group']} {row['script']}"]
+        if row["kind"]:
+            names.append(f"{row['group']} {row['kind']}")
+        for name in names:
+            groups.setdefault(name, []).append(outcome)
+    return {
+        name: {"n": len(found), **{o: round(found.count(o) / len(found), 4) for o in ("answered", "uncertain", "not_found")}}
+        for name, found in sorted(groups.items())
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"), help="indexes and corpora kept between runs")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave qa/data/relevance.json as it is")
+    args = parser.parse_args()
+    rows_file = args.work / "rows.json"
+    rows = collect(args.work)
+    rows_file.write_text(json.dumps(rows, ensure_ascii=False))
+    fitted = [row for row in rows if row["fitted"]]
+    held_out = [""] * len(rows)
+    for fold in range(FOLDS):
+        calibration = calibrate([row for row in fitted if row["fold"] != fold])
+        for i, row in enumerate(rows):
+            if row["fitted"] and row["fold"] == fold:
+                held_out[i] = calibration.outcome(calibration.confidence(row["evidence"]))
+    final = calibrate(fitted)
+    in_sample = [final.outcome(final.confidence(row["evidence"])) for row in rows]
+    unseen = [(row, outcome) for row, outcome in zip(rows, in_sample) if not row["fitted"]]
+    report = {
+        "held_out": outcome_table([row for row in rows if row["fitted"]], [o for o in held_out if o]),
+        "in_sample": outcome_table(fitted, [o for row, o in zip(rows, in_sample) if row["fitted"]]),
+        "never_fitted": outcome_table([row for row, _ in unseen], [o for _, o in unseen]),
+    }
+    print(f"\n{'group':30} {'n':>5}   {'held out: answered uncertain not found':>40}   {'in sample: answered uncertain not found':>40}")
+    for name, shares in report["held_out"].items():
+        other = report["in_sample"][name]
+        print(f"{name:30} {shares['n']:5d}   {shares['answered']:14.3f} {shares['uncertain']:9.3f} {shares['not_found']:9.3f}"
+              f"       {other['answered']:14.3f} {other['uncertain']:9.3f} {other['not_found']:9.3f}")
+    print("\nnever fitted on (final calibration):")
+    for name, shares in report["never_fitted"].items():
+        print(f"{name:30} {shares['n']:5d}   answered {shares['answered']:.3f} uncertain {shares['uncertain']:.3f} not found {shares['not_found']:.3f}")
+    print(f"\nfinal: {final.weights} bias {final.bias}; uncertain from {final.uncertain_from}, answered from {final.answered_from}")
+    if not args.no_write:
+        final = replace(final, fitted={"by": "scripts/fit_relevance.py", "groups": sorted({row["group"] for row in fitted}), **report})
+        calibration_path().write_text(json.dumps(final.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {calibration_path()}")
+
+
+if __name__ == "__main__":
+    main()
