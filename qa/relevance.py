@@ -49,7 +49,7 @@ MAX_ABSENT = 2
 # these would turn noise into many standard deviations.
 MIN_SPREAD = {"dense": 0.01, "second": 0.03}
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?|第[一二三四五六七八九十]+[批届次期]")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?![A-Za-z0-9])|第[一二三四五六七八九十]+[批届次期]")  # not digits inside a Latin token ("[31m", "5G")
 # A capitalised English word inside a sentence (not its first word): a candidate name.
 _ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
 _posseg_lock = threading.Lock()
