@@ -5,6 +5,12 @@ needed); any other sentence-transformers model, by hub name or local folder, wor
 E5 models expect the prompts `query: ` and `passage: `; a model that defines prompts named
 "query" and "passage" gets them, others get the bare text.
 
+The default model's questions are embedded by qa/question_encoder.py, numpy without torch (cosine
+>= 0.9999998 with sentence-transformers' vectors), so answering a question never imports torch or
+sentence-transformers: a one-shot `qa ask` no longer pays their 8-15 s import. It runs on the CPU
+whatever QA_DEVICE says (one question is a few dozen milliseconds there). Passages, and questions for
+any other model, go through sentence-transformers.
+
 Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
 or AMX; `precision="auto"`): 2.5-3.5x the passages per second of float32, vectors within cosine
 0.99999 of float32's, and retrieval metrics unchanged on the dev set and CMRC 2018 trial
@@ -80,17 +86,30 @@ class Embedder:
                 "Give a local sentence-transformers folder, or omit --model to use the bundled one"
             ) from None
 
+    @cached_property
+    def question_encoder(self):
+        """The torch-free QuestionEncoder of the bundled model (loaded on first use), or None for any other model."""
+        if self.model_name != DEFAULT_MODEL_NAME:
+            return None
+        from .question_encoder import QuestionEncoder
+
+        return QuestionEncoder.load()
+
     @property
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:
+        if self.question_encoder is not None:
+            return self.question_encoder.max_tokens
         return int(self.model.max_seq_length)
 
     def readable_part(self, question: str) -> str:
         """The beginning of `question` that the model reads as a question: all of it, or the part
         that fits its token limit (the model silently ignores the rest)."""
+        if self.question_encoder is not None:
+            return self.question_encoder.readable_part(question)
         prompt = (self.model.prompts or {}).get("query", "")
         # No token spans 32 characters: cutting there first keeps a 100,000-character question cheap.
         text = prompt + question[: self.max_tokens * 32]
@@ -107,6 +126,9 @@ class Embedder:
         return question[: max(0, end - len(prompt))]
 
     def embed_questions(self, questions: list[str]) -> np.ndarray:
+        """Normalised float32 vectors of `questions`, one row each (float32 whatever the passage precision)."""
+        if self.question_encoder is not None:
+            return self.question_encoder.encode(list(questions))
         return self._encode(questions, "query")
 
     def embed_passages(

