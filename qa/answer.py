@@ -68,7 +68,7 @@ def passage_scores(confidence: float, hits: list[Hit]) -> list[float]:
         return []
     first = hits[0].score
     relative = [1.0] + [min(1.0, max(0.0, hit.score / first)) if first > 0 else 0.0 for hit in hits[1:]]
-    return [round(min(MAX_SCORE, confidence * share), 3) for share in relative]
+    return [round(min(MAX_SCORE, confidence) * share, 3) for share in relative]  # capped before scaling: no ties at the cap
 
 
 def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = None, notes: list[str] | None = None) -> Answer:
