@@ -355,7 +355,8 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
     check_the_old_index_serves(built, old_build)
 
     result = run_qa("build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir))
-    assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, f"Error: {message}")
+    given = f"`qa build --corpus {config.corpus_dir} --index {config.index_dir}`"  # the hint carries the flags given
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, f"Error: {message}".replace("`qa build`", given))
     check_the_old_index_serves(built, old_build)
 
     # The chat page's rebuild: the same message, without the server's paths.
