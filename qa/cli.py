@@ -108,19 +108,18 @@ def build(corpus_dir, index_dir, model, watch, interval):
     from .build import wait_for_change
     from .corpus import corpus_snapshot
 
-    from .prepare import install_model
+    from .prepare import installing_model
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     assistant = Assistant(config)
-    install_model(config, say=_say)
     if not watch:
-        _print_build_report(assistant.rebuild(progress=_progress_bar()))
+        _print_build_report(assistant.rebuild(progress=installing_model(config, _say, _progress_bar())))
         return
     snapshot = corpus_snapshot(config.corpus_dir)  # taken before building: an edit made during a build triggers another
     try:
         while True:
             try:
-                _print_build_report(assistant.rebuild(progress=_progress_bar()))
+                _print_build_report(assistant.rebuild(progress=installing_model(config, _say, _progress_bar())))
             except QAError as error:  # keep watching: the next change may fix it
                 click.echo(f"Error: {error}", err=True)
             click.echo(f"Watching {config.corpus_dir} for changes (Ctrl-C to stop).", err=True)

@@ -27,7 +27,7 @@ from .chat import Chat
 from .config import Config, PageSettings
 from .conversation import Turn
 from .errors import QAError, ServeError, public_message
-from .prepare import Say, prepare_index
+from .prepare import Say, install_model, prepare_index
 from .render import INTERNAL_ERROR, chat_messages, render_status
 
 # For the seed corpus (Zhejiang common-prosperity cases); any question about the corpus works.
@@ -267,6 +267,7 @@ def serve(
     report = prepare_index(assistant, say, progress)
     if report is not None and show_report is not None:
         show_report(report)
+    install_model(config, say)  # said, if it happens: loading would otherwise convert the model silently
     assistant.embedder.model  # load the model now, not on the first question
     chat = Chat(assistant, auto_rebuild=settings.auto_rebuild)
     if settings.auto_rebuild:

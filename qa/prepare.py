@@ -1,7 +1,8 @@
 """Make an assistant ready to answer: the bundled model converted, the index built if it cannot be used.
 
-The one set-up path of both front ends: `qa build` and `qa model install` install the model through
-`install_model`, and the chat page (`qa serve`) calls `prepare_index` before it starts serving.
+The one set-up path of both front ends: `qa model install` converts the model through `install_model`,
+`qa build` through `installing_model` (when the build needs the model), and the chat page
+(`qa serve`) calls `prepare_index` before it starts serving.
 What happens is said through `say` (one line each) and the build's `progress`, so a start with
 everything in place prints nothing.
 """
@@ -45,5 +46,18 @@ def prepare_index(assistant: Assistant, say: Say | None = None, progress: Progre
     except (IndexCorruptError, IndexMismatchError) as error:
         reason = re.split(r"[;:] run `", str(error))[0]  # its hint says to rebuild: that is what happens now
         say(f"The index cannot be used ({reason}): building it again from {config.corpus_dir}.")
-    install_model(config, say)
-    return assistant.rebuild(progress=progress)
+    return assistant.rebuild(progress=installing_model(config, say, progress))
+
+
+def installing_model(config: Config, say: Say | None = None, progress: Progress | None = None) -> Progress:
+    """A build's `progress` that first converts the bundled model (its steps said through `say`) when
+    the build comes to load the model: only a build with passages to embed does, so a build served
+    entirely from the embedding cache needs no model at all."""
+
+    def progress_installing(stage: str, done: int, total: int, *more, **details) -> None:
+        if stage == "model" and done == 0:
+            install_model(config, say)
+        if progress is not None:
+            progress(stage, done, total, *more, **details)
+
+    return progress_installing
