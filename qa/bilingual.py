@@ -49,7 +49,7 @@ def _tables() -> dict[str, dict[str, list[str]]]:
         pass
     tables = _derive_tables()
     if tables["words"]:
-        _write_atomically(path, tables)
+        write_json_atomically(path, tables)
     return tables
 
 
@@ -134,7 +134,8 @@ def _derive_tables() -> dict[str, dict[str, list[str]]]:
     return {"words": table, "places": places}
 
 
-def _write_atomically(path: Path, table: dict) -> None:
+def write_json_atomically(path: Path, table: dict | list) -> None:
+    """Write a derived table as JSON in one step (a reader sees the old file or the new, never half)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as file:

@@ -183,7 +183,7 @@ def ask(question, k, as_json, index_dir, model):
 
 
 @main.command("eval")
-@click.argument("questions", type=click.Path(path_type=Path))
+@click.argument("questions", nargs=-1, required=True, type=click.Path(path_type=Path))
 @CORPUS_OPTION
 @INDEX_OPTION
 @MODEL_OPTION
@@ -192,25 +192,28 @@ def ask(question, k, as_json, index_dir, model):
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @_user_errors
 def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json):
-    """Measure retrieval on QUESTIONS: a TSV like dev_questions.tsv, or a SQuAD-format .json.
+    """Measure retrieval and the answer/uncertain/not-found decision on QUESTIONS: TSV files like
+    eval/seed_in_scope.tsv (asked together), or one SQuAD-format .json.
 
-    A TSV is asked of the current index (or of a fresh index of --corpus); a SQuAD file's paragraphs
+    TSVs are asked of the current index (or of a fresh index of --corpus); a SQuAD file's paragraphs
     are indexed into a temporary folder (or --index, kept for the next run), one document each.
 
     \b
     Examples:
+      qa eval eval/seed_in_scope.tsv eval/seed_out_of_scope.tsv
       qa eval ../shared/eval/dev_questions.tsv
       qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
     """
     from .evaluation import evaluate_file
 
     config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
-    building = corpus_dir is not None or questions.suffix.lower() == ".json"
-    report = evaluate_file(questions, config, corpus_dir=corpus_dir, index_dir=index_dir if building else None)
+    squad = any(path.suffix.lower() == ".json" for path in questions)
+    building = corpus_dir is not None or squad
+    report = evaluate_file(list(questions), config, corpus_dir=corpus_dir, index_dir=index_dir if building else None)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
         return
-    passage = "answer" if questions.suffix.lower() == ".json" else "passage"
+    passage = "answer" if squad else "passage"
     skipped = f" ({len(report.skipped)} blank ones skipped)" if report.skipped else ""
     click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope{skipped}")
     click.echo(f"doc@1 {report.doc_at_1:.3f}   doc@3 {report.doc_at_3:.3f}   MRR {report.mrr:.3f}")

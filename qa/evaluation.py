@@ -193,9 +193,10 @@ def evaluate_questions(
 
 
 def evaluate_file(
-    path: Path, config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None
+    path: Path | list[Path], config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None
 ) -> EvalReport:
-    """Evaluate a question file: a TSV (dev_questions.tsv format) or a SQuAD-format .json.
+    """Evaluate a question file: a TSV (dev_questions.tsv format) or a SQuAD-format .json; several
+    TSV files are asked together (e.g. eval/seed_in_scope.tsv and eval/seed_out_of_scope.tsv).
 
     A TSV is asked of the index in `config.index_dir`, or, when `corpus_dir` is given, of a fresh
     index of that corpus (built into `index_dir`, else a temporary folder). A SQuAD file's
@@ -204,12 +205,14 @@ def evaluate_file(
     """
     from .assistant import Assistant
 
-    path = Path(path)
-    squad = path.suffix.lower() == ".json"
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    squad = any(p.suffix.lower() == ".json" for p in paths)
+    if squad and len(paths) > 1:
+        raise EvaluationError("a SQuAD-format .json file is evaluated alone, not together with other question files")
     if squad:
-        documents, questions = read_squad(path)
+        documents, questions = read_squad(paths[0])
     else:
-        questions = read_tsv_questions(path)
+        questions = [question for p in paths for question in read_tsv_questions(p)]
     if not squad and corpus_dir is None:
         return _ask(Assistant(config, embedder), questions)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as work:

@@ -45,6 +45,11 @@ def _jieba():
     return jieba
 
 
+def jieba_words(text: str) -> list[str]:
+    """jieba's words of `text` (precise mode), with the dictionary loaded once per process."""
+    return _jieba().lcut(text)
+
+
 def _normalise(text: str) -> str:
     # One script for keywords: a question in traditional characters matches a simplified corpus
     # and the other way round (qa/text.py).

@@ -25,10 +25,10 @@ the outcome is "answered" at or above `answered_from`, "not_found" below `uncert
 glance and a wrong "not found" costs the answer.
 """
 
+import importlib.metadata
 import json
 import math
 import re
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bilingual import place_names
+from .bilingual import place_names, write_json_atomically
+from .config import cache_dir
+from .keyword import jieba_words
 from .errors import IndexCorruptError, QAError
 from .text import SCRIPTS, has_chinese, in_script, script, to_simplified
 
@@ -52,7 +54,6 @@ MIN_SPREAD = {"dense": 0.01, "second": 0.03}
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?![A-Za-z0-9])|第[一二三四五六七八九十]+[批届次期]")  # not digits inside a Latin token ("[31m", "5G")
 # A capitalised English word inside a sentence (not its first word): a candidate name.
 _ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
-_posseg_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,26 @@ def measure_background(search_top, second_similarity, corpus_script: str) -> Bac
 
 
 @lru_cache(maxsize=1)
-def _posseg():
-    import jieba.posseg
+def place_words() -> frozenset[str]:
+    """The words jieba's dictionary tags as places (ns) or organisations (nt), about 22,000.
 
-    return jieba.posseg
+    Read once from the dictionary and cached as JSON (jieba.posseg would tag them too, but loads
+    for most of a second on every start)."""
+    import jieba
+
+    path = cache_dir() / f"jieba-places-{importlib.metadata.version('jieba')}.json"
+    try:
+        return frozenset(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    source = Path(jieba.__file__).parent / "dict.txt"
+    words = sorted(
+        parts[0]
+        for parts in (line.split() for line in source.read_text(encoding="utf-8").splitlines())
+        if len(parts) == 3 and parts[2] in ("ns", "nt")
+    )
+    write_json_atomically(path, words)
+    return frozenset(words)
 
 
 def named_things(question: str) -> list[tuple[str, ...]]:
@@ -176,9 +193,8 @@ def named_things(question: str) -> list[tuple[str, ...]]:
     simplified = to_simplified(question)
     found: list[tuple[str, ...]] = []
     if has_chinese(simplified):
-        with _posseg_lock:
-            words = [(pair.word, pair.flag) for pair in _posseg().cut(simplified)]
-        found += [(word,) for word, flag in words if flag in ("ns", "nt") and len(word) >= 2]
+        places = place_words()
+        found += [(word,) for word in dict.fromkeys(jieba_words(simplified)) if len(word) >= 2 and word in places]
         found += [(match.group(),) for match in _NUMBER.finditer(simplified)]
     for match in _ENGLISH_NAME.finditer(question):
         names = place_names().get(match.group().lower(), [])

@@ -23,7 +23,7 @@ scope); a CMRC question's is a hash of its paragraph. Each fold's questions are 
 and thresholds made without that fold (so a whole case is unseen), and the pooled held-out
 outcomes are printed next to the in-sample ones of the final fit on everything.
 
-    .venv/bin/python scripts/fit_relevance.py [--work /tmp/qa-fit] [--no-write]
+    .venv/bin/python scripts/fit_relevance.py [--work /tmp/qa-fit] [--no-write] [--reuse]
 """
 
 import argparse
@@ -194,10 +194,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"), help="indexes and corpora kept between runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave qa/data/relevance.json as it is")
+    parser.add_argument("--reuse", action="store_true", help="refit on the evidence the last run collected (--work/rows.json)")
     args = parser.parse_args()
     rows_file = args.work / "rows.json"
-    rows = collect(args.work)
-    rows_file.write_text(json.dumps(rows, ensure_ascii=False))
+    if args.reuse:
+        rows = json.loads(rows_file.read_text(encoding="utf-8"))
+    else:
+        rows = collect(args.work)
+        rows_file.write_text(json.dumps(rows, ensure_ascii=False))
     fitted = [row for row in rows if row["fitted"]]
     held_out = [""] * len(rows)
     for fold in range(FOLDS):
