@@ -18,15 +18,28 @@ from .text import in_script
 MAX_K = 100  # passages one answer may cite
 
 
-def clean_question(question: str) -> str:
-    """The question with control characters removed and whitespace collapsed; QuestionError if empty."""
+def clean_question(question: str, max_chars: int | None = None) -> str:
+    """The question with control characters removed and whitespace collapsed.
+
+    QuestionError if it is empty, or longer than `max_chars` characters (checked first: a question of
+    megabytes is refused before anything reads it).
+    """
     if not isinstance(question, str):
         raise QuestionError("the question must be text")
+    check_length(question, max_chars)
     kept = "".join(" " if unicodedata.category(c).startswith(("C", "Z")) else c for c in question)
     cleaned = " ".join(kept.split())
     if not cleaned:
         raise QuestionError("the question is empty: type a question about the documents")
     return cleaned
+
+
+def check_length(question: str, max_chars: int | None) -> None:
+    """Raise QuestionError if `question` has more than `max_chars` characters (None: no limit)."""
+    if max_chars is not None and len(question) > max_chars:
+        raise QuestionError(
+            f"the question has {len(question):,} characters; at most {max_chars:,} are accepted: ask a shorter question"
+        )
 
 
 def _shortened(original: str, readable: str, max_tokens: int) -> list[str]:
@@ -78,14 +91,14 @@ class Assistant:
 
     def ask_many(self, questions: list[str], k: int | None = None) -> list[Answer]:
         """Answer several questions with one embedding pass (one model call for all of them)."""
-        cleaned = [clean_question(question) for question in questions]
+        cleaned = [clean_question(question, self.config.max_question_chars) for question in questions]
         if k is not None and (type(k) is not int or not 1 <= k <= MAX_K):  # the page's API passes k through
             raise QuestionError(f"k, the number of passages, must be a whole number from 1 to {MAX_K}, not {k!r}")
         k = k or self.config.top_k
         _, retriever, background = self._serving()
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
-        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k)
+        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable)
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, self.second, self.calibration
         )

@@ -340,8 +340,8 @@ def _background(
 
     retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config)
 
-    def search_top(questions: list[str]) -> list[tuple[str, float]]:
-        return [(hits[0].passage.text, hits[0].similarity) for hits in retriever.search_many(questions, 1)]
+    def search_top(questions: list[str], written: list[str]) -> list[tuple[str, float]]:
+        return [(hits[0].passage.text, hits[0].similarity) for hits in retriever.search_many(questions, 1, written)]
 
     def second_similarity(questions: list[str], texts: list[str]) -> np.ndarray:
         return np.sum(cached(questions, second.name, second.embed) * cached(texts, second.name, second.embed), axis=1)

@@ -51,7 +51,7 @@ class Chat:
             return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
         calibration = self.assistant.calibration
-        shown = render_answer(answer, turn, highlights, sections, calibration.uncertain_from, calibration.answered_from)
+        shown = render_answer(answer, turn, highlights, sections, *calibration.bar(answer.question))
         return replace(turn, shown=shown)
 
     def sections(self) -> SectionTexts:

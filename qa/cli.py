@@ -164,7 +164,7 @@ def ask(question, k, as_json, index_dir, model):
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
-            print_answer(answer, assistant.calibration.uncertain_from)
+            print_answer(answer, assistant.calibration.bar(answer.question)[0])
 
 
 @main.command("eval")

@@ -17,11 +17,12 @@ answered, in its own script and on the corpus at hand: 300 generic questions shi
 qa/data/background_questions.tsv (100 each in simplified and traditional Chinese and English),
 scored against the corpus at build time and stored with the index (background.json).
 
-The evidence is combined by a logistic function whose weights and two thresholds are fitted by
+The evidence is combined by a logistic function whose weights and thresholds are fitted by
 scripts/fit_relevance.py and written to qa/data/relevance.json (fitted on part of the questions,
-reported on parts it never saw; the file records both). The confidence is that function's value;
-the outcome is "answered" at or above `answered_from`, "not_found" below `uncertain_from`, and
-"uncertain" between: the best passages are shown with a warning, since a wrong "uncertain" costs a
+reported on parts it never saw; the file records both). English questions get weights of their
+own for dense, second and coverage (e5 matches them to Chinese text weakly) and thresholds of
+their own. The confidence is that function's value; the outcome is "answered" at or above
+`answered_from`, "not_found" below `uncertain_from`, and "uncertain" between: the best passages are shown with a warning, since a wrong "uncertain" costs a
 glance and a wrong "not found" costs the answer.
 """
 
@@ -43,7 +44,9 @@ from .errors import IndexCorruptError, QAError
 from .text import SCRIPTS, has_chinese, in_script, script, to_simplified
 
 OUTCOMES = ("answered", "uncertain", "not_found")
-FEATURES = ("dense", "second", "coverage", "absent")
+ENGLISH_FEATURES = ("dense", "second", "coverage")
+FEATURES = ("dense", "second", "coverage", "absent", "english", *(f"english_{name}" for name in ENGLISH_FEATURES))
+LANGUAGES = ("zh", "en")
 BACKGROUND_FILE = "background.json"  # in each build folder, beside the vectors
 BACKGROUND_FORMAT = 1
 MAX_ABSENT = 2
@@ -56,28 +59,45 @@ _NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?![A-Za-z0-9])|第[一二�
 _ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
 
 
+def language(question: str) -> str:
+    """The language a question's thresholds are fitted for: "en", or "zh" for either Chinese script."""
+    return "en" if script(question) == "en" else "zh"
+
+
+def expand_evidence(evidence: dict[str, float], question_script: str) -> dict[str, float]:
+    """The evidence with the English-only copies of dense, second and coverage (0 for Chinese):
+    e5 matches English questions to Chinese text weakly, so English leans on other evidence."""
+    english = 1.0 if question_script == "en" else 0.0
+    return {**evidence, "english": english, **{f"english_{name}": english * evidence[name] for name in ENGLISH_FEATURES}}
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """The fitted decision: logistic weights over FEATURES and the two outcome thresholds."""
+    """The fitted decision: logistic weights over FEATURES and, per language, the two outcome
+    thresholds (uncertain from, answered from)."""
 
     weights: dict[str, float]
     bias: float
-    uncertain_from: float
-    answered_from: float
+    thresholds: dict[str, tuple[float, float]]  # "zh"/"en" -> (uncertain_from, answered_from)
     fitted: dict = field(default_factory=dict)  # what it was fitted on and how it did, as the script wrote it
 
     def confidence(self, evidence: dict[str, float]) -> float:
-        z = self.bias + sum(weight * evidence[name] for name, weight in self.weights.items())
+        z = self.bias + sum(weight * evidence.get(name, 0.0) for name, weight in self.weights.items())
         return 1 / (1 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def outcome(self, confidence: float) -> str:
-        if confidence >= self.answered_from:
+    def bar(self, question: str) -> tuple[float, float]:
+        """(uncertain_from, answered_from) for a question in its language."""
+        return self.thresholds[language(question)]
+
+    def outcome(self, confidence: float, question: str) -> str:
+        uncertain_from, answered_from = self.bar(question)
+        if confidence >= answered_from:
             return "answered"
-        return "uncertain" if confidence >= self.uncertain_from else "not_found"
+        return "uncertain" if confidence >= uncertain_from else "not_found"
 
     def to_json(self) -> dict:
-        return {"format": 1, "features": list(self.weights), "weights": list(self.weights.values()), "bias": self.bias,
-                "uncertain_from": self.uncertain_from, "answered_from": self.answered_from, "fitted": self.fitted}
+        return {"format": 2, "features": list(self.weights), "weights": list(self.weights.values()), "bias": self.bias,
+                "thresholds": {name: list(pair) for name, pair in self.thresholds.items()}, "fitted": self.fitted}
 
 
 CALIBRATION_FILE = "relevance.json"  # in qa/data, written by scripts/fit_relevance.py
@@ -94,12 +114,12 @@ def load_calibration(path: Path | None = None) -> Calibration:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         weights = dict(zip(data["features"], (float(w) for w in data["weights"]), strict=True))
-        calibration = Calibration(weights, float(data["bias"]), float(data["uncertain_from"]),
-                                  float(data["answered_from"]), data.get("fitted", {}))
+        thresholds = {name: (float(low), float(high)) for name, (low, high) in data["thresholds"].items()}
+        calibration = Calibration(weights, float(data["bias"]), thresholds, data.get("fitted", {}))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise QAError(f"the relevance calibration {path} cannot be read ({error}); run scripts/fit_relevance.py") from None
     unknown = set(weights) - set(FEATURES)
-    if unknown or not 0 <= calibration.uncertain_from <= calibration.answered_from <= 1:
+    if unknown or set(thresholds) != set(LANGUAGES) or not all(0 <= low <= high <= 1 for low, high in thresholds.values()):
         raise QAError(f"the relevance calibration {path} is not one this version can use; run scripts/fit_relevance.py")
     return calibration
 
@@ -153,11 +173,12 @@ def background_questions() -> dict[str, list[str]]:
 
 def measure_background(search_top, second_similarity, corpus_script: str) -> Background:
     """Score the background questions as questions are searched, in the corpus's script:
-    `search_top(questions)` gives each one's best (passage text, dense similarity);
+    `search_top(questions, written)` gives each one's best (passage text, dense similarity), given the
+    questions in the corpus's script and as written;
     `second_similarity(questions, texts)` the second encoder's similarities."""
     stats = {}
     for name, questions in background_questions().items():
-        best = search_top([in_script(question, corpus_script) for question in questions])
+        best = search_top([in_script(question, corpus_script) for question in questions], questions)
         dense = np.array([similarity for _, similarity in best], dtype=np.float64)
         second = np.asarray(second_similarity(questions, [text for text, _ in best]), dtype=np.float64)
         stats[name] = {"dense": (float(dense.mean()), float(dense.std())), "second": (float(second.mean()), float(second.std()))}
@@ -237,12 +258,12 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
     judged = {}
     for (question, hit), similarity in zip(asked, similarities):
         written_in = script(question)
-        evidence = {
+        evidence = expand_evidence({
             "dense": round(background.standardise("dense", hit.similarity, written_in), 4),
             "second": round(background.standardise("second", float(similarity), written_in), 4),
             "coverage": round(hit.coverage, 4),
             "absent": float(absent_names(question, keywords.contains)),
-        }
+        }, written_in)
         confidence = calibration.confidence(evidence)
-        judged[id(hit)] = Judgement(calibration.outcome(confidence), confidence, evidence)
+        judged[id(hit)] = Judgement(calibration.outcome(confidence, question), confidence, evidence)
     return [judged[id(hit)] if hit is not None else NOT_FOUND for hit in best]

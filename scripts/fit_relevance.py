@@ -14,9 +14,14 @@ Every group is asked through the real assistant (real indexes built in --work, k
 so the evidence is exactly what `qa ask` computes. The fit is a logistic regression over
 qa.relevance.FEATURES with each group weighted equally within its class. Thresholds:
 
-    uncertain_from  the lowest of the in-scope groups' 1st percentiles: below it, "not found"
-    answered_from   the lowest value at which at most 7% of near misses and 0.5% of the other
-                    out-of-scope questions of every group reach it: from there on, "answered"
+Per language (Chinese in either script, English), since English questions sit lower:
+
+    uncertain_from  the lowest of the language's in-scope groups' 0.5th percentiles: below it, "not found"
+    answered_from   the lowest value at which at most 7% of the language's near misses and 0.5% of
+                    its other out-of-scope questions of every group reach it: from there on, "answered"
+
+The logistic has, besides the four kinds of evidence, an English indicator and English-only
+copies of dense, second and coverage (qa.relevance.expand_evidence).
 
 Held out: ten folds. A seed question's fold is its case (in scope) or a hash of its id (out of
 scope); a CMRC question's is a hash of its paragraph. Each fold's questions are decided by a fit
@@ -43,15 +48,16 @@ sys.path.insert(0, str(PROJECT))
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.evaluation import RANKED, read_squad, read_tsv_questions  # noqa: E402
-from qa.relevance import FEATURES, Calibration, calibration_path  # noqa: E402
+from qa.relevance import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence, language  # noqa: E402
 from qa.text import script  # noqa: E402
 
 EVAL = PROJECT / "eval"
 SHARED = PROJECT.parent / "shared" / "eval"
 FOLDS = 10
 NEAR_ANSWERED = 0.07
-OTHER_ANSWERED = 0.005
-IN_DECLINED = 0.01
+OTHER_ANSWERED = 0.01
+IN_DECLINED = 0.005
+MIN_GROUP = 20  # groups smaller than this (CMRC's three traditional-script questions) set no threshold
 
 
 def stable_fold(text: str) -> int:
@@ -133,7 +139,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, steps: int = 
 
 
 def features(rows: list[dict]) -> np.ndarray:
-    return np.array([[row["evidence"].get(name, 0.0) for name in FEATURES] for row in rows], dtype=np.float64)
+    return np.array([[evidence(row).get(name, 0.0) for name in FEATURES] for row in rows], dtype=np.float64)
+
+
+def evidence(row: dict) -> dict:
+    return expand_evidence(row["evidence"], row["script"]) if row["evidence"] else {}
 
 
 def class_weights(rows: list[dict]) -> np.ndarray:
@@ -147,33 +157,42 @@ def class_weights(rows: list[dict]) -> np.ndarray:
     return np.array([0.5 / per_class[row["in_scope"]] / units[unit(row)] for row in rows])
 
 
-def thresholds(rows: list[dict], confidence: np.ndarray) -> tuple[float, float]:
-    inside = {}
-    outside = {}
-    for row, value in zip(rows, confidence):
-        if row["in_scope"]:
-            inside.setdefault((row["group"], row["script"]), []).append(value)
-        else:
-            key = "near" if row["kind"] == "near" else row["group"]
-            outside.setdefault(key, []).append(value)
-    uncertain_from = float(min(np.quantile(values, IN_DECLINED) for values in inside.values()))
-    answered_from = 1.0
-    for candidate in np.round(np.arange(1.0, 0.0, -0.005), 3):
-        fine = all(
-            np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
-            for key, values in outside.items()
-        )
-        if not fine:
-            break
-        answered_from = float(candidate)
-    return round(min(uncertain_from, answered_from), 4), answered_from
+def thresholds(rows: list[dict], confidence: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Per language (qa.relevance.language): (uncertain_from, answered_from) by the rules in the docstring."""
+    found = {}
+    for name in LANGUAGES:
+        inside, outside = {}, {}
+        for row, value in zip(rows, confidence):
+            if language(row["question"]) != name:
+                continue
+            if row["in_scope"]:
+                inside.setdefault((row["group"], row["script"]), []).append(value)
+            else:
+                outside.setdefault("near" if row["kind"] == "near" else row["group"], []).append(value)
+        uncertain_from = float(min(np.quantile(values, IN_DECLINED) for values in inside.values() if len(values) >= MIN_GROUP))
+        answered_from = 1.0
+        for candidate in np.round(np.arange(1.0, 0.0, -0.005), 3):
+            fine = all(
+                np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
+                for key, values in outside.items()
+                if len(values) >= MIN_GROUP
+            )
+            if not fine:
+                break
+            answered_from = float(candidate)
+        found[name] = (round(min(uncertain_from, answered_from), 4), answered_from)
+    return found
 
 
 def calibrate(rows: list[dict]) -> Calibration:
     w = fit_logistic(features(rows), np.array([row["in_scope"] for row in rows], dtype=float), class_weights(rows))
-    calibration = Calibration(dict(zip(FEATURES, (round(float(v), 5) for v in w[1:]))), round(float(w[0]), 5), 0.0, 1.0)
-    uncertain_from, answered_from = thresholds(rows, np.array([calibration.confidence(row["evidence"]) for row in rows]))
-    return replace(calibration, uncertain_from=uncertain_from, answered_from=answered_from)
+    calibration = Calibration(dict(zip(FEATURES, (round(float(v), 5) for v in w[1:]))), round(float(w[0]), 5), {})
+    confidence = np.array([calibration.confidence(evidence(row)) for row in rows])
+    return replace(calibration, thresholds=thresholds(rows, confidence))
+
+
+def decide(calibration: Calibration, row: dict) -> str:
+    return calibration.outcome(calibration.confidence(evidence(row)), row["question"]) if row["evidence"] else "not_found"
 
 
 def outcome_table(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
@@ -208,9 +227,9 @@ def main():
         calibration = calibrate([row for row in fitted if row["fold"] != fold])
         for i, row in enumerate(rows):
             if row["fitted"] and row["fold"] == fold:
-                held_out[i] = calibration.outcome(calibration.confidence(row["evidence"]))
+                held_out[i] = decide(calibration, row)
     final = calibrate(fitted)
-    in_sample = [final.outcome(final.confidence(row["evidence"])) for row in rows]
+    in_sample = [decide(final, row) for row in rows]
     unseen = [(row, outcome) for row, outcome in zip(rows, in_sample) if not row["fitted"]]
     report = {
         "held_out": outcome_table([row for row in rows if row["fitted"]], [o for o in held_out if o]),
@@ -225,7 +244,7 @@ def main():
     print("\nnever fitted on (final calibration):")
     for name, shares in report["never_fitted"].items():
         print(f"{name:30} {shares['n']:5d}   answered {shares['answered']:.3f} uncertain {shares['uncertain']:.3f} not found {shares['not_found']:.3f}")
-    print(f"\nfinal: {final.weights} bias {final.bias}; uncertain from {final.uncertain_from}, answered from {final.answered_from}")
+    print(f"\nfinal: {final.weights} bias {final.bias}; thresholds (uncertain from, answered from) {final.thresholds}")
     if not args.no_write:
         final = replace(final, fitted={"by": "scripts/fit_relevance.py", "groups": sorted({row["group"] for row in fitted}), **report})
         calibration_path().write_text(json.dumps(final.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
