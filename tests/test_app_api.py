@@ -57,7 +57,8 @@ def test_ask_returns_exactly_what_qa_ask_json_prints(client, seed_assistant):
 def test_ask_takes_k_and_says_not_found(client):
     assert len(client.predict(dev_question("d14")["question"], 2, api_name="/ask")["passages"]) == 2
     result = client.predict(dev_question("d24")["question"], api_name="/ask")
-    assert result["answered"] is False and result["question"] == "How do I bake sourdough bread?"
+    assert result["question"] == "How do I bake sourdough bread?"
+    assert (result["outcome"], result["answered"]) == ("not_found", False)
 
 
 def test_an_empty_question_is_a_clean_error(client):

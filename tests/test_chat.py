@@ -18,8 +18,9 @@ from qa.render import SectionTexts, chat_messages, render_answer, render_error, 
 from qa.config import Config
 from qa.errors import FeedbackError
 from qa.feedback import read_feedback, record_feedback
-from qa.highlight import Highlighter, Highlights, Sentence, keyword_overlap, keywords
-from qa.passages import Passage
+from qa.highlight import Highlighter, Highlights, Sentence
+from qa.keyword import KeywordIndex
+from qa.passages import Passage, split_sentences
 
 from .conftest import case_number, dev_question
 from .helpers import make_corpus
@@ -99,7 +100,7 @@ def test_split_case():
 
 
 def test_answer_text_is_escaped_never_markup():
-    answer = Answer("<b>问题</b>", True, [cited(text=MARKUP)])
+    answer = Answer("<b>问题</b>", "answered", 0.8, [cited(text=MARKUP)])
     turn = standalone("<b>问题</b>")
     html = render_answer(answer, turn, Highlights(), SectionTexts([]))
     assert "<script" not in html and "<img" not in html and "<b>问题" not in html
@@ -110,7 +111,7 @@ def test_answer_text_is_escaped_never_markup():
 
 
 def test_line_breaks_in_passages_become_br_and_messages_escape_questions():
-    answer = Answer("问题", True, [cited(text="第一段。\n\n第二段。")])
+    answer = Answer("问题", "answered", 0.8, [cited(text="第一段。\n\n第二段。")])
     html = render_answer(answer, standalone("问题"))
     assert "第一段。<br><br>第二段。" in html and "\n" not in html
     messages = chat_messages([Turn("<i>q</i>", "<i>q</i>", "<i>q</i>", shown="<div>answer</div>")], pending="下一个？")
@@ -126,7 +127,7 @@ def test_answer_layout_in_chinese():
     passages = [cited(rank=1, score=0.8123, text="第一句。第二句。"), cited(rank=2, score=0.2, text="弱的一句。", start=300)]
     best = Sentence(rank=1, start=4, end=8, text="第二句。", score=0.9)
     highlights = Highlights(best=best, marked={1: [best], 2: [Sentence(2, 0, 5, "弱的一句。", 0.5)]})
-    html = render_answer(Answer("问题", True, passages), standalone("问题"), highlights, min_relevance=0.35)
+    html = render_answer(Answer("问题", "answered", 0.8123, passages), standalone("问题"), highlights, uncertain_from=0.35, answered_from=0.7)
     assert '<blockquote>“第二句。” <sup class="qa-ref">[1]</sup></blockquote>' in html
     assert '第一句。<mark class="qa-hl qa-best">第二句。</mark>' in html
     assert '<mark class="qa-hl">弱的一句。</mark>' in html
@@ -134,29 +135,48 @@ def test_answer_layout_in_chinese():
     assert '<span class="qa-source" title="来源文件">cases.md</span>' in html
     assert "第 100–108 字" in html
     assert '<meter min="0" max="1" low="0.35" high="0.7" optimum="1" value="0.8123"></meter> <b>81%</b>' in html
-    # The second passage is below min_relevance: marked weak even inside an answer.
+    # The second passage is below uncertain_from: marked weak even inside an answer.
     assert html.count('class="qa-passage qa-weak"') == 1 and '<span class="qa-weak-tag">弱匹配</span>' in html
     assert "引用段落" in html and "Cited passages" not in html
+    # One line under the heading says what the percentage means.
+    assert '<span class="qa-aside qa-relevance-means">相关度：估计这段原文回答了问题的把握（按未参与校准的问题检验）</span>' in html
+    assert "qa-uncertain" not in html and "可能相关" not in html
     assert "qa-searched" not in html  # nothing was combined
 
 
 def test_answer_labels_in_english_and_the_searched_follow_up():
     turn = Turn("Why?", "What are the courtesy landmarks? Why?", "What are the courtesy landmarks?")
-    html = render_answer(Answer(turn.searched, True, [cited()]), turn)
+    html = render_answer(Answer(turn.searched, "answered", 0.8, [cited()]), turn)
     assert "Cited passages" in html and "引用段落" not in html
     assert '<span class="qa-case">Case 9</span>' in html and "characters 100–108" in html
     assert "Searched for: <q>What are the courtesy landmarks? Why?</q>" in html
 
 
 def test_not_found_says_so_and_folds_the_weak_matches():
-    answer = Answer("明天去杭州的高铁票还有吗？", False, [cited(score=0.1), cited(rank=2, score=0.05, start=300)])
-    html = render_answer(answer, standalone(answer.question), Highlights(), min_relevance=0.35)
+    answer = Answer("明天去杭州的高铁票还有吗？", "not_found", 0.1, [cited(score=0.1), cited(rank=2, score=0.05, start=300)])
+    html = render_answer(answer, standalone(answer.question), Highlights(), uncertain_from=0.35, answered_from=0.7)
     assert "<strong>没有找到相关内容</strong>" in html
     assert '<details class="qa-weak-matches"><summary>最接近的 2 个段落：弱匹配，仅供参考，不是答案</summary>' in html
     assert html.count('class="qa-passage qa-weak"') == 2
     assert "qa-answer-line" not in html and "<details open" not in html
-    english = render_answer(Answer("How do I bake bread?", False, []), standalone("How do I bake bread?"))
+    english = render_answer(Answer("How do I bake bread?", "not_found", 0.0, []), standalone("How do I bake bread?"))
     assert "Nothing relevant found" in english and "qa-weak-matches" not in english
+
+
+def test_uncertain_shows_the_warning_first_then_the_answer_and_its_cards():
+    passages = [cited(rank=1, score=0.5, text="第一句。第二句。"), cited(rank=2, score=0.3, text="弱的一句。", start=300)]
+    best = Sentence(rank=1, start=4, end=8, text="第二句。", score=0.9, coverage=0.5)
+    answer = Answer("问题", "uncertain", 0.5, passages)
+    html = render_answer(answer, standalone("问题"), Highlights(best=best, marked={1: [best]}), uncertain_from=0.35, answered_from=0.7)
+    assert html.startswith('<div class="qa-answer qa-uncertain" lang="zh-CN">')
+    warning = html.index("<strong>可能相关，请核对原文</strong>")
+    assert warning < html.index('<div class="qa-answer-line">') < html.index('data-rank="1"') < html.index('data-rank="2"')
+    assert '<blockquote>“第二句。” <sup class="qa-ref">[1]</sup></blockquote>' in html
+    # Not folded away like a "not found": the cards are shown, the one below uncertain_from marked weak.
+    assert "qa-weak-matches" not in html and "没有找到相关内容" not in html
+    assert html.count('class="qa-passage qa-weak"') == 1 and html.count('class="qa-passage"') == 1
+    english = render_answer(Answer("Why?", "uncertain", 0.5, passages), standalone("Why?"), uncertain_from=0.35)
+    assert "<strong>Possibly relevant: please check the source text (可能相关，请核对原文)</strong>" in english
 
 
 def test_render_error_is_escaped_and_in_the_question_language():
@@ -175,7 +195,7 @@ def test_section_texts_open_the_whole_case_with_the_cited_passage_marked():
     assert sections.pieces(cited(section="1 甲", source="a.md", start=14, text="第二句。")) == [
         ("第一句。", False), ("第二句。", True), ("\n第三句。", False),
     ]
-    answer = Answer("问", True, [cited(section="1 甲", source="a.md", start=14, text="第二句。")])
+    answer = Answer("问", "answered", 0.8, [cited(section="1 甲", source="a.md", start=14, text="第二句。")])
     html = render_answer(answer, standalone("问"), sections=sections)
     assert '<div class="qa-section-text">第一句。<mark class="qa-cited">第二句。</mark><br>第三句。</div>' in html
     assert "在此展开整个案例 1" in html
@@ -191,29 +211,38 @@ def test_section_texts_open_the_whole_case_with_the_cited_passage_marked():
 # --- highlights ----------------------------------------------------------------------------------
 
 
-def test_keywords_and_overlap():
-    # 小微企业园 -> 小微 微企 企业 业园; the sentence has 小微 微企 企业 but not 业园: 3 of 4.
-    assert keywords("小微企业园") == {"小微", "微企", "企业", "业园"}
-    assert keyword_overlap("小微企业园", "推动小微企业入园。") == 0.75
-    # Question words are not what a question is about.
-    assert keywords("什么") == set()
-    assert keywords("What are the courtesy landmarks?") == {"courtesy", "landmarks"}
-    assert keyword_overlap("为什么？", "任何句子。") == 0.0
+def test_text_coverage_is_the_share_of_the_question_keyword_weight_in_each_text():
+    # Bigrams only, and each of the question's bigrams in the one indexed text: three concepts of equal weight.
+    index = KeywordIndex.build(["推进茶旅融合。", "别的内容。"], tokenizer="bigrams")
+    # 茶旅融合 -> 茶旅 旅融 融合; "茶旅融" holds two of them, "茶旅游" one, "无关。" none.
+    assert index.text_coverage("茶旅融合", ["茶旅融合。", "茶旅融", "茶旅游", "无关。"]).tolist() == pytest.approx([1, 2 / 3, 1 / 3, 0])
+    # Question words are not what a question is about: nothing to cover.
+    assert index.text_coverage("是什么？", ["茶旅融合。"]).tolist() == [0.0]
+    # Traditional script on either side matches the simplified text (醫療 is 医疗).
+    medical = KeywordIndex.build(["医疗互认。", "别的内容。"], tokenizer="bigrams")
+    assert medical.text_coverage("醫療互認", ["医疗互认。", "醫療"]).tolist() == pytest.approx([1, 1 / 3])
 
 
 def test_highlighter_finds_the_answering_sentence(seed_assistant):
     answer = seed_assistant.ask("哪些级别的医院之间检查结果互认？")
-    highlights = Highlighter(seed_assistant.embedder).highlight(answer.question, answer.passages)
-    assert "二级甲等及以上医疗机构" in highlights.best.text
-    passage = answer.passages[highlights.best.rank - 1]
+    highlighter = Highlighter(seed_assistant.embedder, lambda: seed_assistant.keywords)
+    highlights = highlighter.highlight(answer.question, answer.passages)
+    # The answer line quotes card [1], and here the sentence that lists the hospital levels.
+    assert highlights.best.rank == 1 and "二级甲等及以上医疗机构" in highlights.best.text
+    passage = answer.passages[0]
     assert passage.text[highlights.best.start : highlights.best.end] == highlights.best.text
-    # Every cited passage gets at least its best sentence marked, within its text, in text order.
-    assert sorted(highlights.marked) == [p.rank for p in answer.passages]
+    assert highlights.best in highlights.marked[1]
     for p in answer.passages:
         spans = highlights.spans(p.rank)
-        assert spans and spans == sorted(spans) and all(0 <= s < e <= len(p.text) for s, e in spans)
-    assert highlights.best in highlights.marked[highlights.best.rank]
-    assert Highlighter(seed_assistant.embedder).highlight("问题", []) == Highlights()
+        assert spans == sorted(spans) and all(0 <= s < e <= len(p.text) for s, e in spans)
+        # Only sentences holding the question's keywords are marked, and never every sentence of a passage.
+        assert all(s.coverage > 0 for s in highlights.marked.get(p.rank, []))
+        if len(split_sentences(p.text)) > 1:
+            assert len(spans) < len(split_sentences(p.text)), p.text
+    # The cards from other cases (民生实事, 小微企业园) hold none of the question's words: nothing in them is marked.
+    from_case_9 = [p.rank for p in answer.passages if case_number(p.section) == 9]
+    assert [p.rank for p in answer.passages if highlights.spans(p.rank)] == from_case_9 and len(from_case_9) < len(answer.passages)
+    assert highlighter.highlight("问题", []) == Highlights()
 
 
 # --- the page's service on the real seed index ---------------------------------------------------
@@ -256,7 +285,7 @@ def test_feedback_is_appended_with_question_and_cited_passages(seed_assistant, t
 
 
 def test_record_feedback_errors(tmp_path):
-    answer = Answer("q", False, [])
+    answer = Answer("q", "not_found", 0.0, [])
     with pytest.raises(FeedbackError, match=r"^unknown rating 'meh': use one of up, down, cleared$"):
         record_feedback(tmp_path / "f.jsonl", "meh", "q", "q", answer)
     (tmp_path / "taken").mkdir()

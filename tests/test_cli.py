@@ -17,14 +17,15 @@ def test_ask_json_structure(index_dir):
     result = run_qa("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert set(answer) >= {"question", "answered", "passages"}
+    assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages"}
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
-    assert answer["answered"] is True
+    assert (answer["version"], answer["outcome"], answer["answered"]) == (2, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
     top = answer["passages"][0]
-    assert set(top) >= {"rank", "score", "source", "section", "text", "start", "end"}
+    assert set(top) == {"rank", "score", "source", "section", "text", "start", "end"}
     assert case_number(top["section"]) == 9
-    assert 0 <= top["score"] <= 1
+    # The first card shows the answer's confidence (to 3 decimals, capped at 0.99).
+    assert top["score"] == pytest.approx(min(0.99, answer["confidence"]), abs=1e-3)
     source_text = (SEED_CORPUS / top["source"]).read_text(encoding="utf-8")
     assert source_text[top["start"] : top["end"]] == top["text"]
 

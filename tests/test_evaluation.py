@@ -15,8 +15,8 @@ def cited(rank, section, text, source="seed.md"):
     return CitedPassage(rank=rank, score=0.5, source=source, section=section, text=text, start=0, end=len(text))
 
 
-def answer(answered, *passages):
-    return Answer(question="?", answered=answered, passages=list(passages))
+def answer(outcome, *passages):
+    return Answer(question="?", outcome=outcome, confidence=0.5, passages=list(passages))
 
 
 QUESTIONS = [
@@ -29,15 +29,15 @@ QUESTIONS = [
 ]
 ANSWERS = [
     # q1: right case first, evidence in the top passage.
-    answer(True, cited(1, "1 民生实事", "每年将十方面民生实事纳入"), cited(2, "2 平台", "x")),
+    answer("answered", cited(1, "1 民生实事", "每年将十方面民生实事纳入"), cited(2, "2 平台", "x")),
     # q2: wrong case first; right case second, with evidence (split by a line break in the text).
-    answer(True, cited(1, "3 小微", "a"), cited(2, "2 平台", "招引标志性\n项目落户"), cited(3, "2 平台", "y")),
+    answer("uncertain", cited(1, "3 小微", "a"), cited(2, "2 平台", "招引标志性\n项目落户"), cited(3, "2 平台", "y")),
     # q3: right case third, without evidence; declined although in scope.
-    answer(False, cited(1, "1 民生实事", "b"), cited(2, "2 平台", "c"), cited(3, "3 小微", "无关内容")),
+    answer("not_found", cited(1, "1 民生实事", "b"), cited(2, "2 平台", "c"), cited(3, "3 小微", "无关内容")),
     # q4: the right case nowhere in the list.
-    answer(True, cited(1, "10 有礼", "d"), cited(2, "9 医学", "e"), cited(3, "8 诗路", "f"), cited(4, "7 古村", "g")),
-    answer(False, cited(1, "1 民生实事", "h")),  # o1 declined
-    answer(True, cited(1, "1 民生实事", "i")),  # o2 answered: wrong
+    answer("answered", cited(1, "10 有礼", "d"), cited(2, "9 医学", "e"), cited(3, "8 诗路", "f"), cited(4, "7 古村", "g")),
+    answer("not_found", cited(1, "1 民生实事", "h")),  # o1 declined
+    answer("answered", cited(1, "1 民生实事", "i")),  # o2 answered: wrong
 ]
 
 
@@ -54,6 +54,13 @@ def test_metrics_are_exact_on_a_hand_made_set():
     assert report.declined == 0.5  # o1 of o1, o2
     assert report.wrongly_declined == 0.25  # q3
     assert report.misses == ["q2", "q3", "q4"]
+    # Questions "一".."六" are all simplified Chinese: each script group repeats its scope's shares.
+    # In scope: q1 and q4 answered, q2 uncertain, q3 not found; out of scope: o1 not found, o2 answered.
+    in_scope = {"n": 4, "answered": 0.5, "uncertain": 0.25, "not_found": 0.25}
+    out_of_scope = {"n": 2, "answered": 0.5, "uncertain": 0.0, "not_found": 0.5}
+    assert report.outcomes == {
+        "in-scope": in_scope, "in-scope zh-Hans": in_scope, "out-of-scope": out_of_scope, "out-of-scope zh-Hans": out_of_scope,
+    }
 
 
 def test_questions_are_asked_in_batches_and_blank_ones_skipped():
@@ -134,28 +141,6 @@ def test_a_real_squad_evaluation_with_the_model(tmp_path, embedder):
     assert (report.in_scope, report.doc_at_1, report.passage_at_1, report.mrr) == (3, 1.0, 1.0, 1.0)
 
 
-def test_relevance_is_the_documented_logistic_and_answered_follows_the_threshold():
-    from qa.answer import make_answer, relevance
-    from qa.config import Config
-    from qa.passages import Passage
-    from qa.retrieval import Hit
-
-    config = Config()
-    passage = Passage(id=0, source="a.md", section="1 甲", start=0, end=4, text="推出应用")
-    strong = Hit(passage, similarity=0.9, coverage=0.5)
-    weak = Hit(passage, similarity=0.8, coverage=0.0)
-    # z = -20.895 + 19.912 · 0.9 + 15.544 · 0.5 = 4.7978 -> 1 / (1 + e^-4.7978) = 0.9918
-    assert relevance(strong, config) == 0.9918
-    # z = -20.895 + 19.912 · 0.8 = -4.9654 -> 0.0069
-    assert relevance(weak, config) == 0.0069
-    assert make_answer("?", [strong, weak], config).answered
-    assert not make_answer("?", [weak, strong], config).answered  # the best-ranked passage decides
-    assert not make_answer("?", [], config).answered
-    assert make_answer("?", [weak], config).to_json()["passages"][0] == {
-        "rank": 1, "score": 0.0069, "source": "a.md", "section": "1 甲", "text": "推出应用", "start": 0, "end": 4,
-    }
-
-
 def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
     corpus = write_corpus(tmp_path, {"cases.md": (
         "# 案例\n\n## 1 医学检查检验结果互认\n\n二级甲等及以上医疗机构间，检查检验报告予以互认。推出“浙医互认”应用。\n\n"
@@ -174,5 +159,9 @@ def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
     assert {key: report[key] for key in ("questions", "in_scope", "doc_at_1", "mrr", "passage_at_1", "declined", "wrongly_declined")} == {
         "questions": 3, "in_scope": 2, "doc_at_1": 1.0, "mrr": 1.0, "passage_at_1": 1.0, "declined": 1.0, "wrongly_declined": 0.0,
     }
+    # Groups by scope and script ("oos" is no kind of its own); the bread question is not found.
+    assert sorted(report["outcomes"]) == ["in-scope", "in-scope zh-Hans", "out-of-scope", "out-of-scope en"]
+    assert report["outcomes"]["out-of-scope en"] == {"n": 1, "answered": 0.0, "uncertain": 0.0, "not_found": 1.0}
+    assert report["outcomes"]["in-scope"]["n"] == 2 and report["outcomes"]["in-scope"]["not_found"] == 0.0
     missing = run_qa("eval", str(tmp_path / "none.tsv"), "--corpus", str(corpus))
     assert missing.exit_code == 1 and f"Error: question file {tmp_path / 'none.tsv'} does not exist" in missing.output

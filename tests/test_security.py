@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -252,7 +253,7 @@ def skeleton(text: str) -> str:
 
 def rendered(question: str, section: str, source: str, text: str, note: str) -> list[str]:
     passage = CitedPassage(rank=1, score=0.9, source=source, section=section, text=text, start=0, end=len(text))
-    answer = Answer(question=question, answered=True, passages=[passage], notes=[note])
+    answer = Answer(question=question, outcome="answered", confidence=0.9, passages=[passage], notes=[note])
     sections = SectionTexts([Passage(0, source, section, 0, len(text), text)])
     report = BuildReport(documents=1, passages=1, problems=[Problem(source, note)], changes=CorpusChanges(),
                          seconds=1.0, folder="f")
@@ -262,7 +263,8 @@ def rendered(question: str, section: str, source: str, text: str, note: str) -> 
     return [
         render_question(question),
         render_answer(answer, turn, sections=sections),
-        render_answer(Answer(question, False, [passage]), turn, sections=sections),
+        render_answer(replace(answer, outcome="uncertain"), turn, sections=sections),
+        render_answer(Answer(question, "not_found", 0.0, [passage]), turn, sections=sections),
         render_error(note, question),
         render_status(status),
     ]

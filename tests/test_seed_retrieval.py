@@ -19,7 +19,7 @@ IN_SCOPE = [q for q in read_dev_questions() if q["case"] > 0]
 )
 def test_top_passage_is_from_the_right_case(seed_assistant, question, case):
     answer = seed_assistant.ask(question)
-    assert answer.answered
+    assert answer.outcome != "not_found"
     assert case_number(answer.passages[0].section) == case
 
 
