@@ -94,6 +94,7 @@ def test_the_readme_lists_every_variable():
     assert [name for name in VARIABLES if f"`{name}" not in readme] == []
 
 
+@pytest.mark.slow
 def test_qa_serve_listens_where_gradio_s_variables_say_and_says_only_where(seed_assistant, monkeypatch):
     for name in ("QA_HOST", "QA_PORT", "QA_AUTH", "QA_AUTO_REBUILD"):
         monkeypatch.delenv(name, raising=False)
@@ -116,6 +117,7 @@ def test_qa_serve_listens_where_gradio_s_variables_say_and_says_only_where(seed_
     assert (launched["server_name"], launched["server_port"]) == ("127.0.0.1", flagged)  # flags win
 
 
+@pytest.mark.slow
 def test_status_and_the_page_report_a_chunking_or_model_change_since_the_build(tmp_path, embedder):
     built = make_corpus(tmp_path, DOCS, max_passage_chars=40)
     Assistant(built, embedder).rebuild()

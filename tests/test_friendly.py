@@ -56,6 +56,7 @@ def test_a_missing_corpus_leaves_no_empty_index_folder(tmp_path):
     assert not index.exists()
 
 
+@pytest.mark.slow
 def test_a_build_speaks_of_one_passage_in_the_singular(tmp_path):
     corpus = write_corpus(tmp_path, {"医保.md": "# 医保\n\n二级甲等及以上医疗机构之间检查检验结果互认。\n"})
     result = run_qa("build", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
