@@ -7,7 +7,8 @@ environment variables, then the defaults below. Every variable the project reads
 is a ConfigError naming the variable, the value and what it may be, never a traceback.
 
     QA_CORPUS, QA_INDEX, QA_MODEL, QA_DEVICE,     fields of Config
-    QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB
+    QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB,
+    QA_MAX_QUESTION_CHARS
     QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
     (or GRADIO_SERVER_PORT), QA_AUTH,             count when the QA_ ones are not set
     QA_AUTO_REBUILD
@@ -50,6 +51,9 @@ class Config:
     # hours of embedding on a CPU, and PDFs that large are mostly scanned images.
     max_file_bytes: int = 50_000_000
     top_k: int = 5
+    # A longer question is refused before anything reads it (QA_MAX_QUESTION_CHARS); the model reads at
+    # most 512 tokens of a shorter one (a few hundred to a few thousand characters) and a note says so.
+    max_question_chars: int = 20_000
     # Retrieval (qa/retrieval.py): how dense and keyword evidence are combined, and their weights.
     fusion: str = "sections"  # one of FUSIONS
     keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)
@@ -91,6 +95,12 @@ class PageSettings:
     auth: tuple[tuple[str, str], ...] | None = None  # (user, password) pairs; None: no login
     auto_rebuild: bool = False
     share: bool = False  # also publish a gradio.live link (needs the internet)
+    # Limits the server enforces (qa/access.py, qa/page.py): turns a conversation keeps (older ones
+    # leave the chat box), and events (questions, index checks, rebuilds) one browser tab or API
+    # client, and one address, may have queued or running at once; a new one beyond is refused.
+    max_turns: int = 20
+    max_waiting_per_session: int = 8
+    max_waiting_per_address: int = 64
 
     def with_overrides(self, **values) -> "PageSettings":
         """A copy with the given fields replaced; None values are ignored (flags not given)."""
@@ -133,6 +143,12 @@ def _megabytes(name: str, value: str) -> int:
     return int(megabytes * 1_000_000)
 
 
+def _count(name: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise ConfigError(f"{name} must be a whole number of 1 or more, not {value!r}")
+    return int(value)
+
+
 def _port(name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
         raise ConfigError(f"{name} must be a port number from 1 to 65535, not {value!r}")
@@ -171,6 +187,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_PRECISION": ("precision", _choice(*PRECISIONS)),
     "QA_FEEDBACK": ("feedback_file", _path),
     "QA_MAX_FILE_MB": ("max_file_bytes", _megabytes),
+    "QA_MAX_QUESTION_CHARS": ("max_question_chars", _count),
     "QA_HOST": ("host", _text),
     "GRADIO_SERVER_NAME": ("host", _text),
     "QA_PORT": ("port", _port),

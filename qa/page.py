@@ -21,12 +21,15 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: i
 
 import gradio as gr
 
-from .assistant import Assistant
+from starlette.middleware import Middleware
+
+from .access import Gate, body_limit
+from .assistant import Assistant, check_length
 from .build import Progress
 from .chat import Chat
 from .config import Config, PageSettings
 from .conversation import Turn
-from .errors import QAError, ServeError, public_message
+from .errors import QAError, QuestionError, ServeError, public_message
 from .prepare import Say, install_model, prepare_index
 from .render import INTERNAL_ERROR, chat_messages, render_status
 
@@ -46,6 +49,10 @@ PLACEHOLDER = (
     "相关度条 · the relevance bar says how closely each passage matches<br>"
     "可以追问 · follow-ups work, e.g. 具体是怎么做的？</p></div>"
 )
+BOX_CHARS = 1000  # the question box takes this many characters; the server cuts a longer question to it
+MAX_QUEUED = 256  # events queued on the page in all (Gradio's queue); one more is refused as "queue full"
+
+log = logging.getLogger(__name__)
 
 
 
@@ -71,21 +78,34 @@ def may_rebuild(rebuild_allowed: bool, username: str | None) -> bool:
     return rebuild_allowed or bool(username)
 
 
-def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
-    """Lay out the page and wire its events to `chat`."""
+def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None = None) -> gr.Blocks:
+    """Lay out the page and wire its events to `chat`; `settings` gives the conversation's length (max_turns)."""
+    settings = settings or PageSettings()
     scroll_script = static_text("scroll.js")
+    max_chars = chat.assistant.config.max_question_chars
 
-    def show_question(question: str, turns: list[Turn]):
-        question = " ".join((question or "").split())
+    def show_question(question: str, turns: list[Turn], request: gr.Request):
+        # The browser keeps to the box's limit; a client that does not is refused or cut here.
+        question = question or ""
+        try:
+            check_length(question, max_chars)
+        except QuestionError as error:
+            log.warning("question refused from %s: %s", _client(request), error)
+            gr.Warning(str(error))
+            return gr.skip(), gr.skip(), None
+        question = " ".join(question.split())
         if not question:
             gr.Warning("请输入问题 · Type a question first")
             return gr.skip(), gr.skip(), None
+        if len(question) > BOX_CHARS:
+            gr.Warning(f"问题过长，只保留前 {BOX_CHARS:,} 个字符 · The question was cut to its first {BOX_CHARS:,} characters")
+            question = question[:BOX_CHARS]
         return "", chat_messages(turns, pending=question), question
 
     def answer(pending: str | None, turns: list[Turn]):
         if pending is None:
             return gr.skip(), gr.skip()
-        turns = turns + [chat.reply(pending, turns)]
+        turns = (turns + [chat.reply(pending, turns)])[-settings.max_turns :]  # what the state keeps and the page resends
         return chat_messages(turns), turns
 
     def rate(turns: list[Turn], vote: gr.LikeData, request: gr.Request):
@@ -149,7 +169,7 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
                         placeholder="输入问题，按回车 · Type a question and press Enter",
                         elem_id="qa-question",
                         scale=5,
-                        max_length=1000,
+                        max_length=BOX_CHARS,
                     )
                     ask_button = gr.Button("提问 · Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=90)
                 new_chat = gr.Button("新对话 · New conversation", size="sm", elem_id="qa-new")
@@ -178,20 +198,35 @@ def build_page(chat: Chat, rebuild_allowed: bool) -> gr.Blocks:
         page.load(show_status, None, status, **private)
         timer.tick(show_status, None, status, concurrency_limit=None, **private)
 
-        def ask_api(question: str, k: int = 0) -> dict:
+        def ask_api(question: str, k: int = 0, request: gr.Request = None) -> dict:
             """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5)."""
             try:
                 return chat.assistant.ask(question, k or None).to_json()
-            except QAError as error:
-                raise gr.Error(public_message(str(error))) from None
+            except QAError as error:  # the caller's to fix: one line in the log, no traceback
+                log.warning("/ask refused from %s: %s", _client(request), error)
+                raise gr.Error(public_message(str(error)), print_exception=False) from None
             except Exception:  # a bug: the details go to the server's log, never to the caller
-                logging.getLogger("app").error("/ask failed:\n%s", traceback.format_exc())
-                raise gr.Error(INTERNAL_ERROR) from None
+                log.error("/ask failed:\n%s", traceback.format_exc())
+                raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
 
         gr.api(ask_api, api_name="ask", concurrency_id="answer")
     return page
 
 
+def _client(request: gr.Request | None) -> str:
+    """The address a page event or API call came from, for the log."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
+
+
+def waiting_events(page: gr.Blocks) -> list[tuple[str, str]]:
+    """(session, client address) of every event queued or running on `page`, from Gradio's queue.
+
+    Its `event_ids_to_events` holds an event from the moment it joins until it has been processed;
+    tests/test_limits.py fails if a Gradio release changes that.
+    """
+    events = list(page._queue.event_ids_to_events.values())
+    return [(event.session_hash, _client(event.request)) for event in events]
 
 
 def check_address(host: str, port: int) -> None:
@@ -268,16 +303,23 @@ def serve(
     if report is not None and show_report is not None:
         show_report(report)
     install_model(config, say)  # said, if it happens: loading would otherwise convert the model silently
-    assistant.embedder.model  # load the model now, not on the first question
+    assistant.warm_up()  # the first question as quick as the next (torch is loaded only by a rebuild that needs it)
     chat = Chat(assistant, auto_rebuild=settings.auto_rebuild)
     if settings.auto_rebuild:
         chat.watch()
     rebuild_allowed = (is_loopback(settings.host) and not settings.share) or settings.auth is not None
-    page = build_page(chat, rebuild_allowed)
+    page = build_page(chat, rebuild_allowed, settings)
+    gate = Middleware(
+        Gate,
+        waiting=lambda: waiting_events(page),
+        max_body_bytes=body_limit(config.max_question_chars),
+        max_waiting_per_session=settings.max_waiting_per_session,
+        max_waiting_per_address=settings.max_waiting_per_address,
+    )
     everywhere = " (listening on all of this computer's addresses)" if settings.host in ("0.0.0.0", "::") else ""
     say(f"The chat page is at {page_url(settings.host, settings.port)}{everywhere}; Ctrl-C stops it.")
     try:
-        page.queue(default_concurrency_limit=1).launch(
+        page.queue(default_concurrency_limit=1, max_size=MAX_QUEUED).launch(
             server_name=settings.host,
             server_port=settings.port,
             auth=list(settings.auth) if settings.auth else None,
@@ -291,6 +333,7 @@ def serve(
             ssr_mode=False,
             show_error=False,
             max_file_size=0,  # the page takes no files; gradio would otherwise store uploads from anyone
+            app_kwargs={"middleware": [gate]},  # every request passes the gate (qa/access.py) first
         )
     except OSError as error:  # the port was taken between the check and now
         raise _address_error(settings.host, settings.port, error) from None

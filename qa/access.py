@@ -1,0 +1,194 @@
+"""What the chat page lets in: every HTTP request passes `Gate` before Gradio sees it.
+
+`Gate` is ASGI middleware, given to the FastAPI app that Gradio builds (qa/page.py passes it in
+`app_kwargs`). It refuses, with one line in the server's log and no traceback:
+
+- a request body larger than `max_body_bytes` (413), read no further: a 50-million-character question
+  costs the server nothing but the refusal;
+- a new queued event from a browser tab or API client (a session) that already has
+  `max_waiting_per_session` events waiting or running, or from an address with
+  `max_waiting_per_address` (429), so that one client cannot fill the queue in front of the others.
+
+It knows nothing of Gradio beyond the routes' paths: what is waiting is asked of `waiting`, a
+function that lists (session, client address) for every event queued or running.
+"""
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+Scope = dict
+Message = dict
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def body_limit(max_question_chars: int) -> int:
+    """The largest request body that can carry a question of `max_question_chars` characters: 12 bytes a
+    character (a JSON-escaped surrogate pair, the worst case) and 64 KiB for the rest of the request."""
+    return 65_536 + 12 * max_question_chars
+
+
+class Refusal(Exception):
+    """A request the gate turns away: the HTTP status and the reason, said to the client and logged."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class Gate:
+    """ASGI middleware that checks every request against the page's limits (see the module's docstring).
+
+    `waiting` lists (session, client address) for each event queued or running now.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        waiting: Callable[[], Iterable[tuple[str, str]]],
+        max_body_bytes: int,
+        max_waiting_per_session: int,
+        max_waiting_per_address: int,
+    ):
+        self.app = app
+        self.waiting = waiting
+        self.max_body_bytes = max_body_bytes
+        self.max_waiting_per_session = max_waiting_per_session
+        self.max_waiting_per_address = max_waiting_per_address
+        # Joins let in whose event is not yet in the queue: a burst of joins passes the check together
+        # before the first reaches the queue, so they count as waiting from the moment they are let in.
+        self._joining: Counter = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            receive, joining = await self._admit(scope, receive)
+        except Refusal as refusal:
+            log.warning("refused %s %s from %s: %s", scope["method"], _printable(scope["path"]), client_address(scope), refusal.reason)
+            await _respond(send, refusal)
+            return
+        self._joining.update(joining)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._joining.subtract(joining)
+            for key in joining:
+                if self._joining[key] <= 0:
+                    del self._joining[key]
+
+    async def _admit(self, scope: Scope, receive: Receive) -> tuple[Receive, tuple]:
+        """The `receive` to pass on (the body read here is handed on whole), and for a join to the queue
+        the keys it counts under until it is in (session and address); raises Refusal."""
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            raise Refusal(413, self._too_large(length))
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return receive, ()
+        body = await _read_body(receive, self.max_body_bytes)
+        if body is None:
+            raise Refusal(413, self._too_large(None))
+        joining = ()
+        if scope["method"] == "POST" and _route(scope) in ("gradio_api/queue/join", "queue/join"):
+            joining = self._check_waiting(scope, body)
+        return _replay(body, receive), joining
+
+    def _too_large(self, length: str | None) -> str:
+        size = f" of {int(length):,} bytes" if length and length.isdigit() else ""
+        return (f"request too large: a request{size} is over this page's limit of {self.max_body_bytes:,} bytes "
+                "(ask a shorter question)")
+
+    def _check_waiting(self, scope: Scope, body: bytes) -> tuple:
+        """The keys a join counts under (("session", id), ("address", ip)); Refusal if either has its most."""
+        try:
+            session = json.loads(body).get("session_hash")
+        except (ValueError, AttributeError):
+            return ()  # not a join Gradio would accept either; it says why
+        address = client_address(scope)
+        sessions, addresses = Counter(), Counter()
+        for waiting_session, waiting_address in self.waiting():
+            sessions[waiting_session] += 1
+            addresses[waiting_address] += 1
+        for (kind, key), count in self._joining.items():
+            (sessions if kind == "session" else addresses)[key] += count
+        if session is not None and sessions[session] >= self.max_waiting_per_session:
+            raise Refusal(429, f"too many requests at once: this session already has {sessions[session]} waiting or running "
+                               f"(at most {self.max_waiting_per_session}); wait for an answer first", {"Retry-After": "1"})
+        if addresses[address] >= self.max_waiting_per_address:
+            raise Refusal(429, f"too many requests at once: {addresses[address]} from this address are waiting or running "
+                               f"(at most {self.max_waiting_per_address}); wait for an answer first", {"Retry-After": "1"})
+        return (("session", session), ("address", address))
+
+
+def client_address(scope: Scope) -> str:
+    """The address the request came from (a proxy's, behind one), or "unknown"."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _route(scope: Scope) -> str:
+    """The request's path without the mount point and slashes around it, e.g. 'gradio_api/queue/join'."""
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path.strip("/")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """`text` for a log line: control characters escaped, at most `limit` characters."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes (the rest is left unread)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` first, then whatever the connection says next (a disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _respond(send: Send, refusal: Refusal) -> None:
+    body = json.dumps({"detail": refusal.reason}, ensure_ascii=False).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers += [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in refusal.headers.items()]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
