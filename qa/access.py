@@ -3,6 +3,10 @@
 `Gate` is ASGI middleware, given to the FastAPI app that Gradio builds (qa/page.py passes it in
 `app_kwargs`). It refuses, with one line in the server's log and no traceback:
 
+- a request whose Host header names a host the page does not answer to (400): only the loopback
+  names, the address it listens on and the public names it was given (`host_names`); any IP address
+  too when it listens beyond loopback. A page of another site that a DNS trick points at this
+  computer ("DNS rebinding") names its own host, and is turned away;
 - a request body larger than `max_body_bytes` (413), read no further: a 50-million-character question
   costs the server nothing but the refusal;
 - a new queued event from a browser tab or API client (a session) that already has
@@ -13,6 +17,7 @@ It knows nothing of Gradio beyond the routes' paths: what is waiting is asked of
 function that lists (session, client address) for every event queued or running.
 """
 
+import ipaddress
 import json
 import logging
 from collections import Counter
@@ -25,6 +30,49 @@ Message = dict
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+EVERY_ADDRESS = ("0.0.0.0", "::", "")
+SHARE_NAMES = "*.gradio.live"  # the names of a --share link
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or address to listen on) is this computer only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_names(listen_host: str, public_names: tuple[str, ...] = (), share: bool = False) -> frozenset[str]:
+    """The host names a page listening on `listen_host` answers to: the loopback names, `listen_host`
+    itself unless it means every address, the `public_names`, and with `share` those of gradio.live."""
+    names = set(LOOPBACK_NAMES) | {name.lower() for name in public_names}
+    if listen_host not in EVERY_ADDRESS:
+        names.add(listen_host.lower().strip("[]"))
+    if share:
+        names.add(SHARE_NAMES)
+    return frozenset(names)
+
+
+def requested_host(header: str | None) -> str | None:
+    """The host a Host header names, in lower case without port or brackets ('[::1]:7860' -> '::1');
+    None if there is none or it is malformed."""
+    if not header:
+        return None
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, bracket, port = header[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and port[1:].isdigit())):
+            return None
+    else:
+        name, colon, port = header.partition(":")
+        if colon and not port.isdigit():
+            return None
+    return name.rstrip(".") or None
 
 
 def body_limit(max_question_chars: int) -> int:
@@ -46,18 +94,23 @@ class Refusal(Exception):
 class Gate:
     """ASGI middleware that checks every request against the page's limits (see the module's docstring).
 
-    `waiting` lists (session, client address) for each event queued or running now.
+    `names` are the host names it answers to (`host_names`), and with `any_address` every IP address
+    as well. `waiting` lists (session, client address) for each event queued or running now.
     """
 
     def __init__(
         self,
         app: ASGIApp,
+        names: frozenset[str],
+        any_address: bool,
         waiting: Callable[[], Iterable[tuple[str, str]]],
         max_body_bytes: int,
         max_waiting_per_session: int,
         max_waiting_per_address: int,
     ):
         self.app = app
+        self.names = names
+        self.any_address = any_address
         self.waiting = waiting
         self.max_body_bytes = max_body_bytes
         self.max_waiting_per_session = max_waiting_per_session
@@ -67,7 +120,13 @@ class Gate:
         self._joining: Counter = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # Gradio serves none; a foreign host gets none either
+            if self._host_refused(scope) is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await self.app(scope, receive, send)
             return
         try:
@@ -88,6 +147,10 @@ class Gate:
     async def _admit(self, scope: Scope, receive: Receive) -> tuple[Receive, tuple]:
         """The `receive` to pass on (the body read here is handed on whole), and for a join to the queue
         the keys it counts under until it is in (session and address); raises Refusal."""
+        host = self._host_refused(scope)
+        if host is not None:
+            raise Refusal(400, f"unknown host name {host!r}: this page answers only to the names it was given "
+                               "(--public-name or QA_PUBLIC_NAMES)")
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             raise Refusal(413, self._too_large(length))
@@ -100,6 +163,18 @@ class Gate:
         if scope["method"] == "POST" and _route(scope) in ("gradio_api/queue/join", "queue/join"):
             joining = self._check_waiting(scope, body)
         return _replay(body, receive), joining
+
+    def _host_refused(self, scope: Scope) -> str | None:
+        """The host the request names if the page does not answer to it (the header itself if malformed), else None."""
+        header = _header(scope, b"host")
+        host = requested_host(header)
+        if host is None:
+            return _printable(header or "", 100)
+        if host in self.names or (SHARE_NAMES in self.names and host.endswith(SHARE_NAMES[1:])):
+            return None
+        if self.any_address and _is_address(host):
+            return None
+        return _printable(host, 100)
 
     def _too_large(self, length: str | None) -> str:
         size = f" of {int(length):,} bytes" if length and length.isdigit() else ""
@@ -126,6 +201,14 @@ class Gate:
             raise Refusal(429, f"too many requests at once: {addresses[address]} from this address are waiting or running "
                                f"(at most {self.max_waiting_per_address}); wait for an answer first", {"Retry-After": "1"})
         return (("session", session), ("address", address))
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def client_address(scope: Scope) -> str:

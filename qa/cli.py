@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .cases import import_cases
-from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_auth, read_environment
+from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_auth, parse_host_names, read_environment
 from .errors import QAError
 from .terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
 
@@ -258,12 +258,13 @@ def status(corpus_dir, index_dir, model):
 @MODEL_OPTION
 @click.option("--host", help=f"Address to listen on: 127.0.0.1 this computer only, 0.0.0.0 the network [{PageSettings.host}, $QA_HOST or $GRADIO_SERVER_NAME].")
 @click.option("--port", type=click.IntRange(1, 65535), help=f"Port [{PageSettings.port}, $QA_PORT or $GRADIO_SERVER_PORT].")
+@click.option("--public-name", "public_names", multiple=True, metavar="NAME", help="A host name the page is reached by from elsewhere (repeat for several); requests naming any other host are refused [localhost and --host, $QA_PUBLIC_NAMES].")
 @click.option("--auth", help="Require a login: user:password[,user2:password2] [$QA_AUTH].")
 @click.option("--auto-rebuild/--no-auto-rebuild", default=None, help="Rebuild the index by itself when the corpus changes [off, $QA_AUTO_REBUILD=1].")
 @click.option("--feedback", "feedback_file", type=click.Path(path_type=Path), help=f"Feedback log [{Config.feedback_file} or $QA_FEEDBACK].")
 @click.option("--share", is_flag=True, default=None, help="Also publish a public gradio.live link (needs the internet).")
 @_user_errors
-def serve(corpus_dir, index_dir, model, host, port, auth, auto_rebuild, feedback_file, share):
+def serve(corpus_dir, index_dir, model, host, port, public_names, auth, auto_rebuild, feedback_file, share):
     """Start the chat page: ask in a browser, check every answer against its source.
 
     On first start it converts the bundled model and builds the index, with progress here. Without
@@ -274,13 +275,14 @@ def serve(corpus_dir, index_dir, model, host, port, auth, auto_rebuild, feedback
     Examples:
       qa serve                          # http://127.0.0.1:7860
       qa serve --port 7861 --corpus corpus --index index
-      qa serve --host 0.0.0.0 --auth ann:secret --auto-rebuild
+      qa serve --host 0.0.0.0 --public-name qa.example.org --auth ann:secret --auto-rebuild
     """
     from .page import serve as serve_page
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, feedback_file=feedback_file)
     settings = page_settings_from_env().with_overrides(
-        host=host, port=port, auth=parse_auth(auth), auto_rebuild=auto_rebuild, share=share
+        host=host, port=port, auth=parse_auth(auth), auto_rebuild=auto_rebuild, share=share,
+        public_names=parse_host_names(",".join(public_names), "--public-name") if public_names else None,
     )
     serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report)
 

@@ -11,13 +11,14 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
     QA_MAX_QUESTION_CHARS
     QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
     (or GRADIO_SERVER_PORT), QA_AUTH,             count when the QA_ ones are not set
-    QA_AUTO_REBUILD
+    QA_AUTO_REBUILD, QA_PUBLIC_NAMES
     QA_MODEL_DIR, QA_CACHE_DIR                    where the converted model and the dictionary
                                                   table are cached (model_dir(), cache_dir())
 
 An empty variable counts as not set.
 """
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -95,6 +96,9 @@ class PageSettings:
     auth: tuple[tuple[str, str], ...] | None = None  # (user, password) pairs; None: no login
     auto_rebuild: bool = False
     share: bool = False  # also publish a gradio.live link (needs the internet)
+    # Host names the page answers to besides localhost and --host (qa/access.py): the names a browser
+    # uses to reach it from elsewhere. A request naming another host is refused (DNS rebinding).
+    public_names: tuple[str, ...] = ()
     # Limits the server enforces (qa/access.py, qa/page.py): turns a conversation keeps (older ones
     # leave the chat box), and events (questions, index checks, rebuilds) one browser tab or API
     # client, and one address, may have queued or running at once; a new one beyond is refused.
@@ -149,6 +153,31 @@ def _count(name: str, value: str) -> int:
     return int(value)
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def parse_host_names(value: str, name: str = "QA_PUBLIC_NAMES") -> tuple[str, ...]:
+    """'qa.example.org, 192.0.2.7' -> ('qa.example.org', '192.0.2.7'): host names (or addresses) without
+    scheme or port, in lower case; ConfigError for anything else."""
+    names = []
+    for item in value.split(","):
+        host = item.strip().lower().rstrip(".")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not (_HOST_NAME.fullmatch(host) or _is_address(host)):
+            raise ConfigError(f"{name} must be host names separated by commas, such as qa.example.org, not {item.strip()!r}")
+        names.append(host)
+    return tuple(names)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _port(name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
         raise ConfigError(f"{name} must be a port number from 1 to 65535, not {value!r}")
@@ -194,6 +223,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "GRADIO_SERVER_PORT": ("port", _port),
     "QA_AUTH": ("auth", lambda name, value: parse_auth(value, name)),
     "QA_AUTO_REBUILD": ("auto_rebuild", _switch),
+    "QA_PUBLIC_NAMES": ("public_names", lambda name, value: parse_host_names(value, name)),
     "QA_MODEL_DIR": ("model_dir", _path),
     "QA_CACHE_DIR": ("cache_dir", _path),
 }

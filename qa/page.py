@@ -8,7 +8,6 @@ returns what `qa ask --json` prints. The styles and the scrolling script are pac
 """
 
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -23,7 +22,7 @@ import gradio as gr
 
 from starlette.middleware import Middleware
 
-from .access import Gate, body_limit
+from .access import Gate, body_limit, host_names, is_loopback
 from .assistant import Assistant, check_length
 from .build import Progress
 from .chat import Chat
@@ -59,15 +58,6 @@ log = logging.getLogger(__name__)
 def static_text(name: str) -> str:
     """A file of qa/static/, shipped with the package (declared as package data in pyproject.toml)."""
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def may_rebuild(rebuild_allowed: bool, username: str | None) -> bool:
@@ -311,6 +301,8 @@ def serve(
     page = build_page(chat, rebuild_allowed, settings)
     gate = Middleware(
         Gate,
+        names=host_names(settings.host, settings.public_names, settings.share),
+        any_address=not is_loopback(settings.host),
         waiting=lambda: waiting_events(page),
         max_body_bytes=body_limit(config.max_question_chars),
         max_waiting_per_session=settings.max_waiting_per_session,

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from gradio_client.exceptions import AppError
 
-from qa.access import Gate, body_limit
+from qa.access import Gate, body_limit, host_names
 from qa.assistant import clean_question
 from qa.config import Config, PageSettings, config_from_env
 from qa.conversation import Turn
@@ -153,8 +153,9 @@ def call(app, path: str, chunks: list[bytes], headers: dict | None = None, clien
     async def send(message):
         sent.append(message)
 
+    headers = {"host": "127.0.0.1:7860"} | (headers or {})
     scope = {"type": "http", "method": method, "path": path, "root_path": "", "client": (client, 5000),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
     asyncio.run(app(scope, receive, send))
     status = sent[0]["status"]
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -163,7 +164,7 @@ def call(app, path: str, chunks: list[bytes], headers: dict | None = None, clien
 
 def gate(received, waiting=(), **limits):
     settings = dict(max_body_bytes=1000, max_waiting_per_session=2, max_waiting_per_address=3) | limits
-    return Gate(received, waiting=lambda: list(waiting), **settings)
+    return Gate(received, names=host_names("127.0.0.1"), any_address=False, waiting=lambda: list(waiting), **settings)
 
 
 def test_the_gate_refuses_a_large_body_unread(caplog):
@@ -351,7 +352,8 @@ def test_a_burst_of_joins_counts_before_the_queue_has_them():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = Gate(slow_queue, waiting=lambda: [], max_body_bytes=1000, max_waiting_per_session=2, max_waiting_per_address=3)
+    app = Gate(slow_queue, names=host_names("127.0.0.1"), any_address=False, waiting=lambda: [], max_body_bytes=1000,
+               max_waiting_per_session=2, max_waiting_per_address=3)
     body = json.dumps({"session_hash": "tab1"}).encode()
 
     async def join(session: str) -> int:
@@ -365,7 +367,7 @@ def test_a_burst_of_joins_counts_before_the_queue_has_them():
             sent.append(message)
 
         scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "root_path": "", "client": ("10.0.0.1", 1),
-                 "headers": [(b"content-length", str(len(body)).encode())]}
+                 "headers": [(b"host", b"localhost:7860"), (b"content-length", str(len(body)).encode())]}
         await app(scope, receive, send)
         return sent[0]["status"]
 

@@ -1,0 +1,164 @@
+"""Who and what the page lets in (issue 14, qa/access.py): only the host names it was given.
+
+Checked as middleware without Gradio, and over HTTP against a running page: with httpx and with a
+raw socket, so that the Host header is exactly what a DNS-rebinding page would send.
+"""
+
+import asyncio
+import socket
+
+import gradio as gr
+import httpx
+import pytest
+from starlette.middleware import Middleware
+
+from qa.access import Gate, host_names, requested_host
+from qa.config import PageSettings, page_settings_from_env, parse_host_names
+from qa.errors import ConfigError
+
+from .conftest import SEED_CORPUS
+from .helpers import HTTP_TIMEOUT, run_qa, running_page
+
+FOREIGN = "unknown host name 'evil.example': this page answers only to the names it was given (--public-name or QA_PUBLIC_NAMES)"
+
+
+# --- which names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header, host",
+    [("127.0.0.1:7860", "127.0.0.1"), ("LocalHost", "localhost"), ("[::1]:7860", "::1"), ("qa.example.org.:443", "qa.example.org"),
+     ("evil.example", "evil.example"), ("", None), (None, None), ("[::1", None), ("a:b", None), ("[::1]x", None), (":80", None)],
+)
+def test_the_host_a_header_names(header, host):
+    assert requested_host(header) == host
+
+
+def test_the_names_a_page_answers_to():
+    assert host_names("127.0.0.1") == {"127.0.0.1", "localhost", "::1"}
+    assert host_names("0.0.0.0") == host_names("::") == {"127.0.0.1", "localhost", "::1"}
+    assert host_names("qa-box.lan", ("qa.example.org",)) == {"127.0.0.1", "localhost", "::1", "qa-box.lan", "qa.example.org"}
+    assert host_names("0.0.0.0", share=True) == {"127.0.0.1", "localhost", "::1", "*.gradio.live"}
+
+
+def test_public_names_come_from_the_flag_or_the_environment():
+    assert parse_host_names("qa.example.org, QA2.example.org.,[2001:db8::1]") == ("qa.example.org", "qa2.example.org", "2001:db8::1")
+    assert page_settings_from_env({"QA_PUBLIC_NAMES": "qa.example.org"}).public_names == ("qa.example.org",)
+    assert PageSettings().public_names == ()
+    for bad in ("http://qa.example.org", "qa.example.org:8080", "a b", "qa.example.org,"):
+        with pytest.raises(ConfigError) as error:
+            page_settings_from_env({"QA_PUBLIC_NAMES": bad})
+        shown = bad.split(",")[-1].strip() if bad.endswith(",") else bad
+        assert str(error.value) == f"QA_PUBLIC_NAMES must be host names separated by commas, such as qa.example.org, not {shown!r}"
+
+
+def test_qa_serve_gives_the_gate_its_names(seed_assistant, monkeypatch):
+    for name in ("QA_HOST", "GRADIO_SERVER_NAME", "QA_AUTH", "QA_PUBLIC_NAMES"):
+        monkeypatch.delenv(name, raising=False)
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: launched.update(options))
+    index = str(seed_assistant.config.index_dir)
+
+    def gate(*flags: str, env: dict | None = None) -> dict:
+        result = run_qa("serve", "--corpus", str(SEED_CORPUS), "--index", index, *flags, env=env)
+        assert result.exit_code == 0, result.output
+        middleware = launched["app_kwargs"]["middleware"]
+        assert [m.cls for m in middleware] == [Gate] and isinstance(middleware[0], Middleware)
+        return middleware[0].kwargs
+
+    assert (gate()["names"], gate()["any_address"]) == ({"127.0.0.1", "localhost", "::1"}, False)
+    flagged = gate("--host", "0.0.0.0", "--public-name", "qa.example.org", "--public-name", "QA.example.net")
+    assert (flagged["names"], flagged["any_address"]) == ({"127.0.0.1", "localhost", "::1", "qa.example.org", "qa.example.net"}, True)
+    assert gate(env={"QA_PUBLIC_NAMES": "qa.example.org"})["names"] == {"127.0.0.1", "localhost", "::1", "qa.example.org"}
+    result = run_qa("serve", "--corpus", str(SEED_CORPUS), "--index", index, "--public-name", "http://x")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --public-name must be host names separated by commas, such as qa.example.org, not 'http://x'\n"
+
+
+# --- the gate, without Gradio ------------------------------------------------------------------------
+
+
+async def served(scope: dict, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def status_for(gate: Gate, host: str | None, kind: str = "http") -> int | str:
+    """What `gate` answers a GET / naming `host`: the HTTP status, or 'closed' for a refused websocket."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [] if host is None else [(b"host", host.encode())]
+    scope = {"type": kind, "method": "GET", "path": "/", "root_path": "", "client": ("10.0.0.1", 1), "headers": headers}
+    asyncio.run(gate(scope, receive, send))
+    return "closed" if sent[0]["type"] == "websocket.close" else sent[0]["status"]
+
+
+def make_gate(names: frozenset[str], any_address: bool) -> Gate:
+    return Gate(served, names=names, any_address=any_address, waiting=lambda: [], max_body_bytes=1000,
+                max_waiting_per_session=8, max_waiting_per_address=64)
+
+
+def test_the_gate_serves_only_the_names_it_was_given():
+    loopback = make_gate(host_names("127.0.0.1"), any_address=False)
+    assert [status_for(loopback, host) for host in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "LOCALHOST")] == [200] * 4
+    # Another name, another address, a malformed header, none at all: a loopback page answers none of them.
+    assert [status_for(loopback, host) for host in ("evil.example", "evil.example:7860", "10.1.2.3", "[::1", None)] == [400] * 5
+    assert status_for(loopback, "evil.example", kind="websocket") == "closed"
+    # Listening on every address: any IP address (no DNS trick can name one), and the names given.
+    public = make_gate(host_names("0.0.0.0", ("qa.example.org",)), any_address=True)
+    assert [status_for(public, host) for host in ("192.168.1.10:7860", "[2001:db8::1]", "qa.example.org", "localhost")] == [200] * 4
+    assert [status_for(public, host) for host in ("evil.example", "qa.example.org.evil.example", "example.org")] == [400] * 3
+    shared = make_gate(host_names("127.0.0.1", share=True), any_address=False)
+    assert (status_for(shared, "abc123.gradio.live"), status_for(shared, "gradio.live.evil.example")) == (200, 400)
+
+
+# --- over HTTP ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(seed_assistant, tmp_path_factory):
+    """The chat page on 127.0.0.1 (the default) without a login, over the seed index."""
+    folder = tmp_path_factory.mktemp("access")
+    flags = ("--corpus", str(SEED_CORPUS), "--index", str(seed_assistant.config.index_dir), "--feedback", str(folder / "feedback.jsonl"))
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}) as running:
+        yield running
+
+
+def raw_request(url: str, request: bytes) -> bytes:
+    """Send `request` as it is to the page at `url`; what came back."""
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_a_request_for_a_foreign_host_is_refused(page):
+    port = page.url.rstrip("/").rsplit(":", 1)[1]
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+        for route in ("", "config", "gradio_api/info", "gradio_api/queue/join"):
+            refused = client.request("POST" if route.endswith("join") else "GET", page.url + route, headers={"host": "evil.example"})
+            assert (refused.status_code, refused.json()) == (400, {"detail": FOREIGN}), route
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+            assert client.get(page.url + "config", headers={"host": host}).status_code == 200, host
+    # As a DNS-rebinding page would send it, and with no Host at all (HTTP/1.0).
+    rebinding = raw_request(page.url, f"GET / HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n".encode())
+    assert rebinding.startswith(b"HTTP/1.1 400 ") and FOREIGN.replace("evil.example", f"evil.example").encode() in rebinding
+    assert raw_request(page.url, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw_request(page.url, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()).startswith(b"HTTP/1.1 200 ")
+    assert f"refused GET / from 127.0.0.1: {FOREIGN}\n" in page.log.read_text()
+
+
+def test_a_page_on_every_address_answers_to_its_addresses_only(public_page):
+    port = public_page["url"].rstrip("/").rsplit(":", 1)[1]
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+        for host, status in ((f"10.1.2.3:{port}", 200), (f"[::1]:{port}", 200), ("localhost", 200), ("evil.example", 400)):
+            assert client.get(public_page["url"] + "config", headers={"host": host}).status_code == status, host
