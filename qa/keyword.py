@@ -40,7 +40,9 @@ _LATIN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 def _jieba():
     import jieba
 
-    jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr otherwise
+    # It announces loading its dictionary on stderr, and logs a traceback when it cannot save its
+    # dictionary cache (a read-only /tmp, another user's cache file): harmless, it just loads slower.
+    jieba.setLogLevel(logging.CRITICAL)
     jieba.initialize()
     return jieba
 

@@ -32,7 +32,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +102,11 @@ class Calibration:
 CALIBRATION_FILE = "relevance.json"  # in qa/data, written by scripts/fit_relevance.py
 
 
+DATA = Path(__file__).resolve().parent / "data"  # shipped as package data (pyproject.toml)
+
+
 def calibration_path() -> Path:
-    return Path(str(resources.files("qa") / "data" / CALIBRATION_FILE))
+    return DATA / CALIBRATION_FILE
 
 
 @lru_cache(maxsize=4)
@@ -163,7 +165,7 @@ class Background:
 def background_questions() -> dict[str, list[str]]:
     """The shipped generic off-topic questions, by script."""
     found: dict[str, list[str]] = {name: [] for name in SCRIPTS}
-    text = (resources.files("qa") / "data" / "background_questions.tsv").read_text(encoding="utf-8")
+    text = (DATA / "background_questions.tsv").read_text(encoding="utf-8")
     for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             lang, question = line.split("\t")

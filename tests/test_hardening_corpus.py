@@ -6,7 +6,7 @@ named like a document, dangling and looping links, a link to a device); a file w
 permission (the build runs as an unprivileged user); a 200 MB file (sparse, so the test stays
 fast); links that lead outside the corpus; every index file truncated or damaged; a manifest from
 another model; a missing or damaged model cache; a disk that fills up during a rebuild (a real
-1 MB tmpfs where this machine allows mounting one, and always a writer that fails with ENOSPC).
+6 MB tmpfs where this machine allows mounting one, and always a writer that fails with ENOSPC).
 A build killed with SIGKILL at many moments is tested in tests/test_build.py.
 """
 
@@ -377,10 +377,11 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
 
 @pytest.fixture()
 def small_disk(tmp_path):
-    """A 1 MB tmpfs mounted at tmp_path/disk (needs root and permission to mount)."""
+    """A 6 MB tmpfs mounted at tmp_path/disk (needs root and permission to mount): room for a small
+    index and its embedding cache (with the relevance background's vectors, a few MB), not for 8 MB more."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); the failing writer test covers this")
     try:
