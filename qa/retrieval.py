@@ -32,13 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Config
+from .config import FUSIONS, Config
 from .embeddings import Embedder
 from .index import Index
 from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
 
-FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
 # Over an approximate vector index, the passages whose dense similarity is computed: this many
 # nearest by the index and this many best by keywords, with all passages of their sections.
 CANDIDATES = 100
