@@ -11,7 +11,9 @@
   costs the server nothing but the refusal;
 - a new queued event from a browser tab or API client (a session) that already has
   `max_waiting_per_session` events waiting or running, or from an address with
-  `max_waiting_per_address` (429), so that one client cannot fill the queue in front of the others.
+  `max_waiting_per_address` (429), so that one client cannot fill the queue in front of the others;
+- a login from an address, or for a user name, locked out after repeated failures (429, the password
+  not even checked; `LoginThrottle`). Each failed login is a log line too.
 
 It knows nothing of Gradio beyond the routes' paths: what is waiting is asked of `waiting`, a
 function that lists (session, client address) for every event queued or running.
@@ -20,8 +22,13 @@ function that lists (session, client address) for every event queued or running.
 import ipaddress
 import json
 import logging
-from collections import Counter
+import math
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from starlette.requests import Request
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,76 @@ def body_limit(max_question_chars: int) -> int:
     return 65_536 + 12 * max_question_chars
 
 
+class LoginThrottle:
+    """Failed logins counted per client address and per user name.
+
+    After `failures` failed logins in a row, that address or that name is locked out for `lockout`
+    seconds, twice as long at each further lockout, at most MAX_LOCKOUT; a login during a lockout is
+    refused whatever its password. A successful login clears the user name's count, not the address's
+    (one known password must not buy guesses at other names). What is remembered is forgotten after
+    FORGET_AFTER seconds without a failure, and at most MAX_KEYS addresses and names are kept (the
+    oldest go first). With the defaults, 5 and 60 s, 300 guesses at one name take 14 hours.
+    """
+
+    MAX_LOCKOUT = 900.0
+    FORGET_AFTER = 3600.0
+    MAX_KEYS = 10_000
+
+    @dataclass
+    class Record:
+        failures: int = 0  # since the last lockout
+        lockouts: int = 0
+        until: float = 0.0  # locked out until then
+        last: float = 0.0  # the last failure
+
+    def __init__(self, failures: int = 5, lockout: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.failures = failures
+        self.lockout = lockout
+        self.clock = clock
+        self._records: OrderedDict[tuple[str, str], LoginThrottle.Record] = OrderedDict()
+
+    def locked(self, address: str, user: str) -> float:
+        """Seconds until a login from `address` for `user` may be tried again; 0 if it may now."""
+        now = self.clock()
+        return max(0.0, *(self._record(key, now).until - now for key in self._keys(address, user)))
+
+    def failed(self, address: str, user: str) -> float:
+        """Count a failed login; the lockout it starts, in seconds (0 if none)."""
+        now = self.clock()
+        started = 0.0
+        for key in self._keys(address, user):
+            record = self._record(key, now)
+            record.failures += 1
+            record.last = now
+            if record.failures >= self.failures:
+                record.lockouts += 1
+                record.failures = 0
+                record.until = now + min(self.lockout * 2 ** (record.lockouts - 1), self.MAX_LOCKOUT)
+                started = max(started, record.until - now)
+        return started
+
+    def failures_in_a_row(self, address: str, user: str) -> int:
+        """The larger count of failures since the last lockout, of the address and of the name."""
+        now = self.clock()
+        return max(self._record(key, now).failures for key in self._keys(address, user))
+
+    def succeeded(self, user: str) -> None:
+        self._records.pop(("user", user), None)
+
+    @staticmethod
+    def _keys(address: str, user: str) -> tuple[tuple[str, str], ...]:
+        return (("address", address), ("user", user))
+
+    def _record(self, key: tuple[str, str], now: float) -> "LoginThrottle.Record":
+        record = self._records.get(key)
+        if record is None or (now - record.last > self.FORGET_AFTER and now >= record.until):
+            record = self._records[key] = LoginThrottle.Record()
+        self._records.move_to_end(key)
+        while len(self._records) > self.MAX_KEYS:
+            self._records.popitem(last=False)
+        return record
+
+
 class Refusal(Exception):
     """A request the gate turns away: the HTTP status and the reason, said to the client and logged."""
 
@@ -96,6 +173,7 @@ class Gate:
 
     `names` are the host names it answers to (`host_names`), and with `any_address` every IP address
     as well. `waiting` lists (session, client address) for each event queued or running now.
+    `logins` throttles the login form; None when the page has no login.
     """
 
     def __init__(
@@ -107,8 +185,10 @@ class Gate:
         max_body_bytes: int,
         max_waiting_per_session: int,
         max_waiting_per_address: int,
+        logins: LoginThrottle | None = None,
     ):
         self.app = app
+        self.logins = logins
         self.names = names
         self.any_address = any_address
         self.waiting = waiting
@@ -134,6 +214,9 @@ class Gate:
         except Refusal as refusal:
             log.warning("refused %s %s from %s: %s", scope["method"], _printable(scope["path"]), client_address(scope), refusal.reason)
             await _respond(send, refusal)
+            return
+        if self.logins is not None and scope["method"] == "POST" and _route(scope) == "login":
+            await self._login(scope, receive, send)
             return
         self._joining.update(joining)
         try:
@@ -163,6 +246,36 @@ class Gate:
         if scope["method"] == "POST" and _route(scope) in ("gradio_api/queue/join", "queue/join"):
             joining = self._check_waiting(scope, body)
         return _replay(body, receive), joining
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass a login on unless its address or user name is locked out; count how it went."""
+        body = (await receive())["body"]  # read whole by _admit
+        user = await _form_user(scope, body)
+        address = client_address(scope)
+        wait = math.ceil(self.logins.locked(address, user))
+        if wait:
+            refusal = Refusal(429, f"too many failed logins from this address or for this user name: try again in {wait} s",
+                              {"Retry-After": str(wait)})
+            log.warning("login refused for user %r from %s: locked out for %d s more after failed logins",
+                        _printable(user, 64), address, wait)
+            await _respond(send, refusal)
+            return
+        status = 0
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, _replay(body, receive), watched)
+        if status == 200:
+            self.logins.succeeded(user)
+        elif status == 400:  # Gradio's answer to a wrong user name or password
+            locked = self.logins.failed(address, user)
+            outcome = (f"locked out for {locked:.0f} s" if locked else
+                       f"{self.logins.failures_in_a_row(address, user)} in a row, {self.logins.failures} lock it out")
+            log.warning("login failed for user %r from %s: wrong user name or password (%s)", _printable(user, 64), address, outcome)
 
     def _host_refused(self, scope: Scope) -> str | None:
         """The host the request names if the page does not answer to it (the header itself if malformed), else None."""
@@ -201,6 +314,21 @@ class Gate:
             raise Refusal(429, f"too many requests at once: {addresses[address]} from this address are waiting or running "
                                f"(at most {self.max_waiting_per_address}); wait for an answer first", {"Retry-After": "1"})
         return (("session", session), ("address", address))
+
+
+async def _form_user(scope: Scope, body: bytes) -> str:
+    """The user name a login form carries (as Gradio reads it: stripped), or "" if it has none."""
+
+    async def nothing_more() -> Message:
+        return {"type": "http.disconnect"}
+
+    request = Request(scope, _replay(body, nothing_more))
+    try:
+        async with request.form(max_files=0, max_fields=10) as form:
+            user = form.get("username", "")
+    except Exception:  # not a form Gradio could read either: it refuses the login itself
+        return ""
+    return user.strip() if isinstance(user, str) else ""
 
 
 def _is_address(text: str) -> bool:

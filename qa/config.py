@@ -11,7 +11,8 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
     QA_MAX_QUESTION_CHARS
     QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
     (or GRADIO_SERVER_PORT), QA_AUTH,             count when the QA_ ones are not set
-    QA_AUTO_REBUILD, QA_PUBLIC_NAMES
+    QA_AUTO_REBUILD, QA_PUBLIC_NAMES,
+    QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT
     QA_MODEL_DIR, QA_CACHE_DIR                    where the converted model and the dictionary
                                                   table are cached (model_dir(), cache_dir())
 
@@ -99,6 +100,11 @@ class PageSettings:
     # Host names the page answers to besides localhost and --host (qa/access.py): the names a browser
     # uses to reach it from elsewhere. A request naming another host is refused (DNS rebinding).
     public_names: tuple[str, ...] = ()
+    # With a login: after this many failed logins in a row from one address or for one user name, that
+    # address or name is locked out for `login_lockout` seconds, doubling at each further lockout up to
+    # 15 minutes (QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT; qa/access.py LoginThrottle).
+    login_failures: int = 5
+    login_lockout: float = 60.0
     # Limits the server enforces (qa/access.py, qa/page.py): turns a conversation keeps (older ones
     # leave the chat box), and events (questions, index checks, rebuilds) one browser tab or API
     # client, and one address, may have queued or running at once; a new one beyond is refused.
@@ -178,6 +184,16 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{name} must be a number of seconds greater than 0, not {value!r}")
+    return seconds
+
+
 def _port(name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
         raise ConfigError(f"{name} must be a port number from 1 to 65535, not {value!r}")
@@ -224,6 +240,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_AUTH": ("auth", lambda name, value: parse_auth(value, name)),
     "QA_AUTO_REBUILD": ("auto_rebuild", _switch),
     "QA_PUBLIC_NAMES": ("public_names", lambda name, value: parse_host_names(value, name)),
+    "QA_LOGIN_FAILURES": ("login_failures", _count),
+    "QA_LOGIN_LOCKOUT": ("login_lockout", _seconds),
     "QA_MODEL_DIR": ("model_dir", _path),
     "QA_CACHE_DIR": ("cache_dir", _path),
 }

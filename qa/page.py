@@ -22,7 +22,7 @@ import gradio as gr
 
 from starlette.middleware import Middleware
 
-from .access import Gate, body_limit, host_names, is_loopback
+from .access import Gate, LoginThrottle, body_limit, host_names, is_loopback
 from .assistant import Assistant, check_length
 from .build import Progress
 from .chat import Chat
@@ -307,6 +307,7 @@ def serve(
         max_body_bytes=body_limit(config.max_question_chars),
         max_waiting_per_session=settings.max_waiting_per_session,
         max_waiting_per_address=settings.max_waiting_per_address,
+        logins=LoginThrottle(settings.login_failures, settings.login_lockout) if settings.auth else None,
     )
     everywhere = " (listening on all of this computer's addresses)" if settings.host in ("0.0.0.0", "::") else ""
     say(f"The chat page is at {page_url(settings.host, settings.port)}{everywhere}; Ctrl-C stops it.")

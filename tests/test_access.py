@@ -6,13 +6,14 @@ raw socket, so that the Host header is exactly what a DNS-rebinding page would s
 
 import asyncio
 import socket
+import time
 
 import gradio as gr
 import httpx
 import pytest
 from starlette.middleware import Middleware
 
-from qa.access import Gate, host_names, requested_host
+from qa.access import Gate, LoginThrottle, host_names, requested_host
 from qa.config import PageSettings, page_settings_from_env, parse_host_names
 from qa.errors import ConfigError
 
@@ -162,3 +163,121 @@ def test_a_page_on_every_address_answers_to_its_addresses_only(public_page):
     with httpx.Client(timeout=HTTP_TIMEOUT) as client:
         for host, status in ((f"10.1.2.3:{port}", 200), (f"[::1]:{port}", 200), ("localhost", 200), ("evil.example", 400)):
             assert client.get(public_page["url"] + "config", headers={"host": host}).status_code == status, host
+
+
+# --- logins -----------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_failures_lock_the_address_and_the_name_out_for_longer_each_time():
+    clock = Clock()
+    throttle = LoginThrottle(failures=5, lockout=60, clock=clock)
+    assert [throttle.failed("10.0.0.1", "ann") for _ in range(4)] == [0, 0, 0, 0]
+    assert throttle.locked("10.0.0.1", "ann") == 0 and throttle.failures_in_a_row("10.0.0.1", "ann") == 4
+    assert throttle.failed("10.0.0.1", "ann") == 60
+    # Both are locked out: the address for any name, the name from any address.
+    assert throttle.locked("10.0.0.1", "bob") == throttle.locked("10.0.0.2", "ann") == 60
+    assert throttle.locked("10.0.0.2", "bob") == 0
+    clock.now += 59.5
+    assert throttle.locked("10.0.0.1", "ann") == 0.5
+    clock.now += 0.5
+    assert throttle.locked("10.0.0.1", "ann") == 0
+    assert [throttle.failed("10.0.0.1", "ann") for _ in range(5)] == [0, 0, 0, 0, 120]  # twice as long
+    clock.now += 120
+    throttle.succeeded("ann")  # clears the name, not the address
+    assert [throttle.failed("10.0.0.3", "ann") for _ in range(5)][-1] == 60
+    assert [throttle.failed("10.0.0.1", "cy") for _ in range(5)][-1] == 240
+    # An hour without failures and the lockouts are forgotten.
+    clock.now += 3600 + 240
+    assert [throttle.failed("10.0.0.1", "dee") for _ in range(5)][-1] == 60
+
+
+def test_300_guesses_at_one_password_take_14_hours():
+    clock = Clock()
+    throttle = LoginThrottle(failures=5, lockout=60, clock=clock)
+    started = clock.now
+    for _ in range(300):
+        clock.now += throttle.locked("10.0.0.1", "ann")  # a patient guesser waits out every lockout
+        throttle.failed("10.0.0.1", "ann")
+    # 60 lockouts, the guesser waits out the first 59: 60 + 120 + 240 + 480 s, then 55 × 900 s (the most).
+    assert clock.now - started == 60 + 120 + 240 + 480 + 55 * 900 == 50_400  # 14 hours
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses_and_names(monkeypatch):
+    monkeypatch.setattr(LoginThrottle, "MAX_KEYS", 100)
+    throttle = LoginThrottle(clock=Clock())
+    for number in range(1000):
+        throttle.failed(f"10.0.{number // 256}.{number % 256}", f"user{number}")
+    assert len(throttle._records) == 100
+
+
+def test_login_settings_come_from_the_environment():
+    settings = page_settings_from_env({"QA_LOGIN_FAILURES": "3", "QA_LOGIN_LOCKOUT": "0.5"})
+    assert (settings.login_failures, settings.login_lockout) == (3, 0.5)
+    assert (PageSettings().login_failures, PageSettings().login_lockout) == (5, 60.0)
+    with pytest.raises(ConfigError, match=r"^QA_LOGIN_LOCKOUT must be a number of seconds greater than 0, not '0'$"):
+        page_settings_from_env({"QA_LOGIN_LOCKOUT": "0"})
+    with pytest.raises(ConfigError, match=r"^QA_LOGIN_FAILURES must be a whole number of 1 or more, not 'many'$"):
+        page_settings_from_env({"QA_LOGIN_FAILURES": "many"})
+
+
+LOCKOUT_SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def login_page(seed_assistant, tmp_path_factory):
+    """The chat page with a login, locking out after 5 failures for 2 s (4 s, 8 s, ...)."""
+    folder = tmp_path_factory.mktemp("login")
+    flags = ("--corpus", str(SEED_CORPUS), "--index", str(seed_assistant.config.index_dir), "--feedback", str(folder / "feedback.jsonl"))
+    env = {"QA_AUTH": "ann:right,bob:also-right", "QA_LOGIN_FAILURES": "5", "QA_LOGIN_LOCKOUT": str(LOCKOUT_SECONDS)}
+    with running_page(*flags, log=folder / "app.log", env=env) as running:
+        yield running
+
+
+def log_in(url: str, user: str, password: str, form: str = "urlencoded") -> httpx.Response:
+    if form == "multipart":  # as the browser's login form sends it
+        return httpx.post(url + "login", files={"username": (None, user), "password": (None, password)}, timeout=HTTP_TIMEOUT)
+    return httpx.post(url + "login", data={"username": user, "password": password}, timeout=HTTP_TIMEOUT)
+
+
+@pytest.mark.slow
+def test_a_lockout_refuses_even_the_right_password_and_lifts(login_page):
+    url = login_page.url
+    assert [log_in(url, "ann", f"guess{n}", form).status_code for n, form in enumerate(["urlencoded", "multipart"] * 2 + ["urlencoded"])] == [400] * 5
+    refused = log_in(url, "ann", "right")
+    assert refused.status_code == 429 and refused.headers["retry-after"] == str(LOCKOUT_SECONDS)
+    assert refused.json() == {"detail": f"too many failed logins from this address or for this user name: try again in {LOCKOUT_SECONDS} s"}
+    assert log_in(url, "bob", "also-right", "multipart").status_code == 429  # the address is locked out too
+    time.sleep(LOCKOUT_SECONDS + 0.2)
+    assert log_in(url, "ann", "right", "multipart").status_code == 200
+    lines = [line for line in login_page.log.read_text().splitlines() if line.startswith("login ")]
+    assert lines == [
+        *(f"login failed for user 'ann' from 127.0.0.1: wrong user name or password ({n} in a row, 5 lock it out)" for n in range(1, 5)),
+        f"login failed for user 'ann' from 127.0.0.1: wrong user name or password (locked out for {LOCKOUT_SECONDS} s)",
+        f"login refused for user 'ann' from 127.0.0.1: locked out for {LOCKOUT_SECONDS} s more after failed logins",
+        f"login refused for user 'bob' from 127.0.0.1: locked out for {LOCKOUT_SECONDS} s more after failed logins",
+    ]
+
+
+@pytest.mark.slow
+def test_300_wrong_passwords_in_a_row_are_nearly_all_refused_unchecked(login_page):
+    url = login_page.url
+    earlier = len(login_page.log.read_text())
+    started = time.monotonic()
+    statuses = [log_in(url, "bob", f"guess{n}").status_code for n in range(300)]
+    seconds = time.monotonic() - started
+    checked = statuses.count(400)
+    print(f"300 wrong passwords in {seconds:.1f} s: {checked} checked, {statuses.count(429)} refused unchecked")
+    assert set(statuses) == {400, 429} and statuses[:5] == [400] * 5 and statuses[5] == 429
+    # Lockouts of 4 s (the address's second), then 8, 16, ...: a handful of passwords is checked in each gap.
+    assert checked <= 5 * (1 + seconds / (2 * LOCKOUT_SECONDS))
+    log = login_page.log.read_text()[earlier:]  # one line for each of the 300
+    assert log.count("login failed for user 'bob'") == checked and log.count("login refused for user 'bob'") == 300 - checked
+    assert "Traceback" not in log
