@@ -3,6 +3,9 @@
 `Gate` is ASGI middleware, given to the FastAPI app that Gradio builds (qa/page.py passes it in
 `app_kwargs`). It refuses, with one line in the server's log and no traceback:
 
+- any upload (413): Gradio's file routes (/upload, /process_recording) and any multipart body but
+  a login form's, empty files included, so that nothing a visitor sends is stored; the page offers
+  no file input;
 - a request whose Host header names a host the page does not answer to (400): only the loopback
   names, the address it listens on and the public names it was given (`host_names`); any IP address
   too when it listens beyond loopback. A page of another site that a DNS trick points at this
@@ -42,6 +45,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 EVERY_ADDRESS = ("0.0.0.0", "::", "")
 SHARE_NAMES = "*.gradio.live"  # the names of a --share link
+# Gradio's routes that take files, whatever the method; any other multipart body is refused too.
+FILE_ROUTES = ("upload", "process_recording")
 
 
 def is_loopback(host: str) -> bool:
@@ -234,6 +239,11 @@ class Gate:
         if host is not None:
             raise Refusal(400, f"unknown host name {host!r}: this page answers only to the names it was given "
                                "(--public-name or QA_PUBLIC_NAMES)")
+        route = _route(scope)
+        if route.removeprefix("gradio_api/") in FILE_ROUTES or (
+            route != "login" and (_header(scope, b"content-type") or "").lower().startswith("multipart/")
+        ):
+            raise Refusal(413, "this page accepts no files: uploads are refused")
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             raise Refusal(413, self._too_large(length))

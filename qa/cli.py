@@ -258,7 +258,9 @@ def status(corpus_dir, index_dir, model):
 @MODEL_OPTION
 @click.option("--host", help=f"Address to listen on: 127.0.0.1 this computer only, 0.0.0.0 the network [{PageSettings.host}, $QA_HOST or $GRADIO_SERVER_NAME].")
 @click.option("--port", type=click.IntRange(1, 65535), help=f"Port [{PageSettings.port}, $QA_PORT or $GRADIO_SERVER_PORT].")
-@click.option("--public-name", "public_names", multiple=True, metavar="NAME", help="A host name the page is reached by from elsewhere (repeat for several); requests naming any other host are refused [localhost and --host, $QA_PUBLIC_NAMES].")
+@click.option("--public-name", "public_names", multiple=True, metavar="NAME",
+              help="A host name the page is reached by from elsewhere (repeat for several); requests naming any other host are refused "
+                   "[localhost and --host, $QA_PUBLIC_NAMES].")
 @click.option("--auth", help="Require a login: user:password[,user2:password2] [$QA_AUTH].")
 @click.option("--auto-rebuild/--no-auto-rebuild", default=None, help="Rebuild the index by itself when the corpus changes [off, $QA_AUTO_REBUILD=1].")
 @click.option("--feedback", "feedback_file", type=click.Path(path_type=Path), help=f"Feedback log [{Config.feedback_file} or $QA_FEEDBACK].")

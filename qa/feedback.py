@@ -6,8 +6,9 @@ One line per vote:
      "searched": "怎样吸引年轻人回乡创业？ 具体是怎么做的？", "answered": true,
      "passages": [{"rank": 1, "score": 0.81, "source": "...", "section": "...", "text": "...", "start": 0, "end": 97}]}
 
-`rating` is "up", "down", or "cleared" when a vote is taken back. `question` is what the person typed, `searched` what was actually retrieved (a follow-up combined
-with the previous question), `passages` what was cited, as in `qa ask --json`.
+`rating` is "up", "down", or "cleared" when a vote is taken back. `question` is what the person typed,
+`searched` what was actually retrieved (a follow-up combined with the previous question), `passages`
+what was cited, as in `qa ask --json`.
 
 A record is bounded: `question` and `searched` keep their first MAX_TEXT_CHARS characters (with a
 marker saying how long they were); the passages are bounded by what an answer may cite. A record is

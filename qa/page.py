@@ -19,7 +19,6 @@ from importlib import resources
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this on import
 
 import gradio as gr
-
 from starlette.middleware import Middleware
 
 from .access import Gate, LoginThrottle, body_limit, host_names, is_loopback

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from qa import feedback
 from qa.answer import Answer, CitedPassage
 from qa.errors import FeedbackError
-from qa import feedback
 from qa.feedback import MAX_TEXT_CHARS, read_feedback, read_feedback_log, record_feedback
 
 QUESTION = "哪些级别的医院之间检查结果互认？"

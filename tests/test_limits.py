@@ -192,8 +192,10 @@ def test_the_gate_refuses_a_large_body_unread(caplog):
 def test_the_gate_bounds_what_one_session_and_one_address_have_waiting():
     waiting = [("tab1", "10.0.0.1"), ("tab1", "10.0.0.1"), ("tab2", "10.0.0.1"), ("tab3", "10.0.0.2")]
     app = gate(Received(), waiting)
-    join = lambda session, client="10.0.0.9": call(app, "/gradio_api/queue/join", [json.dumps({"session_hash": session}).encode()],
-                                                   client=client)[:2]
+
+    def join(session: str, client: str = "10.0.0.9") -> tuple:
+        return call(app, "/gradio_api/queue/join", [json.dumps({"session_hash": session}).encode()], client=client)[:2]
+
     assert join("tab1") == (429, "too many requests at once: this session already has 2 waiting or running (at most 2); "
                                  "wait for an answer first")
     assert join("tab2") == (200, "ok") and join("tab4", "10.0.0.2") == (200, "ok")
