@@ -60,7 +60,7 @@ class ServeError(QAError):
 
 
 class IndexWriteError(QAError):
-    """A new index cannot be written (disk full, no permission); the previous index stays in use."""
+    """A new index cannot be written (disk full, no permission); the previous index, if any, stays in use."""
 
 
 # An absolute path: "/" or "~/" at the start of a word, up to a space, quote or punctuation that

@@ -431,8 +431,13 @@ def _write_error(index_dir: Path, error: Exception) -> IndexWriteError:
         reason = error.strerror or str(error)
     else:  # FAISS: "... write error in <path>: 8147 != 153600 (No space left on device)"
         reason = str(error).rsplit("(", 1)[-1].rstrip(") \n") if str(error).rstrip().endswith(")") else "write error"
+    try:
+        current_build(index_dir)
+        kept = "the previous index is still in use"
+    except (IndexMissingError, IndexCorruptError):  # a first build: there is nothing to fall back on
+        kept = "there is no index yet"
     return IndexWriteError(
-        f"cannot write the new index in {index_dir} ({reason}); the previous index is still in use. "
+        f"cannot write the new index in {index_dir} ({reason}); {kept}. "
         "Free some disk space (or make the folder writable) and run `qa build` again"
     )
 

@@ -375,6 +375,21 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
     assert (report.documents, report.embedded) == (4, 0) and top_text(built) == ANSWER
 
 
+def test_a_first_build_on_a_full_disk_does_not_claim_a_previous_index(template, tmp_path, monkeypatch, embedder):
+    config = Config(corpus_dir=template.corpus_dir, index_dir=tmp_path / "index")  # never built
+
+    def disk_full(self, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(KeywordIndex, "save", disk_full)
+    with pytest.raises(IndexWriteError) as error:
+        Assistant(config, embedder).rebuild()
+    assert str(error.value) == (
+        f"cannot write the new index in {config.index_dir} (No space left on device); there is no index yet. "
+        "Free some disk space (or make the folder writable) and run `qa build` again"
+    )
+
+
 @pytest.fixture()
 def small_disk(tmp_path):
     """A 6 MB tmpfs mounted at tmp_path/disk (needs root and permission to mount): room for a small
