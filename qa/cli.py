@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from .cases import import_cases
-from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_auth, parse_host_names, read_environment
-from .errors import QAError
+from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_host_names, read_auth_file, read_environment
+from .errors import ConfigError, QAError
 from .terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
 
 CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
@@ -158,8 +158,9 @@ def ask(question, k, as_json, index_dir, model):
             if question != "-":
                 raise
             click.echo(f"line {number}: {error}", err=True)
-            if as_json:
-                click.echo(json.dumps({"question": text, "error": str(error)}, ensure_ascii=False))
+            if as_json:  # the line as read, up to the longest question taken (a refused one may be megabytes)
+                shown = text if len(text) <= config.max_question_chars else text[: config.max_question_chars] + "…"
+                click.echo(json.dumps({"question": shown, "error": str(error)}, ensure_ascii=False))
             continue
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
@@ -261,29 +262,35 @@ def status(corpus_dir, index_dir, model):
 @click.option("--public-name", "public_names", multiple=True, metavar="NAME",
               help="A host name the page is reached by from elsewhere (repeat for several); requests naming any other host are refused "
                    "[localhost and --host, $QA_PUBLIC_NAMES].")
-@click.option("--auth", help="Require a login: user:password[,user2:password2] [$QA_AUTH].")
+@click.option("--auth-file", type=click.Path(path_type=Path),
+              help="Require a login: a file of one user:password a line, readable by you only [$QA_AUTH_FILE, or $QA_AUTH=user:password].")
+@click.option("--auth", hidden=True)  # removed: says to use --auth-file
 @click.option("--auto-rebuild/--no-auto-rebuild", default=None, help="Rebuild the index by itself when the corpus changes [off, $QA_AUTO_REBUILD=1].")
 @click.option("--feedback", "feedback_file", type=click.Path(path_type=Path), help=f"Feedback log [{Config.feedback_file} or $QA_FEEDBACK].")
 @click.option("--share", is_flag=True, default=None, help="Also publish a public gradio.live link (needs the internet).")
 @_user_errors
-def serve(corpus_dir, index_dir, model, host, port, public_names, auth, auto_rebuild, feedback_file, share):
+def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, auth, auto_rebuild, feedback_file, share):
     """Start the chat page: ask in a browser, check every answer against its source.
 
     On first start it converts the bundled model and builds the index, with progress here. Without
     --host the page is for this computer only; on another address, rebuilding and feedback need a
-    login (--auth). The API endpoint "/ask" returns what `qa ask --json` prints.
+    login (--auth-file or QA_AUTH). The API endpoint "/ask" returns what `qa ask --json` prints.
 
     \b
     Examples:
       qa serve                          # http://127.0.0.1:7860
       qa serve --port 7861 --corpus corpus --index index
-      qa serve --host 0.0.0.0 --public-name qa.example.org --auth ann:secret --auto-rebuild
+      qa serve --host 0.0.0.0 --public-name qa.example.org --auth-file logins.txt --auto-rebuild
     """
     from .page import serve as serve_page
 
+    if auth is not None:
+        raise ConfigError("--auth is no longer taken: a password on the command line shows in the process list; "
+                          "put the logins in a file, one user:password a line (chmod 600), and give --auth-file PATH, or set QA_AUTH")
+
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, feedback_file=feedback_file)
     settings = page_settings_from_env().with_overrides(
-        host=host, port=port, auth=parse_auth(auth), auto_rebuild=auto_rebuild, share=share,
+        host=host, port=port, auth=read_auth_file(auth_file) if auth_file else None, auto_rebuild=auto_rebuild, share=share,
         public_names=parse_host_names(",".join(public_names), "--public-name") if public_names else None,
     )
     serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report)

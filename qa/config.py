@@ -10,7 +10,8 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
     QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB,
     QA_MAX_QUESTION_CHARS
     QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
-    (or GRADIO_SERVER_PORT), QA_AUTH,             count when the QA_ ones are not set
+    (or GRADIO_SERVER_PORT), QA_AUTH (or          count when the QA_ ones are not set
+    QA_AUTH_FILE),
     QA_AUTO_REBUILD, QA_PUBLIC_NAMES,
     QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT
     QA_MODEL_DIR, QA_CACHE_DIR                    where the converted model and the dictionary
@@ -209,16 +210,53 @@ def _switch(name: str, value: str) -> bool:
     return _SWITCH[value.lower()]
 
 
-def parse_auth(value: str | None, name: str = "--auth / QA_AUTH") -> tuple[tuple[str, str], ...] | None:
-    """'user:pass,user2:pass2' -> (('user', 'pass'), ('user2', 'pass2')); None when no login is wanted."""
+def parse_auth(value: str | None, name: str = "QA_AUTH") -> tuple[tuple[str, str], ...] | None:
+    """'user:pass,user2:pass2' -> (('user', 'pass'), ('user2', 'pass2')); None when no login is wanted.
+
+    A bad item is named without its password ('ann:…').
+    """
     if not value:
         return None
     pairs = []
     for item in value.split(","):
         user, colon, password = item.strip().partition(":")
         if not (user and colon and password):
-            raise ConfigError(f"{name} must look like user:password[,user2:password2], not {item.strip()!r}")
+            shown = user + (":…" if password else colon)
+            raise ConfigError(f"{name} must look like user:password[,user2:password2], not {shown!r}")
         pairs.append((user, password))
+    return tuple(pairs)
+
+
+def read_auth_file(path: Path, name: str = "--auth-file") -> tuple[tuple[str, str], ...]:
+    """The logins in the file at `path`: one `user:password` a line; blank lines and lines starting
+    with # are skipped, and spaces around a line are not part of it.
+
+    ConfigError if the file cannot be read, if every user of this computer may read or change it
+    (it holds passwords), or if a line is not user:password (named by its number, never shown).
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{name} {path} cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} {path} is not UTF-8 text") from None
+    if mode & 0o006:
+        raise ConfigError(
+            f"{name} {path} holds passwords but every user of this computer may read or change it (mode {mode & 0o777:o}): "
+            f"run chmod 600 {path}"
+        )
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, colon, password = line.partition(":")
+        if not (user and colon and password):
+            raise ConfigError(f"{name} {path} line {number} must look like user:password")
+        pairs.append((user, password))
+    if not pairs:
+        raise ConfigError(f"{name} {path} has no logins: write one user:password a line")
     return tuple(pairs)
 
 
@@ -238,6 +276,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_PORT": ("port", _port),
     "GRADIO_SERVER_PORT": ("port", _port),
     "QA_AUTH": ("auth", lambda name, value: parse_auth(value, name)),
+    "QA_AUTH_FILE": ("auth", lambda name, value: read_auth_file(_path(name, value), name)),
     "QA_AUTO_REBUILD": ("auto_rebuild", _switch),
     "QA_PUBLIC_NAMES": ("public_names", lambda name, value: parse_host_names(value, name)),
     "QA_LOGIN_FAILURES": ("login_failures", _count),

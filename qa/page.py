@@ -48,6 +48,7 @@ PLACEHOLDER = (
     "可以追问 · follow-ups work, e.g. 具体是怎么做的？</p></div>"
 )
 BOX_CHARS = 1000  # the question box takes this many characters; the server cuts a longer question to it
+LOGIN_HINT = "(start the page with --auth-file or QA_AUTH)"
 MAX_QUEUED = 256  # events queued on the page in all (Gradio's queue); one more is refused as "queue full"
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
 
     def rate(turns: list[Turn], vote: gr.LikeData, request: gr.Request):
         if not may_rebuild(rebuild_allowed, request.username):  # a public page takes votes from logged-in users only
-            gr.Warning("反馈需要登录 · Feedback needs a login (start the page with --auth)")
+            log.warning("feedback refused from %s: needs a login", _client(request))
+            gr.Warning(f"反馈需要登录 · Feedback needs a login {LOGIN_HINT}")
             return
         number = vote.index if isinstance(vote.index, int) else vote.index[0]
         if not 0 <= number // 2 < len(turns) or vote.liked not in (True, False, ""):
@@ -114,7 +116,8 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
 
     def rebuild(request: gr.Request):
         if not may_rebuild(rebuild_allowed, request.username):
-            gr.Warning("重建索引需要登录 · Rebuilding needs a login (start the page with --auth)")
+            log.warning("rebuild refused from %s: needs a login", _client(request))
+            gr.Warning(f"重建索引需要登录 · Rebuilding needs a login {LOGIN_HINT}")
             yield render_status(chat.status(), rebuild_allowed=False)
             return
         if not chat.rebuilds.start():
@@ -169,7 +172,7 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                     status = gr.HTML(elem_id="qa-index-status")
                     rebuild_button = gr.Button("重建索引 · Rebuild index", elem_id="qa-rebuild", visible=rebuild_allowed)
                     if not rebuild_allowed:
-                        gr.Markdown("重建索引需要登录（--auth） · Rebuilding from the page needs a login (--auth).")
+                        gr.Markdown(f"重建索引需要登录 · Rebuilding from the page needs a login {LOGIN_HINT}.")
                 timer = gr.Timer(10)
 
         triggers = [(question.submit, question), (ask_button.click, question)] + [(s.click, s) for s in samples]

@@ -8,6 +8,7 @@ raw socket, so that the Host header is exactly what a DNS-rebinding page would s
 import asyncio
 import socket
 import time
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from starlette.middleware import Middleware
 
 from qa.access import Gate, LoginThrottle, host_names, requested_host
-from qa.config import PageSettings, page_settings_from_env, parse_host_names
+from qa.config import PageSettings, page_settings_from_env, parse_host_names, read_auth_file
 from qa.errors import ConfigError
 
 from .conftest import SEED_CORPUS
@@ -233,14 +234,67 @@ def test_login_settings_come_from_the_environment():
 LOCKOUT_SECONDS = 2
 
 
+def write_logins(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
 @pytest.fixture(scope="module")
 def login_page(seed_assistant, tmp_path_factory):
-    """The chat page with a login, locking out after 5 failures for 2 s (4 s, 8 s, ...)."""
+    """The chat page with logins from --auth-file, locking out after 5 failures for 2 s (4 s, 8 s, ...)."""
     folder = tmp_path_factory.mktemp("login")
-    flags = ("--corpus", str(SEED_CORPUS), "--index", str(seed_assistant.config.index_dir), "--feedback", str(folder / "feedback.jsonl"))
-    env = {"QA_AUTH": "ann:right,bob:also-right", "QA_LOGIN_FAILURES": "5", "QA_LOGIN_LOCKOUT": str(LOCKOUT_SECONDS)}
+    logins = write_logins(folder / "logins.txt", "# the page's logins\nann:right\n\nbob:also-right\n")
+    flags = ("--corpus", str(SEED_CORPUS), "--index", str(seed_assistant.config.index_dir), "--feedback", str(folder / "feedback.jsonl"),
+             "--auth-file", str(logins))
+    env = {"QA_AUTH": "", "QA_LOGIN_FAILURES": "5", "QA_LOGIN_LOCKOUT": str(LOCKOUT_SECONDS)}
     with running_page(*flags, log=folder / "app.log", env=env) as running:
         yield running
+
+
+def test_the_passwords_are_not_in_the_process_list(login_page):
+    command_line = Path(f"/proc/{login_page.process.pid}/cmdline").read_bytes()
+    assert b"--auth-file" in command_line and b"right" not in command_line
+
+
+def test_logins_come_from_a_private_file(tmp_path):
+    logins = write_logins(tmp_path / "logins.txt", "# comment\n\n  ann:pw:with:colons  \nbob:2\n")
+    assert read_auth_file(logins) == (("ann", "pw:with:colons"), ("bob", "2"))
+    assert page_settings_from_env({"QA_AUTH_FILE": str(logins)}).auth == (("ann", "pw:with:colons"), ("bob", "2"))
+    write_logins(logins, "ann:pw\n", mode=0o644)
+    with pytest.raises(ConfigError) as error:
+        read_auth_file(logins)
+    assert str(error.value) == (f"--auth-file {logins} holds passwords but every user of this computer may read or change it "
+                                f"(mode 644): run chmod 600 {logins}")
+    write_logins(logins, "ann:pw\nbob secret\n")
+    with pytest.raises(ConfigError) as error:
+        page_settings_from_env({"QA_AUTH_FILE": str(logins)})
+    assert str(error.value) == f"QA_AUTH_FILE {logins} line 2 must look like user:password"  # the line itself is not shown
+    write_logins(logins, "# nobody\n")
+    with pytest.raises(ConfigError, match=r"has no logins: write one user:password a line$"):
+        read_auth_file(logins)
+    with pytest.raises(ConfigError, match=r"^--auth-file .*missing.txt cannot be read: No such file or directory$"):
+        read_auth_file(tmp_path / "missing.txt")
+
+
+def test_qa_serve_takes_logins_from_a_file_and_no_longer_from_the_command_line(seed_assistant, monkeypatch, tmp_path):
+    for name in ("QA_AUTH", "QA_AUTH_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: launched.update(options))
+    serve = ("serve", "--corpus", str(SEED_CORPUS), "--index", str(seed_assistant.config.index_dir))
+    logins = write_logins(tmp_path / "logins.txt", "ann:pw\n")
+    result = run_qa(*serve, "--auth-file", str(logins))
+    assert result.exit_code == 0, result.output
+    assert launched["auth"] == [("ann", "pw")] and isinstance(launched["app_kwargs"]["middleware"][0].kwargs["logins"], LoginThrottle)
+    launched.clear()
+    result = run_qa(*serve, "--auth", "ann:pw")
+    assert (result.exit_code, launched) == (1, {})
+    assert result.stderr == (
+        "Error: --auth is no longer taken: a password on the command line shows in the process list; put the logins in a file, "
+        "one user:password a line (chmod 600), and give --auth-file PATH, or set QA_AUTH\n"
+    )
+    assert "--auth " not in run_qa("serve", "--help").stdout
 
 
 def log_in(url: str, user: str, password: str, form: str = "urlencoded") -> httpx.Response:

@@ -86,8 +86,10 @@ def test_the_page_needs_the_login(page):
 def test_parse_auth():
     assert parse_auth(None) is None and parse_auth("") is None
     assert parse_auth("ann:pw, bob:p:w") == (("ann", "pw"), ("bob", "p:w"))
-    with pytest.raises(QAError, match=r"^--auth / QA_AUTH must look like user:password\[,user2:password2\], not 'ann'$"):
+    with pytest.raises(QAError, match=r"^QA_AUTH must look like user:password\[,user2:password2\], not 'ann'$"):
         parse_auth("ann")
+    with pytest.raises(QAError, match=r"^QA_AUTH must look like user:password\[,user2:password2\], not ':…'$"):
+        parse_auth(":secret")  # named without its password
 
 
 def test_rebuild_is_only_for_loopback_or_logged_in_visitors(seed_assistant):

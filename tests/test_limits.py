@@ -69,6 +69,7 @@ def test_qa_ask_refuses_a_line_over_the_limit_and_answers_the_others(seed_assist
     assert result.stderr == f"line 2: {TOO_LONG}\n"
     printed = [json.loads(line) for line in result.stdout.splitlines()]
     assert [p.get("error") for p in printed] == [None, TOO_LONG, None]
+    assert printed[1]["question"] == "问" * 20_000 + "…"  # echoed up to the limit
     assert case_number(printed[0]["passages"][0]["section"]) == case_number(printed[2]["passages"][0]["section"]) == 1
 
 

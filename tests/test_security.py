@@ -2,7 +2,7 @@
 rendered as markup, and what error messages give away.
 
 - The page listens on 127.0.0.1 unless told otherwise.
-- On a non-loopback address without a login (`public_page`: 0.0.0.0, no --auth), the page's own
+- On a non-loopback address without a login (`public_page`: 0.0.0.0, no --auth-file), the page's own
   events still reach the server (the browser calls them; so can anyone), and the rebuild and
   feedback events refuse; a logged-in visitor may use them.
 - No parameter names a server file: the one API endpoint takes a question and k; sections open in
@@ -140,17 +140,19 @@ def test_a_public_page_without_login_refuses_rebuild_and_feedback(public_page):
     assert answered[-1]["success"] and "qa-answer" in json.dumps(answered[-1]["output"], ensure_ascii=False)
 
     vote = visitor.event("rate", [None], event_data={"index": [1, None], "value": "", "liked": True})
-    assert warnings_in(vote) == ["反馈需要登录 · Feedback needs a login (start the page with --auth)"]
+    assert warnings_in(vote) == ["反馈需要登录 · Feedback needs a login (start the page with --auth-file or QA_AUTH)"]
     assert not public_page["feedback"].exists()
 
     rebuild = visitor.event("rebuild", [])
-    assert warnings_in(rebuild) == ["重建索引需要登录 · Rebuilding needs a login (start the page with --auth)"]
+    assert warnings_in(rebuild) == ["重建索引需要登录 · Rebuilding needs a login (start the page with --auth-file or QA_AUTH)"]
+    log = public_page["log"].read_text()
+    assert "feedback refused from 127.0.0.1: needs a login\n" in log and "rebuild refused from 127.0.0.1: needs a login\n" in log
     assert sorted((public_page["index"] / "builds").iterdir()) == builds
 
 
 def test_logged_in_visitors_may_rebuild_and_give_feedback_on_a_public_page(small):
     chat = Chat(small)
-    events = page_functions(chat, rebuild_allowed=False)  # a non-loopback address, with --auth
+    events = page_functions(chat, rebuild_allowed=False)  # a non-loopback address, with a login
     turn = chat.reply(QUESTION, [])
     with pytest.warns(UserWarning, match="^反馈需要登录"):
         events["rate"]([turn], LIKE, gr.Request(username=None))
