@@ -1,9 +1,11 @@
 """The chat page: lay out the page, wire its events to the page's service (qa/chat.py), and serve it.
 
 Started by `qa serve` (or `python app.py`, the same command). It listens on 127.0.0.1 unless told
-otherwise (--host, QA_HOST or GRADIO_SERVER_NAME); on any other address, rebuilding and feedback
-need a login (--auth or QA_AUTH) and anonymous visitors can only ask. The API endpoint "/ask"
-returns what `qa ask --json` prints. The styles and the scrolling script are package data
+otherwise (--host, QA_HOST or GRADIO_SERVER_NAME). Without a login, anyone who reaches it may ask;
+on any address but loopback, rebuilding and feedback are refused. With a login (--auth-file,
+QA_AUTH_FILE or QA_AUTH) Gradio asks for it before anything else. Every request passes the Gate
+of qa/access.py first (host names, sizes, waiting requests, logins, uploads). The API endpoint
+"/ask" returns what `qa ask --json` prints. The styles and the scrolling script are package data
 (qa/static/page.css, qa/static/scroll.js). Sends no analytics and loads nothing from the internet.
 """
 

@@ -391,3 +391,15 @@ def test_uploads_are_refused_and_nothing_is_stored(page):
     stored = [path for path in uploads.rglob("*") if path.is_file()] if uploads.exists() else []
     assert stored == []
     assert f"refused POST /gradio_api/upload from 127.0.0.1: {NO_FILES}\n" in page.log.read_text()
+
+
+@pytest.mark.slow
+def test_with_a_login_a_visitor_who_has_not_logged_in_gets_only_the_login_form(login_page):
+    url = login_page.url
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+        assert client.get(url).status_code == 200  # the login form
+        join = {"data": ["问题", 1], "fn_index": 0, "session_hash": "x"}
+        for method, route in (("GET", "config"), ("GET", "gradio_api/info"), ("GET", "gradio_api/openapi.json"),
+                              ("POST", "gradio_api/queue/join"), ("POST", "gradio_api/call/ask"), ("GET", "gradio_api/file=/etc/hosts")):
+            refused = client.request(method, url + route, json=join if method == "POST" else None)
+            assert (refused.status_code, refused.json()["detail"]["error"]) == (401, "Not authenticated"), route
