@@ -6,6 +6,12 @@ an edit to one file, only that file's changed passages go through the model, and
 needs embedding the model is not even loaded. The new index is written beside the old one and
 made current in one step (qa/index.py), under a lock that keeps a second build out.
 
+A few passages are embedded without loading sentence-transformers (qa/embeddings.py), in float32,
+and cached under the float32 name even where the model's own passages are bfloat16 (a CPU with
+bfloat16): a small rebuild then reuses its own earlier float32 vectors too, and the manifest's
+"passage_vectors" counts the passages by what made their vectors. A build that loads the model
+embeds those few passages again in the model's precision, so a large build leaves one kind.
+
 A file that cannot be read is reported with the reason and left out, and the other files are
 indexed. If that file was indexed before, the version indexed before is kept (its passages are
 carried over from the previous index), because a half-copied or wrongly saved file should not make
@@ -15,25 +21,29 @@ replaced as soon as the file can be read again. Deleting the file is how a docum
 Also answers "what changed since the last build": the sha256 of every source file against the
 hashes recorded in the manifest (`SourceHashes` reads again only files whose size or time changed),
 and the model and chunking settings against the ones the manifest records.
+
+Longer than most modules (~400 lines): the build is one transaction (read, reuse, embed, write,
+swap) and its change report and status share its bookkeeping; splitting them would scatter it.
 """
 
 import dataclasses
 import hashlib
 import importlib.metadata
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import keyword, text
 from .config import Config
 from .corpus import Document, Problem, SourceHashes, corpus_snapshot, list_sources, outside_links, read_corpus, source_name
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, choose_vector_index, load_index, make_manifest, read_manifest, write_index
-from . import keyword, text
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
 from .relevance import BACKGROUND_FILE, Background, measure_background
@@ -81,6 +91,9 @@ class BuildReport:
     folder: str
     embedded: int = 0  # texts the model embedded in this build (passages with the same text share one)
     reused: int = 0  # passages whose vectors came from the embedding cache
+    # Passages by the embedding cache name of what made their vectors (the model's name, with its precision
+    # unless float32): two names when a small rebuild embedded a few passages in float32 (see the module note).
+    vectors_by: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # unreadable files whose previously indexed version was kept
     notes: list[str] = field(default_factory=list)  # things worth knowing: encodings guessed, cache trouble
     seconds_by_stage: dict[str, float] = field(default_factory=dict)  # reading, model, embedding, writing
@@ -173,8 +186,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         ]
         notes += [f"{name}: a link to outside the corpus folder, not followed" for name in outside_links(config.corpus_dir)]
         cache_file = config.index_dir / CACHE_FILE
-        with EmbeddingCache(cache_file, _cache_name(embedder), _tokenizer_name(config.keyword_tokenizer)) as cache:
-            vectors, embedded, reused = _vectors_for(
+        with EmbeddingCache(cache_file, embedder.cache_name, _tokenizer_name(config.keyword_tokenizer)) as cache:
+            vectors, embedded, reused, vectors_by = _vectors_for(
                 [passage.embedding_text() for passage in passages], cache, embedder, progress, timings
             )
             sources = {document.source: hashes[document.source] for document in documents}
@@ -188,6 +201,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
                 passages=len(passages),
                 vector_index=choose_vector_index(len(passages), config.vector_index, config.approximate_from),
             )
+            manifest["passage_vectors"] = vectors_by
             manifest["problems"] = {
                 problem.source: {"sha256": hashes[problem.source], "reason": problem.reason, "kept": problem.source in kept}
                 for problem in problems
@@ -214,6 +228,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         folder=str(folder),
         embedded=embedded,
         reused=reused,
+        vectors_by=vectors_by,
         kept=sorted(kept),
         notes=notes,
         seconds_by_stage=timings,
@@ -258,31 +273,41 @@ def _passages_in_order(
     return passages
 
 
-def _cache_name(embedder: Embedder) -> str:
-    # An embedder whose vectors differ for the same model name (another precision, say) must
-    # give itself a distinct `cache_name`, or it would be served the other one's vectors.
-    return getattr(embedder, "cache_name", None) or embedder.model_name
-
-
 def _vectors_for(
     texts: list[str], cache: EmbeddingCache, embedder: Embedder, progress: Progress, timings: dict[str, float]
-) -> tuple[np.ndarray, int, int]:
-    """The vector of every text, from the cache or the model; returns (vectors, texts embedded, passages reused)."""
-    cached = cache.get(texts)
+) -> tuple[np.ndarray, int, int, dict[str, int]]:
+    """The vector of every text, from the cache or the embedder; returns (vectors, texts embedded,
+    passages reused, passages by the cache name of what made their vectors)."""
+    cached = cache.get(texts)  # the model's own vectors, under embedder.cache_name
     if len({len(vector) for vector in cached if vector is not None}) > 1:
         cache.clear()  # vectors of two dimensions under one name: the model changed behind it
         cached = [None] * len(texts)
+    names = [cache.model if vector is not None else None for vector in cached]
+    exact = embedder.cache_name_for("float32")
+    if exact != cache.model:
+        # Float32 vectors that small rebuilds made without the model (see the module note): reused by
+        # another small rebuild, made again in the model's precision by a build that loads the model.
+        cache.models.add(exact)  # their rows are forgotten like the model's once no build uses them
+        wanted = list(dict.fromkeys(text for text, vector in zip(texts, cached) if vector is None))
+        small = dict(zip(wanted, cache.get(wanted, model=exact))) if wanted else {}
+        still = sum(vector is None for vector in small.values())
+        if still == 0 or embedder.without_model(still):
+            for i, text in enumerate(texts):
+                if cached[i] is None and small[text] is not None:
+                    cached[i], names[i] = small[text], exact
     reused = sum(vector is not None for vector in cached)
     progress("passages", reused, len(texts))
     # Longest first, as sentence-transformers' encode sorts them: batches of similar length pad least.
     missing = sorted({text for text, vector in zip(texts, cached) if vector is None}, key=len, reverse=True)
-    fresh: dict[str, np.ndarray] = {}
+    fresh: dict[str, tuple[np.ndarray, str]] = {}
     if not missing:
         progress("embedding", 0, 0)
     else:
         loading = time.perf_counter()
         progress("model", 0, 1)
-        dimension = embedder.dimension  # loads the model: only now that something needs embedding
+        if not embedder.without_model(len(missing)):
+            embedder.model  # sentence-transformers: loaded only now that enough needs embedding
+        dimension = embedder.dimension
         progress("model", 1, 1)
         timings["model"] = time.perf_counter() - loading
         if reused and len(next(vector for vector in cached if vector is not None)) != dimension:
@@ -295,14 +320,21 @@ def _vectors_for(
         chunk_size = embedder.batch_size * _CHUNK_BATCHES
         for start in range(0, len(missing), chunk_size):
             chunk = missing[start : start + chunk_size]
+            name = embedder.cache_name_for(embedder.precision_for(len(chunk)))  # what embeds this chunk
             vectors = embedder.embed_passages(
                 chunk, progress=lambda done, total, start=start: progress("embedding", start + done, len(missing))
             )
-            cache.put(chunk, vectors)  # saved before the next chunk: a killed build loses at most one chunk
-            fresh.update(zip(chunk, vectors))
+            cache.put(chunk, vectors, model=name)  # saved before the next chunk: a killed build loses at most one chunk
+            fresh.update((text, (vector, name)) for text, vector in zip(chunk, vectors))
         timings["embedding"] = time.perf_counter() - embedding
-    matrix = np.stack([vector if vector is not None else fresh[text] for text, vector in zip(texts, cached)])
-    return np.ascontiguousarray(matrix, dtype=np.float32), len(missing), reused
+    rows, made_by = [], []
+    for text, vector, name in zip(texts, cached, names):
+        if vector is None:
+            vector, name = fresh[text]
+        rows.append(vector)
+        made_by.append(name)
+    counts = dict(sorted(Counter(made_by).items()))
+    return np.ascontiguousarray(np.stack(rows), dtype=np.float32), len(missing), reused, counts
 
 
 def _tokenizer_name(tokenizer: str) -> str:

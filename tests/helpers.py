@@ -50,20 +50,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_page(*flags: str, log: Path, env: dict | None = None, timeout: float = 600) -> Iterator[Page]:
+def running_page(
+    *flags: str, log: Path, env: dict | None = None, timeout: float = 600, project: Path = PROJECT
+) -> Iterator[Page]:
     """Start `app.py --port N *flags` on a free port of 127.0.0.1 and yield the Page once it is served.
 
     The app's output goes to `log`; `env` is added to this process's environment (with HF_HUB_OFFLINE=1).
-    Raises PageDidNotStart if the app exits first or serves nothing within `timeout` seconds. Afterwards
-    the app is terminated, and killed if it is still there 30 s later.
+    `project` is the checkout whose app.py (and so whose `qa` package) runs: this one unless a benchmark
+    compares another. Raises PageDidNotStart if the app exits first or serves nothing within `timeout`
+    seconds. Afterwards the app is terminated, and killed if it is still there 30 s later.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     with open(log, "w", encoding="utf-8") as output:
         process = subprocess.Popen(
-            [sys.executable, str(PROJECT / "app.py"), "--port", str(port), *flags],
-            cwd=PROJECT, env=environment, stdout=output, stderr=subprocess.STDOUT,
+            [sys.executable, str(Path(project) / "app.py"), "--port", str(port), *flags],
+            cwd=project, env=environment, stdout=output, stderr=subprocess.STDOUT,
         )
         try:
             _wait_until_served(process, url, log, timeout)

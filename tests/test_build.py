@@ -6,23 +6,27 @@ Real corpora in temporary folders, the real model, real processes killed with SI
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa.assistant import Assistant
 from qa.build import build_index, corpus_changes
+from qa.config import Config
 from qa.corpus import read_document
-from qa.embedding_cache import CACHE_FILE
+from qa.embedding_cache import CACHE_FILE, text_key
 from qa.embeddings import Embedder
 from qa.errors import BuildLockedError
 from qa.index import current_build, load_index
 from qa.keyword import KeywordIndex, load_keywords
 from qa.passages import make_passages
+from qa.question_encoder import PASSAGE
 
 from .helpers import PROJECT, QA, make_corpus, start_interruptible
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
@@ -137,6 +141,83 @@ def test_renamed_and_removed_files_need_no_embedding(built, embedder):
     assert top(assistant, "哪些医院之间检查结果互认？").source == "医疗保障.md"
     sources = {passage.source for passage in assistant.index.passages}
     assert sources == {"医疗保障.md", "农业.md"}
+
+
+SMALL_REBUILD = """
+    import sys
+    from qa.cli import main
+
+    main(["build", "--corpus", sys.argv[1], "--index", sys.argv[2]], standalone_mode=False)
+    print("loaded:", sorted({"torch", "sentence_transformers", "transformers"} & set(sys.modules)))
+"""
+
+
+def test_a_small_rebuild_loads_neither_torch_nor_sentence_transformers(built):
+    config = built.config
+    path = config.corpus_dir / "农业.md"
+    path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
+    child = run_child(SMALL_REBUILD, str(config.corpus_dir), str(config.index_dir))
+    output = child.communicate(timeout=300)[0].decode()  # a deadline for a hung build, not a wait
+    assert child.returncode == 0, output
+    assert "1 changed, 0 removed, 2 unchanged files; 1 passage embedded, 3 reused." in output
+    assert output.strip().endswith("loaded: []")
+    assert top(Assistant(config, built.embedder), DRONE_QUESTION).text == "在山区乡镇试点无人机配送快递。"
+
+
+def cached_names(config: Config, text: str) -> list[str]:
+    """The names the embedding cache holds a vector of `text` under."""
+    with sqlite3.connect(config.index_dir / CACHE_FILE) as connection:
+        rows = connection.execute("SELECT model FROM vectors WHERE key = ?", (text_key(text),)).fetchall()
+    return sorted(name for (name,) in rows)
+
+
+def test_vectors_of_a_small_rebuild_are_filed_under_what_made_them(tmp_path, embedder):
+    """Passages embedded in bfloat16 by the model, then one edited passage embedded in float32 without
+    the model: each vector is cached and counted under its own name; a build that loads the model
+    again makes the float32 one again in bfloat16, so a large build leaves one kind of vector."""
+    config = make_corpus(tmp_path, DOCS)
+    model = Embedder(precision="bfloat16")
+    model.model = embedder.model  # sentence-transformers loaded: every passage goes through it
+    bfloat16, float32 = model.cache_name, model.model_name
+    assert bfloat16 == f"{float32} (bfloat16 passages)"
+    assert build_index(config, model).vectors_by == {bfloat16: 4}
+
+    path = config.corpus_dir / "农业.md"
+    path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
+    small = Embedder(precision="bfloat16")
+    report = build_index(config, small)
+    assert "model" not in small.__dict__  # embedded by the numpy encoder
+    assert (report.embedded, report.vectors_by) == (1, {bfloat16: 3, float32: 1})
+    index = load_index(config.index_dir)
+    assert index.manifest["passage_vectors"] == {bfloat16: 3, float32: 1}
+    edited = next(p for p in index.passages if "无人机" in p.text)
+    assert cached_names(config, edited.embedding_text()) == [float32]  # never filed as bfloat16
+    numpy_vector = small.question_encoder.encode([edited.embedding_text()], prompt=PASSAGE)[0]
+    assert np.array_equal(index.vectors.reconstruct(edited.id), numpy_vector)
+
+    again = Embedder(precision="bfloat16")  # a small rebuild reuses the float32 vector it made
+    report = build_index(config, again)
+    assert (report.embedded, report.reused, report.vectors_by) == (0, 4, {bfloat16: 3, float32: 1})
+    assert "model" not in again.__dict__
+
+    (config.corpus_dir / "new.txt").write_text("新设立乡村振兴青年创业基金。", encoding="utf-8")
+    report = build_index(config, model)  # the model is loaded: it embeds the float32 passage again too
+    assert (report.embedded, report.vectors_by) == (2, {bfloat16: 5})
+    assert cached_names(config, edited.embedding_text()) == [float32, bfloat16]
+    assert load_index(config.index_dir).manifest["passage_vectors"] == {bfloat16: 5}
+
+
+def test_float32_passages_have_one_name_whoever_embeds_them(tmp_path, embedder):
+    config = make_corpus(tmp_path, DOCS)
+    small = Embedder(precision="float32")
+    assert build_index(config, small).vectors_by == {small.model_name: 4}
+    assert "model" not in small.__dict__
+    vectors = load_index(config.index_dir).vectors.reconstruct_n(0, 4)
+    model = Embedder(precision="float32")
+    model.model = embedder.model
+    texts = [p.embedding_text() for p in load_index(config.index_dir).passages]
+    cosines = np.sum(vectors * model.embed_passages(texts), axis=1)  # sentence-transformers' float32
+    assert cosines.min() >= 0.99999
 
 
 def test_progress_stages_in_order(built, tmp_path):

@@ -1,4 +1,5 @@
-"""The torch-free question encoder (qa/question_encoder.py) gives sentence-transformers' answers.
+"""The torch-free question encoder (qa/question_encoder.py) gives sentence-transformers' answers
+(and its vectors of passages, which small rebuilds use, sentence-transformers' float32 ones).
 
 The reference is the converted model run by sentence-transformers, as `qa ask` ran it before. On the
 project's questions (the dev set, and a fifth of the CMRC 2018 trial questions, in tests/data/) the
@@ -19,7 +20,7 @@ import pytest
 from qa.assistant import Assistant, clean_question
 from qa.embeddings import Embedder
 from qa.errors import ModelError
-from qa.question_encoder import QuestionEncoder
+from qa.question_encoder import PASSAGE, QuestionEncoder
 
 from .conftest import DATA, case_number, read_dev_questions
 from .helpers import PROJECT
@@ -81,6 +82,19 @@ def test_the_top_passage_over_the_seed_index_is_sentence_transformers_one(seed_a
     assert sum(same) >= 0.99 * len(questions), [q for q, s in zip(questions, same) if not s]
     dev = len(read_dev_questions())
     assert all(same[:dev])  # the questions about the seed itself: every one
+
+
+def test_a_few_passages_get_sentence_transformers_float32_vectors(seed_assistant, reference):
+    """A small rebuild embeds its passages here (qa/embeddings.py): same vectors, "passage: " prompt."""
+    texts = [passage.embedding_text() for passage in seed_assistant.index.passages]
+    assert len(texts) == 28
+    fast = seed_assistant.embedder.question_encoder.encode(texts, prompt=PASSAGE)
+    plain = Embedder(precision="float32")
+    plain.model = reference.model
+    cosines = np.sum(fast * plain.embed_passages(texts), axis=1)
+    assert cosines.min() >= 0.99999, f"lowest cosine {cosines.min():.7f}: {texts[int(cosines.argmin())]}"
+    as_questions = np.sum(fast * seed_assistant.embedder.question_encoder.encode(texts), axis=1)
+    assert as_questions.max() < 0.999  # the prompt is really "passage: ", not the question's
 
 
 def test_token_ids_are_the_converted_tokenizers(embedder, reference):
