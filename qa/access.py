@@ -3,13 +3,13 @@
 `Gate` is ASGI middleware, given to the FastAPI app that Gradio builds (qa/page.py passes it in
 `app_kwargs`). It refuses, with one line in the server's log and no traceback:
 
-- any upload (413): Gradio's file routes (/upload, /process_recording) and any multipart body but
-  a login form's, empty files included, so that nothing a visitor sends is stored; the page offers
-  no file input;
 - a request whose Host header names a host the page does not answer to (400): only the loopback
   names, the address it listens on and the public names it was given (`host_names`); any IP address
   too when it listens beyond loopback. A page of another site that a DNS trick points at this
   computer ("DNS rebinding") names its own host, and is turned away;
+- any upload (413): Gradio's file routes (/upload, /process_recording) and any multipart body but
+  a login form's, empty files included, so that nothing a visitor sends is stored; the page offers
+  no file input;
 - a request body larger than `max_body_bytes` (413), read no further: a 50-million-character question
   costs the server nothing but the refusal;
 - a new queued event from a browser tab or API client (a session) that already has
@@ -295,7 +295,7 @@ class Gate:
             return _printable(header or "", 100)
         if host in self.names or (SHARE_NAMES in self.names and host.endswith(SHARE_NAMES[1:])):
             return None
-        if self.any_address and _is_address(host):
+        if self.any_address and is_address(host):
             return None
         return _printable(host, 100)
 
@@ -341,7 +341,8 @@ async def _form_user(scope: Scope, body: bytes) -> str:
     return user.strip() if isinstance(user, str) else ""
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
+    """Whether `text` is an IP address (v4 or v6, without brackets)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

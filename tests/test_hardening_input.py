@@ -148,6 +148,9 @@ def test_random_text_gets_an_answer_or_a_question_error(seed_assistant, text):
     try:
         answer = seed_assistant.ask(text)
     except QuestionError as error:
+        if len(text) > 20_000:  # repeated text can pass the longest question taken (Config.max_question_chars)
+            assert str(error) == f"the question has {len(text):,} characters; at most 20,000 are accepted: ask a shorter question"
+            return
         assert str(error) == EMPTY
         assert all(unicodedata.category(c)[0] in "CZ" for c in text)
         return
