@@ -14,7 +14,6 @@ from .retrieval import HybridRetriever
 from .second_encoder import SecondEncoder
 from .text import in_script
 
-
 WARM_UP_QUESTION = "如何申请 policy subsidies？"  # both scripts: each loads dictionaries of its own
 
 

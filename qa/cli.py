@@ -108,7 +108,6 @@ def build(corpus_dir, index_dir, model, watch, interval):
     from .assistant import Assistant
     from .build import wait_for_change
     from .corpus import corpus_snapshot
-
     from .prepare import installing_model
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
@@ -174,7 +173,10 @@ def ask(question, k, as_json, index_dir, model):
 @INDEX_OPTION
 @MODEL_OPTION
 @click.option("--fusion", type=click.Choice(FUSIONS), help=f"How dense and keyword evidence are combined [{Config.fusion}].")
-@click.option("--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000), help=f"Longest passage, in characters, when this command builds the index [{Config.max_passage_chars}].")
+@click.option(
+    "--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000),
+    help=f"Longest passage, in characters, when this command builds the index [{Config.max_passage_chars}].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @_user_errors
 def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json):

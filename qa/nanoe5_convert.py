@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import DEFAULT_MODEL_NAME, model_dir
+from .config import model_dir
 from .errors import ModelError
 
 if TYPE_CHECKING:

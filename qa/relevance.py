@@ -38,8 +38,8 @@ import numpy as np
 
 from .bilingual import place_names, write_json_atomically
 from .config import cache_dir
-from .keyword import jieba_words
 from .errors import IndexCorruptError, QAError
+from .keyword import jieba_words
 from .text import SCRIPTS, has_chinese, in_script, script, to_simplified
 
 OUTCOMES = ("answered", "uncertain", "not_found")

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+
 def print_build_report(report) -> None:
     """A build's notes and unreadable files (stderr), then its one-line summary (stdout)."""
     for note in report.notes:

