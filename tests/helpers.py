@@ -144,3 +144,23 @@ def make_corpus(folder: Path, docs: dict[str, str], **settings) -> Config:
 def run_qa(*args: str, input: str | bytes | None = None, env: dict | None = None):
     """`qa *args` run in this process by click's CliRunner; exceptions are raised, not caught."""
     return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path | None]:
+    """A tmpfs of `size` (e.g. "64k", "6m") mounted at `folder`, unmounted after; yields None where
+    this machine does not allow mounting one (not root, no permission), with the reason in `small_tmpfs.why`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        small_tmpfs.why = "mounting a small tmpfs needs root"
+        yield None
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        small_tmpfs.why = f"cannot mount a small tmpfs here ({mounted.stderr.strip()})"
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)

@@ -8,7 +8,6 @@ half-way through stands in for it everywhere.
 import errno
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from qa import feedback
 from qa.answer import Answer, CitedPassage
 from qa.errors import FeedbackError
 from qa.feedback import MAX_TEXT_CHARS, read_feedback, read_feedback_log, record_feedback
+
+from .helpers import small_tmpfs
 
 QUESTION = "哪些级别的医院之间检查结果互认？"
 PASSAGE = CitedPassage(rank=1, score=0.81, source="医保.md", section="9 医学检查检验结果互认", text="二级甲等及以上医疗机构之间检查检验结果互认。",
@@ -98,17 +99,10 @@ def test_a_log_that_is_not_there_has_no_votes(tmp_path):
 @pytest.fixture()
 def full_disk(tmp_path):
     """A real 64 KiB tmpfs mounted at tmp_path/disk (needs root and mount; skipped otherwise)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
+        if disk is None:
+            pytest.skip(small_tmpfs.why)
         yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_votes_on_a_real_full_disk_leave_the_log_readable_and_the_next_vote_intact(full_disk):

@@ -35,7 +35,7 @@ from qa.keyword import KEYWORDS_FILE, KeywordIndex
 from qa.rebuilds import IndexStatus, RebuildJob
 from qa.render import render_status
 
-from .helpers import PROJECT, QA, make_corpus, run_qa
+from .helpers import PROJECT, QA, make_corpus, run_qa, small_tmpfs
 
 DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
@@ -394,15 +394,10 @@ def test_a_first_build_on_a_full_disk_does_not_claim_a_previous_index(template, 
 def small_disk(tmp_path):
     """A 6 MB tmpfs mounted at tmp_path/disk (needs root and permission to mount): room for a small
     index and its embedding cache (with the relevance background's vectors, a few MB), not for 8 MB more."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); the failing writer test covers this")
-    try:
+    with small_tmpfs(tmp_path / "disk", "6m") as disk:
+        if disk is None:
+            pytest.skip(f"{small_tmpfs.why}; the failing writer test covers this")
         yield disk
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=True)
 
 
 def test_a_really_full_disk_keeps_the_previous_index(template, tmp_path, small_disk, embedder):
