@@ -20,13 +20,13 @@ from importlib import resources
 from pathlib import Path
 
 from .config import cache_dir
+from .text import CJK_RUN
 
 TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
 _FORMAT = 4
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
 _PARENTHESES = re.compile(r"\([^)]*\)")
 _ENGLISH_WORD = re.compile(r"[a-z]+")
-_CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff]+$")
 # A sense that names a place: "Beijing, capital of…", "Zhejiang province (Chekiang) in east China", "Japan".
 _PLACE = re.compile(
     r"^([A-Z][a-z]+)(?:(?: [a-z-]+){0,2}? (?:province|city|county|district|prefecture|municipality|region|river|lake|"
@@ -106,7 +106,7 @@ def _derive_tables() -> dict[str, dict[str, list[str]]]:
     candidates: dict[str, list[tuple[int, int, int, str]]] = {}
     for order, line in enumerate(lines):
         match = _ENTRY.match(line.strip())
-        if not match or not _CJK.match(match.group(1)):
+        if not match or not CJK_RUN.fullmatch(match.group(1)):
             continue
         chinese = match.group(1)
         for sense in match.group(2).split("/"):

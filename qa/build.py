@@ -43,10 +43,10 @@ from .corpus import Document, Problem, SourceHashes, corpus_snapshot, list_sourc
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .index import build_lock, choose_vector_index, load_index, make_manifest, read_manifest, write_index
+from .index import build_lock, choose_vector_index, current_build, load_index, make_manifest, read_manifest, write_index
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .passages import Passage, make_passages
-from .relevance import BACKGROUND_FILE, Background, measure_background
+from .relevance import BACKGROUND_FILE, Background, background_questions_file, measure_background
 from .retrieval import HybridRetriever
 from .second_encoder import SecondEncoder
 from .text import main_script
@@ -352,8 +352,17 @@ def _background(
     """How generic off-topic questions score on this corpus (see qa/relevance.py).
 
     Their vectors, and the second encoder's vectors of the passages they find, are kept in the
-    embedding cache: after the first build a rebuild loads no model for them.
+    embedding cache: after the first build a rebuild loads no model for them. When the passages,
+    the model, the retrieval settings and the background questions are those of the index in use,
+    its background is reused as it is.
     """
+    fingerprint = _background_fingerprint(passages, embedder, config)
+    try:
+        previous = Background.read(current_build(config.index_dir))
+        if previous.fingerprint == fingerprint:
+            return previous
+    except (IndexMissingError, IndexCorruptError):
+        pass
     second = SecondEncoder()
 
     def cached(texts: list[str], model: str, encode) -> np.ndarray:
@@ -378,7 +387,19 @@ def _background(
     def second_similarity(questions: list[str], texts: list[str]) -> np.ndarray:
         return np.sum(cached(questions, second.name, second.embed) * cached(texts, second.name, second.embed), axis=1)
 
-    return measure_background(search_top, second_similarity, main_script([passage.text for passage in passages]))
+    measured = measure_background(search_top, second_similarity, main_script([passage.text for passage in passages]))
+    return dataclasses.replace(measured, fingerprint=fingerprint)
+
+
+def _background_fingerprint(passages: list[Passage], embedder: Embedder, config: Config) -> str:
+    digest = hashlib.sha256()
+    settings = (embedder.model_name, SecondEncoder.name, config.fusion, config.keyword_tokenizer, config.keyword_weight,
+                config.section_weight, config.rrf_k, config.max_citation_share, config.max_citation_chars)
+    digest.update(repr(settings).encode())
+    digest.update(background_questions_file().read_bytes())
+    for passage in passages:
+        digest.update(passage.embedding_text().encode() + b"\x1f")
+    return digest.hexdigest()
 
 
 def _keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:

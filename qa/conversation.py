@@ -9,8 +9,7 @@ import re
 from dataclasses import dataclass
 
 from .answer import Answer
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+from .text import has_chinese
 
 # A short question that refers back ("这", "it") or continues ("具体", "what about") cannot stand alone.
 _ZH_REFERENCES = ("这", "那", "它", "其", "该", "此", "他们", "她们", "上述", "前面", "刚才", "上面")
@@ -22,7 +21,7 @@ _PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
 
 def question_language(text: str) -> str:
     """'zh' if the text contains a Chinese character, else 'en'."""
-    return "zh" if _CJK.search(text) else "en"
+    return "zh" if has_chinese(text) else "en"
 
 
 def is_follow_up(question: str) -> bool:

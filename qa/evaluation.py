@@ -163,14 +163,22 @@ def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list
 
 def outcome_shares(questions: list[EvalQuestion], answers: list[Answer]) -> dict[str, dict[str, float]]:
     """The share of each outcome per group: "in-scope", "in-scope zh-Hant", "out-of-scope near", …"""
-    groups: dict[str, list[str]] = {}
+    labelled = []
     for question, answer in zip(questions, answers):
         scope = "in-scope" if question.in_scope else "out-of-scope"
         names = [scope, f"{scope} {script(question.question)}"]
         if not question.in_scope and question.kind and question.kind != "oos":
             names.append(f"{scope} {question.kind}")
+        labelled.append((names, answer.outcome))
+    return outcome_table(labelled)
+
+
+def outcome_table(labelled: list[tuple[list[str], str]]) -> dict[str, dict[str, float]]:
+    """From (group names, outcome) pairs, each group's count ("n") and share of each outcome."""
+    groups: dict[str, list[str]] = {}
+    for names, outcome in labelled:
         for name in names:
-            groups.setdefault(name, []).append(answer.outcome)
+            groups.setdefault(name, []).append(outcome)
     return {
         name: {"n": len(found), **{o: round(found.count(o) / len(found), 4) for o in OUTCOMES}}
         for name, found in sorted(groups.items())

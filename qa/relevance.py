@@ -133,13 +133,16 @@ class Background:
 
     stats: dict[str, dict[str, tuple[float, float]]]  # script -> "dense"/"second" -> (mean, spread)
     corpus_script: str = "zh-Hans"  # the script most of the corpus is written in; questions are searched in it
+    # What it was measured on (passages, model, retrieval settings, background questions): a build
+    # whose fingerprint is the same reuses it instead of searching the 300 questions again.
+    fingerprint: str = ""
 
     def standardise(self, kind: str, value: float, question_script: str) -> float:
         mean, spread = self.stats[question_script][kind]
         return (value - mean) / max(spread, MIN_SPREAD[kind])
 
     def to_json(self) -> dict:
-        return {"format": BACKGROUND_FORMAT, "corpus_script": self.corpus_script, "stats": self.stats}
+        return {"format": BACKGROUND_FORMAT, "corpus_script": self.corpus_script, "fingerprint": self.fingerprint, "stats": self.stats}
 
     def write(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
@@ -159,13 +162,17 @@ class Background:
             raise IndexCorruptError(f"{path} is missing; rebuild the index") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise IndexCorruptError(f"{path} cannot be read ({error}); rebuild the index") from None
-        return cls(stats, data["corpus_script"])
+        return cls(stats, data["corpus_script"], str(data.get("fingerprint", "")))
+
+
+def background_questions_file() -> Path:
+    return DATA / "background_questions.tsv"
 
 
 def background_questions() -> dict[str, list[str]]:
     """The shipped generic off-topic questions, by script."""
     found: dict[str, list[str]] = {name: [] for name in SCRIPTS}
-    text = (DATA / "background_questions.tsv").read_text(encoding="utf-8")
+    text = background_questions_file().read_text(encoding="utf-8")
     for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             lang, question = line.split("\t")

@@ -47,7 +47,7 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.evaluation import RANKED, read_squad, read_tsv_questions  # noqa: E402
+from qa.evaluation import RANKED, outcome_table, read_squad, read_tsv_questions  # noqa: E402
 from qa.relevance import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence, language  # noqa: E402
 from qa.text import script  # noqa: E402
 
@@ -195,18 +195,12 @@ def decide(calibration: Calibration, row: dict) -> str:
     return calibration.outcome(calibration.confidence(evidence(row)), row["question"]) if row["evidence"] else "not_found"
 
 
-def outcome_table(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
-    groups: dict[str, list[str]] = {}
-    for row, outcome in zip(rows, outcomes):
-        names = [row["group"], f"{row['group']} {row['script']}"]
-        if row["kind"]:
-            names.append(f"{row['group']} {row['kind']}")
-        for name in names:
-            groups.setdefault(name, []).append(outcome)
-    return {
-        name: {"n": len(found), **{o: round(found.count(o) / len(found), 4) for o in ("answered", "uncertain", "not_found")}}
-        for name, found in sorted(groups.items())
-    }
+def outcomes_by_group(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
+    """Outcome shares per group, per group and script, and per out-of-scope kind (qa.evaluation.outcome_table)."""
+    return outcome_table([
+        ([row["group"], f"{row['group']} {row['script']}"] + ([f"{row['group']} {row['kind']}"] if row["kind"] else []), outcome)
+        for row, outcome in zip(rows, outcomes)
+    ])
 
 
 def main():
@@ -232,9 +226,9 @@ def main():
     in_sample = [decide(final, row) for row in rows]
     unseen = [(row, outcome) for row, outcome in zip(rows, in_sample) if not row["fitted"]]
     report = {
-        "held_out": outcome_table([row for row in rows if row["fitted"]], [o for o in held_out if o]),
-        "in_sample": outcome_table(fitted, [o for row, o in zip(rows, in_sample) if row["fitted"]]),
-        "never_fitted": outcome_table([row for row, _ in unseen], [o for _, o in unseen]),
+        "held_out": outcomes_by_group([row for row in rows if row["fitted"]], [o for o in held_out if o]),
+        "in_sample": outcomes_by_group(fitted, [o for row, o in zip(rows, in_sample) if row["fitted"]]),
+        "never_fitted": outcomes_by_group([row for row, _ in unseen], [o for _, o in unseen]),
     }
     print(f"\n{'group':30} {'n':>5}   {'held out: answered uncertain not found':>40}   {'in sample: answered uncertain not found':>40}")
     for name, shares in report["held_out"].items():

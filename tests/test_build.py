@@ -27,6 +27,7 @@ from qa.index import current_build, load_index
 from qa.keyword import KeywordIndex, load_keywords
 from qa.passages import make_passages
 from qa.question_encoder import PASSAGE
+from qa.relevance import Background
 
 from .helpers import PROJECT, QA, make_corpus, start_interruptible
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
@@ -123,6 +124,23 @@ def test_rebuild_without_changes_does_not_load_the_model(built):
     assert "model" not in fresh.__dict__  # the cached_property was never computed
     assert (report.embedded, report.reused, report.passages) == (0, 4, 4)
     assert not report.changes.any
+
+
+def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, monkeypatch):
+    before = Background.read(current_build(built.config.index_dir))
+    assert before.fingerprint
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("the background was measured again for unchanged passages")
+
+    monkeypatch.setattr("qa.build.measure_background", measured_again)
+    build_index(built.config, Embedder(built.config.model))
+    assert Background.read(current_build(built.config.index_dir)) == before
+    # A changed passage measures it again.
+    monkeypatch.undo()
+    (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n", encoding="utf-8")
+    build_index(built.config, built.embedder)
+    assert Background.read(current_build(built.config.index_dir)).fingerprint != before.fingerprint
 
 
 def test_renamed_and_removed_files_need_no_embedding(built, embedder):
