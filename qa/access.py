@@ -20,6 +20,9 @@
 
 It knows nothing of Gradio beyond the routes' paths: what is waiting is asked of `waiting`, a
 function that lists (session, client address) for every event queued or running.
+
+Longer than most modules (~420 lines): every refusal is decided here, in the order a request meets
+them, so that the page's whole admission policy can be read in one file.
 """
 
 import ipaddress
