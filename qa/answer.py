@@ -11,7 +11,8 @@ first's), so the scores fall with the rank, passages of one answer do not tie at
 weak answer's passages all read weak. Scores are capped at 0.99: no estimate is a certainty.
 
 `to_json` is what `qa ask --json` prints and the page's /ask returns; `version` says its shape
-(2: `outcome` and `confidence` added; `answered` kept, true only for "answered").
+(2: `outcome` and `confidence` added; `answered` kept, true only for "answered"; each passage's
+`page` added later, null where the source has no pages, so readers of version 2 are unaffected).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ class CitedPassage:
     text: str
     start: int
     end: int
+    page: int | None = None  # the page (PDF page, slide) the passage starts on; None where the source has none
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
             text=hit.passage.text,
             start=hit.passage.start,
             end=hit.passage.end,
+            page=hit.passage.page,
         )
         for rank, (hit, score) in enumerate(zip(hits, scores), start=1)
     ]

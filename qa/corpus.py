@@ -35,6 +35,8 @@ class Document:
     text: str
     sections: list[Section]
     encoding: str | None = None  # the encoding a text file was decoded from ("UTF-8", "GB18030"); None for PDF, DOCX
+    # Offset in `text` where each page (PDF page, slide) starts, page 1 first; None for sources without pages.
+    page_starts: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
         text=extracted.text,
         sections=sections_under(extracted.text, extracted.headings),
         encoding=extracted.encoding,
+        page_starts=extracted.page_starts,
     )
 
 

@@ -45,6 +45,7 @@ class Extracted:
     text: str
     headings: list[Heading] = field(default_factory=list)
     encoding: str | None = None  # for formats read as text (.md, .txt, .html); None for .pdf, .docx
+    page_starts: list[int] | None = None  # offset where each page starts, page 1 first; None without pages
 
 
 class _TextBuilder:

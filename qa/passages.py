@@ -6,6 +6,7 @@ the limit becomes a passage of its own rather than being cut.
 """
 
 import re
+from bisect import bisect_right
 from dataclasses import asdict, dataclass
 
 from .corpus import Document
@@ -17,7 +18,11 @@ _SENTENCE = re.compile(
 
 @dataclass(frozen=True)
 class Passage:
-    """A citable span [start, end) of `source`'s text, under the heading `section`."""
+    """A citable span [start, end) of `source`'s text, under the heading `section`, on page `page`.
+
+    `page` is the 1-based page (PDF page, slide) the passage starts on; None for sources without
+    pages (Markdown, text, Word, HTML) and in indexes built before pages were recorded.
+    """
 
     id: int
     source: str
@@ -25,6 +30,7 @@ class Passage:
     start: int
     end: int
     text: str
+    page: int | None = None
 
     def embedding_text(self) -> str:
         """What the model reads: the section title gives a short passage its context."""
@@ -63,9 +69,20 @@ def make_passages(documents: list[Document], max_chars: int, first_id: int = 0) 
                         start=s,
                         end=e,
                         text=document.text[s:e],
+                        page=page_at(document.page_starts, s),
                     )
                 )
     return passages
+
+
+def page_at(page_starts: list[int] | None, offset: int) -> int | None:
+    """The 1-based page holding character `offset`, given where each page starts; None without pages.
+
+    An empty page starts where the next one does, so the last page starting at or before the
+    offset is the one that holds it."""
+    if not page_starts:
+        return None
+    return max(1, bisect_right(page_starts, offset))
 
 
 def _group(sentences: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:

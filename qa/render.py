@@ -35,6 +35,7 @@ LABELS = {
         "passages": "引用段落",
         "case": "案例 {number}",
         "source": "来源文件",
+        "page": "第 {page} 页",
         "offsets": "第 {start}–{end} 字",
         "relevance": "相关度",
         "relevance_means": "相关度：估计这段原文回答了问题的把握（按未参与校准的问题检验）",
@@ -58,6 +59,7 @@ LABELS = {
         "passages": "Cited passages",
         "case": "Case {number}",
         "source": "Source file",
+        "page": "page {page}",
         "offsets": "characters {start}–{end}",
         "relevance": "relevance",
         "relevance_means": "relevance: the estimated chance that the passage answers the question (checked on questions not used to calibrate it)",
@@ -239,7 +241,8 @@ def _render_passage(
         head.append(f'<span class="qa-title">{_text(title)}</span>')
     meta = (
         f'<span class="qa-source" title="{labels["source"]}">{_text(passage.source)}</span>'
-        f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
+        + (f'<span class="qa-page">{labels["page"].format(page=passage.page)}</span>' if passage.page is not None else "")
+        + f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
         f'<span class="qa-score" title="{labels["relevance"]} {passage.score:.2f}">{labels["relevance"]} '
         # The bar is red below the "not found" threshold, yellow while uncertain, green where answered.
         f'<meter min="0" max="1" low="{scale[0]:g}" high="{scale[1]:g}" optimum="1" '

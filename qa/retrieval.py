@@ -173,7 +173,7 @@ class HybridRetriever:
             parts.append(after.text)
         head = self.passages[first]
         return Passage(id=self.passages[anchor].id, source=head.source, section=head.section,
-                       start=head.start, end=self.passages[last].end, text="".join(parts))
+                       start=head.start, end=self.passages[last].end, text="".join(parts), page=head.page)
 
     def question_vectors(self, questions: list[str], written: list[str] | None = None) -> np.ndarray:
         """The questions' embeddings. A question converted to the corpus's script is embedded both

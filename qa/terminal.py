@@ -56,8 +56,9 @@ def print_answer(answer, weak_below: float) -> None:
         click.echo(f"note: {note}")
     for passage in answer.passages:
         weak = "  (weak match)" if answer.outcome == "not_found" or passage.score < weak_below else ""
+        page = f", page {passage.page}" if passage.page is not None else ""
         click.echo(
-            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source} · {passage.section} "
+            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source}{page} · {passage.section} "
             f"(characters {passage.start}–{passage.end})"
         )
         click.echo(f"    {passage.text}")

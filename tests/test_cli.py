@@ -22,7 +22,8 @@ def test_ask_json_structure(index_dir):
     assert (answer["version"], answer["outcome"], answer["answered"]) == (2, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
     top = answer["passages"][0]
-    assert set(top) == {"rank", "score", "source", "section", "text", "start", "end"}
+    assert set(top) == {"rank", "score", "source", "section", "text", "start", "end", "page"}
+    assert top["page"] is None  # Markdown has no pages
     assert case_number(top["section"]) == 9
     # The first card shows the answer's confidence (to 3 decimals, capped at 0.99).
     assert top["score"] == pytest.approx(min(0.99, answer["confidence"]), abs=1e-3)

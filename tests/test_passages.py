@@ -60,3 +60,26 @@ def test_a_sentence_longer_than_the_limit_is_kept_whole():
     text = "这是一个很长的句子没有任何标点一直写下去" * 5 + "。短句。"
     passages = make_passages([Document("x.txt", text, [Section("", 0, len(text))])], max_chars=20)
     assert [p.text for p in passages] == [text[:-3], "短句。"]
+
+
+def test_passages_carry_the_page_they_start_on():
+    from qa.corpus import Document, Section
+
+    text = "第一页的句子。\n第二页的句子。\n\n第四页的句子。\n"
+    # Page 3 is empty: it starts where page 4 does.
+    starts = [0, text.index("第二页"), text.index("第四页"), text.index("第四页")]
+    document = Document("a.pdf", text, [Section("", 0, len(text))], page_starts=starts)
+    passages = make_passages([document], max_chars=7)
+    assert [(p.text, p.page) for p in passages] == [("第一页的句子。", 1), ("第二页的句子。", 2), ("第四页的句子。", 4)]
+    unpaged = make_passages([Document("a.md", text, [Section("", 0, len(text))])], max_chars=7)
+    assert {p.page for p in unpaged} == {None}
+
+
+def test_passages_of_an_index_written_before_pages_load_with_no_page():
+    import json
+
+    from qa.passages import Passage
+
+    line = '{"id": 0, "source": "a.md", "section": "", "start": 0, "end": 3, "text": "一二三"}'
+    assert Passage(**json.loads(line)).page is None
+    assert json.loads(json.dumps(Passage(0, "a.pdf", "", 0, 3, "一二三", page=2).to_dict()))["page"] == 2

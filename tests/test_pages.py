@@ -1,0 +1,36 @@
+"""Page numbers of cited passages: in the JSON answer, on the page's cards and in the terminal."""
+
+from click.testing import CliRunner
+
+from qa.answer import Answer, CitedPassage
+from qa.conversation import Turn
+from qa.render import render_answer
+
+
+def _answer(question: str, page: int | None) -> Answer:
+    passage = CitedPassage(rank=1, score=0.9, source="报告.pdf", section="", text="完成时间为2025年。", start=0, end=10, page=page)
+    return Answer(question=question, outcome="answered", confidence=0.9, passages=[passage])
+
+
+def test_cards_show_the_page_next_to_the_source_in_the_questions_language():
+    chinese = render_answer(_answer("完成时间是什么？", 3), Turn("完成时间是什么？", "完成时间是什么？", "完成时间是什么？"))
+    assert '<span class="qa-source" title="来源文件">报告.pdf</span><span class="qa-page">第 3 页</span>' in chinese
+    english = render_answer(_answer("When is it due?", 3), Turn("When is it due?", "When is it due?", "When is it due?"))
+    assert '<span class="qa-page">page 3</span>' in english
+    unpaged = render_answer(_answer("完成时间是什么？", None), Turn("完成时间是什么？", "完成时间是什么？", "完成时间是什么？"))
+    assert "qa-page" not in unpaged
+
+
+def test_json_and_terminal_carry_the_page():
+    import click
+
+    from qa.terminal import print_answer
+
+    assert _answer("q", 3).to_json()["passages"][0]["page"] == 3
+    assert _answer("q", None).to_json()["passages"][0]["page"] is None
+
+    @click.command()
+    def show():
+        print_answer(_answer("q", 3), weak_below=0.5)
+
+    assert "[1] 90%  报告.pdf, page 3 · " in CliRunner().invoke(show).output
