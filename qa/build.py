@@ -188,7 +188,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         cache_file = config.index_dir / CACHE_FILE
         with EmbeddingCache(cache_file, embedder.cache_name, _tokenizer_name(config.keyword_tokenizer)) as cache:
             vectors, embedded, reused, vectors_by = _vectors_for(
-                [passage.embedding_text() for passage in passages], cache, embedder, progress, timings
+                [passage.embedding_text() for passage in passages], cache, embedder, progress, timings, config
             )
             sources = {document.source: hashes[document.source] for document in documents}
             sources.update({source: previous["sources"][source] for source in kept})
@@ -274,10 +274,12 @@ def _passages_in_order(
 
 
 def _vectors_for(
-    texts: list[str], cache: EmbeddingCache, embedder: Embedder, progress: Progress, timings: dict[str, float]
+    texts: list[str], cache: EmbeddingCache, embedder: Embedder, progress: Progress, timings: dict[str, float],
+    config: Config | None = None,
 ) -> tuple[np.ndarray, int, int, dict[str, int]]:
-    """The vector of every text, from the cache or the embedder; returns (vectors, texts embedded,
-    passages reused, passages by the cache name of what made their vectors)."""
+    """The vector of every text, from the cache or the embedder (on Ray when `config.ray_address` is
+    set); returns (vectors, texts embedded, passages reused, passages by the cache name of what made
+    their vectors)."""
     cached = cache.get(texts)  # the model's own vectors, under embedder.cache_name
     if len({len(vector) for vector in cached if vector is not None}) > 1:
         cache.clear()  # vectors of two dimensions under one name: the model changed behind it
@@ -302,6 +304,14 @@ def _vectors_for(
     fresh: dict[str, tuple[np.ndarray, str]] = {}
     if not missing:
         progress("embedding", 0, 0)
+    elif config is not None and config.ray_address is not None:
+        fresh = _embed_on_ray(missing, cache, config, progress, timings)
+        dimensions = {len(vector) for vector, _ in fresh.values()} | {len(vector) for vector in cached if vector is not None}
+        if len(dimensions) > 1:  # the cached vectors were made by another model of the same name
+            cache.clear()
+            cached, names, reused = [None] * len(texts), [None] * len(texts), 0
+            missing = sorted(set(texts), key=len, reverse=True)
+            fresh = _embed_on_ray(missing, cache, config, progress, timings)
     else:
         loading = time.perf_counter()
         progress("model", 0, 1)
@@ -335,6 +345,27 @@ def _vectors_for(
         made_by.append(name)
     counts = dict(sorted(Counter(made_by).items()))
     return np.ascontiguousarray(np.stack(rows), dtype=np.float32), len(missing), reused, counts
+
+
+def _embed_on_ray(
+    texts: list[str], cache: EmbeddingCache, config: Config, progress: Progress, timings: dict[str, float]
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Embed `texts` on Ray (qa/ray_embedding.py), saving each batch to the cache as it comes back."""
+    from .ray_embedding import RayEmbedding
+
+    loading = time.perf_counter()
+    progress("model", 0, 1)  # the bundled model is converted here once, before the replicas load it
+    fresh: dict[str, tuple[np.ndarray, str]] = {}
+    with RayEmbedding(config, config.ray_address) as ray:
+        progress("model", 1, 1)
+        timings["model"] = time.perf_counter() - loading
+        embedding = time.perf_counter()
+        progress("embedding", 0, len(texts))
+        for chunk, vectors, name in ray.embed(texts, progress=lambda done, total: progress("embedding", done, total)):
+            cache.put(chunk, vectors, model=name)  # a killed build keeps every batch that came back
+            fresh.update((text, (vector, name)) for text, vector in zip(chunk, vectors))
+        timings["embedding"] = time.perf_counter() - embedding
+    return fresh
 
 
 def _tokenizer_name(tokenizer: str) -> str:

@@ -93,8 +93,11 @@ def main():
 @MODEL_OPTION
 @click.option("--watch", is_flag=True, help="After building, keep watching the corpus folder and rebuild when it changes.")
 @click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True, help="Seconds between checks with --watch.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Embed the passages on Ray: a local Ray started for the build, or the cluster at ADDRESS "
+                   "(ray://head:10001, head:6379). Needs pip install 'policy-qa[ray]'.")
 @_user_errors
-def build(corpus_dir, index_dir, model, watch, interval):
+def build(corpus_dir, index_dir, model, watch, interval, ray_address):
     """Build the index of the corpus folder, replacing the old index only when the new one is complete.
 
     Only passages that are new or changed since earlier builds are embedded. Reads .md, .txt,
@@ -104,13 +107,15 @@ def build(corpus_dir, index_dir, model, watch, interval):
     Examples:
       qa build --corpus corpus --index index
       qa build --watch                  # rebuild whenever a file in corpus/ is added, changed or removed
+      qa build --ray                    # embed on a local Ray (one model replica per CPU or GPU)
+      qa build --ray ray://head:10001   # embed on a Ray cluster
     """
     from .assistant import Assistant
     from .build import wait_for_change
     from .corpus import corpus_snapshot
     from .prepare import installing_model
 
-    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address)
     assistant = Assistant(config)
     if not watch:
         print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))

@@ -45,6 +45,9 @@ class Config:
     model: str = DEFAULT_MODEL_NAME
     device: str | None = None  # None lets sentence-transformers choose (CPU here, CUDA if present)
     batch_size: int = 32
+    # Embed a build's passages on Ray (qa/ray_embedding.py): None in process, "local" a Ray started for
+    # the build, else a cluster's address (`qa build --ray [ADDRESS]`).
+    ray_address: str | None = None
     # "auto": passages embedded under bfloat16 autocast where the CPU computes bfloat16 natively,
     # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings.py.
     precision: str = "auto"

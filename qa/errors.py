@@ -59,6 +59,10 @@ class ServeError(QAError):
     """The chat page cannot listen where it was told: the port is busy or the address is not this computer's."""
 
 
+class RayError(QAError):
+    """`qa build --ray` cannot run: Ray is not installed, or the cluster cannot be started or reached."""
+
+
 class IndexWriteError(QAError):
     """A new index cannot be written (disk full, no permission); the previous index, if any, stays in use."""
 
