@@ -8,8 +8,11 @@
   too when it listens beyond loopback. A page of another site that a DNS trick points at this
   computer ("DNS rebinding") names its own host, and is turned away;
 - any upload (413): Gradio's file routes (/upload, /process_recording) and any multipart body but
-  a login form's, empty files included, so that nothing a visitor sends is stored; the page offers
-  no file input;
+  a login form's, empty files included, so that nothing a visitor sends is stored; except, where the
+  page lets documents be added (`max_upload_bytes`, qa/page.py: a login, or loopback only), a POST to
+  /upload sent by the page itself (its Origin header names the host the request names: no other
+  site can make a visitor's browser upload) that states its length and is no larger (411, 403, 413
+  otherwise; Gradio then checks the login and each file's size);
 - a request body larger than `max_body_bytes` (413), read no further: a 50-million-character question
   costs the server nothing but the refusal;
 - a new queued event from a browser tab or API client (a session) that already has
@@ -33,6 +36,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -181,7 +185,8 @@ class Gate:
 
     `names` are the host names it answers to (`host_names`), and with `any_address` every IP address
     as well. `waiting` lists (session, client address) for each event queued or running now.
-    `logins` throttles the login form; None when the page has no login.
+    `logins` throttles the login form; None when the page has no login. `max_upload_bytes`: the
+    largest upload (POST /upload) let in, 0 for none.
     """
 
     def __init__(
@@ -194,8 +199,10 @@ class Gate:
         max_waiting_per_session: int,
         max_waiting_per_address: int,
         logins: LoginThrottle | None = None,
+        max_upload_bytes: int = 0,
     ):
         self.app = app
+        self.max_upload_bytes = max_upload_bytes
         self.logins = logins
         self.names = names
         self.any_address = any_address
@@ -243,11 +250,21 @@ class Gate:
             raise Refusal(400, f"unknown host name {host!r}: this page answers only to the names it was given "
                                "(--public-name or QA_PUBLIC_NAMES)")
         route = _route(scope)
+        length = _header(scope, b"content-length")
+        if self.max_upload_bytes and scope["method"] == "POST" and route.removeprefix("gradio_api/") == "upload":
+            if not _same_origin(scope):
+                raise Refusal(403, "uploads are taken only from this page itself, not from another site or a program "
+                                   "(no matching Origin header)")
+            if length is None or not length.isdigit():
+                raise Refusal(411, "an upload must state its length (Content-Length)")
+            if int(length) > self.max_upload_bytes:
+                raise Refusal(413, f"upload too large: {int(length) / 1e6:.1f} MB is over this page's limit of "
+                                   f"{self.max_upload_bytes / 1e6:.0f} MB at a time; add fewer or smaller files at once")
+            return receive, ()  # streamed on to Gradio, which stores it after checking the login
         if route.removeprefix("gradio_api/") in FILE_ROUTES or (
             route != "login" and (_header(scope, b"content-type") or "").lower().startswith("multipart/")
         ):
             raise Refusal(413, "this page accepts no files: uploads are refused")
-        length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             raise Refusal(413, self._too_large(length))
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -366,6 +383,15 @@ def _route(scope: Scope) -> str:
     if root and path.startswith(root):
         path = path[len(root):]
     return path.strip("/")
+
+
+def _same_origin(scope: Scope) -> bool:
+    """Whether the request's Origin header names the host (and port) its Host header names, as a
+    browser's request from the page itself does; False without either."""
+    origin, host = _header(scope, b"origin"), _header(scope, b"host")
+    if not origin or not host or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -93,6 +93,29 @@ def source_name(path: Path, corpus_dir: Path) -> str:
     return path.relative_to(corpus_dir).as_posix()
 
 
+def corpus_file(corpus_dir: Path, source: str) -> Path:
+    """The file a source name (relative to `corpus_dir`, as citations give it) names, resolved; CorpusError
+    unless it is a file inside the corpus folder, not hidden, reached without leaving the folder.
+
+    A name is checked as text first (absolute, `..`, hidden parts, backslashes), then resolved, so that a
+    symbolic link leading outside the corpus is refused like a path that does.
+    """
+    parts = source.split("/")
+    if (not source or "\\" in source or "\x00" in source or source.startswith("/")
+            or any(part in ("", ".", "..") or part.startswith(".") for part in parts)):
+        raise CorpusError(f"{source!r} is not a document of the corpus: give its name relative to the corpus folder")
+    root = corpus_dir.resolve()
+    try:
+        path = (corpus_dir / source).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a loop of links
+        raise CorpusError(f"{source!r} is not a document of the corpus: there is no such file") from None
+    if not path.is_relative_to(root):
+        raise CorpusError(f"{source!r} is not a document of the corpus: it leads outside the corpus folder")
+    if not path.is_file():
+        raise CorpusError(f"{source!r} is not a document of the corpus: it is not a file")
+    return path
+
+
 def file_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:

@@ -67,6 +67,14 @@ class IndexWriteError(QAError):
     """A new index cannot be written (disk full, no permission); the previous index, if any, stays in use."""
 
 
+class UploadError(QAError):
+    """A document added to or removed from the corpus from the chat page is refused: its type, size or name."""
+
+
+class PageViewError(QAError):
+    """A cited page cannot be shown: the source is not a PDF inside the corpus folder, or has no such page."""
+
+
 # An absolute path: "/" or "~/" at the start of a word, up to a space, quote or punctuation that
 # ends it in our messages ("no index in /srv/qa/index: run …", "cannot read '/srv/x.md'").
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])~?/[^\s'\"`<>:;,()\[\]{}]+")

@@ -2,14 +2,16 @@
 
 Started by `qa serve` (or `python app.py`, the same command). It listens on 127.0.0.1 unless told
 otherwise (--host, QA_HOST or GRADIO_SERVER_NAME). Without a login, anyone who reaches it may ask;
-on any address but loopback, rebuilding and feedback are refused. With a login (--auth-file,
-QA_AUTH_FILE or QA_AUTH) Gradio asks for it before anything else. Every request passes the Gate
-of qa/access.py first (host names, sizes, waiting requests, logins, uploads). The API endpoint
-"/ask" returns what `qa ask --json` prints. The styles and the scrolling script are package data
+on any address but loopback, rebuilding, feedback and adding or removing documents (qa/uploads.py)
+are refused. With a login (--auth-file, QA_AUTH_FILE or QA_AUTH) Gradio asks for it before anything
+else. Every request passes the Gate of qa/access.py first (host names, sizes, waiting requests,
+logins, uploads). A PDF page the latest answer cites can be shown with the cited lines marked
+(qa/page_view.py). The API endpoint "/ask" returns what `qa ask --json` prints. The styles and the scrolling script are package data
 (qa/static/page.css, qa/static/scroll.js). Sends no analytics and loads nothing from the internet.
 """
 
 import errno
+import html
 import logging
 import os
 import socket
@@ -17,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this on import
 
@@ -29,9 +32,12 @@ from .build import Progress
 from .chat import Chat
 from .config import Config, PageSettings
 from .conversation import Turn
-from .errors import QAError, QuestionError, ServeError, public_message
+from .corpus import SUPPORTED_SUFFIXES
+from .errors import PageViewError, QAError, QuestionError, ServeError, UploadError, public_message
+from .page_view import show_cited_page
 from .prepare import Say, install_model, prepare_index
 from .render import INTERNAL_ERROR, chat_messages, render_status
+from .uploads import add_document, corpus_documents, remove_document
 
 # For the seed corpus (Zhejiang common-prosperity cases); any question about the corpus works.
 SAMPLE_QUESTIONS = [
@@ -52,6 +58,7 @@ PLACEHOLDER = (
 BOX_CHARS = 1000  # the question box takes this many characters; the server cuts a longer question to it
 LOGIN_HINT = "(start the page with --auth-file or QA_AUTH)"
 MAX_QUEUED = 256  # events queued on the page in all (Gradio's queue); one more is refused as "queue full"
+FILES_AT_ONCE = 4  # an upload request may carry this many files of the largest size the build reads
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +70,17 @@ def static_text(name: str) -> str:
 
 
 def may_rebuild(rebuild_allowed: bool, username: str | None) -> bool:
-    """Whether this visitor may rebuild: anyone on a loopback-only page, else only a logged-in user.
+    """Whether this visitor may rebuild, vote, or add and remove documents: anyone on a loopback-only
+    page, else only a logged-in user.
 
-    The page hides the button too, but this check is what the rebuild event itself applies.
+    The page hides the buttons too, but this check is what the events themselves apply.
     """
     return rebuild_allowed or bool(username)
+
+
+def upload_limit(max_file_bytes: int) -> int:
+    """The largest upload request the page lets in: FILES_AT_ONCE files of `max_file_bytes`, and 1 MB for the form."""
+    return FILES_AT_ONCE * max_file_bytes + 1_000_000
 
 
 def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None = None) -> gr.Blocks:
@@ -132,6 +145,88 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
     def show_status(request: gr.Request):
         return render_status(chat.status(), rebuild_allowed=may_rebuild(rebuild_allowed, request.username))
 
+    corpus_dir = chat.assistant.config.corpus_dir
+    max_file_bytes = chat.assistant.config.max_file_bytes
+
+    def document_choices(request: gr.Request):
+        """The corpus's documents for the remove list; none for a visitor who may not remove them."""
+        allowed = may_rebuild(rebuild_allowed, request.username)
+        return gr.Dropdown(choices=corpus_documents(corpus_dir) if allowed else [], value=None)
+
+    def rebuild_for_change(request: gr.Request):
+        """Rebuild after documents were added or removed, yielding the index panel and the document list."""
+        while chat.rebuilds.state().running:  # it may have read the corpus before the change: wait, then rebuild
+            yield render_status(chat.status(), rebuild_allowed=True), gr.skip()
+            time.sleep(0.5)
+        chat.rebuilds.start()
+        yield render_status(chat.status(max_age=0), rebuild_allowed=True), document_choices(request)
+        while chat.rebuilds.state().running:
+            yield render_status(chat.status(), rebuild_allowed=True), gr.skip()
+            time.sleep(0.5)
+        yield render_status(chat.status(max_age=0), rebuild_allowed=True), gr.skip()
+
+    def add_documents(files: list[str] | None, replace: bool, request: gr.Request):
+        if not may_rebuild(rebuild_allowed, request.username):
+            log.warning("upload refused from %s: needs a login", _client(request))
+            gr.Warning(f"添加文档需要登录 · Adding documents needs a login {LOGIN_HINT}")
+            yield render_status(chat.status(), rebuild_allowed=False), gr.skip(), None
+            return
+        added = []
+        for upload in files or []:
+            upload = Path(upload)  # in Gradio's upload folder, under the name the browser gave
+            try:
+                added.append(add_document(corpus_dir, upload.name, upload, max_file_bytes, replace=bool(replace)))
+            except UploadError as error:
+                log.warning("upload from %s refused: %s", _client(request), error)
+                gr.Warning(f"未添加 · Not added: {public_message(str(error))}")
+        if not added:
+            yield render_status(chat.status(), rebuild_allowed=True), gr.skip(), None
+            return
+        log.info("added to the corpus from %s: %s", _client(request), ", ".join(added))
+        gr.Info(f"已添加 · Added: {'、'.join(added)}; 正在重建索引 · rebuilding the index")
+        for panel, listed in rebuild_for_change(request):
+            yield panel, listed, None
+
+    def remove_documents(source: str | None, request: gr.Request):
+        if not may_rebuild(rebuild_allowed, request.username):
+            log.warning("removal refused from %s: needs a login", _client(request))
+            gr.Warning(f"删除文档需要登录 · Removing documents needs a login {LOGIN_HINT}")
+            yield render_status(chat.status(), rebuild_allowed=False), gr.skip()
+            return
+        if not source:
+            gr.Warning("请先选择要删除的文档 · Choose the document to remove first")
+            yield gr.skip(), gr.skip()
+            return
+        try:
+            kept = remove_document(corpus_dir, source)
+        except UploadError as error:
+            gr.Warning(public_message(str(error)))
+            yield gr.skip(), document_choices(request)
+            return
+        log.info("removed from the corpus by %s: %s (kept as %s)", _client(request), source, kept)
+        gr.Info(f"已删除 · Removed: {source}（保存在 corpus/.removed/ · kept in corpus/.removed/）; 正在重建索引 · rebuilding the index")
+        yield from rebuild_for_change(request)
+
+    def cited_pages(turns: list[Turn]):
+        """The PDF pages the latest answer cites, for the page view's list."""
+        answer = turns[-1].answer if turns else None
+        passages = answer.passages if answer is not None else []
+        choices = [(f"[{p.rank}] {p.source} · 第 {p.page} 页 · page {p.page}", str(p.rank))
+                   for p in passages if p.page is not None and p.source.lower().endswith(".pdf")]
+        return gr.Dropdown(choices=choices, value=None), "", None
+
+    def show_page(rank: str | None, turns: list[Turn], request: gr.Request):
+        answer = turns[-1].answer if turns else None
+        passage = next((p for p in answer.passages if str(p.rank) == rank), None) if answer is not None else None
+        if passage is None or passage.page is None:
+            return "", None
+        try:
+            view = show_cited_page(corpus_dir, passage.source, passage.page, passage.text)
+        except PageViewError as error:
+            log.warning("page view refused for %s: %s", _client(request), error)
+            return _note(f"无法显示此页 · The page cannot be shown: {public_message(str(error))}", "qa-error"), None
+        return _note(view.note), view.image
+
     private = dict(api_visibility="private")
     with gr.Blocks(title="政策文件问答 · Policy Q&A") as page:
         gr.HTML(
@@ -167,6 +262,12 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                     )
                     ask_button = gr.Button("提问 · Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=90)
                 new_chat = gr.Button("新对话 · New conversation", size="sm", elem_id="qa-new")
+                with gr.Accordion("原文页面 · The cited page of the PDF", open=False, elem_id="qa-page-view"):
+                    page_choice = gr.Dropdown(label="最近回答引用的 PDF 页面 · PDF pages the latest answer cites",
+                                              choices=[], value=None, elem_id="qa-cited-pages")
+                    page_note = gr.HTML(elem_id="qa-page-note")
+                    page_image = gr.Image(type="pil", format="png", interactive=False, show_label=False,
+                                          buttons=["fullscreen"], elem_id="qa-page-image")
             with gr.Column(scale=1, min_width=260):
                 gr.Markdown("**示例问题 · Sample questions**")
                 samples = [gr.Button(text, size="sm", elem_classes="qa-sample") for text in SAMPLE_QUESTIONS]
@@ -175,6 +276,17 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                     rebuild_button = gr.Button("重建索引 · Rebuild index", elem_id="qa-rebuild", visible=rebuild_allowed)
                     if not rebuild_allowed:
                         gr.Markdown(f"重建索引需要登录 · Rebuilding from the page needs a login {LOGIN_HINT}.")
+                with gr.Accordion("文档 · Documents", open=False, elem_id="qa-documents-panel"):
+                    upload = gr.File(label="添加文档 · Add documents", file_count="multiple", file_types=list(SUPPORTED_SUFFIXES),
+                                     height=110, visible=rebuild_allowed, elem_id="qa-upload")
+                    replace = gr.Checkbox(label="替换同名文件 · Replace files of the same name", value=False,
+                                          visible=rebuild_allowed, elem_id="qa-replace")
+                    documents = gr.Dropdown(label="文档 · Documents", choices=[], value=None, visible=rebuild_allowed,
+                                            elem_id="qa-documents")
+                    remove_button = gr.Button("删除所选文档 · Remove the chosen document", size="sm", variant="stop",
+                                              visible=rebuild_allowed, elem_id="qa-remove")
+                    if not rebuild_allowed:
+                        gr.Markdown(f"添加或删除文档需要登录 · Adding and removing documents needs a login {LOGIN_HINT}.")
                 timer = gr.Timer(10)
 
         triggers = [(question.submit, question), (ask_button.click, question)] + [(s.click, s) for s in samples]
@@ -184,7 +296,12 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                 .then(None, js=scroll_script)
                 .then(answer, [pending, turns], [chatbot, turns], concurrency_id="answer", **private)
                 .then(None, js=scroll_script)
+                .then(cited_pages, turns, [page_choice, page_note, page_image], concurrency_limit=None, **private)
             )
+        page_choice.input(show_page, [page_choice, turns], [page_note, page_image], concurrency_limit=2, **private)
+        upload.upload(add_documents, [upload, replace], [status, documents, upload], concurrency_limit=1, **private)
+        remove_button.click(remove_documents, documents, [status, documents], concurrency_limit=1, **private)
+        page.load(document_choices, None, documents, **private)
         new_chat.click(lambda: ([], [], ""), None, [chatbot, turns, question], **private)
         chatbot.clear(lambda: [], None, turns, **private)  # the chat box's own bin icon
         chatbot.like(rate, [turns], None, **private)
@@ -205,6 +322,11 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
 
         gr.api(ask_api, api_name="ask", concurrency_id="answer")
     return page
+
+
+def _note(text: str, kind: str = "qa-page-note") -> str:
+    """A line of the page view as safe HTML (it may name a source)."""
+    return f'<div class="{kind}">{html.escape(text)}</div>'
 
 
 def _client(request: gr.Request | None) -> str:
@@ -312,6 +434,7 @@ def serve(
         max_waiting_per_session=settings.max_waiting_per_session,
         max_waiting_per_address=settings.max_waiting_per_address,
         logins=LoginThrottle(settings.login_failures, settings.login_lockout) if settings.auth else None,
+        max_upload_bytes=upload_limit(config.max_file_bytes) if rebuild_allowed else 0,
     )
     everywhere = " (listening on all of this computer's addresses)" if settings.host in ("0.0.0.0", "::") else ""
     say(f"The chat page is at {page_url(settings.host, settings.port)}{everywhere}; Ctrl-C stops it.")
@@ -329,7 +452,8 @@ def serve(
             css=static_text("page.css"),
             ssr_mode=False,
             show_error=False,
-            max_file_size=0,  # the page takes no files; gradio would otherwise store uploads from anyone
+            # Files only where documents may be added (the Gate refuses the rest); then no larger than the build reads.
+            max_file_size=config.max_file_bytes if rebuild_allowed else 0,
             app_kwargs={"middleware": [gate]},  # every request passes the gate (qa/access.py) first
         )
     except OSError as error:  # the port was taken between the check and now

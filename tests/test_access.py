@@ -370,27 +370,32 @@ def test_the_gate_refuses_every_file_route_and_every_multipart_body_but_a_login(
     assert status("/gradio_api/queue/join", content_type="application/json") == 200
 
 
-def test_uploads_are_refused_and_nothing_is_stored(page):
+NOT_FROM_THE_PAGE = "uploads are taken only from this page itself, not from another site or a program (no matching Origin header)"
+
+
+def test_uploads_not_from_the_page_itself_are_refused_and_nothing_is_stored(page):
+    # A loopback page without a login takes documents from its own page (qa/page.py, tests/test_uploads.py);
+    # another site in the visitor's browser, or a program, may not make it store anything.
     url = page.url
     uploads = page.log.parent / "gradio-files"
     empty = [("files", (f"empty{n}.txt", b"", "text/plain")) for n in range(200)]  # what the issue sent: 200 empty files
     planted = [("files", ("../../planted.txt", b"planted by a visitor", "text/plain"))]
     requests = [
-        ("gradio_api/upload", empty, {}),
-        ("gradio_api/upload?upload_id=abc", planted, {"origin": "http://evil.example"}),
-        ("upload", planted, {}),
-        ("gradio_api/process_recording", planted, {"origin": "null"}),
-        ("gradio_api/component_server", planted, {}),
-        ("gradio_api/queue/join", planted, {}),
+        ("gradio_api/upload", empty, {}, 403, NOT_FROM_THE_PAGE),
+        ("gradio_api/upload?upload_id=abc", planted, {"origin": "http://evil.example"}, 403, NOT_FROM_THE_PAGE),
+        ("upload", planted, {"origin": "null"}, 403, NOT_FROM_THE_PAGE),
+        ("gradio_api/process_recording", planted, {"origin": "null"}, 413, NO_FILES),
+        ("gradio_api/component_server", planted, {}, 413, NO_FILES),
+        ("gradio_api/queue/join", planted, {}, 413, NO_FILES),
     ]
     with httpx.Client(timeout=HTTP_TIMEOUT) as client:
-        for route, files, headers in requests:
+        for route, files, headers, status, reason in requests:
             response = client.post(url + route, files=files, headers=headers)
-            assert (response.status_code, response.json()) == (413, {"detail": NO_FILES}), route
-        assert client.post(url + "gradio_api/upload", content=b"", headers={"content-type": "text/plain"}).status_code == 413
+            assert (response.status_code, response.json()) == (status, {"detail": reason}), route
+        assert client.post(url + "gradio_api/upload", content=b"", headers={"content-type": "text/plain"}).status_code == 403
     stored = [path for path in uploads.rglob("*") if path.is_file()] if uploads.exists() else []
     assert stored == []
-    assert f"refused POST /gradio_api/upload from 127.0.0.1: {NO_FILES}\n" in page.log.read_text()
+    assert f"refused POST /gradio_api/upload from 127.0.0.1: {NOT_FROM_THE_PAGE}\n" in page.log.read_text()
 
 
 @pytest.mark.slow
