@@ -1,9 +1,10 @@
 """Read the corpus folder: every supported document, its text, and the sections its headings open.
 
 A document's `text` is exactly what a citation's offsets point into: the file's text for .md and
-.txt, the extracted text for .pdf, .docx and .html (see qa/formats.py). Headings (Markdown `#`,
-Word heading styles, HTML h1-h6) become the `section` of the text under them; a plain-text file
-or a PDF is one section without a heading.
+.txt, the extracted (or OCR'd) text for the other formats (see qa/formats.py). Headings (Markdown
+`#`, Word heading styles, HTML h1-h6, slide titles, large lines of a scan) become the `section` of
+the text under them; a plain-text file or a text PDF is one section without a heading. A table is
+a section of its own, named after the table, whose every line (one row) is cited on its own.
 """
 
 import hashlib
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CorpusError, DocumentError
-from .formats import READERS, UNSUPPORTED, Heading, extract
+from .formats import READERS, UNSUPPORTED, Heading, Table, extract
+from .ocr import OcrReader, OcrSummary
 
 SUPPORTED_SUFFIXES = tuple(READERS)
 # Listed too, so that a .doc dropped into the corpus is reported as unsupported instead of ignored.
@@ -22,11 +24,14 @@ LISTED_SUFFIXES = SUPPORTED_SUFFIXES + tuple(UNSUPPORTED)
 
 @dataclass(frozen=True)
 class Section:
-    """A run of body text [start, end) of a document under one heading ("" for none)."""
+    """A run of body text [start, end) of a document under one heading ("" for none).
+
+    In a table's section (`rows`), each line is one row, cited on its own (qa/passages.py)."""
 
     heading: str
     start: int
     end: int
+    rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Document:
     encoding: str | None = None  # the encoding a text file was decoded from ("UTF-8", "GB18030"); None for PDF, DOCX
     # Offset in `text` where each page (PDF page, slide) starts, page 1 first; None for sources without pages.
     page_starts: list[int] | None = None
+    ocr: OcrSummary | None = None  # the pages read by OCR, if any
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ def list_sources(corpus_dir: Path) -> list[Path]:
     """
     if not corpus_dir.is_dir():
         raise CorpusError(
-            f"corpus folder {corpus_dir} does not exist; create it and put .md, .txt, .pdf, .docx or .html files in it"
+            f"corpus folder {corpus_dir} does not exist; create it and put documents in it ({', '.join(SUPPORTED_SUFFIXES)})"
         )
     root = corpus_dir.resolve()
     found = []
@@ -199,7 +205,7 @@ def read_document(path: Path, corpus_dir: Path) -> Document:
         raise DocumentError(f"{source}: {error}") from None
 
 
-def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
+def _read(path: Path, source: str, max_bytes: int | None = None, ocr: OcrReader | None = None) -> Document:
     try:
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
@@ -211,13 +217,14 @@ def _read(path: Path, source: str, max_bytes: int | None = None) -> Document:
         raw = path.read_bytes()
     except OSError as error:
         raise DocumentError(f"cannot read ({error.strerror})") from None
-    extracted = extract(raw, path.suffix)
+    extracted = extract(raw, path.suffix, ocr)
     return Document(
         source=source,
         text=extracted.text,
-        sections=sections_under(extracted.text, extracted.headings),
+        sections=sections_under(extracted.text, extracted.headings, extracted.tables),
         encoding=extracted.encoding,
         page_starts=extracted.page_starts,
+        ocr=extracted.ocr,
     )
 
 
@@ -225,14 +232,30 @@ def _size(size: int) -> str:
     return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size:,} bytes"
 
 
-def sections_under(text: str, headings: list[Heading]) -> list[Section]:
-    """The body text under each heading (before the first: heading ""); heading lines are not body."""
+def sections_under(text: str, headings: list[Heading], tables: list[Table] | None = None) -> list[Section]:
+    """The body text under each heading (before the first: heading ""); heading lines are not body.
+
+    Each table is a section of its own between the text before and after it, headed by the
+    heading it sits under and its title ("3 小微企业园 · 表1 重点项目"), or its title alone."""
     sections = []
     heading, start = "", 0
     for line in headings:
         sections.append(Section(heading, start, line.start))
         heading, start = line.title, line.end
     sections.append(Section(heading, start, len(text)))
+    for table in tables or []:
+        split = []
+        for section in sections:
+            if section.rows or not section.start <= table.start < section.end:
+                split.append(section)
+                continue
+            title = f"{section.heading} · {table.title}" if section.heading and section.heading != table.title else table.title
+            split += [
+                Section(section.heading, section.start, table.start),
+                Section(title, table.start, table.end, rows=True),
+                Section(section.heading, table.end, section.end),
+            ]
+        sections = split
     return [section for section in sections if text[section.start : section.end].strip()]
 
 
@@ -241,17 +264,19 @@ def read_corpus(
     paths: list[Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_bytes: int | None = None,
+    ocr: OcrReader | None = None,
 ) -> tuple[list[Document], list[Problem]]:
     """Read every supported document (or `paths`); files that fail are returned as problems, not dropped silently.
 
     `progress(done, total)` is called after each file; a file larger than `max_bytes` is a problem, unread.
+    `ocr` reads scanned pages and images (with its cache); without one they are read uncached.
     """
     paths = list_sources(corpus_dir) if paths is None else paths
     documents, problems = [], []
     for number, path in enumerate(paths, start=1):
         source = source_name(path, corpus_dir)
         try:
-            documents.append(_read(path, source, max_bytes))
+            documents.append(_read(path, source, max_bytes, ocr))
         except DocumentError as error:
             problems.append(Problem(source, str(error)))
         if progress:

@@ -2,7 +2,8 @@
 
 A passage never cuts a sentence. Sentences end at 。！？； (and ! ? ; or a '.' before a space) and at
 line breaks; closing quotes and brackets stay with the sentence they close. A sentence longer than
-the limit becomes a passage of its own rather than being cut.
+the limit becomes a passage of its own rather than being cut. In a table's section each line is a
+row (`项目：…；指标：…`) and one passage, whatever its length, so a cell is cited with its row.
 """
 
 import re
@@ -60,7 +61,11 @@ def make_passages(documents: list[Document], max_chars: int, first_id: int = 0) 
     passages: list[Passage] = []
     for document in documents:
         for section in document.sections:
-            for s, e in _group(split_sentences(document.text, section.start, section.end), max_chars):
+            if section.rows:
+                spans = _lines(document.text, section.start, section.end)
+            else:
+                spans = _group(split_sentences(document.text, section.start, section.end), max_chars)
+            for s, e in spans:
                 passages.append(
                     Passage(
                         id=first_id + len(passages),
@@ -83,6 +88,20 @@ def page_at(page_starts: list[int] | None, offset: int) -> int | None:
     if not page_starts:
         return None
     return max(1, bisect_right(page_starts, offset))
+
+
+def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of the non-blank lines of text[start:end], trimmed."""
+    spans = []
+    for match in re.finditer(r"[^\n]+", text[start:end]):
+        s, e = start + match.start(), start + match.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s < e:
+            spans.append((s, e))
+    return spans
 
 
 def _group(sentences: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:

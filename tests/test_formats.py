@@ -118,12 +118,11 @@ def test_encrypted_pdf_is_a_named_problem():
     assert str(error.value) == "encrypted PDF: it needs a password; save a copy without protection"
 
 
-def test_scanned_pdf_without_text_is_a_named_problem():
+def test_pdf_without_text_or_images_is_a_named_problem():
+    # Scanned PDFs are read by OCR (tests/test_ocr.py); a PDF of drawn boxes has nothing to read.
     with pytest.raises(DocumentError) as error:
         extract(make_pdf([[], []]), ".pdf")
-    assert str(error.value) == (
-        "no text in this PDF (2 pages): scanned images? run OCR on it first or use a text PDF"
-    )
+    assert str(error.value) == "no text in this PDF (2 pages): no text layer and no scanned images to read"
 
 
 @pytest.mark.parametrize(
@@ -160,13 +159,14 @@ def test_docx_paragraphs_tables_and_heading_sections(tmp_path):
     (tmp_path / "办法.docx").write_bytes(data)
     document = read_document(tmp_path / "办法.docx", tmp_path)
     assert document.text == (
-        "乡村振兴促进办法\n第一章 总则\n第一条 为了促进乡村振兴，制定本办法。\n序号 | 名称\n1 | 浙江省 杭州市\n"
+        "乡村振兴促进办法\n第一章 总则\n第一条 为了促进乡村振兴，制定本办法。\n序号：1；名称：浙江省杭州市\n"
         "第二章 附则\n第二条 本办法自公布之日起施行。\n"
     )
-    bodies = [(s.heading, document.text[s.start : s.end].strip()) for s in document.sections]
+    bodies = [(s.heading, document.text[s.start : s.end].strip(), s.rows) for s in document.sections]
     assert bodies == [
-        ("第一章 总则", "第一条 为了促进乡村振兴，制定本办法。\n序号 | 名称\n1 | 浙江省 杭州市"),
-        ("第二章 附则", "第二条 本办法自公布之日起施行。"),
+        ("第一章 总则", "第一条 为了促进乡村振兴，制定本办法。", False),
+        ("第一章 总则 · 表 1", "序号：1；名称：浙江省杭州市", True),  # a table is a section of its own
+        ("第二章 附则", "第二条 本办法自公布之日起施行。", False),
     ]
 
 
@@ -204,7 +204,7 @@ def test_html_visible_text_by_block_with_heading_sections():
     extracted = extract(page.encode("gbk"), ".html")
     assert extracted.encoding == "GB18030"
     assert extracted.text == (
-        "首页>政策\n乡村振兴\n第一条为了促进乡村振兴，制定本办法。\n序号 | 名称\n1 | 浙江省\n"
+        "首页>政策\n乡村振兴\n第一条为了促进乡村振兴，制定本办法。\n序号：1；名称：浙江省\n"
         "附则\n文中的<script>是文字。\n第二行\n"
     )
     assert [(h.title, extracted.text[h.start : h.end]) for h in extracted.headings] == [
@@ -267,7 +267,8 @@ def test_corpus_of_every_format_reads_good_files_and_names_the_bad_ones(tmp_path
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n%%EOF")
     (tmp_path / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0")
     (tmp_path / "~$d.docx").write_bytes(b"owner lock file Word keeps while d.docx is open")
-    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")  # images are read by OCR: a broken one is named
+    (tmp_path / "data.json").write_bytes(b"{}")  # not a document format: not listed
 
     documents, problems = read_corpus(tmp_path)
 
@@ -279,9 +280,10 @@ def test_corpus_of_every_format_reads_good_files_and_names_the_bad_ones(tmp_path
         ("e.html", "网页正文。\n", "UTF-8"),
     ]
     assert documents[0].sections == [Section("标题", 4, 10)]
-    assert [p.source for p in problems] == ["broken.pdf", "empty.txt", "old.doc"]
+    assert [p.source for p in problems] == ["broken.pdf", "empty.txt", "image.png", "old.doc"]
     assert problems[1] == Problem("empty.txt", "empty file")
-    assert problems[2] == Problem("old.doc", "unsupported format (old Word format; save it as .docx)")
+    assert problems[2].reason.startswith("not a readable image (cannot identify image file")
+    assert problems[3] == Problem("old.doc", "unsupported format (old Word format; save it as .docx)")
     assert problems[0].reason.startswith("damaged PDF, cannot be parsed (")
 
 

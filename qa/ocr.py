@@ -1,0 +1,328 @@
+"""Read the text of page images by OCR: scanned PDF pages and image files (.png .jpg .tif…), offline.
+
+RapidOCR (`rapidocr-onnxruntime`) runs PaddleOCR's PP-OCRv4 Chinese/English detection and
+recognition models on onnxruntime; the models ship inside its wheel, so nothing is downloaded. A
+PDF page is rendered by pypdfium2 at about 2,000 pixels on its long side, the size RapidOCR scales
+larger images down to anyway. Each recognised line keeps its confidence and its box.
+
+OCR takes seconds a page, so results are cached by file content: the key is the sha256 of the
+file's bytes, the page number and the OCR settings (engine version, rendering size), in
+`ocr-cache.sqlite` in the index folder beside the embedding cache. An unchanged file is never
+OCR'd twice, whatever its name; a page OCR found nothing on is cached too (the same pixels give
+the same nothing). As in the embedding cache, rows no build used in the last two builds are
+deleted after a successful build, and a damaged file is started afresh, never trusted.
+"""
+
+import hashlib
+import importlib.metadata
+import io
+import json
+import sqlite3
+import statistics
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DocumentError
+
+OCR_CACHE_FILE = "ocr-cache.sqlite"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# RapidOCR scales an image down to 2,000 pixels on its long side before detection; rendering a
+# page larger only costs time, smaller loses small print.
+PAGE_PIXELS = 2000
+# Lines recognised with less confidence are dropped (RapidOCR's own default threshold).
+MIN_CONFIDENCE = 0.5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pages (
+    settings TEXT NOT NULL,     -- engine version and rendering size
+    file BLOB NOT NULL,         -- sha256 of the file's bytes
+    page INTEGER NOT NULL,      -- 1-based
+    used INTEGER NOT NULL,      -- the generation (build number) that last used the row
+    result TEXT NOT NULL,       -- JSON: {"width", "height", "lines": [[text, confidence, x0, y0, x1, y1], ...]}
+    PRIMARY KEY (settings, file, page)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generations (generation INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One recognised line: its text, the engine's confidence (0..1) and its box in page pixels."""
+
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+
+    @property
+    def character_size(self) -> float:
+        """The width of one Chinese character in pixels (half that for a Latin letter or digit): the
+        font size, steadier than the box's height, which quotes and descenders stretch."""
+        width = sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in self.text)
+        return (self.box[2] - self.box[0]) / max(1, width / 2)
+
+
+@dataclass(frozen=True)
+class OcrRow:
+    """The lines on one row of a page, left to right, as one text; `size` is their character size."""
+
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    size: float
+
+
+@dataclass(frozen=True)
+class OcrPage:
+    """What OCR read on one page (1-based `number`): lines in reading order, top down, left to right."""
+
+    number: int
+    lines: list[OcrLine]
+    width: int
+    height: int
+    from_cache: bool = False
+
+    def rows(self) -> list[OcrRow]:
+        """The page's lines with boxes side by side on one row merged (a table row, a spaced title),
+        left to right, joined by a space; the clean-up later drops spaces between Chinese characters."""
+        rows: list[list[OcrLine]] = []
+        for line in sorted(self.lines, key=lambda line: (line.box[1] + line.box[3]) / 2):
+            middle = (line.box[1] + line.box[3]) / 2
+            if rows and rows[-1][0].box[1] < middle < rows[-1][0].box[3]:
+                rows[-1].append(line)
+            else:
+                rows.append([line])
+        merged = []
+        for row in rows:
+            row.sort(key=lambda line: line.box[0])
+            left, top = min(line.box[0] for line in row), min(line.box[1] for line in row)
+            right = max(line.box[2] for line in row)
+            text = " ".join(line.text for line in row)
+            characters = sum(len(line.text) for line in row)
+            confidence = sum(line.confidence * len(line.text) for line in row) / max(1, characters)
+            bottom = max(line.box[3] for line in row)
+            size = statistics.median(line.character_size for line in row)
+            merged.append(OcrRow(text, confidence, (left, top, right, bottom), size))
+        return merged
+
+
+@dataclass
+class OcrSummary:
+    """What OCR did for one file, for the build's summary: pages read, how, and how sure it was."""
+
+    pages: list[int] = field(default_factory=list)  # 1-based numbers of the pages read by OCR
+    recognised: int = 0  # pages the engine read in this build
+    cached: int = 0  # pages whose text came from the OCR cache
+    characters: int = 0
+    confidence: float = 0.0  # mean over the recognised characters
+    unreadable: dict[int, str] = field(default_factory=dict)  # page -> why OCR found nothing usable
+
+    def add(self, page: OcrPage) -> None:
+        self.pages.append(page.number)
+        if page.from_cache:
+            self.cached += 1
+        else:
+            self.recognised += 1
+        characters = sum(len(line.text) for line in page.lines)
+        if characters:
+            total = self.confidence * self.characters + sum(line.confidence * len(line.text) for line in page.lines)
+            self.characters += characters
+            self.confidence = total / self.characters
+        else:
+            self.unreadable[page.number] = "OCR found no text on it (blank, or too faint or small to read)"
+
+    def to_dict(self) -> dict:
+        return {
+            "pages": self.pages, "recognised": self.recognised, "cached": self.cached,
+            "characters": self.characters, "confidence": round(self.confidence, 4),
+            "unreadable": {str(page): reason for page, reason in self.unreadable.items()},
+        }
+
+
+class OcrReader:
+    """Reads page images by OCR through the cache; one per build (use with `with` to close the cache).
+
+    `progress(done, total)` is called after each page of a file that needs OCR. `recognised` counts
+    the pages the engine actually read since this reader was made (cached pages are not counted).
+    The engine is loaded on the first page that is not in the cache.
+    """
+
+    def __init__(self, cache_path: Path | None = None, progress: Callable[[int, int], None] | None = None):
+        self.progress = progress or (lambda done, total: None)
+        self.recognised = 0
+        self.problem: str | None = None  # why the cache could not be used, if it could not
+        self._engine = None
+        self.settings = f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}|{PAGE_PIXELS}px"
+        self.path = Path(cache_path) if cache_path is not None else None
+        try:
+            self._open(self.path or ":memory:")
+        except sqlite3.OperationalError as error:  # locked, read-only, disk full: OCR everything this time
+            self._open(":memory:")
+            self.problem = f"OCR cache {self.path} cannot be used ({error}); scanned pages are read again"
+        except sqlite3.DatabaseError as error:  # not a database: it is only a cache
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self._open(self.path)
+            self.problem = f"OCR cache {self.path} was damaged ({error}); it was started afresh"
+
+    def _open(self, path: Path | str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.executescript(_SCHEMA)
+            row = self.connection.execute("SELECT max(generation) FROM generations").fetchone()
+            self.generation = (row[0] or 0) + 1
+            self.connection.execute("DELETE FROM generations")
+            self.connection.execute("INSERT INTO generations VALUES (?)", (self.generation,))
+        except sqlite3.DatabaseError:
+            self.connection.close()
+            raise
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_pdf_pages(self, raw: bytes, numbers: list[int]) -> list[OcrPage]:
+        """OCR the pages `numbers` (1-based) of a PDF, rendering only those the cache lacks."""
+        file = hashlib.sha256(raw).digest()
+        pages: list[OcrPage] = []
+        document = None
+        try:
+            for done, number in enumerate(numbers):
+                page = self._cached(file, number)
+                if page is None:
+                    if document is None:
+                        import pypdfium2
+
+                        try:
+                            document = pypdfium2.PdfDocument(raw)
+                        except pypdfium2.PdfiumError as error:
+                            raise DocumentError(f"damaged PDF, its pages cannot be rendered for OCR ({error})") from None
+                    page = self._recognise(file, number, _render(document[number - 1]))
+                pages.append(page)
+                self.progress(done + 1, len(numbers))
+        finally:
+            if document is not None:
+                document.close()
+        return pages
+
+    def read_image(self, raw: bytes) -> list[OcrPage]:
+        """OCR every frame of an image file (a multi-page TIFF has several; other images one)."""
+        from PIL import Image, ImageSequence, UnidentifiedImageError
+
+        file = hashlib.sha256(raw).digest()
+        try:
+            image = Image.open(io.BytesIO(raw))
+            frames = getattr(image, "n_frames", 1)
+        except (UnidentifiedImageError, OSError) as error:
+            raise DocumentError(f"not a readable image ({_short(error)})") from None
+        except Image.DecompressionBombError:
+            raise DocumentError("image too large to read (over 179 million pixels); scale it down") from None
+        pages = []
+        for number in range(1, frames + 1):
+            page = self._cached(file, number)
+            if page is None:
+                try:
+                    frame = ImageSequence.Iterator(image)[number - 1]
+                    pixels = _fit(frame.convert("RGB"))
+                except (OSError, ValueError) as error:  # truncated or damaged image data
+                    raise DocumentError(f"damaged image, cannot be decoded ({_short(error)})") from None
+                except Image.DecompressionBombError:
+                    raise DocumentError("image too large to read (over 179 million pixels); scale it down") from None
+                page = self._recognise(file, number, pixels)
+            pages.append(page)
+            self.progress(number, frames)
+        return pages
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from rapidocr_onnxruntime import RapidOCR
+
+            self._engine = RapidOCR(text_score=MIN_CONFIDENCE)
+        return self._engine
+
+    def _recognise(self, file: bytes, number: int, image) -> OcrPage:
+        import numpy as np
+
+        found, _ = self.engine(np.asarray(image))
+        self.recognised += 1
+        lines = []
+        for points, text, confidence in found or []:
+            text = text.strip()
+            if not text:
+                continue
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            lines.append(OcrLine(text, float(confidence), (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))))
+        page = OcrPage(number, lines, image.width, image.height)
+        self._store(file, page)
+        return page
+
+    # -- the cache ----------------------------------------------------------------------------
+
+    def _cached(self, file: bytes, number: int) -> OcrPage | None:
+        try:
+            row = self.connection.execute(
+                "SELECT result FROM pages WHERE settings = ? AND file = ? AND page = ?", (self.settings, file, number)
+            ).fetchone()
+            if row is None:
+                return None
+            self.connection.execute(
+                "UPDATE pages SET used = ? WHERE settings = ? AND file = ? AND page = ?", (self.generation, self.settings, file, number)
+            )
+            result = json.loads(row[0])
+            lines = [OcrLine(text, confidence, (x0, y0, x1, y1)) for text, confidence, x0, y0, x1, y1 in result["lines"]]
+            return OcrPage(number, lines, result["width"], result["height"], from_cache=True)
+        except (sqlite3.Error, ValueError, KeyError, TypeError):
+            return None  # an unreadable row is read again by OCR and stored afresh
+
+    def _store(self, file: bytes, page: OcrPage) -> None:
+        result = {
+            "width": page.width, "height": page.height,
+            "lines": [[line.text, round(line.confidence, 4), *(round(v, 1) for v in line.box)] for line in page.lines],
+        }
+        try:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO pages (settings, file, page, used, result) VALUES (?, ?, ?, ?, ?)",
+                (self.settings, file, page.number, self.generation, json.dumps(result, ensure_ascii=False)),
+            )
+        except sqlite3.Error as error:
+            self.problem = f"OCR cache {self.path} cannot be written ({error}); new OCR results are not kept"
+
+    def forget_unused(self) -> int:
+        """Delete pages used by neither this build nor the previous one (call after a successful build)."""
+        try:
+            return self.connection.execute("DELETE FROM pages WHERE used < ?", (self.generation - 1,)).rowcount
+        except sqlite3.Error:
+            return 0
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "OcrReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _render(page):
+    """A PDF page as a PIL image of about PAGE_PIXELS on its long side."""
+    width, height = page.get_size()  # in points
+    scale = PAGE_PIXELS / max(width, height, 1)
+    return page.render(scale=scale).to_pil().convert("RGB")
+
+
+def _fit(image):
+    """An image scaled down to PAGE_PIXELS on its long side (smaller images are left as they are)."""
+    longest = max(image.size)
+    if longest <= PAGE_PIXELS:
+        return image
+    scale = PAGE_PIXELS / longest
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+
+
+def _short(error: Exception) -> str:
+    message = " ".join(str(error).split()) or type(error).__name__
+    return message if len(message) <= 120 else message[:117] + "..."
