@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from qa.assistant import Assistant
@@ -202,3 +203,90 @@ def test_the_page_notices_a_corpus_change_and_rebuilds_while_answering(page, sit
     assert "3 文档 documents" in status.inner_text() and "语料与索引一致" in status.inner_text()
     island = ask(page, "海岛渔村怎么发展民宿？")
     assert island.locator(".qa-source").first.inner_text() == "island.md"
+
+
+# --- documents added from the page, and the cited page of a PDF ------------------------------------------
+
+# Page 1 is long enough that the passage answering about the safety code starts on page 2.
+FISHING_PAGES = [
+    ["舟山渔区情况说明。", "舟山群岛由一千多个岛屿组成，是全国最大的海洋渔场之一。",
+     "渔区历史悠久，渔民世代以捕捞为生，带鱼、大黄鱼和墨鱼是传统的主要渔获。", "近年来渔区发展海水养殖和水产品加工，渔民收入稳步增加。",
+     "各乡镇建立了渔业合作社，统一收购和销售渔获，减少了中间环节。", "渔港建设不断加强，避风锚地可以容纳数千艘渔船。",
+     "渔区学校和卫生院覆盖所有住人岛屿，渔民子女就近入学。", "这一页介绍的是渔区的基本情况。"],
+    ["舟山市推行渔船安全码，出海渔船每天扫码报备，", "海上救援时间缩短了一半。", "安全码汇集渔船位置、船员和救生设备信息，",
+     "遇险时救援力量可以直接调取。"],
+]
+
+
+@pytest.fixture(scope="module")
+def login_site(tmp_path_factory, embedder):
+    """The app with a login (--auth-file) over a two-document corpus, Gradio's upload folder its own."""
+    from .test_access import write_logins
+
+    folder = tmp_path_factory.mktemp("documents")
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    (corpus / "医保.md").write_text("# 医保\n\n## 检查互认\n\n全省二级以上医院之间检查结果互认，减少重复检查。\n", encoding="utf-8")
+    (corpus / "茶旅.md").write_text("# 茶旅\n\n## 茶旅融合\n\n安吉白茶园建成茶旅小镇，游客可以采茶制茶。\n", encoding="utf-8")
+    config = Config(corpus_dir=corpus, index_dir=folder / "index", feedback_file=folder / "feedback.jsonl")
+    Assistant(config, embedder).rebuild()
+    logins = write_logins(folder / "logins.txt", "ann:right-password\n")
+    flags = ("--corpus", str(corpus), "--index", str(config.index_dir), "--auth-file", str(logins))
+    uploads = folder / "gradio-files"
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": "", "GRADIO_TEMP_DIR": str(uploads)}) as served:
+        yield {"url": served.url, "corpus": corpus, "uploads": uploads, "folder": folder}
+
+
+def test_a_logged_in_user_adds_a_pdf_and_the_next_answer_cites_its_page(login_site, browser_context):
+    from .test_formats import make_pdf
+
+    url, corpus = login_site["url"], login_site["corpus"]
+    pdf = login_site["folder"] / "渔船安全码.pdf"
+    pdf.write_bytes(make_pdf(FISHING_PAGES))
+    # Refused at the server, not only hidden: an upload sent as the page would send it, but without a login.
+    with httpx.Client(timeout=120) as client:
+        refused = client.post(url + "gradio_api/upload", files=[("files", ("渔船安全码.pdf", pdf.read_bytes(), "application/pdf"))],
+                              headers={"origin": url.rstrip("/")})
+    assert (refused.status_code, refused.json()["detail"]["error"]) == (401, "Not authenticated")
+    stored = login_site["uploads"]
+    assert not stored.exists() or not [p for p in stored.rglob("*") if p.is_file()]
+
+    tab = browser_context.new_page()
+    tab.goto(url)
+    tab.locator("input[type=text]").first.fill("ann")
+    tab.locator("input[type=password]").fill("right-password")
+    tab.get_by_role("button", name="Login").click()
+    tab.wait_for_selector("#qa-question textarea")
+    tab.locator("#qa-documents-panel").get_by_text("文档 · Documents").first.click()
+    tab.locator("#qa-upload input[type=file]").set_input_files(str(pdf))
+    tab.wait_for_selector("#qa-index-status >> text=已重建")
+    assert "3 文档 documents" in tab.locator("#qa-index-status").inner_text()
+    assert sorted(p.name for p in corpus.iterdir()) == ["医保.md", "渔船安全码.pdf", "茶旅.md"]
+
+    answer = ask(tab, "渔船安全码有什么用？")
+    first = answer.locator(".qa-passage").first
+    assert first.locator(".qa-source").inner_text() == "渔船安全码.pdf"
+    assert "第 2 页" in first.inner_text()
+
+    # The cited page, drawn with the cited lines marked.
+    tab.locator("#qa-page-view").get_by_text("原文页面").first.click()
+    tab.locator("#qa-cited-pages input").click()
+    tab.get_by_role("option", name="[1] 渔船安全码.pdf · 第 2 页 · page 2").click()
+    tab.wait_for_function("document.querySelector('#qa-page-image img')?.naturalWidth > 0", timeout=WAIT_MS)
+    assert "第 2 页，黄色标出引用的" in tab.locator("#qa-page-note").inner_text()
+    assert tab.evaluate("document.querySelector('#qa-page-image img').naturalWidth") == 1200
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.locator("#qa-page-view").screenshot(path=str(SCREENSHOTS / "page-view.png"))
+
+    # A file swapped for a link to one outside the corpus is not opened.
+    outside = login_site["folder"] / "outside.pdf"
+    outside.write_bytes(make_pdf([["外面"], ["外面的文件"]]))
+    (corpus / "渔船安全码.pdf").unlink()
+    (corpus / "渔船安全码.pdf").symlink_to(outside)
+    ask(tab, "渔船安全码有什么用？")  # the index still cites it; its page list starts afresh
+    tab.locator("#qa-cited-pages input").click()
+    tab.get_by_role("option", name="[1] 渔船安全码.pdf · 第 2 页 · page 2").click()
+    tab.wait_for_selector("#qa-page-note >> text=it leads outside the corpus folder")
+    assert tab.locator("#qa-page-image img").count() == 0
+    tab.screenshot(path=str(SCREENSHOTS / "documents-and-page-view.png"))
+    tab.close()
