@@ -41,6 +41,13 @@ from .passages import Passage
 # Over an approximate vector index, the passages whose dense similarity is computed: this many
 # nearest by the index and this many best by keywords, with all passages of their sections.
 CANDIDATES = 100
+# Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
+# passages and sections by BM25, each this many, with all the passages of their sections.
+NEAREST = 300
+# Passages whose similarity is computed for every question, evenly spread over the corpus (whole
+# sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
+# corpus this small, so that candidate scores there equal the full scores exactly.
+PROBE = 4096
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,14 @@ class HybridRetriever:
 
     def __init__(
         self, passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config,
-        index: Index | None = None,
+        index: Index | None = None, score_all: bool | None = None,
     ):
         """`index`, if given, is the index that `vectors` come from: kept alive with them (they may be a
-        view of its memory), and when it is approximate its search proposes the dense candidates."""
+        view of its memory), and when it is approximate its search proposes the dense candidates.
+
+        `score_all`: whether every passage is scored for every question (True) or only candidates
+        (False, see `candidates`); by default all over an exact index (small corpora, see
+        `Config.approximate_from`), candidates over an approximate one."""
         if config.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
         self.passages = passages
@@ -83,6 +94,14 @@ class HybridRetriever:
         # First and last passage of each section (passages of a section are consecutive).
         self.section_first = np.searchsorted(self.groups, np.arange(len(self.groups) and self.groups[-1] + 1), side="left")
         self.section_last = np.searchsorted(self.groups, np.arange(len(self.groups) and self.groups[-1] + 1), side="right") - 1
+        self.score_all = score_all if score_all is not None else index is None or not index.approximate
+        if not self.score_all:
+            if index is None:
+                raise ValueError("candidate scoring needs the vector index that proposes the nearest passages")
+            # Whole sections evenly spread over the corpus, about PROBE passages (all of a small corpus).
+            step = max(1, len(self.passages) // PROBE)
+            self._probe = self._members(np.unique(self.groups[::step]))
+            self._probe_vectors = np.ascontiguousarray(self.vectors[self._probe[0]])
 
     @classmethod
     def from_index(cls, index: Index, embedder: Embedder, config: Config) -> "HybridRetriever":
@@ -96,27 +115,14 @@ class HybridRetriever:
         `questions` are their conversions to the corpus's script (see `question_vectors`)."""
         if not self.passages or not questions:
             return [[] for _ in questions]
+        if not self.score_all:
+            vectors = self.question_vectors(questions, written)
+            return [self._candidate_hits(question, vector, k) for question, vector in zip(questions, vectors)]
         evidence = self.evidence(questions, written)
         scores = fuse(evidence, self.groups, self.config)
         results = []
         for row in range(len(questions)):
-            windows: list[list[int]] = []  # [first, last, anchor] of each hit, best first
-            covered = np.zeros(len(self.passages), dtype=bool)
-            for i in _best_first(scores[row], head=16 * k):
-                if len(windows) == k:
-                    break
-                if covered[i]:
-                    continue  # already cited inside a better passage's window
-                first, last = self._window(int(i), scores[row], covered)
-                covered[first : last + 1] = True
-                touching = next((w for w in windows if self._touching(w, first, last)), None)
-                joined = touching and (min(touching[0], first), max(touching[1], last))
-                if joined and self.passages[joined[1]].end - self.passages[joined[0]].start <= self._budget(self.groups[first]):
-                    # A neighbour of a better hit is one citation with it, not a second touching card,
-                    # while the joined citation stays within the section's citation budget.
-                    touching[0], touching[1] = joined
-                    continue
-                windows.append([first, last, int(i)])
+            windows = self._windows(_best_first(scores[row], head=16 * k), scores[row], k)
             results.append([
                 Hit(
                     self._span(first, last, anchor=anchor),
@@ -128,6 +134,94 @@ class HybridRetriever:
                 for first, last, anchor in windows
             ])
         return results
+
+    def _candidate_hits(self, question: str, vector: np.ndarray, k: int) -> list[Hit]:
+        """The k best hits of one question, scoring only its candidates (see `candidates`)."""
+        members, sections, evidence = self.candidates(question, vector)
+        local = np.repeat(np.arange(len(sections)), self.section_last[sections] - self.section_first[sections] + 1)
+        scores = fuse(evidence, local, self.config)[0]
+        # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
+        order = np.argsort(-scores, kind="stable")
+        position = {int(i): n for n, i in enumerate(members)}
+        windows = self._windows(members[order], _Lookup(scores, position), k)
+        return [
+            Hit(
+                self._span(first, last, anchor=anchor),
+                similarity=float(evidence.dense[0, position[anchor]]),
+                score=float(scores[position[anchor]]),
+                keyword=float(evidence.keyword[0, position[anchor]]),
+                coverage=float(evidence.section_coverage[0, local[position[anchor]]]),
+            )
+            for first, last, anchor in windows
+        ]
+
+    def _windows(self, best_first, scores, k: int) -> list[list[int]]:
+        """[first, last, anchor] of each of the k best citations, best first: passages in the order
+        `best_first` gives, each grown into a window (`_window`) unless a better one covers it already."""
+        windows: list[list[int]] = []
+        covered = np.zeros(len(self.passages), dtype=bool)
+        for i in best_first:
+            if len(windows) == k:
+                break
+            if covered[i]:
+                continue  # already cited inside a better passage's window
+            first, last = self._window(int(i), scores, covered)
+            covered[first : last + 1] = True
+            touching = next((w for w in windows if self._touching(w, first, last)), None)
+            joined = touching and (min(touching[0], first), max(touching[1], last))
+            if joined and self.passages[joined[1]].end - self.passages[joined[0]].start <= self._budget(self.groups[first]):
+                # A neighbour of a better hit is one citation with it, not a second touching card,
+                # while the joined citation stays within the section's citation budget.
+                touching[0], touching[1] = joined
+                continue
+            windows.append([first, last, int(i)])
+        return windows
+
+    def _members(self, sections: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The passages of `sections` (sorted section numbers), in passage order, and where each section's run starts."""
+        sizes = self.section_last[sections] - self.section_first[sections] + 1
+        starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+        members = np.repeat(self.section_first[sections] - starts, sizes) + np.arange(int(sizes.sum()))
+        return members, starts
+
+    def candidates(self, question: str, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, "Evidence"]:
+        """The passages worth scoring for one question and their evidence: (members, sections, Evidence
+        of 1 × members and 1 × sections).
+
+        The candidates are the vector index's NEAREST passages, the NEAREST best passages and sections
+        by BM25 (read from the postings of the question's own terms), and all the passages of their
+        sections. Their evidence is what `evidence` gives them, normalised as over the whole corpus:
+        keyword scores by the corpus's best (exact: every passage holding a question term is scored),
+        similarities from the corpus's lowest to the best. The lowest is estimated as the lowest among
+        the candidates, the probe (PROBE passages; the whole of a small corpus, where it is exact) and
+        the sections of the passages the index finds farthest (nearest to the question's opposite).
+        """
+        keyword = self.keywords.scores([question])[0]
+        section_keyword = self.section_keywords.scores([question])[0]
+        nearest = np.array([i for i, _ in self.index.search(vector[None, :], NEAREST)[0]], dtype=np.int64)
+        sections = np.unique(np.r_[self.groups[nearest], self.groups[_top(keyword, NEAREST)], _top(section_keyword, NEAREST)])
+        members, starts = self._members(sections)
+        similarity = self.vectors[members] @ vector
+        section_dense = np.maximum.reduceat(similarity, starts)
+        probe, probe_starts = self._probe
+        probe_similarity = self._probe_vectors @ vector
+        farthest = np.array([i for i, _ in self.index.search(-vector[None, :], 16)[0]], dtype=np.int64)
+        far, far_starts = self._members(np.unique(self.groups[farthest]))
+        far_similarity = self.vectors[far] @ vector
+        dense_low = min(similarity.min(), probe_similarity.min(), far_similarity.min())
+        section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity, probe_starts).min(),
+                          np.maximum.reduceat(far_similarity, far_starts).min())
+        keyword_best, section_keyword_best = keyword.max(), section_keyword.max()
+        evidence = Evidence(
+            dense=similarity[None, :],
+            keyword=(keyword[members] / (keyword_best if keyword_best > 0 else 1))[None, :],
+            section_dense=section_dense[None, :],
+            section_keyword=(section_keyword[sections] / (section_keyword_best if section_keyword_best > 0 else 1))[None, :],
+            section_coverage=self.section_keywords.coverage([question])[0][sections][None, :],
+            dense_low=np.array([dense_low], dtype=np.float32),
+            section_dense_low=np.array([section_low], dtype=np.float32),
+        )
+        return members, sections, evidence
 
     def _touching(self, window: list[int], first: int, last: int) -> bool:
         """Whether passages [first, last] adjoin `window` in the same section."""
@@ -247,15 +341,45 @@ def _best_first(scores: np.ndarray, head: int):
     yield from rest[np.argsort(-scores[rest], kind="stable")]
 
 
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` highest positive scores and of those tied with the last of them (any order).
+
+    Ties are kept (up to 4 × count) rather than cut arbitrarily: copies of one text score the same
+    BM25, and the dense evidence that separates them is not known yet."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > count:
+        values = scores[positive]
+        threshold = np.partition(values, len(values) - count)[len(values) - count]
+        tied = positive[values >= threshold]
+        positive = tied if len(tied) <= 4 * count else positive[np.argpartition(-values, count)[:count]]
+    return positive
+
+
+class _Lookup:
+    """scores[i] by passage number, for candidate scores held by position (`position[i]`)."""
+
+    def __init__(self, scores: np.ndarray, position: dict[int, int]):
+        self.scores, self.position = scores, position
+
+    def __getitem__(self, i) -> float:
+        return self.scores[self.position[int(i)]]
+
+
 @dataclass
 class Evidence:
-    """Arrays of questions × passages (dense, keyword) and questions × sections (section_*)."""
+    """Arrays of questions × passages (dense, keyword) and questions × sections (section_*).
+
+    Candidate evidence (`HybridRetriever.candidates`) holds only some passages and sections; its
+    `dense_low` and `section_dense_low` (one per question) are the corpus's lowest similarities,
+    where min-max normalisation starts (None: the lowest in the arrays, which then hold every passage)."""
 
     dense: np.ndarray
     keyword: np.ndarray
     section_dense: np.ndarray
     section_keyword: np.ndarray
     section_coverage: np.ndarray
+    dense_low: np.ndarray | None = None
+    section_dense_low: np.ndarray | None = None
 
 
 def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
@@ -265,23 +389,24 @@ def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
         return evidence.dense
     if method == "keyword":
         # Ties among passages without any keyword fall back to the dense order.
-        return evidence.keyword + 1e-3 * _min_max(evidence.dense)
+        return evidence.keyword + 1e-3 * _min_max(evidence.dense, evidence.dense_low)
     if method == "rrf":
         return _rrf(evidence.dense, config.rrf_k) + np.where(evidence.keyword > 0, _rrf(evidence.keyword, config.rrf_k), 0)
-    passage = _weighted(evidence.dense, evidence.keyword, config.keyword_weight)
+    passage = _weighted(evidence.dense, evidence.keyword, config.keyword_weight, evidence.dense_low)
     if method == "sum":
         return passage
-    section = _weighted(evidence.section_dense, evidence.section_keyword, config.keyword_weight)
+    section = _weighted(evidence.section_dense, evidence.section_keyword, config.keyword_weight, evidence.section_dense_low)
     return config.section_weight * section[:, groups] + (1 - config.section_weight) * passage
 
 
-def _weighted(dense: np.ndarray, keyword: np.ndarray, keyword_weight: float) -> np.ndarray:
-    return (1 - keyword_weight) * _min_max(dense) + keyword_weight * keyword
+def _weighted(dense: np.ndarray, keyword: np.ndarray, keyword_weight: float, low: np.ndarray | None = None) -> np.ndarray:
+    return (1 - keyword_weight) * _min_max(dense, low) + keyword_weight * keyword
 
 
-def _min_max(scores: np.ndarray) -> np.ndarray:
-    """Each row rescaled to 0..1 (its worst to its best), so dense and keyword scores can be added."""
-    low = scores.min(axis=1, keepdims=True)
+def _min_max(scores: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
+    """Each row rescaled to 0..1 (its worst to its best), so dense and keyword scores can be added;
+    `low`, one per row, is the worst when the row holds only some of the scores (candidates)."""
+    low = scores.min(axis=1, keepdims=True) if low is None else np.asarray(low, dtype=scores.dtype).reshape(-1, 1)
     span = scores.max(axis=1, keepdims=True) - low
     return (scores - low) / np.where(span > 0, span, 1)
 

@@ -1,0 +1,95 @@
+"""Candidate scoring (HybridRetriever.candidates) gives the hits that scoring every passage gives.
+
+Large corpora score only candidates (the vector index's nearest, the best by BM25, their sections);
+small ones score every passage. Here both paths run over the same passages and must agree exactly:
+the same cited spans, scores, similarities, keyword scores and coverage, on the seed with the real
+model and on a mid-size corpus (the seed's passages in 40 documents, 1,120 passages, each copy's
+vectors moved a little), where the candidates are a small part of the corpus.
+"""
+
+import numpy as np
+import pytest
+
+from qa import retrieval
+from qa.index import build_lock, load_index, make_manifest, write_index
+from qa.keyword import build_keywords
+from qa.passages import Passage
+from qa.retrieval import HybridRetriever
+
+from .conftest import read_dev_questions
+
+DEV = [q["question"] for q in read_dev_questions()]
+MORE = [
+    "哪些级别的医院之间检查结果互认？", "茶产业和旅游怎么结合？", "詩路建設以什麼為脈絡？", "What are the courtesy landmarks?",
+    "如何申请 policy subsidies？", "上海的养老服务补贴怎么领？", "xyzzy", "的", "民生实事项目票决时需要多少比例的人大代表赞成？",
+]
+
+
+def hits_of(retriever: HybridRetriever, questions: list[str]) -> tuple[list, np.ndarray]:
+    """The cited spans of each question's hits, and their numbers (score, similarity, keyword, coverage)."""
+    found = retriever.search_many(questions, 5)
+    spans = [[(h.passage.id, h.passage.source, h.passage.start, h.passage.end) for h in hits] for hits in found]
+    numbers = np.array([[h.score, h.similarity, h.keyword, h.coverage] for hits in found for h in hits])
+    return spans, numbers
+
+
+def assert_same_hits(candidates: HybridRetriever, every: HybridRetriever, questions: list[str]) -> None:
+    spans, numbers = hits_of(candidates, questions)
+    expected_spans, expected_numbers = hits_of(every, questions)
+    assert spans == expected_spans
+    # Equal but for float32 rounding: one matrix-vector product against one matrix-matrix product.
+    np.testing.assert_allclose(numbers, expected_numbers, atol=1e-5)
+
+
+def both_ways(index, embedder, config) -> tuple[HybridRetriever, HybridRetriever]:
+    """Over one exact index: a retriever that scores every passage and one that scores candidates."""
+    passages, vectors, keywords = index.passages, index.vector_matrix(), build_keywords(index.passages)
+    every = HybridRetriever(passages, vectors, keywords, embedder, config, index=index)
+    candidates = HybridRetriever(passages, vectors, keywords, embedder, config, index=index, score_all=False)
+    assert every.score_all and not candidates.score_all
+    return every, candidates
+
+
+def test_candidates_give_the_full_hits_on_the_seed(seed_assistant):
+    every, candidates = both_ways(seed_assistant.index, seed_assistant.embedder, seed_assistant.config)
+    assert_same_hits(candidates, every, DEV + MORE)
+
+
+@pytest.fixture(scope="module")
+def mid_size(seed_assistant, tmp_path_factory):
+    """1,120 passages: the seed's 28 in 40 documents, each copy's vectors moved by its own small noise."""
+    index = seed_assistant.index
+    rng = np.random.default_rng(11)
+    passages, vectors = [], []
+    for copy in range(40):
+        for p in index.passages:
+            passages.append(Passage(id=len(passages), source=f"{copy:02d}-{p.source}", section=p.section, start=p.start, end=p.end, text=p.text))
+        moved = index.vector_matrix() + 0.03 * rng.standard_normal(index.vector_matrix().shape).astype(np.float32)
+        vectors.append(moved / np.linalg.norm(moved, axis=1, keepdims=True))
+    folder = tmp_path_factory.mktemp("mid-size")
+    manifest = make_manifest(model=index.model, dimension=index.vectors.d, chunking={}, sources={}, documents=40, passages=len(passages))
+    with build_lock(folder):
+        write_index(folder, manifest, passages, np.concatenate(vectors))
+    return both_ways(load_index(folder), seed_assistant.embedder, seed_assistant.config)
+
+
+def test_candidates_give_the_full_hits_on_a_mid_size_corpus(mid_size, monkeypatch):
+    every, candidates = mid_size
+    monkeypatch.setattr(retrieval, "NEAREST", 30)  # candidates: a few hundred of the 1,120 passages
+    question = every.question_vectors(["哪些级别的医院之间检查结果互认？"])[0]
+    members, _, _ = candidates.candidates("哪些级别的医院之间检查结果互认？", question)
+    assert 0 < len(members) < len(every.passages) / 2
+    assert_same_hits(candidates, every, DEV + MORE)
+
+
+def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larger(mid_size, monkeypatch):
+    """With a probe smaller than the corpus the lowest similarity is an estimate, and never above the true one
+    by more than the spread of the farthest passages (here: the flat index finds the farthest exactly)."""
+    every, _ = mid_size
+    monkeypatch.setattr(retrieval, "PROBE", 100)
+    sampled = HybridRetriever(every.passages, every.vectors, every.keywords, every.embedder, every.config, index=every.index, score_all=False)
+    assert len(sampled._probe[0]) < len(every.passages)
+    for question in DEV[:5]:
+        vector = every.question_vectors([question])[0]
+        _, _, evidence = sampled.candidates(question, vector)
+        assert evidence.dense_low[0] == pytest.approx(float((every.vectors @ vector).min()), abs=1e-6)
