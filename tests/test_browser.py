@@ -220,7 +220,7 @@ FISHING_PAGES = [
 
 @pytest.fixture(scope="module")
 def login_site(tmp_path_factory, embedder):
-    """The app with a login (--auth-file) over a two-document corpus, Gradio's upload folder its own."""
+    """The app with a login (--auth-file) over a two-document corpus, files up to 1 MB, Gradio's upload folder its own."""
     from .test_access import write_logins
 
     folder = tmp_path_factory.mktemp("documents")
@@ -233,7 +233,7 @@ def login_site(tmp_path_factory, embedder):
     logins = write_logins(folder / "logins.txt", "ann:right-password\n")
     flags = ("--corpus", str(corpus), "--index", str(config.index_dir), "--auth-file", str(logins))
     uploads = folder / "gradio-files"
-    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": "", "GRADIO_TEMP_DIR": str(uploads)}) as served:
+    with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": "", "GRADIO_TEMP_DIR": str(uploads), "QA_MAX_FILE_MB": "1"}) as served:
         yield {"url": served.url, "corpus": corpus, "uploads": uploads, "folder": folder}
 
 
@@ -258,6 +258,10 @@ def test_a_logged_in_user_adds_a_pdf_and_the_next_answer_cites_its_page(login_si
     tab.get_by_role("button", name="Login").click()
     tab.wait_for_selector("#qa-question textarea")
     tab.locator("#qa-documents-panel").get_by_text("文档 · Documents").first.click()
+    big = login_site["folder"] / "大文件.txt"  # over the page's QA_MAX_FILE_MB=1
+    big.write_bytes("政策".encode() * 300_000)
+    tab.locator("#qa-upload input[type=file]").set_input_files(str(big))
+    tab.wait_for_selector('text=File(s) exceed the maximum allowed size of 976.6 Kb: "大文件.txt"')
     tab.locator("#qa-upload input[type=file]").set_input_files(str(pdf))
     tab.wait_for_selector("#qa-index-status >> text=已重建")
     assert "3 文档 documents" in tab.locator("#qa-index-status").inner_text()
