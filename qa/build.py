@@ -45,6 +45,7 @@ from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .index import build_lock, choose_vector_index, current_build, load_index, make_manifest, read_manifest, write_index
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
+from .ocr import OCR_CACHE_FILE, OcrReader, OcrSummary
 from .passages import Passage, make_passages
 from .relevance import BACKGROUND_FILE, Background, background_questions_file, measure_background
 from .retrieval import HybridRetriever
@@ -53,6 +54,8 @@ from .text import main_script
 
 # progress(stage, done, total) is called with these stages, in this order:
 #   "reading"    files read, of all files in the corpus folder (after each file)
+#   "ocr"        pages read by OCR, of the pages of the file being read that need it (after each page;
+#                only while reading a scanned PDF or an image, between two "reading" calls)
 #   "passages"   passages whose vectors the embedding cache already had, of all passages (once)
 #   "model"      0 of 1 while the embedding model loads, 1 of 1 once loaded (only if something needs embedding)
 #   "embedding"  passages embedded, of those the cache did not have (after each batch; once with 0 of 0 if none)
@@ -97,6 +100,9 @@ class BuildReport:
     kept: list[str] = field(default_factory=list)  # unreadable files whose previously indexed version was kept
     notes: list[str] = field(default_factory=list)  # things worth knowing: encodings guessed, cache trouble
     seconds_by_stage: dict[str, float] = field(default_factory=dict)  # reading, model, embedding, writing
+    ocr: dict[str, OcrSummary] = field(default_factory=dict)  # by source: the pages read by OCR, and how surely
+    # Pages of indexed files that could not be read (OCR found no text): reason "page 3: …"; the rest of the file is indexed.
+    page_problems: list[Problem] = field(default_factory=list)
 
 
 def compare_sources(
@@ -160,7 +166,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
     started = time.perf_counter()
     progress = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
-    with build_lock(config.index_dir):
+    ocr_progress = lambda done, total: progress("ocr", done, total)  # noqa: E731
+    with build_lock(config.index_dir), OcrReader(config.index_dir / OCR_CACHE_FILE, ocr_progress) as ocr:
         paths = list_sources(config.corpus_dir)
         # Hashes are taken before reading, so a file edited during the build shows up as changed later.
         hashes = SourceHashes(config.corpus_dir).current(paths)
@@ -170,7 +177,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         )
         documents, problems = read_corpus(
             config.corpus_dir, paths, progress=lambda done, total: progress("reading", done, total),
-            max_bytes=config.max_file_bytes,
+            max_bytes=config.max_file_bytes, ocr=ocr,
         )
         kept = _previous_versions(config.index_dir, previous, problems)
         passages = _passages_in_order(paths, config.corpus_dir, documents, kept, config.max_passage_chars)
@@ -185,6 +192,12 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             if document.encoding not in (None, "UTF-8")
         ]
         notes += [f"{name}: a link to outside the corpus folder, not followed" for name in outside_links(config.corpus_dir)]
+        if ocr.problem:
+            notes.append(ocr.problem)
+        ocr_done = {document.source: document.ocr for document in documents if document.ocr is not None}
+        page_problems = [
+            Problem(source, f"page {page}: {reason}") for source, summary in ocr_done.items() for page, reason in summary.unreadable.items()
+        ]
         cache_file = config.index_dir / CACHE_FILE
         with EmbeddingCache(cache_file, embedder.cache_name, _tokenizer_name(config.keyword_tokenizer)) as cache:
             vectors, embedded, reused, vectors_by = _vectors_for(
@@ -206,6 +219,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
                 problem.source: {"sha256": hashes[problem.source], "reason": problem.reason, "kept": problem.source in kept}
                 for problem in problems
             }
+            manifest["ocr"] = {source: summary.to_dict() for source, summary in ocr_done.items()}
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
@@ -217,6 +231,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
+            ocr.forget_unused()
             if cache.problem:
                 notes.append(cache.problem)
     return BuildReport(
@@ -232,6 +247,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         kept=sorted(kept),
         notes=notes,
         seconds_by_stage=timings,
+        ocr=ocr_done,
+        page_problems=page_problems,
     )
 
 

@@ -88,8 +88,9 @@ class Config:
 
     def chunking(self) -> dict:
         """The settings that decide what the passages are; recorded in the manifest, and a difference
-        from the index's is reported by `qa status` and the page (qa/build.py `settings_changes`)."""
-        return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v1"}
+        from the index's is reported by `qa status` and the page (qa/build.py `settings_changes`).
+        v2: table rows are passages of their own and passages record their page; a v1 index lacks both."""
+        return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v2"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .corpus import corpus_file
 from .errors import CorpusError, PageViewError
 
 WIDTH = 1200  # pixels across a rendered page: small print stays legible
+MAX_HEIGHT = 3000  # pixels down at most: a long strip of a page is drawn narrower rather than huge
 MAX_SCALE = 3.0  # pixels per PDF point at most (a small page is not blown up past legibility)
 MIN_MATCH = 4  # characters: a shorter piece of a citation found on the page could be anywhere
 MARK_FILL = (255, 214, 0, 90)  # translucent yellow, like the highlights of the chat page
@@ -61,7 +62,7 @@ def show_cited_page(corpus_dir: Path, source: str, page: int, cited_text: str) -
         if not isinstance(page, int) or not 1 <= page <= pages:
             raise PageViewError(f"{source} has no page {page!r}: it has {pages} page{'s' if pages != 1 else ''}")
         pdf_page = document[page - 1]
-        scale = min(MAX_SCALE, WIDTH / pdf_page.get_width())
+        scale = min(MAX_SCALE, WIDTH / pdf_page.get_width(), MAX_HEIGHT / pdf_page.get_height())
         image = pdf_page.render(scale=scale).to_pil().convert("RGB")
         text_page = pdf_page.get_textpage()
         lines = cited_lines(text_page, cited_text)

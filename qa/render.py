@@ -324,6 +324,7 @@ def render_status(status: IndexStatus, rebuild_allowed: bool = True) -> str:
 _STAGES = {
     "starting": "准备 starting",
     "reading": "读取文件 reading files",
+    "ocr": "文字识别 OCR of scanned pages",
     "passages": "复用已有向量 reusing cached passages",
     "model": "加载模型 loading the model",
     "embedding": "向量化 embedding passages",
@@ -339,7 +340,7 @@ def _render_rebuild(state: RebuildState) -> str:
         if state.total:
             counts = f' <progress max="{state.total}" value="{state.done}"></progress> {state.done}/{state.total}'
             spent = time.time() - (state.stage_started or time.time())
-            if state.stage == "embedding" and state.done and spent > 0:
+            if state.stage in ("embedding", "ocr") and state.done and spent > 0:
                 rate = state.done / spent
                 counts += f" · {rate:.1f}/s · 约 about {(state.total - state.done) / rate:.0f} s 剩余 left"
         return (
@@ -353,10 +354,15 @@ def _render_rebuild(state: RebuildState) -> str:
         )
     if state.report is not None:
         report = state.report
-        skipped = "".join(f"<li>{_text(p.source)}: {_text(p.reason)}</li>" for p in report.problems)
+        skipped = "".join(f"<li>{_text(p.source)}: {_text(p.reason)}</li>" for p in report.problems + report.page_problems)
+        read_by_ocr = "".join(
+            f"<li>{_text(source)}: {len(summary.pages)} 页 pages, 平均置信度 mean confidence {summary.confidence:.3f}</li>"
+            for source, summary in report.ocr.items()
+        )
         return (
             f'<div class="qa-rebuild qa-done">已重建 · Rebuilt: {report.documents} 文档 documents, '
             f"{report.passages} 段落 passages, {report.seconds:.1f} s"
+            + (f"<br>文字识别 · read by OCR:<ul>{read_by_ocr}</ul>" if read_by_ocr else "")
             + (f"<br>跳过 · skipped:<ul>{skipped}</ul>" if skipped else "")
             + "</div>"
         )

@@ -18,12 +18,39 @@ def print_build_report(report) -> None:
             click.echo(f"kept {problem.source} as indexed before; it cannot be read now: {problem.reason}", err=True)
         else:
             click.echo(f"skipped {problem.source}: {problem.reason}", err=True)
+    for problem in report.page_problems:
+        click.echo(f"skipped {problem.source} {problem.reason}", err=True)
+    for line in ocr_lines(report.ocr):
+        click.echo(line, err=True)
     changes = report.changes
     click.echo(
         f"Indexed {count(report.documents, 'document')} as {count(report.passages, 'passage')} in {report.seconds:.1f} s: "
         f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
         f"{count(len(changes.unchanged), 'unchanged file')}; {count(report.embedded, 'passage')} embedded, {report.reused} reused."
     )
+
+
+def ocr_lines(summaries: dict) -> list[str]:
+    """One line per file read by OCR: its pages, how many the engine read now, the mean confidence."""
+    lines = []
+    for source, summary in summaries.items():
+        lines.append(
+            f"OCR {source}: {page_ranges(summary.pages)} ({summary.recognised} recognised now, {summary.cached} from the OCR cache), "
+            f"mean confidence {summary.confidence:.3f}"
+        )
+    return lines
+
+
+def page_ranges(pages: list[int]) -> str:
+    """'pages 1-3, 5' for [1, 2, 3, 5]; 'page 4' for [4]."""
+    ranges: list[list[int]] = []
+    for page in sorted(pages):
+        if ranges and page == ranges[-1][1] + 1:
+            ranges[-1][1] = page
+        else:
+            ranges.append([page, page])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
+    return f"page{'s' if len(pages) != 1 else ''} {text}"
 
 
 def count(number: int, noun: str) -> str:
@@ -82,6 +109,12 @@ def progress_bars():
             click.echo("loading the embedding model…", err=True)
         elif stage == "writing" and done == 0:
             click.echo("writing and checking the new index…", err=True)
+        elif stage == "ocr" and total > 0:
+            if done <= 1 and "ocr" in bars:  # the next file's pages
+                bars.pop("ocr").close()
+            if "ocr" not in bars:
+                bars["ocr"] = tqdm(total=total, desc="OCR", unit="page", file=sys.stderr, leave=False)
+            bars["ocr"].update(done - bars["ocr"].n)
         elif stage in ("reading", "embedding") and total > 0:
             if stage not in bars:
                 unit = "passage" if stage == "embedding" else "file"

@@ -292,6 +292,18 @@ def test_a_page_without_text_is_shown_unmarked_and_says_so(pdf_corpus):
     assert missing.marked_lines == 0 and missing.note.startswith("第 2 页，未能在此页的文字中找到引用的句子")
 
 
+def test_a_long_strip_of_a_page_is_drawn_narrower_rather_than_huge(tmp_path):
+    from reportlab.pdfgen import canvas
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    drawing = canvas.Canvas(str(corpus / "长图.pdf"), pagesize=(600, 12_000))
+    drawing.drawString(72, 11_900, "a long strip")
+    drawing.save()
+    view = show_cited_page(corpus, "长图.pdf", 1, "a long strip")
+    assert view.image.size == (150, 3000) and view.marked_lines == 1
+
+
 @pytest.mark.parametrize("page", [0, 4, -1, "1", None])
 def test_a_page_the_pdf_lacks_is_refused(pdf_corpus, page):
     with pytest.raises(PageViewError, match=r"^分册/报告.pdf has no page .*: it has 3 pages$"):
