@@ -101,7 +101,8 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address):
     """Build the index of the corpus folder, replacing the old index only when the new one is complete.
 
     Only passages that are new or changed since earlier builds are embedded. Reads .md, .txt,
-    .pdf, .docx and .html; a file that cannot be read is reported and skipped.
+    .pdf, .docx, .html, .xlsx, .pptx and images (.png .jpg .tif: by OCR, as are scanned PDF pages,
+    each file once: the OCR cache keeps its text); a file that cannot be read is reported and skipped.
 
     \b
     Examples:
