@@ -6,10 +6,12 @@ calls them (tests/test_security.py page_functions), over a small real index.
 """
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 
 from qa.access import Gate, host_names
@@ -21,9 +23,9 @@ from qa.page import upload_limit
 from qa.page_view import show_cited_page
 from qa.uploads import add_document, corpus_documents, remove_document, safe_name
 
-from .helpers import make_corpus
+from .helpers import HTTP_TIMEOUT, make_corpus, running_page
 from .test_formats import make_pdf
-from .test_security import page_functions
+from .test_security import PageSession, page_functions
 
 # --- safe names -----------------------------------------------------------------------------------------
 
@@ -338,3 +340,35 @@ def test_only_files_inside_the_corpus_are_opened(pdf_corpus, tmp_path):
         show_cited_page(pdf_corpus, "说明.md", 1, "说明")
     assert corpus_file(pdf_corpus, "分册/报告.pdf") == (pdf_corpus / "分册" / "报告.pdf").resolve()
     assert os.path.exists(outside)
+
+
+# --- over HTTP: only files uploaded from the page itself reach the corpus --------------------------------
+
+
+@pytest.mark.slow
+def test_over_http_only_a_file_uploaded_from_the_page_is_added(tmp_path_factory, embedder):
+    folder = tmp_path_factory.mktemp("loopback-documents")
+    config = make_corpus(folder, DOCS)
+    Assistant(config, embedder).rebuild()
+    corpus = config.corpus_dir
+    secret = folder / "secret.md"  # a file of the server, outside the corpus
+    secret.write_text("# 秘密\n\n服务器上的秘密文件。\n", encoding="utf-8")
+    flags = ("--corpus", str(corpus), "--index", str(config.index_dir))
+    env = {"QA_AUTH": "", "GRADIO_TEMP_DIR": str(folder / "gradio-files")}
+    with running_page(*flags, log=folder / "app.log", env=env) as page:  # loopback, no login: the computer's user may add
+        visitor = PageSession(page.url)
+        forged = visitor.event("add_documents", [[{"path": str(secret), "meta": {"_type": "gradio.FileData"}}], False])
+        assert forged[-1]["success"] is False and listing(corpus) == ["医保.md"]
+
+        with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+            uploaded = client.post(page.url + "gradio_api/upload", headers={"origin": page.url.rstrip("/")},
+                                   files=[("files", ("../茶旅.md", "# 茶旅\n\n安吉白茶园建成茶旅小镇。\n".encode(), "text/markdown"))])
+        assert uploaded.status_code == 200, uploaded.text
+        file = {"path": uploaded.json()[0], "orig_name": "茶旅.md", "meta": {"_type": "gradio.FileData"}}
+        added = visitor.event("add_documents", [[file], False])
+        assert added[-1]["success"] is True and listing(corpus) == ["医保.md", "茶旅.md"]
+        assert "已重建 · Rebuilt: 2 文档 documents" in json.dumps(added[-1]["output"], ensure_ascii=False)
+
+        for name in ("../医保.md", "/etc/passwd", ".removed"):
+            refused = visitor.event("remove_documents", [name])
+            assert listing(corpus) == ["医保.md", "茶旅.md"], (name, refused[-1])
