@@ -122,8 +122,10 @@ class KeywordIndex:
         # Column-major copies: a question reads the columns of its own few terms. Only these are
         # kept (not the row-major weights): at a million passages each copy is ~1 GB.
         self._weights_by_term = weights.tocsc()
+        self._weights_by_term.sort_indices()  # `scores_of` looks rows up in each column by binary search
         present = (self.counts > 0).astype(np.float32)
         self._idf_by_term = (present @ sparse.diags(self.idf)).tocsc()
+        self._idf_by_term.sort_indices()
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -228,6 +230,52 @@ class KeywordIndex:
             result[row] = sum(w for concept, w in zip(concepts, weights) if tokens.intersection(concept)) / total
         return result
 
+    def top(self, concepts: list[np.ndarray], count: int, common: int) -> tuple[np.ndarray, float]:
+        """The texts with about the `count` best BM25 scores for a question's `concepts` (from `concepts`),
+        and the best score among them: for scoring only candidates in a large corpus (qa/retrieval.py).
+
+        The texts are chosen by the concepts whose terms occur in at most `common` texts, each read
+        from its postings; a concept in more texts (a word in most of them, weighing little) is left
+        out of the choice, so that a question costs its rare words' postings, not the corpus. The best
+        score is over the chosen texts, all concepts counted. Exact when no concept is common: the
+        texts are those of the `count` best scores (and those tied with the last), the score the best.
+        """
+        rare = [ids for ids in concepts if len(ids) and sum(self._postings(ids)) <= common]
+        if not rare:
+            return np.zeros(0, dtype=np.int64), 0.0
+        partial = self._concept_sum(self._weights_by_term, rare)
+        chosen = _best(partial, count)
+        exact = self.scores_of(concepts, chosen) if len(rare) < sum(len(ids) > 0 for ids in concepts) else partial[chosen]
+        return chosen, float(exact.max()) if len(exact) else 0.0
+
+    def scores_of(self, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """BM25 of the texts `rows` (sorted) for a question's `concepts`: `scores` for those rows only."""
+        return self._concept_sum_of(self._weights_by_term, concepts, rows)
+
+    def coverage_of(self, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """`coverage` of the texts `rows` (sorted) for a question's `concepts`."""
+        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
+        total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
+        if total <= 0:
+            return np.zeros(len(rows), dtype=np.float32)
+        return self._concept_sum_of(self._idf_by_term, concepts, rows) / total
+
+    def _postings(self, ids: np.ndarray) -> np.ndarray:
+        return self._weights_by_term.indptr[ids + 1] - self._weights_by_term.indptr[ids]
+
+    def _concept_sum_of(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """`_concept_sum` for the texts `rows` (sorted) only: each term's postings searched for them."""
+        total = np.zeros(len(rows), dtype=np.float32)
+        for ids in concepts:
+            best = np.zeros(len(rows), dtype=np.float32)
+            for term in ids:
+                column = by_term.indices[by_term.indptr[term] : by_term.indptr[term + 1]]
+                at = np.minimum(np.searchsorted(column, rows), max(len(column) - 1, 0))
+                found = column[at] == rows if len(column) else np.zeros(len(rows), dtype=bool)
+                best = np.maximum(best, np.where(found, by_term.data[by_term.indptr[term] + at], 0))
+            total += best
+        return total
+
     def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray]) -> np.ndarray:
         """Sum over concepts of the best column among the concept's terms, for every text."""
         total = np.zeros(len(self), dtype=np.float32)
@@ -283,6 +331,20 @@ class KeywordIndex:
                 f"expected {rows} rows; {hint}"
             )
         return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
+
+
+def _best(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices (sorted) of the `count` highest positive scores and of those tied with the last of them.
+
+    Ties are kept (up to 2 × count) rather than cut arbitrarily: copies of one text score the same
+    BM25, and the dense evidence that separates them is not known yet."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > count:
+        values = scores[positive]
+        threshold = np.partition(values, len(values) - count)[len(values) - count]
+        tied = positive[values >= threshold]
+        positive = tied if len(tied) <= 2 * count else np.sort(positive[np.argpartition(-values, count)[:count]])
+    return positive
 
 
 def _bm25_weights(counts: sparse.csr_matrix, k1: float, b: float) -> tuple[sparse.csr_matrix, np.ndarray]:

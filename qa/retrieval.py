@@ -29,6 +29,7 @@ measured effect of each method and setting is in scripts/compare_retrieval.py's 
 """
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -44,6 +45,9 @@ CANDIDATES = 100
 # Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
 # passages and sections by BM25, each this many, with all the passages of their sections.
 NEAREST = 300
+# A keyword found in more passages (sections) than this does not choose candidates (see KeywordIndex.top):
+# at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
+COMMON = 20_000
 # Passages whose similarity is computed for every question, evenly spread over the corpus (whole
 # sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
 # corpus this small, so that candidate scores there equal the full scores exactly.
@@ -98,9 +102,9 @@ class HybridRetriever:
         if not self.score_all:
             if index is None:
                 raise ValueError("candidate scoring needs the vector index that proposes the nearest passages")
-            # Whole sections evenly spread over the corpus, about PROBE passages (all of a small corpus).
+            # Every step-th section: about PROBE passages, whole sections (all of a small corpus).
             step = max(1, len(self.passages) // PROBE)
-            self._probe = self._members(np.unique(self.groups[::step]))
+            self._probe = self._members(np.arange(0, len(self.section_first), step))
             self._probe_vectors = np.ascontiguousarray(self.vectors[self._probe[0]])
 
     @classmethod
@@ -189,35 +193,42 @@ class HybridRetriever:
         of 1 × members and 1 × sections).
 
         The candidates are the vector index's NEAREST passages, the NEAREST best passages and sections
-        by BM25 (read from the postings of the question's own terms), and all the passages of their
-        sections. Their evidence is what `evidence` gives them, normalised as over the whole corpus:
-        keyword scores by the corpus's best (exact: every passage holding a question term is scored),
-        similarities from the corpus's lowest to the best. The lowest is estimated as the lowest among
-        the candidates, the probe (PROBE passages; the whole of a small corpus, where it is exact) and
-        the sections of the passages the index finds farthest (nearest to the question's opposite).
+        by BM25 (read from the postings of the question's terms, its COMMON words left out of the
+        choice: see KeywordIndex.top), and all the passages of their sections. Their evidence is what
+        `evidence` gives them, normalised as over the whole corpus: keyword scores by the corpus's best
+        (exact when no word is common), similarities from the corpus's lowest to the best. The lowest
+        is estimated as the lowest among the candidates, the probe (PROBE passages; the whole of a
+        small corpus, where it is exact) and the sections of the passages the index finds farthest
+        (nearest to the question's opposite).
         """
-        keyword = self.keywords.scores([question])[0]
-        section_keyword = self.section_keywords.scores([question])[0]
+        concepts = self.keywords.concepts(question)  # the section index has the passage index's terms
+        by_keyword, keyword_best = self.keywords.top(concepts, NEAREST, COMMON)
+        by_section, section_keyword_best = self.section_keywords.top(concepts, NEAREST, COMMON)
         nearest = np.array([i for i, _ in self.index.search(vector[None, :], NEAREST)[0]], dtype=np.int64)
-        sections = np.unique(np.r_[self.groups[nearest], self.groups[_top(keyword, NEAREST)], _top(section_keyword, NEAREST)])
+        sections = np.unique(np.r_[self.groups[nearest], self.groups[by_keyword], by_section])
         members, starts = self._members(sections)
-        similarity = self.vectors[members] @ vector
-        section_dense = np.maximum.reduceat(similarity, starts)
-        probe, probe_starts = self._probe
-        probe_similarity = self._probe_vectors @ vector
+        keyword = self.keywords.scores_of(concepts, members)
+        section_keyword = self.section_keywords.scores_of(concepts, sections)
+        keyword_best, section_keyword_best = max(keyword_best, keyword.max()), max(section_keyword_best, section_keyword.max())
         farthest = np.array([i for i, _ in self.index.search(-vector[None, :], 16)[0]], dtype=np.int64)
         far, far_starts = self._members(np.unique(self.groups[farthest]))
-        far_similarity = self.vectors[far] @ vector
+        probe, probe_starts = self._probe
+        # Products of a few thousand vectors: with two BLAS threads waiting for each other on a busy
+        # 2-core machine they took 10-30x longer (the question encoder limits itself the same way).
+        with _blas().limit(limits=1, user_api="blas"):
+            similarity = self.vectors[members] @ vector
+            probe_similarity = self._probe_vectors @ vector
+            far_similarity = self.vectors[far] @ vector
+        section_dense = np.maximum.reduceat(similarity, starts)
         dense_low = min(similarity.min(), probe_similarity.min(), far_similarity.min())
         section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity, probe_starts).min(),
                           np.maximum.reduceat(far_similarity, far_starts).min())
-        keyword_best, section_keyword_best = keyword.max(), section_keyword.max()
         evidence = Evidence(
             dense=similarity[None, :],
-            keyword=(keyword[members] / (keyword_best if keyword_best > 0 else 1))[None, :],
+            keyword=(keyword / (keyword_best if keyword_best > 0 else 1))[None, :],
             section_dense=section_dense[None, :],
-            section_keyword=(section_keyword[sections] / (section_keyword_best if section_keyword_best > 0 else 1))[None, :],
-            section_coverage=self.section_keywords.coverage([question])[0][sections][None, :],
+            section_keyword=(section_keyword / (section_keyword_best if section_keyword_best > 0 else 1))[None, :],
+            section_coverage=self.section_keywords.coverage_of(concepts, sections)[None, :],
             dense_low=np.array([dense_low], dtype=np.float32),
             section_dense_low=np.array([section_low], dtype=np.float32),
         )
@@ -341,18 +352,12 @@ def _best_first(scores: np.ndarray, head: int):
     yield from rest[np.argsort(-scores[rest], kind="stable")]
 
 
-def _top(scores: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the `count` highest positive scores and of those tied with the last of them (any order).
+@cache
+def _blas():
+    """threadpoolctl's view of the loaded BLAS, found once (a `threadpool_limits` call looks again: 0.7 ms)."""
+    from threadpoolctl import ThreadpoolController
 
-    Ties are kept (up to 4 × count) rather than cut arbitrarily: copies of one text score the same
-    BM25, and the dense evidence that separates them is not known yet."""
-    positive = np.flatnonzero(scores > 0)
-    if len(positive) > count:
-        values = scores[positive]
-        threshold = np.partition(values, len(values) - count)[len(values) - count]
-        tied = positive[values >= threshold]
-        positive = tied if len(tied) <= 4 * count else positive[np.argpartition(-values, count)[:count]]
-    return positive
+    return ThreadpoolController()
 
 
 class _Lookup:
