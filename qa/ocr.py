@@ -153,7 +153,7 @@ class OcrReader:
         self.recognised = 0
         self.problem: str | None = None  # why the cache could not be used, if it could not
         self._engine = None
-        self.settings = f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}|{PAGE_PIXELS}px"
+        self.settings = ocr_settings()
         self.path = Path(cache_path) if cache_path is not None else None
         try:
             self._open(self.path or ":memory:")
@@ -271,9 +271,7 @@ class OcrReader:
             self.connection.execute(
                 "UPDATE pages SET used = ? WHERE settings = ? AND file = ? AND page = ?", (self.generation, self.settings, file, number)
             )
-            result = json.loads(row[0])
-            lines = [OcrLine(text, confidence, (x0, y0, x1, y1)) for text, confidence, x0, y0, x1, y1 in result["lines"]]
-            return OcrPage(number, lines, result["width"], result["height"], from_cache=True)
+            return _cached_result(number, row[0])
         except (sqlite3.Error, ValueError, KeyError, TypeError):
             return None  # an unreadable row is read again by OCR and stored afresh
 
@@ -305,6 +303,41 @@ class OcrReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def ocr_settings() -> str:
+    """What an OCR result depends on besides the file (the engine's version, the rendering size): part of the cache's key."""
+    return f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}|{PAGE_PIXELS}px"
+
+
+def cached_page(cache_path: Path, raw: bytes, number: int) -> OcrPage | None:
+    """What OCR read on page `number` (1-based) of the file whose bytes are `raw`, as the cache at
+    `cache_path` holds it; None if it holds nothing usable. The cache is opened read-only: nothing is
+    recognised or written, and the builds' bookkeeping is untouched (the chat page's page view)."""
+    path = Path(cache_path)
+    if not path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        row = connection.execute(
+            "SELECT result FROM pages WHERE settings = ? AND file = ? AND page = ?",
+            (ocr_settings(), hashlib.sha256(raw).digest(), number),
+        ).fetchone()
+        return None if row is None else _cached_result(number, row[0])
+    except (sqlite3.Error, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        connection.close()
+
+
+def _cached_result(number: int, result: str) -> OcrPage:
+    """A page as the cache stores it (JSON of `OcrReader._store`); ValueError, KeyError or TypeError if damaged."""
+    result = json.loads(result)
+    lines = [OcrLine(text, confidence, (x0, y0, x1, y1)) for text, confidence, x0, y0, x1, y1 in result["lines"]]
+    return OcrPage(number, lines, result["width"], result["height"], from_cache=True)
 
 
 def _render(page):

@@ -34,7 +34,8 @@ from .config import Config, PageSettings
 from .conversation import Turn
 from .corpus import SUPPORTED_SUFFIXES
 from .errors import PageViewError, QAError, QuestionError, ServeError, UploadError, public_message
-from .page_view import show_cited_page
+from .ocr import OCR_CACHE_FILE
+from .page_view import SHOWN_SUFFIXES, show_cited_page
 from .prepare import Say, install_model, prepare_index
 from .render import INTERNAL_ERROR, chat_messages, render_status
 from .uploads import add_document, corpus_documents, remove_document
@@ -146,6 +147,7 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
         return render_status(chat.status(), rebuild_allowed=may_rebuild(rebuild_allowed, request.username))
 
     corpus_dir = chat.assistant.config.corpus_dir
+    ocr_cache = chat.assistant.config.index_dir / OCR_CACHE_FILE  # where a scanned page's lines were read (qa/ocr.py)
     max_file_bytes = chat.assistant.config.max_file_bytes
 
     def document_choices(request: gr.Request):
@@ -208,11 +210,11 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
         yield from rebuild_for_change(request)
 
     def cited_pages(turns: list[Turn]):
-        """The PDF pages the latest answer cites, for the page view's list."""
+        """The pages of PDFs and images the latest answer cites, for the page view's list."""
         answer = turns[-1].answer if turns else None
         passages = answer.passages if answer is not None else []
         choices = [(f"[{p.rank}] {p.source} · 第 {p.page} 页 · page {p.page}", str(p.rank))
-                   for p in passages if p.page is not None and p.source.lower().endswith(".pdf")]
+                   for p in passages if p.page is not None and p.source.lower().endswith(SHOWN_SUFFIXES)]
         return gr.Dropdown(choices=choices, value=None), "", None
 
     def show_page(rank: str | None, turns: list[Turn], request: gr.Request):
@@ -221,7 +223,7 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
         if passage is None or passage.page is None:
             return "", None
         try:
-            view = show_cited_page(corpus_dir, passage.source, passage.page, passage.text)
+            view = show_cited_page(corpus_dir, passage.source, passage.page, passage.text, ocr_cache)
         except PageViewError as error:
             log.warning("page view refused for %s: %s", _client(request), error)
             return _note(f"无法显示此页 · The page cannot be shown: {public_message(str(error))}", "qa-error"), None
@@ -262,8 +264,8 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                     )
                     ask_button = gr.Button("提问 · Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=90)
                 new_chat = gr.Button("新对话 · New conversation", size="sm", elem_id="qa-new")
-                with gr.Accordion("原文页面 · The cited page of the PDF", open=False, elem_id="qa-page-view"):
-                    page_choice = gr.Dropdown(label="最近回答引用的 PDF 页面 · PDF pages the latest answer cites",
+                with gr.Accordion("原文页面 · The cited page", open=False, elem_id="qa-page-view"):
+                    page_choice = gr.Dropdown(label="最近回答引用的 PDF 或图片页面 · Pages of PDFs and images the latest answer cites",
                                               choices=[], value=None, elem_id="qa-cited-pages")
                     page_note = gr.HTML(elem_id="qa-page-note")
                     page_image = gr.Image(type="pil", format="png", interactive=False, show_label=False,

@@ -1,24 +1,28 @@
-"""The cited page of a PDF as an image, with the cited lines marked, for the chat page.
+"""The cited page of a PDF (or an image) as a picture, with the cited lines marked, for the chat page.
 
-The page is rendered by PDFium (pypdfium2). The cited text is found in the page's own text layer,
+A PDF page is rendered by PDFium (pypdfium2). The cited text is found in the page's own text layer,
 compared without whitespace (the corpus text has the PDF's wrapped lines joined and the spaces
 inside Chinese removed, qa/formats.py), and the boxes of its characters are merged into one mark
-per line. A passage that runs on to the next page is marked as far as this page holds it. A page
-without a text layer (a scan read by OCR) has no character boxes: it is shown unmarked, and the
-view says so. Only files inside the corpus folder are opened (qa/corpus.py corpus_file).
+per line. A passage that runs on to the next page is marked as far as this page holds it. A scanned
+page (or an image file) has no text layer: its lines are marked where OCR read them, from the
+build's OCR cache (qa/ocr.py, read-only, nothing is recognised here); without a cached result the
+page is shown unmarked, and the view says so. Only files inside the corpus folder are opened
+(qa/corpus.py corpus_file).
 """
 
 import ctypes
+import io
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageSequence, UnidentifiedImageError
 
 from .corpus import corpus_file
 from .errors import CorpusError, PageViewError
+from .ocr import IMAGE_SUFFIXES, OcrPage, cached_page
 
 WIDTH = 1200  # pixels across a rendered page: small print stays legible
 MAX_HEIGHT = 3000  # pixels down at most: a long strip of a page is drawn narrower rather than huge
@@ -26,6 +30,9 @@ MAX_SCALE = 3.0  # pixels per PDF point at most (a small page is not blown up pa
 MIN_MATCH = 4  # characters: a shorter piece of a citation found on the page could be anywhere
 MARK_FILL = (255, 214, 0, 90)  # translucent yellow, like the highlights of the chat page
 MARK_EDGE = (230, 81, 0, 255)
+SHOWN_SUFFIXES = (".pdf", *IMAGE_SUFFIXES)
+
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -41,47 +48,104 @@ class PageView:
     note: str
 
 
-def show_cited_page(corpus_dir: Path, source: str, page: int, cited_text: str) -> PageView:
-    """Render page `page` (1-based) of the PDF `source` (relative to `corpus_dir`) with `cited_text` marked.
+def show_cited_page(corpus_dir: Path, source: str, page: int, cited_text: str, ocr_cache: Path | None = None) -> PageView:
+    """Render page `page` (1-based) of the PDF or image `source` (relative to `corpus_dir`) with `cited_text` marked.
 
-    Raises PageViewError when the source is not a PDF inside the corpus folder, cannot be opened, or
-    has no such page.
+    Where the page has no text layer that holds the citation, the lines OCR read are looked up in the
+    OCR cache `ocr_cache` (the build's, in the index folder). Raises PageViewError when the source is
+    not a PDF or image inside the corpus folder, cannot be opened, or has no such page.
     """
     try:
         path = corpus_file(corpus_dir, source)
     except CorpusError as error:
         raise PageViewError(str(error)) from None
-    if path.suffix.lower() != ".pdf":
-        raise PageViewError(f"{source}: only PDF pages can be shown, not {path.suffix or 'files without a suffix'}")
+    suffix = path.suffix.lower()
+    if suffix not in SHOWN_SUFFIXES:
+        raise PageViewError(f"{source}: only pages of PDFs and images can be shown, not {suffix or 'files without a suffix'}")
     try:
-        document = pdfium.PdfDocument(path)
+        raw = path.read_bytes()
+    except OSError as error:
+        raise PageViewError(f"{source}: cannot be read ({error.strerror})") from None
+    if suffix == ".pdf":
+        image, pages, boxes, has_text = _pdf_page(raw, source, page, cited_text)
+    else:
+        image, pages = _image_page(raw, source, page)
+        boxes, has_text = [], False
+    by_ocr = False
+    if not boxes and ocr_cache is not None:
+        scanned = cached_page(ocr_cache, raw, page)
+        if scanned is not None:
+            boxes = _ocr_boxes(scanned, cited_text, image.size)
+            by_ocr = bool(boxes)
+    _mark(image, boxes)
+    return PageView(image, source, page, pages, len(boxes), _note(page, len(boxes), has_text, by_ocr))
+
+
+def _pdf_page(raw: bytes, source: str, page: int, cited_text: str) -> tuple[Image.Image, int, list[Box], bool]:
+    """(the page drawn, the PDF's page count, the cited lines' boxes in pixels, whether the page has a text layer)."""
+    try:
+        document = pdfium.PdfDocument(raw)
     except pdfium.PdfiumError as error:
         raise PageViewError(f"{source}: cannot open the PDF ({error})") from None
     try:
         pages = len(document)
-        if not isinstance(page, int) or not 1 <= page <= pages:
-            raise PageViewError(f"{source} has no page {page!r}: it has {pages} page{'s' if pages != 1 else ''}")
+        _check_page(source, page, pages)
         pdf_page = document[page - 1]
         scale = min(MAX_SCALE, WIDTH / pdf_page.get_width(), MAX_HEIGHT / pdf_page.get_height())
         image = pdf_page.render(scale=scale).to_pil().convert("RGB")
         text_page = pdf_page.get_textpage()
-        lines = cited_lines(text_page, cited_text)
-        boxes = [_to_pixels(pdf_page, image.size, box) for box in lines]
-        has_text = text_page.count_chars() > 0
+        boxes = [_to_pixels(pdf_page, image.size, box) for box in cited_lines(text_page, cited_text)]
+        return image, pages, boxes, text_page.count_chars() > 0
     finally:
         document.close()
-    _mark(image, boxes)
-    return PageView(image, source, page, pages, len(boxes), _note(page, len(boxes), has_text))
 
 
-def _note(page: int, marked: int, has_text: bool) -> str:
+def _image_page(raw: bytes, source: str, page: int) -> tuple[Image.Image, int]:
+    """(frame `page` of an image file, scaled to WIDTH across, the number of frames)."""
+    try:
+        picture = Image.open(io.BytesIO(raw))
+        frames = getattr(picture, "n_frames", 1)
+        _check_page(source, page, frames)
+        frame = ImageSequence.Iterator(picture)[page - 1].convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise PageViewError(f"{source}: cannot open the image ({error})") from None
+    scale = min(MAX_SCALE, WIDTH / frame.width, MAX_HEIGHT / frame.height)
+    return frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))), frames
+
+
+def _check_page(source: str, page: int, pages: int) -> None:
+    if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= pages:
+        raise PageViewError(f"{source} has no page {page!r}: it has {pages} page{'s' if pages != 1 else ''}")
+
+
+def _note(page: int, marked: int, has_text: bool, by_ocr: bool) -> str:
+    if marked and by_ocr:
+        return (f"第 {page} 页是扫描图像，黄色标出文字识别（OCR）读到的引用的 {marked} 行 · Page {page} is a scanned image: "
+                "the cited lines are marked in yellow where OCR read them")
     if marked:
         return f"第 {page} 页，黄色标出引用的 {marked} 行 · Page {page}: the cited lines are marked in yellow"
     if not has_text:
-        return (f"第 {page} 页是扫描图像，没有文字层，无法标出引用的位置 · Page {page} is a scanned image without a text "
-                "layer: the cited lines cannot be marked")
+        return (f"第 {page} 页是扫描图像，没有文字层，也没有文字识别的结果，无法标出引用的位置 · Page {page} is a scanned "
+                "image without a text layer or OCR results: the cited lines cannot be marked")
     return (f"第 {page} 页，未能在此页的文字中找到引用的句子，未作标记 · Page {page}: the cited text was not found in "
             "this page's text, so nothing is marked")
+
+
+def _ocr_boxes(scanned: OcrPage, cited_text: str, size: tuple[int, int]) -> list[Box]:
+    """The boxes, in pixels of an image of `size`, of the rows OCR read that hold `cited_text`. The rows
+    are taken in the order the reader joined them into the document's text (OcrPage.rows)."""
+    rows = scanned.rows()
+    chars, indices = [], []
+    for number, row in enumerate(rows):
+        for char in _comparable_text(row.text):
+            chars.append(char)
+            indices.append(number)
+    found = _find("".join(chars), "".join(_comparable_text(cited_text)))
+    if found is None:
+        return []
+    across, down = size[0] / max(1, scanned.width), size[1] / max(1, scanned.height)
+    covered = dict.fromkeys(indices[found[0] : found[1]])
+    return [tuple(round(value * scale) for value, scale in zip(rows[n].box, (across, down, across, down))) for n in covered]
 
 
 def cited_lines(text_page: pdfium.PdfTextPage, cited_text: str) -> list[tuple[float, float, float, float]]:

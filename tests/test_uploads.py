@@ -19,6 +19,7 @@ from qa.assistant import Assistant
 from qa.chat import Chat
 from qa.corpus import SUPPORTED_SUFFIXES, corpus_file, list_sources
 from qa.errors import CorpusError, PageViewError, UploadError
+from qa.ocr import OCR_CACHE_FILE, OcrReader
 from qa.page import upload_limit
 from qa.page_view import show_cited_page
 from qa.uploads import add_document, corpus_documents, remove_document, safe_name
@@ -289,7 +290,7 @@ def test_a_passage_that_runs_on_to_the_next_page_is_marked_as_far_as_this_page_h
 def test_a_page_without_text_is_shown_unmarked_and_says_so(pdf_corpus):
     view = show_cited_page(pdf_corpus, "分册/报告.pdf", 3, "民生实事项目")
     assert view.marked_lines == 0 and marked_rows(view) == []
-    assert view.note.startswith("第 3 页是扫描图像，没有文字层，无法标出引用的位置 · Page 3 is a scanned image without a text layer")
+    assert view.note.startswith("第 3 页是扫描图像，没有文字层，也没有文字识别的结果，无法标出引用的位置 · Page 3 is a scanned image")
     missing = show_cited_page(pdf_corpus, "分册/报告.pdf", 2, "这句话不在此页")
     assert missing.marked_lines == 0 and missing.note.startswith("第 2 页，未能在此页的文字中找到引用的句子")
 
@@ -304,6 +305,40 @@ def test_a_long_strip_of_a_page_is_drawn_narrower_rather_than_huge(tmp_path):
     drawing.save()
     view = show_cited_page(corpus, "长图.pdf", 1, "a long strip")
     assert view.image.size == (150, 3000) and view.marked_lines == 1
+
+
+SCANNED = ("1 渔船安全码", "舟山市推行渔船安全码，出海渔船每天扫码报备，海上救援时间缩短了一半。安全码汇集渔船位置、船员和救生设备信息。")
+
+
+def test_a_scanned_page_is_marked_where_ocr_read_the_cited_lines(tmp_path):
+    from .scans import cjk_font, image_pdf, page_images, png
+
+    font = cjk_font()
+    if font is None:
+        pytest.fail("no CJK font: install fonts-wqy-microhei (fc-list :lang=zh lists none)")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    scan = page_images([SCANNED], font)[0]
+    (corpus / "扫描件.pdf").write_bytes(image_pdf([scan]))
+    (corpus / "扫描件.png").write_bytes(png(scan))
+    cache = tmp_path / "index" / OCR_CACHE_FILE
+    cited = "安全码汇集渔船位置、船员和救生设备信息。"
+
+    unread = show_cited_page(corpus, "扫描件.pdf", 1, cited, cache)  # not yet in the cache: shown unmarked
+    assert unread.marked_lines == 0 and unread.note.startswith("第 1 页是扫描图像，没有文字层，也没有文字识别的结果")
+    with OcrReader(cache) as reader:  # what a build does
+        reader.read_pdf_pages((corpus / "扫描件.pdf").read_bytes(), [1])
+        reader.read_image((corpus / "扫描件.png").read_bytes())
+    for source in ("扫描件.pdf", "扫描件.png"):
+        view = show_cited_page(corpus, source, 1, cited, cache)
+        assert view.marked_lines >= 1, source
+        assert view.note == (f"第 1 页是扫描图像，黄色标出文字识别（OCR）读到的引用的 {view.marked_lines} 行 · Page 1 is a "
+                             "scanned image: the cited lines are marked in yellow where OCR read them"), source
+        rows = marked_rows(view)
+        # The heading and the body's first line are above the cited sentence: the marks start below them.
+        assert rows and rows[0] > 0.06 * view.image.size[1] and rows[-1] < 0.25 * view.image.size[1], (source, rows[:3], rows[-3:])
+    with OcrReader(cache) as next_build:  # the first build was generation 1; the page views did not count as builds
+        assert next_build.generation == 2
 
 
 @pytest.mark.parametrize("page", [0, 4, -1, "1", None])
@@ -336,7 +371,7 @@ def test_only_files_inside_the_corpus_are_opened(pdf_corpus, tmp_path):
         assert str(error.value) == f"{source!r} is not a document of the corpus: {reason}", source
         with pytest.raises(CorpusError):
             corpus_file(pdf_corpus, source)
-    with pytest.raises(PageViewError, match=r"^说明.md: only PDF pages can be shown, not .md$"):
+    with pytest.raises(PageViewError, match=r"^说明.md: only pages of PDFs and images can be shown, not .md$"):
         show_cited_page(pdf_corpus, "说明.md", 1, "说明")
     assert corpus_file(pdf_corpus, "分册/报告.pdf") == (pdf_corpus / "分册" / "报告.pdf").resolve()
     assert os.path.exists(outside)
