@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from .cleanup import is_no_space_char, join_lines, remove_spaces_in_chinese
 from .errors import DocumentError
 from .ocr import IMAGE_SUFFIXES, OcrPage, OcrReader, OcrSummary
-from .tables import caption, clean_cell, row_lines, table_title
+from .tables import caption, clean_cell, row_lines, table_title, title_row
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,8 @@ def _layout(pages: list[list[_Item]], ocr: OcrSummary | None = None) -> Extracte
                 last_line = ""
             else:
                 tables += 1
-                builder.table(table_title(caption(last_line), tables), row_lines(item.rows))
+                title, rows = title_row(item.rows)
+                builder.table(table_title(caption(last_line) or title, tables), row_lines(rows))
                 last_line = ""
     close()
     return builder.result(pages=len(pages), ocr=ocr)
@@ -466,7 +467,8 @@ def read_docx(raw: bytes) -> Extracted:
     for item in items:
         if isinstance(item, DocxTable):
             tables += 1
-            builder.table(table_title(caption(last_line), tables), row_lines(_docx_rows(item)))
+            title, rows = title_row(_docx_rows(item))
+            builder.table(table_title(caption(last_line) or title, tables), row_lines(rows))
             last_line = ""
             continue
         text = item.text.strip()
@@ -569,9 +571,10 @@ class _HtmlWalker:
         if tag == "table":
             self.flush()
             self.tables += 1
-            title = element.find("caption")
-            title = _clean_inline(title.text_content()) if title is not None else caption(self.last_line)
-            self.builder.table(table_title(title, self.tables), row_lines(_html_rows(element)))
+            named = element.find("caption")
+            first, rows = title_row(_html_rows(element))
+            title = _clean_inline(named.text_content()) if named is not None else caption(self.last_line) or first
+            self.builder.table(table_title(title, self.tables), row_lines(rows))
             self.last_line = ""
             return
         if tag == "br":
@@ -650,8 +653,9 @@ def read_xlsx(raw: bytes) -> Extracted:
     builder = _TextBuilder()
     try:
         for sheet in workbook.worksheets:
-            rows = [[_excel_cell(value) for value in row] for row in sheet.iter_rows(values_only=True)]
-            builder.table(clean_cell(sheet.title), row_lines(rows))
+            title, rows = title_row([[_excel_cell(value) for value in row] for row in sheet.iter_rows(values_only=True)])
+            name = clean_cell(sheet.title)
+            builder.table(f"{name} · {title}" if title else name, row_lines(rows))
     except Exception as error:  # a damaged sheet inside a readable package
         raise DocumentError(f"broken .xlsx archive ({_short(error)})") from None
     finally:
@@ -695,8 +699,8 @@ def read_pptx(raw: bytes) -> Extracted:
                 continue
             if getattr(shape, "has_table", False) and shape.has_table:
                 tables += 1
-                rows = [[clean_cell(cell.text) for cell in row.cells] for row in shape.table.rows]
-                builder.table(table_title(None, tables), row_lines(rows))  # under the slide's section
+                title, rows = title_row([[clean_cell(cell.text) for cell in row.cells] for row in shape.table.rows])
+                builder.table(table_title(title, tables), row_lines(rows))  # under the slide's section
             elif shape.has_text_frame:
                 for paragraph in shape.text_frame.paragraphs:
                     builder.line(_clean_inline("".join(run.text for run in paragraph.runs)))

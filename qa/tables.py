@@ -3,7 +3,8 @@
     项目 | 指标 | 完成时间            项目：小微企业园；指标：新建30个；完成时间：2025年
     小微企业园 | 新建30个 | 2025年  ->
 
-The first row with any text is the header; every later row becomes one line. A cell under an empty
+The first row with any text is the header (unless it is a title: one cell over a wider table, see
+`title_row`); every later row becomes one line. A cell under an empty
 header is written alone; empty cells are left out; a row that repeats the header (tables that
 continue across PDF pages repeat it) is dropped. Each line is cited as one passage (see
 qa/passages.py), under a section that names the table (see `table_title`).
@@ -45,6 +46,15 @@ def row_lines(rows: list[list[str]]) -> list[str]:
         if cells:
             lines.append(CELL_SEPARATOR.join(cells))
     return lines
+
+
+def title_row(rows: list[list[str]]) -> tuple[str | None, list[list[str]]]:
+    """(the table's title, the other rows) when its first row with text has one cell over a table
+    whose other rows have several (a spreadsheet's "2025年民生指标" across the top); else (None, rows)."""
+    rows = [row for row in rows if any(row)]
+    if len(rows) >= 2 and sum(1 for cell in rows[0] if cell) == 1 and max(sum(1 for cell in row if cell) for row in rows[1:]) >= 2:
+        return next(cell for cell in rows[0] if cell), rows[1:]
+    return None, rows
 
 
 _CAPTION = re.compile(r"^(?:附?表\s*[\d一二三四五六七八九十]+|.{0,40}(?:表|清单|一览|情况|统计|名单|目录))")

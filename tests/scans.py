@@ -10,6 +10,7 @@ import io
 import re
 import subprocess
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from .helpers import PROJECT
 
@@ -58,10 +59,10 @@ def page_images(blocks: list[tuple[str, str]], font: Path):
     story = []
     for title, text in blocks:
         if title:
-            story.append(Paragraph(title, heading))
+            story.append(Paragraph(escape(title), heading))  # reportlab reads its text as markup
         for paragraph in text.split("\n"):
             if paragraph.strip():
-                story.append(Paragraph(paragraph.strip(), body))
+                story.append(Paragraph(escape(paragraph.strip()), body))
         story.append(Spacer(1, 8))
     buffer = io.BytesIO()
     SimpleDocTemplate(buffer, pagesize=A4).build(story)

@@ -13,7 +13,7 @@ from qa.corpus import read_document
 from qa.errors import DocumentError
 from qa.formats import extract
 from qa.passages import make_passages
-from qa.tables import row_lines
+from qa.tables import row_lines, title_row
 
 from .test_formats import make_docx
 
@@ -82,6 +82,11 @@ def test_row_lines_join_each_cell_to_its_header():
     assert row_lines([["项目", "指标", ""], ["小微企业园", "", "备注"], ["项目", "指标", ""], ["", "", ""]]) == ["项目：小微企业园；备注"]
     assert row_lines([["只有一行", "两格"]]) == ["只有一行；两格"]
     assert row_lines([]) == []
+    # A title across the top of a sheet is not the header.
+    assert title_row([["2025年民生指标", "", ""], ["指标", "目标", "单位"], ["失业率", "3.5", "%"]]) == (
+        "2025年民生指标", [["指标", "目标", "单位"], ["失业率", "3.5", "%"]],
+    )
+    assert title_row([["指标", "目标"], ["失业率", "3.5"]]) == (None, [["指标", "目标"], ["失业率", "3.5"]])
 
 
 def test_docx_table_rows_are_passages_cited_under_the_caption(tmp_path):
@@ -120,9 +125,11 @@ def test_text_pdf_table_rows_in_reading_order_with_the_page(tmp_path):
 
 
 def test_xlsx_sheets_are_tables_numbers_as_written():
-    extracted = extract(make_xlsx({"民生指标": SHEET_ROWS, "空表": []}), ".xlsx")
-    assert extracted.text == "指标：人均可支配收入；2025年目标：75000；单位：元\n指标：城镇登记失业率；2025年目标：3.5；单位：%\n"
-    assert [t.title for t in extracted.tables] == ["民生指标"]
+    extracted = extract(make_xlsx({"民生指标": SHEET_ROWS, "空表": [], "带标题": [["重点任务"], ["任务", "时间"], ["改革", "2026年"]]}), ".xlsx")
+    assert extracted.text == (
+        "指标：人均可支配收入；2025年目标：75000；单位：元\n指标：城镇登记失业率；2025年目标：3.5；单位：%\n任务：改革；时间：2026年\n"
+    )
+    assert [t.title for t in extracted.tables] == ["民生指标", "带标题 · 重点任务"]
 
 
 def test_broken_xlsx_is_a_named_problem():
