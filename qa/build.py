@@ -50,6 +50,7 @@ from .passages import Passage, make_passages
 from .relevance import BACKGROUND_FILE, Background, background_questions_file, measure_background
 from .retrieval import HybridRetriever
 from .second_encoder import SecondEncoder
+from .stores import store_for
 from .text import main_script
 
 # progress(stage, done, total) is called with these stages, in this order:
@@ -227,6 +228,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,
                 extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: background.write},
+                store=store_for(config),  # local FAISS files or Milvus (qa/stores.py), updated from the previous build
             )
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing

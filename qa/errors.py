@@ -63,6 +63,10 @@ class RayError(QAError):
     """`qa build --ray` cannot run: Ray is not installed, or the cluster cannot be started or reached."""
 
 
+class StoreError(QAError):
+    """The store that holds the passages (Milvus) cannot be opened, reached, written or read."""
+
+
 class IndexWriteError(QAError):
     """A new index cannot be written (disk full, no permission); the previous index, if any, stays in use."""
 

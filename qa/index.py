@@ -5,10 +5,20 @@ Layout of the index folder:
     index/current          -> builds/<build id>   (a symbolic link, replaced in one step)
     index/builds/<id>/manifest.json              model, dimension, chunking, source hashes, counts,
                                                  versions, build time, and the size and sha256 of
-    index/builds/<id>/passages.jsonl             one passage per line, line n = vector n
-    index/builds/<id>/vectors.faiss              inner product over normalised float32 vectors:
-                                                 exact (Flat) for small corpora, approximate
-                                                 (HNSW, or IVF by choice) for large ones
+    index/builds/<id>/passages.jsonl             one passage per line, line n = passage n
+    index/builds/<id>/keys.npy                   the stable key of passage n (qa/stores.py)
+    index/builds/<id>/vectors.faiss              inner product over normalised float32 vectors,
+                                                 id-mapped by passage key (IndexIDMap2): exact
+                                                 (Flat) for small corpora, approximate (HNSW, or
+                                                 IVF by choice) for large ones
+
+A rebuild updates the previous build's vector index instead of making a new one: it reads it,
+removes the keys of passages that are gone, adds those of new passages, and writes the result into
+the new build folder (copy-on-write: the previous build is never changed, so its readers never see a
+half-update). HNSW cannot remove vectors: a removed passage's vector stays in the graph as a stale
+key that searches skip, until stale keys reach a tenth of the index and a rebuild makes it afresh.
+With `store` "milvus" in the manifest the passages and vectors live in Milvus instead
+(qa/milvus_store.py) and the folder holds only the manifest, the keys and the keyword files.
 
 A build writes a complete new folder, checks it, and only then points `current` at it, so a reader
 sees either the old index or the new one, never half of each. FAISS's own reader checks nothing,
@@ -35,7 +45,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,10 +57,13 @@ from .corpus import file_hash
 from .errors import BuildLockedError, IndexCorruptError, IndexMismatchError, IndexMissingError, IndexWriteError
 from .passages import Passage
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vectors id-mapped by passage key, keys.npy, a store
 MANIFEST = "manifest.json"
 PASSAGES = "passages.jsonl"
 VECTORS = "vectors.faiss"
+KEYS = "keys.npy"
+# An HNSW index is made afresh when its stale keys (removed passages it still holds) reach this share.
+MAX_STALE_SHARE = 0.1
 _CURRENT = "current"
 _BUILDS = "builds"
 _LOCK = ".build.lock"
@@ -59,16 +72,35 @@ _REBUILD_HINT = "run `qa build` to rebuild it"
 
 @dataclass
 class Index:
-    """A loaded, checked index: passages[i] is the passage of vector i."""
+    """A loaded, checked index: passages[i] is the passage whose key is keys[i].
+
+    `vectors` is the FAISS index itself (Flat, HNSW, IVF) and `mapped` the id map around it that
+    searches by passage key; their storage order is the order vectors were added, which after
+    incremental updates is not the passages' order (`vector_matrix` puts them in that order).
+    """
 
     folder: Path
     manifest: dict
     passages: list[Passage]
-    vectors: faiss.Index
+    vectors: faiss.Index | None
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mapped: faiss.IndexIDMap2 | None = None
+
+    def __post_init__(self):
+        order = np.argsort(self.keys, kind="stable")
+        self._sorted_keys, self._rows_by_sorted_key = self.keys[order], order
+        self._stale: np.ndarray | None = None
 
     @property
     def model(self) -> str:
         return self.manifest["model"]
+
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """The passage rows of passage keys (-1 for a key this index does not hold)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_keys, keys), max(len(self._sorted_keys) - 1, 0))
+        found = (len(self._sorted_keys) > 0) & (self._sorted_keys[at] == keys) if len(keys) else np.zeros(0, bool)
+        return np.where(found, self._rows_by_sorted_key[at] if len(self._sorted_keys) else -1, -1)
 
     @property
     def approximate(self) -> bool:
@@ -78,8 +110,9 @@ class Index:
     def vector_matrix(self) -> np.ndarray:
         """All passage vectors (row i = passage i), read-only.
 
-        For Flat and HNSW it is a view of FAISS's own memory, not a copy (a million vectors are
-        1.5 GB): keep this Index alive while using it.
+        For Flat and HNSW built in one go it is a view of FAISS's own memory, not a copy (a million
+        vectors are 1.5 GB): keep this Index alive while using it. After incremental updates the
+        storage is in the order vectors were added, and this is a copy in passage order.
         """
         count, dimension = self.vectors.ntotal, self.vectors.d
         storage = self.vectors.storage if isinstance(self.vectors, faiss.IndexHNSWFlat) else self.vectors
@@ -88,18 +121,38 @@ class Index:
             matrix = self.vectors.reconstruct_n(0, count) if count else np.zeros((0, dimension), np.float32)
         else:
             matrix = faiss.rev_swig_ptr(storage.get_xb(), count * dimension).reshape(count, dimension)
+        stored = faiss.vector_to_array(self.mapped.id_map) if self.mapped is not None else self.keys
+        if not np.array_equal(stored, self.keys):
+            order = np.argsort(stored, kind="stable")
+            matrix = matrix[order[np.searchsorted(stored, self.keys, sorter=order)]]
         matrix.flags.writeable = False
         return matrix
 
-    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """For each question vector, the ids and cosine scores of its k nearest passages, best first."""
+    @property
+    def stale(self) -> np.ndarray:
+        """Keys the vector index holds for passages that are gone (HNSW cannot remove them); searches skip them."""
+        if self._stale is None:
+            held = faiss.vector_to_array(self.mapped.id_map) if self.mapped is not None else self.keys
+            self._stale = np.setdiff1d(held, self.keys)
+        return self._stale
+
+    def search(self, question_vectors: np.ndarray, k: int, questions: list[str] | None = None) -> list[list[tuple[int, float]]]:
+        """For each question vector, the rows and cosine scores of its k nearest passages, best first.
+
+        `questions` (their text) is for stores that also search by keywords (qa/milvus_store.py).
+        """
         k = min(k, len(self.passages))
         if k == 0:
             return [[] for _ in range(len(question_vectors))]
-        scores, ids = self.vectors.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k)
+        params = None
+        if len(self.stale):
+            params = faiss.SearchParametersHNSW(
+                sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(self.stale)), efSearch=self.vectors.hnsw.efSearch
+            )
+        scores, keys = self.mapped.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k, params=params)
         return [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
-            for row_ids, row_scores in zip(ids, scores)
+            [(int(i), float(s)) for i, s in zip(self.rows_of(row_keys), row_scores) if i >= 0]
+            for row_keys, row_scores in zip(keys, scores)
         ]
 
 
@@ -246,36 +299,39 @@ def write_index(
     passages: list[Passage],
     vectors: np.ndarray,
     extra_files: dict[str, Callable[[Path], None]] | None = None,
+    store=None,
 ) -> Path:
     """Write a complete index into a new build folder, check it, then make it current in one step.
 
     `extra_files` maps a file name to a function that writes that file (e.g. the keyword index);
-    those files are checksummed in the manifest like the others. Call it while holding
-    `build_lock`. Returns the new build folder. If anything fails, the previous index stays
-    current and the partial folder is removed.
+    those files are checksummed in the manifest like the others. `store` (qa/stores.py) keeps the
+    passages and vectors, updating the previous build's; the local store (FAISS files in the build
+    folder) if None. Call it while holding `build_lock`. Returns the new build folder. If anything
+    fails, the previous index stays current and the partial folder is removed.
     """
+    from .stores import LocalStore, passage_keys
+
+    store = store or LocalStore()
     extra_files = extra_files or {}
     builds = index_dir / _BUILDS
     folder = builds / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     try:
+        previous_folder = current_build(index_dir)
+        _read_manifest(previous_folder)
+    except (IndexMissingError, IndexCorruptError, IndexMismatchError):
+        previous_folder = None
+    try:
         folder.mkdir(parents=True)
-        with open(folder / PASSAGES, "w", encoding="utf-8") as file:
-            for passage in passages:
-                file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
-        vector_index = new_vector_index(manifest["dimension"], manifest.get("vector_index"))
-        fill_vector_index(vector_index, vectors)
-        faiss.write_index(vector_index, str(folder / VECTORS))
+        keys = passage_keys(passages, vectors)
+        np.save(folder / KEYS, keys)
+        written, facts = store.write(folder, previous_folder, manifest, passages, keys, vectors)
         for name, write in extra_files.items():
             write(folder / name)
-        names = (PASSAGES, VECTORS, *extra_files)
-        manifest = dict(manifest, files={name: _file_facts(folder / name) for name in names})
+        names = (KEYS, *written, *extra_files)
+        manifest = dict(manifest, store=facts, files={name: _file_facts(folder / name) for name in names})
         _write_json(folder / MANIFEST, manifest)
         _fsync_folder(folder)
-        _load_folder(folder)  # never point `current` at an index that does not load
-        try:
-            previous = current_build(index_dir).name
-        except (IndexMissingError, IndexCorruptError):
-            previous = None
+        store.check(folder, manifest)  # never point `current` at an index that does not load
         _point_current_at(index_dir, folder)
     except BaseException as error:
         shutil.rmtree(folder, ignore_errors=True)
@@ -284,8 +340,69 @@ def write_index(
             raise _write_error(index_dir, error) from None
         raise
     # Keep the build that was current until now: a reader may have resolved `current` just before the switch.
+    previous = previous_folder.name if previous_folder is not None else None
     _remove_old_builds(index_dir, keep={folder.name, previous})
+    store.forget_before(manifest)
     return folder
+
+
+def write_local_vectors(
+    folder: Path, previous: Path | None, manifest: dict, passages: list[Passage], keys: np.ndarray, vectors: np.ndarray
+) -> tuple[list[str], dict]:
+    """Write the local store's files into `folder`: the passages and the id-mapped vector index, the
+    previous build's updated when it can be (see the module note). Returns the files and the facts
+    of the update for the manifest's "store"."""
+    with open(folder / PASSAGES, "w", encoding="utf-8") as file:
+        for passage in passages:
+            file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
+    settings = manifest.get("vector_index") or dict(FLAT)
+    mapped, update = _updated_vectors(previous, manifest, keys, vectors)
+    if mapped is None:
+        mapped = faiss.IndexIDMap2(new_vector_index(manifest["dimension"], settings))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not mapped.is_trained:
+            mapped.train(vectors)
+        mapped.add_with_ids(vectors, keys)
+        update = {"update": "full", "added": len(keys), "removed": 0, "stale": 0}
+    faiss.write_index(mapped, str(folder / VECTORS))
+    return [PASSAGES, VECTORS], {"kind": "local", **update}
+
+
+def _updated_vectors(
+    previous: Path | None, manifest: dict, keys: np.ndarray, vectors: np.ndarray
+) -> tuple[faiss.IndexIDMap2 | None, dict]:
+    """The previous build's vector index with removed passages taken out and new ones added; None
+    when it cannot be updated (none, another store, model, dimension or index type, or too stale)."""
+    try:
+        old = _read_manifest(previous) if previous is not None else None
+    except (IndexCorruptError, IndexMismatchError):
+        old = None
+    settings = manifest.get("vector_index") or dict(FLAT)
+    if (
+        old is None or (old.get("store") or {}).get("kind") != "local" or old["model"] != manifest["model"]
+        or old["dimension"] != manifest["dimension"] or old.get("vector_index") != settings
+    ):
+        return None, {}
+    try:
+        _check_files(previous, old, (VECTORS, KEYS))  # a damaged previous build is not built on
+        mapped = faiss.read_index(str(previous / VECTORS))
+        old_keys = np.load(previous / KEYS, allow_pickle=False)
+    except (IndexCorruptError, OSError, RuntimeError, ValueError):
+        return None, {}
+    if not isinstance(mapped, faiss.IndexIDMap2):
+        return None, {}
+    removed = np.setdiff1d(old_keys, keys)
+    if settings["type"] != "hnsw":
+        mapped.remove_ids(faiss.IDSelectorBatch(removed))
+    held = faiss.vector_to_array(mapped.id_map)
+    new_rows = np.flatnonzero(~np.isin(keys, held))  # a stale key that comes back is live again
+    stale = len(held) + len(new_rows) - len(keys)
+    if stale > MAX_STALE_SHARE * max(len(keys), 1):
+        return None, {}
+    if len(new_rows):
+        mapped.add_with_ids(np.ascontiguousarray(vectors[new_rows], dtype=np.float32), keys[new_rows])
+    return mapped, {"update": "incremental", "from": previous.name, "added": int(len(new_rows)),
+                    "removed": int(len(removed)), "stale": int(stale)}
 
 
 def load_index(index_dir: Path, model: str | None = None) -> Index:
@@ -330,8 +447,18 @@ def current_build(index_dir: Path) -> Path:
 
 
 def _load_folder(folder: Path) -> Index:
+    from .stores import store_of
+
     manifest = _read_manifest(folder)
+    _check_files(folder, manifest)
+    return store_of(manifest).open(folder, manifest)
+
+
+def _check_files(folder: Path, manifest: dict, names: tuple[str, ...] | None = None) -> None:
+    """Check the files of a build folder (or only `names`) against the sizes and checksums in its manifest."""
     for name, facts in manifest.get("files", {}).items():
+        if names is not None and name not in names:
+            continue
         path = folder / name
         if not path.exists():
             raise IndexCorruptError(f"{path} is missing; {_REBUILD_HINT}")
@@ -342,26 +469,50 @@ def _load_folder(folder: Path) -> Index:
             )
         if file_hash(path) != facts["sha256"]:
             raise IndexCorruptError(f"{path} does not match its checksum (damaged); {_REBUILD_HINT}")
+
+
+def read_keys(folder: Path, manifest: dict) -> np.ndarray:
+    """The passage keys of a build folder (row i = passage i), checked against the manifest's count."""
     try:
-        vectors = faiss.read_index(str(folder / VECTORS))
+        keys = np.load(folder / KEYS, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise IndexCorruptError(f"{folder / KEYS} cannot be read ({error}); {_REBUILD_HINT}") from None
+    if keys.dtype != np.int64 or keys.ndim != 1 or len(keys) != manifest["counts"]["passages"]:
+        raise IndexCorruptError(f"{folder / KEYS} does not hold {manifest['counts']['passages']} passage keys; {_REBUILD_HINT}")
+    return keys
+
+
+def load_local_folder(folder: Path, manifest: dict) -> Index:
+    """The local store's index in a build folder whose files were checked against `manifest`."""
+    try:
+        mapped = faiss.read_index(str(folder / VECTORS))
     except RuntimeError as error:
         raise IndexCorruptError(f"{folder / VECTORS} cannot be read by FAISS ({error}); {_REBUILD_HINT}") from None
-    _check_vector_index(vectors, manifest, folder)
+    vectors = _check_vector_index(mapped, manifest, folder)
     passages = _read_passages(folder / PASSAGES)
+    keys = read_keys(folder, manifest)
     expected = manifest["counts"]["passages"]
-    if vectors.ntotal != expected or len(passages) != expected or vectors.d != manifest["dimension"]:
+    stored = faiss.vector_to_array(mapped.id_map)
+    if len(passages) != expected or vectors.d != manifest["dimension"] or not np.isin(keys, stored).all():
         raise IndexCorruptError(
             f"index in {folder} is inconsistent: {vectors.ntotal} vectors of dimension {vectors.d}, "
             f"{len(passages)} passages, manifest says {expected} of dimension {manifest['dimension']}; {_REBUILD_HINT}"
         )
-    return Index(folder=folder, manifest=manifest, passages=passages, vectors=vectors)
+    return Index(folder=folder, manifest=manifest, passages=passages, vectors=vectors, keys=keys, mapped=mapped)
 
 
-def _check_vector_index(vectors: faiss.Index, manifest: dict, folder: Path) -> None:
-    """Check that the FAISS file holds the index type the manifest names, and apply its search parameters."""
+def _check_vector_index(mapped: faiss.Index, manifest: dict, folder: Path) -> faiss.Index:
+    """Check that the FAISS file holds the id-mapped index type the manifest names, apply its search
+    parameters, and return the index inside the id map."""
     settings = manifest.get("vector_index", FLAT)  # manifests written before index types were exact
     expected = _INDEX_CLASSES.get(settings.get("type") if isinstance(settings, dict) else None)
-    if expected is None or not isinstance(vectors, expected) or vectors.metric_type != faiss.METRIC_INNER_PRODUCT:
+    vectors = faiss.downcast_index(mapped.index) if isinstance(mapped, faiss.IndexIDMap2) else mapped
+    if vectors is not mapped:
+        vectors.referenced_objects = [mapped]  # the id map owns this index: it must outlive every use of it
+    if (
+        expected is None or not isinstance(mapped, faiss.IndexIDMap2) or not isinstance(vectors, expected)
+        or vectors.metric_type != faiss.METRIC_INNER_PRODUCT
+    ):
         raise IndexCorruptError(
             f"{folder / VECTORS} holds a {type(vectors).__name__}, the manifest names vector index "
             f"{settings!r}; {_REBUILD_HINT}"
@@ -369,6 +520,7 @@ def _check_vector_index(vectors: faiss.Index, manifest: dict, folder: Path) -> N
     _apply_search_parameters(vectors, settings)
     if settings["type"] == "ivf":
         vectors.make_direct_map()  # so that vectors can be read back by id (reconstruct)
+    return vectors
 
 
 def _read_manifest(folder: Path) -> dict:

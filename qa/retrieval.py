@@ -204,7 +204,8 @@ class HybridRetriever:
         concepts = self.keywords.concepts(question)  # the section index has the passage index's terms
         by_keyword, keyword_best = self.keywords.top(concepts, NEAREST, COMMON)
         by_section, section_keyword_best = self.section_keywords.top(concepts, NEAREST, COMMON)
-        nearest = np.array([i for i, _ in self.index.search(vector[None, :], NEAREST)[0]], dtype=np.int64)
+        # With the question's text a store that searches by keywords too (Milvus's BM25) proposes its best as well.
+        nearest = np.array([i for i, _ in self.index.search(vector[None, :], NEAREST, [question])[0]], dtype=np.int64)
         sections = np.unique(np.r_[self.groups[nearest], self.groups[by_keyword], by_section])
         members, starts = self._members(sections)
         keyword = self.keywords.scores_of(concepts, members)
@@ -294,7 +295,7 @@ class HybridRetriever:
     def evidence(self, questions: list[str], written: list[str] | None = None) -> "Evidence":
         """Every kind of evidence for every passage and section, for a batch of questions."""
         keyword = self.keywords.scores(questions)
-        dense, section_dense = self._similarities(self.question_vectors(questions, written), keyword)
+        dense, section_dense = self._similarities(self.question_vectors(questions, written), keyword, questions)
         return Evidence(
             dense=dense,
             keyword=_relative(keyword),
@@ -303,7 +304,9 @@ class HybridRetriever:
             section_coverage=self.section_keywords.coverage(questions),
         )
 
-    def _similarities(self, question_vectors: np.ndarray, keyword: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _similarities(
+        self, question_vectors: np.ndarray, keyword: np.ndarray, questions: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cosine similarity of each question and passage (questions × passages), and each section's best.
 
         Exact search computes all of them. Over an approximate index, a question costs a few
@@ -318,7 +321,8 @@ class HybridRetriever:
             return dense, np.maximum.reduceat(dense, self.section_first, axis=1)
         dense = np.empty((len(question_vectors), len(self.passages)), dtype=np.float32)
         section_dense = np.empty((len(question_vectors), len(self.section_first)), dtype=np.float32)
-        for row, nearest in enumerate(self.index.search(question_vectors, CANDIDATES)):
+        # `questions`: a store that also searches by keywords (Milvus's BM25) proposes its best too.
+        for row, nearest in enumerate(self.index.search(question_vectors, CANDIDATES, questions)):
             by_keyword = np.flatnonzero(keyword[row] > 0)
             if len(by_keyword) > CANDIDATES:
                 by_keyword = by_keyword[np.argpartition(-keyword[row, by_keyword], CANDIDATES)[:CANDIDATES]]

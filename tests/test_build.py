@@ -211,7 +211,8 @@ def test_vectors_of_a_small_rebuild_are_filed_under_what_made_them(tmp_path, emb
     edited = next(p for p in index.passages if "无人机" in p.text)
     assert cached_names(config, edited.embedding_text()) == [float32]  # never filed as bfloat16
     numpy_vector = small.question_encoder.encode([edited.embedding_text()], prompt=PASSAGE)[0]
-    assert np.array_equal(index.vectors.reconstruct(edited.id), numpy_vector)
+    # Row `id` of the matrix in passage order: an updated vector index stores new vectors at its end.
+    assert np.array_equal(index.vector_matrix()[edited.id], numpy_vector)
 
     again = Embedder(precision="bfloat16")  # a small rebuild reuses the float32 vector it made
     report = build_index(config, again)
