@@ -146,7 +146,7 @@ class HybridRetriever:
         scores = fuse(evidence, local, self.config)[0]
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
         order = np.argsort(-scores, kind="stable")
-        position = {int(i): n for n, i in enumerate(members)}
+        position = _Positions(members)
         windows = self._windows(members[order], _Lookup(scores, position), k)
         return [
             Hit(
@@ -362,6 +362,16 @@ def _blas():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+class _Positions:
+    """position[i]: where passage i is in `members` (sorted), found when asked (a dict of thousands cost ms)."""
+
+    def __init__(self, members: np.ndarray):
+        self.members = members
+
+    def __getitem__(self, i) -> int:
+        return int(np.searchsorted(self.members, i))
 
 
 class _Lookup:

