@@ -101,9 +101,13 @@ class RayEmbedding:
         config = self.config
         settings = {"model_name": config.model, "device": "cuda" if gpus else config.device,
                     "batch_size": config.batch_size, "precision": config.precision}
-        dataset = ray.data.from_items([{"text": text} for text in texts]).map_batches(
+        # Blocks are what Ray Data hands out to the replicas: enough for each replica to have several
+        # (one block went to one replica), few enough that a block is not a trickle (about 1,024 passages
+        # at most for a large build; one model batch each for a small one).
+        blocks = max(1, min(-(-len(texts) // config.batch_size), max(4 * actors, -(-len(texts) // 1024))))
+        dataset = ray.data.from_items([{"text": text} for text in texts], override_num_blocks=blocks).map_batches(
             type("PassageEncoder", (PassageEncoder,), {"settings": settings}),
-            batch_size=config.batch_size * 4,  # a few model batches per call: less overhead, progress still frequent
+            batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=gpus,
             num_cpus=0 if gpus else 1,

@@ -29,7 +29,6 @@ measured effect of each method and setting is in scripts/compare_retrieval.py's 
 """
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from .embeddings import Embedder
 from .index import Index
 from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
+from .question_encoder import blas_controller
 
 # Over an approximate vector index, the passages whose dense similarity is computed: this many
 # nearest by the index and this many best by keywords, with all passages of their sections.
@@ -216,7 +216,7 @@ class HybridRetriever:
         probe, probe_starts = self._probe
         # Products of a few thousand vectors: with two BLAS threads waiting for each other on a busy
         # 2-core machine they took 10-30x longer (the question encoder limits itself the same way).
-        with _blas().limit(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             similarity = self.vectors[members] @ vector
             probe_similarity = self._probe_vectors @ vector
             far_similarity = self.vectors[far] @ vector
@@ -354,14 +354,6 @@ def _best_first(scores: np.ndarray, head: int):
     yield from best[np.argsort(-scores[best], kind="stable")]
     rest = np.flatnonzero(scores < threshold)
     yield from rest[np.argsort(-scores[rest], kind="stable")]
-
-
-@cache
-def _blas():
-    """threadpoolctl's view of the loaded BLAS, found once (a `threadpool_limits` call looks again: 0.7 ms)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 class _Positions:
