@@ -60,7 +60,8 @@ class Assistant:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
-        self.second = SecondEncoder()  # the second opinion on relevance (qa/relevance.py)
+        # The second opinion: on relevance (qa/relevance.py) and on English questions' ranking (qa/retrieval.py).
+        self.second = SecondEncoder()
         self.calibration = load_calibration()
         # The served index, its retriever and its background, replaced together in one assignment.
         self._served: tuple[Index, HybridRetriever, Background] | None = None
@@ -83,7 +84,7 @@ class Assistant:
 
     def _load(self) -> tuple[Index, HybridRetriever, Background]:
         index = load_index(self.config.index_dir, model=self.config.model)
-        return index, HybridRetriever.from_index(index, self.embedder, self.config), Background.read(index.folder)
+        return index, HybridRetriever.from_index(index, self.embedder, self.config, self.second), Background.read(index.folder)
 
     def warm_up(self) -> None:
         """Load what answering takes, so that the first question is as quick as the next: the index, the

@@ -23,7 +23,7 @@ from .config import cache_dir
 from .text import CJK_RUN
 
 TRANSLATIONS_PER_WORD = 12  # the dictionary's most direct senses; more adds mostly noise
-_FORMAT = 4
+_FORMAT = 5
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/$")
 _PARENTHESES = re.compile(r"\([^)]*\)")
 _ENGLISH_WORD = re.compile(r"[a-z]+")
@@ -104,6 +104,7 @@ def _derive_tables() -> dict[str, dict[str, list[str]]]:
     # Sort key (words in the sense, length of the Chinese, dictionary order): a one-word sense
     # ("brand" -> 品牌) is the most direct, and the shortest Chinese the most general (林 for "forest").
     candidates: dict[str, list[tuple[int, int, int, str]]] = {}
+    ordinary: set[str] = set()  # English words that are some entry's whole sense in lower case ("old" for 老)
     for order, line in enumerate(lines):
         match = _ENTRY.match(line.strip())
         if not match or not CJK_RUN.fullmatch(match.group(1)):
@@ -115,7 +116,10 @@ def _derive_tables() -> dict[str, dict[str, list[str]]]:
                 name = place.group(1).lower()
                 candidates.setdefault(name, []).append((0, len(chinese), order, chinese))
                 places.setdefault(name, []).append(chinese)
-            sense = _PARENTHESES.sub("", sense).strip().lower()
+            sense = _PARENTHESES.sub("", sense).strip()
+            if sense.isalpha() and sense.islower():
+                ordinary.add(sense)
+            sense = sense.lower()
             if sense.startswith(_NOT_A_SENSE):
                 continue
             words = _ENGLISH_WORD.findall(sense)
@@ -131,7 +135,8 @@ def _derive_tables() -> dict[str, dict[str, list[str]]]:
             if len(chosen) == TRANSLATIONS_PER_WORD:
                 break
         table[word] = chosen
-    return {"words": table, "places": places}
+    # A capitalised ordinary word names no place: "Old" in "Save the Old Houses" is not 古城区 (Old City district).
+    return {"words": table, "places": {name: found for name, found in places.items() if name not in ordinary}}
 
 
 def write_json_atomically(path: Path, table: dict | list) -> None:

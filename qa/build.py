@@ -429,7 +429,11 @@ def _background(
         def embed_questions(self, questions: list[str]) -> np.ndarray:
             return cached(questions, f"{embedder.model_name} (questions)", embedder.embed_questions)
 
-    retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config)
+    class CachedSecond:  # the second encoder's vectors, through the cache
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return cached(texts, second.name, second.embed)
+
+    retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config, second=CachedSecond())
 
     def search_top(questions: list[str], written: list[str]) -> list[tuple[str, float]]:
         return [(hits[0].passage.text, hits[0].similarity) for hits in retriever.search_many(questions, 1, written)]
@@ -444,7 +448,8 @@ def _background(
 def _background_fingerprint(passages: list[Passage], embedder: Embedder, config: Config) -> str:
     digest = hashlib.sha256()
     settings = (embedder.model_name, SecondEncoder.name, config.fusion, config.keyword_tokenizer, config.keyword_weight,
-                config.section_weight, config.rrf_k, config.max_citation_share, config.max_citation_chars)
+                config.section_weight, config.english_second_weight, config.english_keyword_weight, config.rrf_k,
+                config.max_citation_share, config.max_citation_chars)
     digest.update(repr(settings).encode())
     digest.update(background_questions_file().read_bytes())
     for passage in passages:

@@ -67,6 +67,12 @@ class Config:
     keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)
     keyword_weight: float = 0.3  # share of keyword evidence in a "sum" or "sections" score
     section_weight: float = 0.5  # share of the section's score in a "sections" passage score
+    # English questions over Chinese text: e5 links the two languages weakly, so the second encoder
+    # (USE-multilingual, trained on translations) re-reads their best passages and takes this share of
+    # the dense evidence, and the keywords (dictionary translations) weigh less. Measured on
+    # eval/seed_in_scope.tsv's English questions, a whole case held out (scripts/english_weights.py).
+    english_second_weight: float = 0.5
+    english_keyword_weight: float = 0.2
     rrf_k: int = 60
     # A cited passage grows around the passage that matched by its best neighbours in the section,
     # up to this share of the section (at least max_passage_chars, at most max_citation_chars).

@@ -23,6 +23,11 @@ and combines them by `Config.fusion`:
 Keyword evidence adds to dense evidence and never replaces it: where no keyword matches, the
 normalised keyword score is 0 for every passage and the ranking is the dense one.
 
+English questions over Chinese text get a second opinion: e5 links the two languages weakly, so the
+second encoder (qa/second_encoder.py, USE-multilingual, trained to align translations) re-reads the
+SECOND_READS best passages and takes `english_second_weight` of the dense evidence, passage and section,
+while the keyword evidence (through dictionary translations) weighs `english_keyword_weight`.
+
 A hit cites more than the passage that matched when its section is long: the best neighbouring
 passages join it up to `max_citation_share` of the section (see `HybridRetriever._window`). The
 measured effect of each method and setting is in scripts/compare_retrieval.py's output.
@@ -38,6 +43,7 @@ from .index import Index
 from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
 from .question_encoder import blas_controller
+from .text import script
 
 # Over an approximate vector index, the passages whose dense similarity is computed: this many
 # nearest by the index and this many best by keywords, with all passages of their sections.
@@ -52,6 +58,9 @@ COMMON = 20_000
 # sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
 # corpus this small, so that candidate scores there equal the full scores exactly.
 PROBE = 4096
+# An English question's best passages by e5 and keywords that the second encoder re-reads (all of a
+# corpus this small, where the second opinion is then exactly the whole corpus's).
+SECOND_READS = 64
 
 
 @dataclass(frozen=True)
@@ -77,14 +86,17 @@ class HybridRetriever:
 
     def __init__(
         self, passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config,
-        index: Index | None = None, score_all: bool | None = None,
+        index: Index | None = None, score_all: bool | None = None, second=None,
     ):
         """`index`, if given, is the index that `vectors` come from: kept alive with them (they may be a
         view of its memory), and when it is approximate its search proposes the dense candidates.
 
         `score_all`: whether every passage is scored for every question (True) or only candidates
         (False, see `candidates`); by default all over an exact index (small corpora, see
-        `Config.approximate_from`), candidates over an approximate one."""
+        `Config.approximate_from`), candidates over an approximate one.
+
+        `second`: the second encoder (anything with `embed(texts)` giving unit vectors) that gives
+        English questions a second opinion (see the module docstring); None: no second opinion."""
         if config.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
         self.passages = passages
@@ -93,6 +105,7 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config
         self.index = index
+        self.second = second
         self.groups = section_groups(passages)
         self.section_keywords = keywords.grouped(self.groups) if passages else keywords
         # First and last passage of each section (passages of a section are consecutive).
@@ -108,8 +121,8 @@ class HybridRetriever:
             self._probe_vectors = np.ascontiguousarray(self.vectors[self._probe[0]])
 
     @classmethod
-    def from_index(cls, index: Index, embedder: Embedder, config: Config) -> "HybridRetriever":
-        return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index)
+    def from_index(cls, index: Index, embedder: Embedder, config: Config, second=None) -> "HybridRetriever":
+        return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index, second=second)
 
     def search(self, question: str, k: int) -> list[Hit]:
         return self.search_many([question], k)[0]
@@ -121,9 +134,14 @@ class HybridRetriever:
             return [[] for _ in questions]
         if not self.score_all:
             vectors = self.question_vectors(questions, written)
-            return [self._candidate_hits(question, vector, k) for question, vector in zip(questions, vectors)]
+            return [
+                self._candidate_hits(question, vector, k, asked)
+                for question, vector, asked in zip(questions, vectors, written or questions)
+            ]
         evidence = self.evidence(questions, written)
         scores = fuse(evidence, self.groups, self.config)
+        if self._second_opinion(evidence, scores, written or questions, np.arange(len(self.passages)), self.section_first):
+            scores = fuse(evidence, self.groups, self.config)
         results = []
         for row in range(len(questions)):
             windows = self._windows(_best_first(scores[row], head=16 * k), scores[row], k)
@@ -139,11 +157,15 @@ class HybridRetriever:
             ])
         return results
 
-    def _candidate_hits(self, question: str, vector: np.ndarray, k: int) -> list[Hit]:
-        """The k best hits of one question, scoring only its candidates (see `candidates`)."""
+    def _candidate_hits(self, question: str, vector: np.ndarray, k: int, asked: str | None = None) -> list[Hit]:
+        """The k best hits of one question, scoring only its candidates (see `candidates`); `asked`:
+        the question as written, when `question` is its conversion to the corpus's script."""
         members, sections, evidence = self.candidates(question, vector)
         local = np.repeat(np.arange(len(sections)), self.section_last[sections] - self.section_first[sections] + 1)
         scores = fuse(evidence, local, self.config)[0]
+        starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
+        if self._second_opinion(evidence, scores[None, :], [asked or question], members, starts):
+            scores = fuse(evidence, local, self.config)[0]
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
         order = np.argsort(-scores, kind="stable")
         position = _Positions(members)
@@ -158,6 +180,31 @@ class HybridRetriever:
             )
             for first, last, anchor in windows
         ]
+
+    def _second_opinion(self, evidence: "Evidence", scores: np.ndarray, asked: list[str], members: np.ndarray,
+                        starts: np.ndarray) -> bool:
+        """Give the English questions among `asked` the second encoder's similarities (see the module
+        docstring), in `evidence.second` and `evidence.section_second`; whether any question got them.
+
+        `scores` (questions × columns) is the first fusion; column j of the evidence is passage
+        `members[j]`, and its sections start at columns `starts`. The SECOND_READS best columns are
+        re-read; the others get the lowest of theirs, so that they rank below once normalised."""
+        english = np.array([script(question) == "en" for question in asked])
+        if self.second is None or not english.any():
+            return False
+        second = np.zeros_like(evidence.dense)
+        for row in np.flatnonzero(english):
+            best = np.arange(scores.shape[1])
+            if len(best) > SECOND_READS:
+                best = np.argpartition(-scores[row], SECOND_READS)[:SECOND_READS]
+            vectors = self.second.embed([asked[row]] + [self.passages[members[j]].embedding_text() for j in best])
+            similarity = vectors[1:] @ vectors[0]
+            second[row] = similarity.min()
+            second[row, best] = similarity
+        evidence.second = second
+        evidence.section_second = np.maximum.reduceat(second, starts, axis=1)
+        evidence.english = english
+        return True
 
     def _windows(self, best_first, scores, k: int) -> list[list[int]]:
         """[first, last, anchor] of each of the k best citations, best first: passages in the order
@@ -391,6 +438,11 @@ class Evidence:
     section_coverage: np.ndarray
     dense_low: np.ndarray | None = None
     section_dense_low: np.ndarray | None = None
+    # The second encoder's similarities for English questions (`HybridRetriever._second_opinion`):
+    # which questions have them, and arrays shaped as `dense` and `section_dense`. None: no second opinion.
+    english: np.ndarray | None = None
+    second: np.ndarray | None = None
+    section_second: np.ndarray | None = None
 
 
 def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
@@ -403,15 +455,19 @@ def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
         return evidence.keyword + 1e-3 * _min_max(evidence.dense, evidence.dense_low)
     if method == "rrf":
         return _rrf(evidence.dense, config.rrf_k) + np.where(evidence.keyword > 0, _rrf(evidence.keyword, config.rrf_k), 0)
-    passage = _weighted(evidence.dense, evidence.keyword, config.keyword_weight, evidence.dense_low)
+    dense = _min_max(evidence.dense, evidence.dense_low)
+    section_dense = _min_max(evidence.section_dense, evidence.section_dense_low)
+    keyword_weight: float | np.ndarray = config.keyword_weight
+    if evidence.english is not None:  # English questions: the second encoder's share, less keyword weight
+        share = np.where(evidence.english, config.english_second_weight, 0.0)[:, None]
+        dense = (1 - share) * dense + share * _min_max(evidence.second)
+        section_dense = (1 - share) * section_dense + share * _min_max(evidence.section_second)
+        keyword_weight = np.where(evidence.english, config.english_keyword_weight, config.keyword_weight)[:, None]
+    passage = (1 - keyword_weight) * dense + keyword_weight * evidence.keyword
     if method == "sum":
         return passage
-    section = _weighted(evidence.section_dense, evidence.section_keyword, config.keyword_weight, evidence.section_dense_low)
+    section = (1 - keyword_weight) * section_dense + keyword_weight * evidence.section_keyword
     return config.section_weight * section[:, groups] + (1 - config.section_weight) * passage
-
-
-def _weighted(dense: np.ndarray, keyword: np.ndarray, keyword_weight: float, low: np.ndarray | None = None) -> np.ndarray:
-    return (1 - keyword_weight) * _min_max(dense, low) + keyword_weight * keyword
 
 
 def _min_max(scores: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:

@@ -28,7 +28,10 @@ scope); a CMRC question's is a hash of its paragraph. Each fold's questions are 
 and thresholds made without that fold (so a whole case is unseen), and the pooled held-out
 outcomes are printed next to the in-sample ones of the final fit on everything.
 
-    .venv/bin/python scripts/fit_relevance.py [--work /tmp/qa-fit] [--no-write] [--reuse]
+    .venv/bin/python scripts/fit_relevance.py [--work /tmp/qa-fit] [--no-write] [--reuse | --groups "seed in,seed out"]
+
+--groups asks only the named groups again and takes the others' evidence from the last run: for a
+change that moves only those (e.g. English questions' ranking: seed in, seed out, seed→cmrc, dev).
 """
 
 import argparse
@@ -84,8 +87,9 @@ def ask(assistant: Assistant, questions: list[str]) -> list:
     return answers
 
 
-def collect(work: Path) -> list[dict]:
-    """One row per (question, corpus) with its group, class, fold, script and evidence."""
+def collect(work: Path, groups: set[str] | None = None) -> list[dict]:
+    """One row per (question, corpus) with its group, class, fold, script and evidence; only the
+    rows of `groups` when given (None: all)."""
     if not SHARED.exists():
         sys.exit(f"{SHARED} is missing: the CMRC and DRCD sets live in ../shared/eval (see README, Evaluating)")
     seed_in = read_tsv_questions(EVAL / "seed_in_scope.tsv")
@@ -93,11 +97,6 @@ def collect(work: Path) -> list[dict]:
     dev = read_tsv_questions(SHARED / "dev_questions.tsv")
     cmrc = squad_corpus(SHARED / "cmrc2018_trial.json", work / "cmrc-corpus")
     drcd = squad_corpus(SHARED / "drcd_dev.json", work / "drcd-corpus")
-    assistants = {}
-    for name, corpus in (("seed", PROJECT / "corpus"), ("cmrc", work / "cmrc-corpus"), ("drcd", work / "drcd-corpus")):
-        print(f"index of {name}", file=sys.stderr)
-        assistants[name] = Assistant(Config(corpus_dir=corpus, index_dir=work / f"{name}-index"))
-        assistants[name].rebuild()
     seed_fold = {q.id: (q.case - 1 if q.in_scope else stable_fold(q.id)) for q in seed_in + seed_out}
     plan = [
         ("seed in", "seed", seed_in, True, lambda q: seed_fold[q.id]),
@@ -108,6 +107,18 @@ def collect(work: Path) -> list[dict]:
         ("drcd in", "drcd", drcd, True, lambda q: -1),
         ("dev", "seed", dev, None, lambda q: -1),
     ]
+    if groups is not None:
+        unknown = groups - {group for group, *_ in plan}
+        if unknown:
+            sys.exit(f"unknown groups {sorted(unknown)}; the groups are {[group for group, *_ in plan]}")
+        plan = [step for step in plan if step[0] in groups]
+    assistants = {}
+    for name, corpus in (("seed", PROJECT / "corpus"), ("cmrc", work / "cmrc-corpus"), ("drcd", work / "drcd-corpus")):
+        if not any(step[1] == name for step in plan):
+            continue
+        print(f"index of {name}", file=sys.stderr)
+        assistants[name] = Assistant(Config(corpus_dir=corpus, index_dir=work / f"{name}-index"))
+        assistants[name].rebuild()
     rows = []
     for group, corpus, questions, in_scope, fold in plan:
         print(f"{group}: {len(questions)} questions", file=sys.stderr)
@@ -208,10 +219,16 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"), help="indexes and corpora kept between runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave qa/data/relevance.json as it is")
     parser.add_argument("--reuse", action="store_true", help="refit on the evidence the last run collected (--work/rows.json)")
+    parser.add_argument("--groups", help="comma-separated groups to ask again; the others' evidence comes from the last run")
     args = parser.parse_args()
     rows_file = args.work / "rows.json"
     if args.reuse:
         rows = json.loads(rows_file.read_text(encoding="utf-8"))
+    elif args.groups:
+        groups = {group.strip() for group in args.groups.split(",")}
+        kept = [row for row in json.loads(rows_file.read_text(encoding="utf-8")) if row["group"] not in groups]
+        rows = kept + collect(args.work, groups)
+        rows_file.write_text(json.dumps(rows, ensure_ascii=False))
     else:
         rows = collect(args.work)
         rows_file.write_text(json.dumps(rows, ensure_ascii=False))
