@@ -42,6 +42,7 @@ from .text import to_simplified
 NEVER = 2**62  # "removed" of a passage still in the corpus
 MAX_TEXT_CHARS = 20_000  # of a passage's text searched by BM25 (VARCHAR holds at most 65,535 bytes)
 _BATCH = 1_000  # rows per insert, upsert and read
+_OWNER = "qa.index"  # the collection property naming the index folder that writes it
 _REBUILD_HINT = "run `qa build` to rebuild it"
 
 _clients: dict[str, object] = {}  # one client per URI and process: Milvus Lite allows one opener per file
@@ -111,17 +112,17 @@ class MilvusStore(Store):
         """Bring the collection from the previous build's version to the next one (rows added and
         marked removed under the new version, invisible until `current` names it)."""
         try:
-            return self._write(previous, manifest, passages, keys, vectors)
+            return self._write(folder, previous, manifest, passages, keys, vectors)
         except (StoreError, IndexMismatchError):
             raise
         except Exception as error:
             raise StoreError(f"cannot write the passages to Milvus at {self.uri} ({_reason(error)}); "
                              "the previous index is still in use") from None
 
-    def _write(self, previous: Path | None, manifest: dict, passages: list[Passage], keys: np.ndarray, vectors: np.ndarray):
+    def _write(self, folder: Path, previous: Path | None, manifest: dict, passages: list[Passage], keys: np.ndarray, vectors: np.ndarray):
         old = self._previous_facts(previous)
         current = old["version"] if old else 0
-        self._ensure_collection(manifest["dimension"])
+        self._ensure_collection(manifest["dimension"], owner=str(folder.parent.parent.resolve()))
         self._clear_after(current)  # what a killed build left: invisible, but in the way
         old_keys = read_keys(previous, _read_manifest(previous)) if old else np.zeros(0, np.int64)
         version = current + 1
@@ -151,12 +152,24 @@ class MilvusStore(Store):
         same = facts.get("kind") == "milvus" and (facts.get("uri"), facts.get("collection")) == (self.uri, self.collection)
         return facts if same and (previous / KEYS).exists() else None
 
-    def _ensure_collection(self, dimension: int) -> None:
+    def _ensure_collection(self, dimension: int, owner: str) -> None:
+        """Create the collection if needed, its property "qa.index" naming the index folder `owner`. A
+        collection of another index folder is refused: this build would take its rows for a killed build's."""
         from pymilvus import DataType, Function, FunctionType
 
         client = self.client
         if client.has_collection(self.collection):
-            fields = {f["name"]: f for f in client.describe_collection(self.collection)["fields"]}
+            description = client.describe_collection(self.collection)
+            held = (description.get("properties") or {}).get(_OWNER)
+            if held is None and self._count("key >= 0") == 0:  # created by a build killed before it could say whose
+                client.alter_collection_properties(self.collection, {_OWNER: owner})
+                held = owner
+            if held != owner:
+                raise StoreError(
+                    f"the Milvus collection {self.collection} at {self.uri} belongs to another index "
+                    f"({held or 'not written by qa'}): choose another collection (QA_MILVUS_COLLECTION) or drop that one"
+                )
+            fields = {f["name"]: f for f in description["fields"]}
             held = (fields.get("dense") or {}).get("params", {}).get("dim")
             if held is not None and int(held) != dimension:
                 raise IndexMismatchError(
@@ -178,6 +191,10 @@ class MilvusStore(Store):
         # The same k1 and b as our own BM25 (qa/keyword.py).
         indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": 1.2, "bm25_b": 0.75})
         client.create_collection(self.collection, schema=schema, index_params=indexes, consistency_level="Strong")
+        client.alter_collection_properties(self.collection, {_OWNER: owner})
+
+    def _count(self, where: str) -> int:
+        return self.client.query(self.collection, filter=where, output_fields=["count(*)"])[0]["count(*)"]
 
     def _clear_after(self, version: int) -> None:
         """Undo what builds after `version` did (only a killed build leaves anything)."""
@@ -197,7 +214,7 @@ class MilvusStore(Store):
     def check(self, folder: Path, manifest: dict) -> None:
         """The new version holds exactly the build's passages."""
         version = manifest["store"]["version"]
-        found = self.client.query(self.collection, filter=_visible(version), output_fields=["count(*)"])[0]["count(*)"]
+        found = self._count(_visible(version))
         if found != manifest["counts"]["passages"]:
             raise StoreError(f"Milvus collection {self.collection} holds {found} passages of version {version}, "
                              f"the build wrote {manifest['counts']['passages']}; the previous index is still in use")

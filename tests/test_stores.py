@@ -23,7 +23,7 @@ pytest.importorskip("pymilvus")
 from qa.assistant import Assistant
 from qa.config import Config, config_from_env
 from qa.embedding_cache import CACHE_FILE
-from qa.errors import ConfigError
+from qa.errors import ConfigError, StoreError
 from qa.evaluation import evaluate_questions, read_squad
 from qa.index import current_build, load_index, make_manifest, write_index
 from qa.milvus_store import MilvusIndex, MilvusStore, close_client
@@ -322,3 +322,14 @@ def test_kill_milvus_builds_at_many_moments_never_breaks_the_index(tmp_path, emb
         close_client(config.milvus_uri)
     assert Assistant(config, embedder).rebuild().documents == 3
     close_client(config.milvus_uri)
+
+
+def test_a_collection_of_another_index_folder_is_refused(tmp_path, embedder):
+    first = milvus(make_corpus(tmp_path / "first", DOCS)).with_overrides(milvus_uri=str(tmp_path / "shared.db"))
+    Assistant(first, embedder).rebuild()
+    second = make_corpus(tmp_path / "second", DOCS).with_overrides(store="milvus", milvus_uri=first.milvus_uri)
+    with pytest.raises(StoreError, match=r"^the Milvus collection qa_passages at .*shared.db belongs to another index "
+                       r"\(.*first/index\): choose another collection \(QA_MILVUS_COLLECTION\) or drop that one$"):
+        Assistant(second, embedder).rebuild()
+    assert len(load_index(first.index_dir).passages) == 4  # the first index is untouched
+    close_client(first.milvus_uri)
