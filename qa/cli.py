@@ -263,6 +263,11 @@ def status(corpus_dir, index_dir, model):
     click.echo(f"Index: {config.index_dir} ({count(counts['documents'], 'document')}, {count(counts['passages'], 'passage')})")
     click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
     click.echo(f"Built: {manifest['built_at']}")
+    store = manifest.get("store") or {}
+    if store.get("kind") == "milvus":
+        click.echo(f"Store: Milvus at {store['uri']}, collection {store['collection']}, version {store['version']}")
+    else:
+        click.echo("Store: local (FAISS files in the index folder)")
     changes = corpus_changes(config)
     if not (changes.added or changes.changed or changes.removed):
         click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
