@@ -31,8 +31,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # RapidOCR scales an image down to 2,000 pixels on its long side before detection; rendering a
 # page larger only costs time, smaller loses small print.
 PAGE_PIXELS = 2000
+MAX_DPI = 300
 # Lines recognised with less confidence are dropped (RapidOCR's own default threshold).
 MIN_CONFIDENCE = 0.5
+# A page read upright with less mean confidence than this is read upside down too (see `_recognise`).
+UPSIDE_DOWN_BELOW = 0.8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages (
@@ -240,24 +243,38 @@ class OcrReader:
         if self._engine is None:
             from rapidocr_onnxruntime import RapidOCR
 
-            self._engine = RapidOCR(text_score=MIN_CONFIDENCE)
+            # No per-line angle classifier: it turned whole upright lines upside down, which then read as
+            # nothing (3 of 12 CMRC paragraphs set as scans lost a line). Pages are turned instead (`_recognise`).
+            self._engine = RapidOCR(use_cls=False, text_score=0.0)  # every line: `_lines` keeps the confident ones
         return self._engine
 
     def _recognise(self, file: bytes, number: int, image) -> OcrPage:
-        import numpy as np
-
-        found, _ = self.engine(np.asarray(image))
+        """Read one page image; a page that reads badly upright (under UPSIDE_DOWN_BELOW confidence, or
+        nothing) is read turned half round too, and the better reading kept (a sheet scanned upside down)."""
         self.recognised += 1
-        lines = []
-        for points, text, confidence in found or []:
-            text = text.strip()
-            if not text:
-                continue
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
-            lines.append(OcrLine(text, float(confidence), (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))))
+        lines, boxes = self._lines(image)
+        if boxes and _confidence(lines) < UPSIDE_DOWN_BELOW:  # text was found but reads badly
+            turned, _ = self._lines(image.rotate(180))
+            if _confidence(turned) * sum(len(line.text) for line in turned) > _confidence(lines) * sum(len(line.text) for line in lines):
+                lines = [OcrLine(line.text, line.confidence, (image.width - line.box[2], image.height - line.box[3],
+                                                              image.width - line.box[0], image.height - line.box[1])) for line in turned]
         page = OcrPage(number, lines, image.width, image.height)
         self._store(file, page)
         return page
+
+    def _lines(self, image) -> tuple[list[OcrLine], bool]:
+        """The lines read on an image with at least MIN_CONFIDENCE, and whether any text was detected at all."""
+        import numpy as np
+
+        found, _ = self.engine(np.asarray(image))
+        lines = []
+        for points, text, confidence in found or []:
+            text = text.strip()
+            if not text or confidence < MIN_CONFIDENCE:
+                continue
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            lines.append(OcrLine(text, float(confidence), (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))))
+        return lines, bool(found)
 
     # -- the cache ----------------------------------------------------------------------------
 
@@ -307,7 +324,7 @@ class OcrReader:
 
 def ocr_settings() -> str:
     """What an OCR result depends on besides the file (the engine's version, the rendering size): part of the cache's key."""
-    return f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}|{PAGE_PIXELS}px"
+    return f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}|{PAGE_PIXELS}px|upright lines"
 
 
 def cached_page(cache_path: Path, raw: bytes, number: int) -> OcrPage | None:
@@ -340,10 +357,16 @@ def _cached_result(number: int, result: str) -> OcrPage:
     return OcrPage(number, lines, result["width"], result["height"], from_cache=True)
 
 
+def _confidence(lines: list[OcrLine]) -> float:
+    """Mean confidence per character of `lines`; 0 for none."""
+    characters = sum(len(line.text) for line in lines)
+    return sum(line.confidence * len(line.text) for line in lines) / characters if characters else 0.0
+
+
 def _render(page):
     """A PDF page as a PIL image of about PAGE_PIXELS on its long side."""
     width, height = page.get_size()  # in points
-    scale = PAGE_PIXELS / max(width, height, 1)
+    scale = min(PAGE_PIXELS / max(width, height, 1), MAX_DPI / 72)  # a small page is not blown up past print resolution
     return page.render(scale=scale).to_pil().convert("RGB")
 
 

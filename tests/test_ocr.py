@@ -23,7 +23,7 @@ needs_font = pytest.mark.skipif(FONT is None, reason="no CJK font on this machin
 PDF_CASES, PNG_CASES = (1, 3), (2,)
 
 
-def blank_page(width: int = 800, height: int = 600):
+def blank_page(width: int = 300, height: int = 200):
     from PIL import Image
 
     return Image.new("L", (width, height), 255)
@@ -49,6 +49,7 @@ def test_pdf_of_blank_scans_is_a_named_problem():
     )
 
 
+@pytest.mark.slow  # a full A4 page to OCR: 10-20 s here
 @needs_font
 def test_mixed_pdf_reads_the_text_page_and_ocrs_the_scanned_one(tmp_path):
     from pypdf import PdfReader, PdfWriter
@@ -67,6 +68,13 @@ def test_mixed_pdf_reads_the_text_page_and_ocrs_the_scanned_one(tmp_path):
     assert extracted.page_starts == [0, extracted.text.index("第二条")]
     assert (extracted.ocr.pages, extracted.ocr.unreadable) == ([2], {})
     assert extracted.ocr.confidence > 0.9
+
+
+@needs_font
+def test_a_page_scanned_upside_down_is_read_turned():
+    page = page_images([("", "第三条 本办法自2026年1月1日起施行。")], FONT)[0]
+    page = page.crop((0, 0, page.width, page.height // 4)).rotate(180)
+    assert extract(png(page), ".png").text == "第三条本办法自2026年1月1日起施行。\n"
 
 
 # ---------------------------------------------------------------------------------------------
