@@ -33,6 +33,7 @@ import re
 import unicodedata
 import zipfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .cleanup import is_no_space_char, join_lines, remove_spaces_in_chinese
@@ -260,7 +261,8 @@ def read_pdf(raw: bytes, ocr: OcrReader | None = None) -> Extracted:
     summary = None
     if scanned:
         summary = OcrSummary()
-        read = (ocr or OcrReader()).read_pdf_pages(raw, scanned)
+        with _reader(ocr) as reader:
+            read = reader.read_pdf_pages(raw, scanned)
         for page in read:
             summary.add(page)
         for page, page_items in zip(read, _ocr_items(read)):
@@ -272,6 +274,16 @@ def read_pdf(raw: bytes, ocr: OcrReader | None = None) -> Extracted:
             raise DocumentError(f"no text in this PDF ({count}): OCR found none on its scanned pages (blank, or too faint or small to read)")
         raise DocumentError(f"no text in this PDF ({count}): no text layer and no scanned images to read")
     return extracted
+
+
+@contextmanager
+def _reader(ocr: OcrReader | None):
+    """The build's OCR reader, or one without a cache for this file only."""
+    if ocr is not None:
+        yield ocr
+    else:
+        with OcrReader() as own:
+            yield own
 
 
 def _page_lines(text: str) -> list[str]:
@@ -726,7 +738,8 @@ def _slide_shapes(shapes) -> list:
 
 def read_image(raw: bytes, ocr: OcrReader | None = None) -> Extracted:
     """The text of an image by OCR, each frame of a multi-page TIFF a page; DocumentError if it has none."""
-    pages = (ocr or OcrReader()).read_image(raw)
+    with _reader(ocr) as reader:
+        pages = reader.read_image(raw)
     summary = OcrSummary()
     for page in pages:
         summary.add(page)
