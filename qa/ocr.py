@@ -241,7 +241,13 @@ class OcrReader:
     @property
     def engine(self):
         if self._engine is None:
-            from rapidocr_onnxruntime import RapidOCR
+            try:
+                from rapidocr_onnxruntime import RapidOCR
+            except ImportError as error:  # OpenCV needs libGL.so.1 and libglib on Linux; a bare container may lack them
+                raise DocumentError(
+                    f"OCR is not available here ({_short(error)}); install the system library it names "
+                    "(e.g. apt-get install libgl1 libglib2.0-0) to read scanned pages and images"
+                ) from None
 
             # No per-line angle classifier: it turned whole upright lines upside down, which then read as
             # nothing (3 of 12 CMRC paragraphs set as scans lost a line). Pages are turned instead (`_recognise`).
