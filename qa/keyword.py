@@ -230,9 +230,10 @@ class KeywordIndex:
             result[row] = sum(w for concept, w in zip(concepts, weights) if tokens.intersection(concept)) / total
         return result
 
-    def top(self, concepts: list[np.ndarray], count: int, common: int) -> tuple[np.ndarray, float]:
+    def top(self, concepts: list[np.ndarray], count: int, common: int, ties: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
         """The texts with about the `count` best BM25 scores for a question's `concepts` (from `concepts`),
-        and the best score among them: for scoring only candidates in a large corpus (qa/retrieval.py).
+        their scores and the best score among them: for scoring only candidates in a large corpus
+        (qa/retrieval.py). Texts tied with the last are kept, up to `ties` × `count` in all.
 
         The texts are chosen by the concepts whose terms occur in at most `common` texts, each read
         from its postings; a concept in more texts (a word in most of them, weighing little) is left
@@ -242,11 +243,11 @@ class KeywordIndex:
         """
         rare = [ids for ids in concepts if len(ids) and sum(self._postings(ids)) <= common]
         if not rare:
-            return np.zeros(0, dtype=np.int64), 0.0
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), 0.0
         partial = self._concept_sum(self._weights_by_term, rare)
-        chosen = _best(partial, count)
+        chosen = _best(partial, count, ties)
         exact = self.scores_of(concepts, chosen) if len(rare) < sum(len(ids) > 0 for ids in concepts) else partial[chosen]
-        return chosen, float(exact.max()) if len(exact) else 0.0
+        return chosen, exact, float(exact.max()) if len(exact) else 0.0
 
     def scores_of(self, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """BM25 of the texts `rows` (sorted) for a question's `concepts`: `scores` for those rows only."""
@@ -333,17 +334,17 @@ class KeywordIndex:
         return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
 
 
-def _best(scores: np.ndarray, count: int) -> np.ndarray:
+def _best(scores: np.ndarray, count: int, ties: int = 2) -> np.ndarray:
     """Indices (sorted) of the `count` highest positive scores and of those tied with the last of them.
 
-    Ties are kept (up to 2 × count) rather than cut arbitrarily: copies of one text score the same
-    BM25, and the dense evidence that separates them is not known yet."""
+    Ties are kept (up to `ties` × count) rather than cut arbitrarily: copies of one text score the
+    same BM25, and the dense evidence that separates them is not known yet."""
     positive = np.flatnonzero(scores > 0)
     if len(positive) > count:
         values = scores[positive]
         threshold = np.partition(values, len(values) - count)[len(values) - count]
         tied = positive[values >= threshold]
-        positive = tied if len(tied) <= 2 * count else np.sort(positive[np.argpartition(-values, count)[:count]])
+        positive = tied if len(tied) <= ties * count else np.sort(positive[np.argpartition(-values, count)[:count]])
     return positive
 
 

@@ -54,6 +54,9 @@ NEAREST = 300
 # A keyword found in more passages (sections) than this does not choose candidates (see KeywordIndex.top):
 # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
 COMMON = 20_000
+# Passages tied on keywords with the NEAREST-th best are kept up to this many times NEAREST, and the
+# NEAREST with the best similarity among them chosen (`_closest`).
+TIES = 8
 # Passages whose similarity is computed for every question, evenly spread over the corpus (whole
 # sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
 # corpus this small, so that candidate scores there equal the full scores exactly.
@@ -206,6 +209,19 @@ class HybridRetriever:
         evidence.english = english
         return True
 
+    def _closest(self, rows: np.ndarray, keyword: np.ndarray, vector: np.ndarray, low: float, high: float) -> np.ndarray:
+        """The NEAREST of `rows` (passages chosen by keywords; `keyword` their relative BM25) with the best
+        passage score, keyword and similarity weighted as `fuse` weighs them (the similarity scaled
+        from `low` to `high`, estimates of the corpus's): many passages tie on keywords when they are
+        copies of one text, and only their similarity tells them apart."""
+        if len(rows) <= NEAREST:
+            return rows
+        with blas_controller().limit(limits=1, user_api="blas"):
+            similarity = self.vectors[rows] @ vector
+        weight = self.config.keyword_weight
+        score = (1 - weight) * (similarity - low) / max(high - low, 1e-6) + weight * keyword
+        return rows[np.argpartition(-score, NEAREST)[:NEAREST]]
+
     def _windows(self, best_first, scores, k: int) -> list[list[int]]:
         """[first, last, anchor] of each of the k best citations, best first: passages in the order
         `best_first` gives, each grown into a window (`_window`) unless a better one covers it already."""
@@ -249,10 +265,16 @@ class HybridRetriever:
         (nearest to the question's opposite).
         """
         concepts = self.keywords.concepts(question)  # the section index has the passage index's terms
-        by_keyword, keyword_best = self.keywords.top(concepts, NEAREST, COMMON)
-        by_section, section_keyword_best = self.section_keywords.top(concepts, NEAREST, COMMON)
-        # With the question's text a store that searches by keywords too (Milvus's BM25) proposes its best as well.
-        nearest = np.array([i for i, _ in self.index.search(vector[None, :], NEAREST, [question])[0]], dtype=np.int64)
+        # The question's text too: a store that searches by keywords itself (Milvus's BM25) proposes its best.
+        nearest = self.index.search(vector[None, :], NEAREST, [question])[0]
+        probe, probe_starts = self._probe
+        with blas_controller().limit(limits=1, user_api="blas"):
+            probe_similarity = self._probe_vectors @ vector
+        by_keyword, keyword, keyword_best = self.keywords.top(concepts, NEAREST, COMMON, ties=TIES)
+        by_keyword = self._closest(by_keyword, keyword / (keyword_best or 1), vector,
+                                   low=probe_similarity.min(), high=float(self.vectors[nearest[0][0]] @ vector) if nearest else 1.0)
+        by_section, _, section_keyword_best = self.section_keywords.top(concepts, NEAREST, COMMON)
+        nearest = np.array([i for i, _ in nearest], dtype=np.int64)
         sections = np.unique(np.r_[self.groups[nearest], self.groups[by_keyword], by_section])
         members, starts = self._members(sections)
         keyword = self.keywords.scores_of(concepts, members)
@@ -260,12 +282,10 @@ class HybridRetriever:
         keyword_best, section_keyword_best = max(keyword_best, keyword.max()), max(section_keyword_best, section_keyword.max())
         farthest = np.array([i for i, _ in self.index.search(-vector[None, :], 16)[0]], dtype=np.int64)
         far, far_starts = self._members(np.unique(self.groups[farthest]))
-        probe, probe_starts = self._probe
         # Products of a few thousand vectors: with two BLAS threads waiting for each other on a busy
         # 2-core machine they took 10-30x longer (the question encoder limits itself the same way).
         with blas_controller().limit(limits=1, user_api="blas"):
             similarity = self.vectors[members] @ vector
-            probe_similarity = self._probe_vectors @ vector
             far_similarity = self.vectors[far] @ vector
         section_dense = np.maximum.reduceat(similarity, starts)
         dense_low = min(similarity.min(), probe_similarity.min(), far_similarity.min())
