@@ -110,11 +110,11 @@ def progress_bars():
         elif stage == "writing" and done == 0:
             click.echo("writing and checking the new index…", err=True)
         elif stage == "ocr" and total > 0:
-            if done <= 1 and "ocr" in bars:  # the next file's pages
-                bars.pop("ocr").close()
-            if "ocr" not in bars:
+            if "ocr" not in bars:  # one bar per file with pages to OCR
                 bars["ocr"] = tqdm(total=total, desc="OCR", unit="page", file=sys.stderr, leave=False)
             bars["ocr"].update(done - bars["ocr"].n)
+            if done >= total:
+                bars.pop("ocr").close()
         elif stage in ("reading", "embedding") and total > 0:
             if stage not in bars:
                 unit = "passage" if stage == "embedding" else "file"
