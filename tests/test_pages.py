@@ -34,3 +34,29 @@ def test_json_and_terminal_carry_the_page():
         print_answer(_answer("q", 3), weak_below=0.5)
 
     assert "[1] 90%  报告.pdf, page 3 · " in CliRunner().invoke(show).output
+
+
+def test_build_summaries_name_the_pages_read_by_ocr_and_the_unreadable_ones():
+    import time
+
+    from qa.build import BuildReport, CorpusChanges
+    from qa.corpus import Problem
+    from qa.ocr import OcrSummary
+    from qa.rebuilds import RebuildState
+    from qa.render import _render_rebuild
+    from qa.terminal import ocr_lines, page_ranges
+
+    assert (page_ranges([5, 1, 2, 3]), page_ranges([4])) == ("pages 1-3, 5", "page 4")
+    summary = OcrSummary(pages=[1, 2, 3], recognised=1, cached=2, characters=900, confidence=0.9876)
+    assert ocr_lines({"扫描件.pdf": summary}) == [
+        "OCR 扫描件.pdf: pages 1-3 (1 recognised now, 2 from the OCR cache), mean confidence 0.988"
+    ]
+    report = BuildReport(
+        documents=1, passages=3, problems=[], changes=CorpusChanges(), seconds=1.0, folder="x",
+        ocr={"扫描件.pdf": summary}, page_problems=[Problem("扫描件.pdf", "page 4: OCR found no text on it")],
+    )
+    shown = _render_rebuild(RebuildState(finished=time.time(), report=report))
+    assert "<li>扫描件.pdf: 3 页 pages, 平均置信度 mean confidence 0.988</li>" in shown
+    assert "<li>扫描件.pdf: page 4: OCR found no text on it</li>" in shown
+    running = _render_rebuild(RebuildState(running=True, stage="ocr", done=1, total=3, started=time.time(), stage_started=time.time()))
+    assert "文字识别 OCR of scanned pages" in running and '<progress max="3" value="1"></progress> 1/3' in running
