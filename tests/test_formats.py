@@ -12,6 +12,7 @@ import pytest
 from qa.corpus import Document, Problem, Section, read_corpus, read_document
 from qa.errors import DocumentError
 from qa.formats import decode_text, extract, pdf_paragraphs
+from qa.passages import make_passages
 
 # ---------------------------------------------------------------------------------------------
 # Makers of real files (also used by tests/test_build.py)
@@ -104,6 +105,16 @@ def test_pdf_paragraphs_run_on_across_a_page_break():
         "一二三四五六七八九十一二三四五六七八九十一二三四五六七八九十一二三四五六七八九十甲乙丙丁戊己庚辛壬癸甲乙丙丁戊己庚辛壬癸继续。",
         "新段。",
     ]
+
+
+def test_pdf_pages_start_where_their_text_does_even_inside_a_paragraph(tmp_path):
+    # Page 1's last line is full width and unfinished: the paragraph runs on, and page 2 starts inside it.
+    first = ["一二三四五六七八九十一二三四五六七八九十", "一二三四五六七八九十一二三四五六七八九十", "甲乙丙丁戊己庚辛壬癸甲乙丙丁戊己庚辛壬癸"]
+    (tmp_path / "a.pdf").write_bytes(make_pdf([first, ["继续。", "新段。"], [], ["第四页。"]]))  # page 3: only a box
+    document = read_document(tmp_path / "a.pdf", tmp_path)
+    text = document.text
+    assert document.page_starts == [0, text.index("继续"), text.index("第四页"), text.index("第四页")]
+    assert [(p.text[-4:], p.page) for p in make_passages([document], max_chars=10)] == [("癸继续。", 1), ("新段。", 2), ("第四页。", 4)]
 
 
 def test_pdf_locked_only_against_editing_is_read():
