@@ -114,7 +114,7 @@ def test_pdf_pages_start_where_their_text_does_even_inside_a_paragraph(tmp_path)
     document = read_document(tmp_path / "a.pdf", tmp_path)
     text = document.text
     assert document.page_starts == [0, text.index("继续"), text.index("第四页"), text.index("第四页")]
-    assert [(p.text[-4:], p.page) for p in make_passages([document], max_chars=10)] == [("癸继续。", 1), ("新段。", 2), ("第四页。", 4)]
+    assert [(p.text[-4:], p.page) for p in make_passages([document], max_chars=5)] == [("癸继续。", 1), ("新段。", 2), ("第四页。", 4)]
 
 
 def test_pdf_locked_only_against_editing_is_read():
