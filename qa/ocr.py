@@ -212,7 +212,7 @@ class OcrReader:
 
     def read_image(self, raw: bytes) -> list[OcrPage]:
         """OCR every frame of an image file (a multi-page TIFF has several; other images one)."""
-        from PIL import Image, ImageSequence, UnidentifiedImageError
+        from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
         file = hashlib.sha256(raw).digest()
         try:
@@ -228,7 +228,8 @@ class OcrReader:
             if page is None:
                 try:
                     frame = ImageSequence.Iterator(image)[number - 1]
-                    pixels = _fit(frame.convert("RGB"))
+                    # A phone photo is stored sideways with an EXIF note saying how to turn it.
+                    pixels = _fit(ImageOps.exif_transpose(frame).convert("RGB"))
                 except (OSError, ValueError) as error:  # truncated or damaged image data
                     raise DocumentError(f"damaged image, cannot be decoded ({_short(error)})") from None
                 except Image.DecompressionBombError:
