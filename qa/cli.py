@@ -113,7 +113,7 @@ def main():
 @click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True, help="Seconds between checks with --watch.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Embed the passages on Ray: a local Ray started for the build, or the cluster at ADDRESS "
-                   "(ray://head:10001, head:6379). Needs pip install 'policy-qa[ray]'.")
+                   "(ray://head:10001, head:6379). Needs pip install -e '.[ray]'.")
 @STORE_OPTION
 @MILVUS_OPTION
 @_user_errors

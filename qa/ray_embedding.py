@@ -10,7 +10,7 @@ of the build (reading, keyword index, writing, the cache) stays in the `qa build
 texts go out and vectors come back, each batch with its texts, so order does not matter and every
 batch is saved to the embedding cache as it arrives.
 
-Ray is an optional extra (`pip install 'policy-qa[ray]'`): it is large, and one machine embeds as
+Ray is an optional extra (`pip install -e '.[ray]'` in the checkout): it is large, and one machine embeds as
 fast without it (on 2 cores two one-thread actors match one two-thread process).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from .config import Config
 from .errors import RayError
 
-INSTALL = "pip install 'policy-qa[ray]'  (or: pip install 'ray[data]>=2.58')"
+INSTALL = "pip install -e '.[ray]' in the project's checkout, or pip install 'ray[data]>=2.58'"
 LOCAL = "local"  # the address that starts a Ray of this computer for the build (Ray's own name for it)
 
 

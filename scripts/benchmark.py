@@ -843,7 +843,7 @@ def ray_embedding(args, work: Path) -> None:
     try:
         import ray
     except ImportError:
-        print("   Ray is not installed: pip install 'policy-qa[ray]'; section skipped")
+        print("   Ray is not installed: pip install -e '.[ray]'; section skipped")
         return
     from qa.ray_embedding import RayEmbedding
 

@@ -73,5 +73,5 @@ def test_ray_not_installed_says_how_to_install(tmp_path, monkeypatch):
     result = run_qa("build", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--ray")
     assert result.exit_code == 1
     assert "embedding on Ray (--ray) needs Ray, which is not installed" in result.output
-    assert "pip install 'policy-qa[ray]'" in result.output
+    assert "pip install -e '.[ray]'" in result.output
     assert not (tmp_path / "index" / "current").exists()
