@@ -158,6 +158,13 @@ class OcrReader:
         self._engine = None
         self.settings = ocr_settings()
         self.path = Path(cache_path) if cache_path is not None else None
+        self.connection: sqlite3.Connection | None = None
+        # A corpus without scans gets no cache file; an existing one is opened now, so that this build
+        # counts as a generation of it (see `forget_unused`) even if it reads nothing by OCR.
+        if self.path is None or self.path.exists():
+            self._connect()
+
+    def _connect(self) -> None:
         try:
             self._open(self.path or ":memory:")
         except sqlite3.OperationalError as error:  # locked, read-only, disk full: OCR everything this time
@@ -286,6 +293,8 @@ class OcrReader:
     # -- the cache ----------------------------------------------------------------------------
 
     def _cached(self, file: bytes, number: int) -> OcrPage | None:
+        if self.connection is None:
+            self._connect()
         try:
             row = self.connection.execute(
                 "SELECT result FROM pages WHERE settings = ? AND file = ? AND page = ?", (self.settings, file, number)
@@ -314,13 +323,16 @@ class OcrReader:
 
     def forget_unused(self) -> int:
         """Delete pages used by neither this build nor the previous one (call after a successful build)."""
+        if self.connection is None:
+            return 0
         try:
             return self.connection.execute("DELETE FROM pages WHERE used < ?", (self.generation - 1,)).rowcount
         except sqlite3.Error:
             return 0
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
 
     def __enter__(self) -> "OcrReader":
         return self

@@ -90,8 +90,8 @@ def test_an_emptied_or_missing_corpus_folder_keeps_the_index_answering(built):
     built.config.corpus_dir.rmdir()
     result = run_qa("build", "--corpus", str(built.config.corpus_dir), "--index", str(built.config.index_dir))
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: corpus folder {built.config.corpus_dir} does not exist; create it and put .md, .txt, .pdf, "
-        ".docx or .html files in it\n",
+        1, f"Error: corpus folder {built.config.corpus_dir} does not exist; create it and put documents in it "
+        "(.md, .markdown, .txt, .pdf, .docx, .html, .htm, .xlsx, .pptx, .png, .jpg, .jpeg, .tif, .tiff)\n",
     )
     assert top_text(built) == ANSWER and sources(built.config) == ["交通.txt", "农业.md", "医保.md"]
 
