@@ -27,7 +27,10 @@ class SecondEncoder:
 
     name = NAME
 
-    def __init__(self, threads: int = 2, remembered: int = 2048):
+    # One BLAS thread, as the question encoder: a question and one passage are small products, and on a
+    # busy 2-core machine two threads waiting for each other made them ~30x slower (344 ms a question
+    # against ~10 ms, with the question encoder's one thread at 152 ms, load average 9-12).
+    def __init__(self, threads: int = 1, remembered: int = 2048):
         self.threads = threads
         self.remembered = remembered
         self._model = None
