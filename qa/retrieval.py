@@ -50,13 +50,13 @@ from .text import script
 CANDIDATES = 100
 # Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
 # passages and sections by BM25, each this many, with all the passages of their sections.
-NEAREST = 300
+NEAREST = 200
 # A keyword found in more passages (sections) than this does not choose candidates (see KeywordIndex.top):
 # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
 COMMON = 20_000
 # Passages tied on keywords with the NEAREST-th best are kept up to this many times NEAREST, and the
 # NEAREST with the best similarity among them chosen (`_closest`).
-TIES = 8
+TIES = 4
 # Passages whose similarity is computed for every question, evenly spread over the corpus (whole
 # sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
 # corpus this small, so that candidate scores there equal the full scores exactly.
@@ -123,7 +123,8 @@ class HybridRetriever:
                 # Embeddings lie in a narrow cone: the passages least like the corpus's mean are those
                 # least like any question, so they hold the lowest similarity (on 200,000 synthetic
                 # passages drawn like the model's, exactly for 60 of 60 questions; the evenly spread
-                # probe was 0.017 too high, the index's farthest 0.007).
+                # probe was 0.017 too high, the index's nearest to the question's opposite 0.007,
+                # and that second search cost 1.4 ms a question).
                 with blas_controller().limit(limits=1, user_api="blas"):
                     toward = self.vectors @ self.vectors.mean(axis=0)
                 outer = np.sort(np.argpartition(toward, PROBE // 2)[: PROBE // 2])
@@ -274,10 +275,9 @@ class HybridRetriever:
         choice: see KeywordIndex.top), and all the passages of their sections. Their evidence is what
         `evidence` gives them, normalised as over the whole corpus: keyword scores by the corpus's best
         (exact when no word is common), similarities from the corpus's lowest to the best. The lowest
-        is estimated as the lowest among the candidates, the probe (whole sections, evenly spread and
+        is estimated as the lowest among the candidates and the probe (whole sections, evenly spread and
         least like the corpus's mean, and the passages least like it: about 1.5 × PROBE passages; the
-        whole of a small corpus, where it is exact) and the sections of the passages the index finds
-        farthest (nearest to the question's opposite).
+        whole of a small corpus, where it is exact).
         """
         concepts = self.keywords.concepts(question)  # the section index has the passage index's terms
         # The question's text too: a store that searches by keywords itself (Milvus's BM25) proposes its best.
@@ -295,17 +295,13 @@ class HybridRetriever:
         keyword = self.keywords.scores_of(concepts, members)
         section_keyword = self.section_keywords.scores_of(concepts, sections)
         keyword_best, section_keyword_best = max(keyword_best, keyword.max()), max(section_keyword_best, section_keyword.max())
-        farthest = np.array([i for i, _ in self.index.search(-vector[None, :], 16)[0]], dtype=np.int64)
-        far, far_starts = self._members(np.unique(self.groups[farthest]))
         # Products of a few thousand vectors: with two BLAS threads waiting for each other on a busy
         # 2-core machine they took 10-30x longer (the question encoder limits itself the same way).
         with blas_controller().limit(limits=1, user_api="blas"):
             similarity = self.vectors[members] @ vector
-            far_similarity = self.vectors[far] @ vector
         section_dense = np.maximum.reduceat(similarity, starts)
-        dense_low = min(similarity.min(), probe_similarity.min(), far_similarity.min())
-        section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min(),
-                          np.maximum.reduceat(far_similarity, far_starts).min())
+        dense_low = min(similarity.min(), probe_similarity.min())
+        section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min())
         evidence = Evidence(
             dense=similarity[None, :],
             keyword=(keyword / (keyword_best if keyword_best > 0 else 1))[None, :],

@@ -83,8 +83,8 @@ def test_candidates_give_the_full_hits_on_a_mid_size_corpus(mid_size, monkeypatc
 
 
 def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larger(mid_size, monkeypatch):
-    """With a probe smaller than the corpus the lowest similarity is an estimate, and never above the true one
-    by more than the spread of the farthest passages (here: the flat index finds the farthest exactly)."""
+    """With a probe smaller than the corpus the lowest similarity is an estimate: real embeddings lie in a
+    narrow cone, and the passages least like the corpus's mean, which the probe holds, hold the lowest."""
     every, _ = mid_size
     monkeypatch.setattr(retrieval, "PROBE", 100)
     sampled = HybridRetriever(every.passages, every.vectors, every.keywords, every.embedder, every.config, index=every.index, score_all=False)
