@@ -85,6 +85,10 @@ class EmbeddingCache:
             # OS crash can lose the last transactions, and a cache can afford that).
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the log every ~1 MB and cut it back to that size, rather than letting it grow to
+            # 4 MB beside the cache: on a nearly full disk those megabytes are the difference.
+            self.connection.execute("PRAGMA wal_autocheckpoint=256")
+            self.connection.execute("PRAGMA journal_size_limit=1048576")
             self.connection.executescript(_SCHEMA)
             with self._transaction():
                 row = self.connection.execute("SELECT generation FROM generations WHERE model = '*'").fetchone()
