@@ -46,14 +46,17 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     end = len(text) if end is None else end
     spans = []
     for match in _SENTENCE.finditer(text, start, end):
-        s, e = match.span()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if s < e:
-            spans.append((s, e))
+        spans.extend(_trimmed(text, *match.span()))
     return spans
+
+
+def _trimmed(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """[(s, e)] moved inwards past whitespace at both ends; [] if nothing else is left."""
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return [(s, e)] if s < e else []
 
 
 def make_passages(documents: list[Document], max_chars: int, first_id: int = 0) -> list[Passage]:
@@ -94,13 +97,7 @@ def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Spans of the non-blank lines of text[start:end], trimmed."""
     spans = []
     for match in re.finditer(r"[^\n]+", text[start:end]):
-        s, e = start + match.start(), start + match.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if s < e:
-            spans.append((s, e))
+        spans.extend(_trimmed(text, start + match.start(), start + match.end()))
     return spans
 
 
