@@ -354,7 +354,8 @@ def write_local_vectors(
     of the update for the manifest's "store"."""
     with open(folder / PASSAGES, "w", encoding="utf-8") as file:
         for passage in passages:
-            file.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
+            # vars(), not to_dict(): the same fields without dataclasses.asdict's deep copy (half of a one-file update's time)
+            file.write(json.dumps(vars(passage), ensure_ascii=False) + "\n")
     settings = manifest.get("vector_index") or dict(FLAT)
     mapped, update = _updated_vectors(previous, manifest, keys, vectors)
     if mapped is None:

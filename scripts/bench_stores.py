@@ -16,6 +16,7 @@ passage@1 for the seed) through each. `--json FILE` writes the figures.
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -27,6 +28,8 @@ import numpy as np
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+# OpenMP threads that spin while waiting (FAISS's HNSW build) crawl when the cores are shared, as qa/cli.py says.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
