@@ -1,6 +1,6 @@
 """The stores measured (issue 11): a one-file edit in a large local store, and Milvus Lite on real corpora.
 
-    .venv/bin/python scripts/bench_stores.py update [--passages 1000000]   # local store: full build vs one file edited
+    .venv/bin/python scripts/bench_stores.py update [--passages 1000000] [--vector-index flat]   # local: full vs one file edited
     .venv/bin/python scripts/bench_stores.py milvus [--squad ../shared/eval/cmrc2018_trial.json]
 
 `update` writes a synthetic corpus of 384-d vectors (20 passages a file) through `write_index`, as
@@ -59,13 +59,14 @@ def synthetic(count: int, seed: int = 0, first_file: int = 0) -> tuple[list[Pass
     return passages, vectors
 
 
-def local_update(count: int) -> dict:
-    """Full write of `count` synthetic passages, then one file's passages replaced and written again."""
+def local_update(count: int, kind: str = "auto") -> dict:
+    """Full write of `count` synthetic passages (vector index `kind`: auto, flat, hnsw, ivf), then one
+    file's passages replaced and written again."""
     figures: dict = {"passages": count}
     passages, vectors = synthetic(count)
     with tempfile.TemporaryDirectory(prefix="qa-bench-stores-") as work:
         index_dir = Path(work)
-        settings = choose_vector_index(count)
+        settings = choose_vector_index(count, kind)
         sources = {f"doc{i:06d}.md": "0" * 64 for i in range((count + PER_FILE - 1) // PER_FILE)}
         manifest = make_manifest("synthetic", DIMENSION, {}, sources, len(sources), count, vector_index=settings)
         started = time.perf_counter()
@@ -147,11 +148,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["update", "milvus"])
     parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--vector-index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                        help="update: the vector index (auto: HNSW from 40,000 passages; flat builds in seconds at any size)")
     parser.add_argument("--squad", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.what == "update":
-        figures = local_update(args.passages)
+        figures = local_update(args.passages, args.vector_index)
     else:
         squad = args.squad or PROJECT.parent / "shared" / "eval" / "cmrc2018_trial.json"
         if not squad.exists():
