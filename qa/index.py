@@ -144,12 +144,16 @@ class Index:
         k = min(k, len(self.passages))
         if k == 0:
             return [[] for _ in range(len(question_vectors))]
+        question_vectors = np.ascontiguousarray(question_vectors, dtype=np.float32)
+        if self.mapped is None:  # an index made in memory without an id map (scripts/benchmark.py): rows are ids
+            scores, rows = self.vectors.search(question_vectors, k)
+            return [[(int(i), float(s)) for i, s in zip(r, sc) if i >= 0] for r, sc in zip(rows, scores)]
         params = None
         if len(self.stale):
             params = faiss.SearchParametersHNSW(
                 sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(self.stale)), efSearch=self.vectors.hnsw.efSearch
             )
-        scores, keys = self.mapped.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k, params=params)
+        scores, keys = self.mapped.search(question_vectors, k, params=params)
         return [
             [(int(i), float(s)) for i, s in zip(self.rows_of(row_keys), row_scores) if i >= 0]
             for row_keys, row_scores in zip(keys, scores)
