@@ -333,3 +333,32 @@ def test_a_collection_of_another_index_folder_is_refused(tmp_path, embedder):
         Assistant(second, embedder).rebuild()
     assert len(load_index(first.index_dir).passages) == 4  # the first index is untouched
     close_client(first.milvus_uri)
+
+
+HOLD_THE_FILE = """
+    import sys, time
+    from qa.milvus_store import client_for
+
+    client_for(sys.argv[1])
+    print("HOLDING", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_named(tmp_path, embedder):
+    config = milvus(make_corpus(tmp_path, DOCS))
+    Assistant(config, embedder).rebuild()
+    close_client(config.milvus_uri)
+    holder = run_child(HOLD_THE_FILE, config.milvus_uri)
+    try:
+        read_until(holder, "HOLDING")
+        with pytest.raises(StoreError) as refused:
+            load_index(config.index_dir)
+        assert str(refused.value).startswith(f"cannot open the Milvus Lite database {config.milvus_uri} (")
+        assert str(refused.value).endswith(
+            "only one process can open a Milvus Lite file at a time: stop the other one (a running `qa serve`?) or use a Milvus server"
+        )
+    finally:
+        kill(holder)
+    assert len(load_index(config.index_dir).passages) == 4  # the lock goes with the process
+    close_client(config.milvus_uri)
