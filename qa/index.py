@@ -487,23 +487,38 @@ def read_keys(folder: Path, manifest: dict) -> np.ndarray:
     return keys
 
 
-def load_local_folder(folder: Path, manifest: dict) -> Index:
-    """The local store's index in a build folder whose files were checked against `manifest`."""
+def load_local_folder(folder: Path, manifest: dict, read_passages: bool = True) -> Index:
+    """The local store's index in a build folder whose files were checked against `manifest`.
+
+    `read_passages` False only counts the lines of the passages file (the Index then has no passages):
+    the check of a build just written."""
     try:
         mapped = faiss.read_index(str(folder / VECTORS))
     except RuntimeError as error:
         raise IndexCorruptError(f"{folder / VECTORS} cannot be read by FAISS ({error}); {_REBUILD_HINT}") from None
     vectors = _check_vector_index(mapped, manifest, folder)
-    passages = _read_passages(folder / PASSAGES)
+    if read_passages:
+        passages = _read_passages(folder / PASSAGES)
+        count = len(passages)
+    else:
+        passages, count = [], _count_lines(folder / PASSAGES)
     keys = read_keys(folder, manifest)
     expected = manifest["counts"]["passages"]
     stored = faiss.vector_to_array(mapped.id_map)
-    if len(passages) != expected or vectors.d != manifest["dimension"] or not np.isin(keys, stored).all():
+    if count != expected or vectors.d != manifest["dimension"] or not np.isin(keys, stored).all():
         raise IndexCorruptError(
             f"index in {folder} is inconsistent: {vectors.ntotal} vectors of dimension {vectors.d}, "
-            f"{len(passages)} passages, manifest says {expected} of dimension {manifest['dimension']}; {_REBUILD_HINT}"
+            f"{count} passages, manifest says {expected} of dimension {manifest['dimension']}; {_REBUILD_HINT}"
         )
     return Index(folder=folder, manifest=manifest, passages=passages, vectors=vectors, keys=keys, mapped=mapped)
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    with open(path, "rb") as file:
+        while block := file.read(1 << 24):
+            count += block.count(b"\n")
+    return count
 
 
 def _check_vector_index(mapped: faiss.Index, manifest: dict, folder: Path) -> faiss.Index:

@@ -103,6 +103,13 @@ class LocalStore(Store):
 
         return write_local_vectors(folder, previous, manifest, passages, keys, vectors)
 
+    def check(self, folder, manifest):
+        from .index import load_local_folder
+
+        # The passages are counted, not parsed: json.dumps wrote them a moment ago, and parsing a million
+        # lines was a quarter of a one-file update. The vector index is read and checked against the keys.
+        load_local_folder(folder, manifest, read_passages=False)
+
     def open(self, folder, manifest):
         from .index import load_local_folder
 
