@@ -45,9 +45,6 @@ from .passages import Passage
 from .question_encoder import blas_controller
 from .text import script
 
-# Over an approximate vector index, the passages whose dense similarity is computed: this many
-# nearest by the index and this many best by keywords, with all passages of their sections.
-CANDIDATES = 100
 # Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
 # passages and sections by BM25, each this many, with all the passages of their sections. At 1M
 # synthetic passages: 250 gave recall@10 0.956 against scoring every passage and 11.5 ms a question,
@@ -375,7 +372,7 @@ class HybridRetriever:
     def evidence(self, questions: list[str], written: list[str] | None = None) -> "Evidence":
         """Every kind of evidence for every passage and section, for a batch of questions."""
         keyword = self.keywords.scores(questions)
-        dense, section_dense = self._similarities(self.question_vectors(questions, written), keyword, questions)
+        dense, section_dense = self._similarities(self.question_vectors(questions, written))
         return Evidence(
             dense=dense,
             keyword=_relative(keyword),
@@ -384,40 +381,12 @@ class HybridRetriever:
             section_coverage=self.section_keywords.coverage(questions),
         )
 
-    def _similarities(
-        self, question_vectors: np.ndarray, keyword: np.ndarray, questions: list[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine similarity of each question and passage (questions × passages), and each section's best.
-
-        Exact search computes all of them. Over an approximate index, a question costs a few
-        thousand products instead of one per passage: only the candidates get their similarity,
-        the index's CANDIDATES nearest passages and the CANDIDATES best by keywords, with all the
-        passages of their sections (so that a section's best similarity is exact); every other
-        passage gets the lowest of the candidates'.
-        """
-        if self.index is None or not self.index.approximate:
-            dense = question_vectors @ self.vectors.T
-            # A section's passages are consecutive: its best similarity is the max over its slice.
-            return dense, np.maximum.reduceat(dense, self.section_first, axis=1)
-        dense = np.empty((len(question_vectors), len(self.passages)), dtype=np.float32)
-        section_dense = np.empty((len(question_vectors), len(self.section_first)), dtype=np.float32)
-        # `questions`: a store that also searches by keywords (Milvus's BM25) proposes its best too.
-        for row, nearest in enumerate(self.index.search(question_vectors, CANDIDATES, questions)):
-            by_keyword = np.flatnonzero(keyword[row] > 0)
-            if len(by_keyword) > CANDIDATES:
-                by_keyword = by_keyword[np.argpartition(-keyword[row, by_keyword], CANDIDATES)[:CANDIDATES]]
-            sections = np.unique(self.groups[np.r_[[i for i, _ in nearest], by_keyword].astype(np.int64)])
-            if not len(sections):  # nothing proposed (an empty search): score every passage
-                dense[row] = self.vectors @ question_vectors[row]
-                section_dense[row] = np.maximum.reduceat(dense[row], self.section_first)
-                continue
-            members = np.concatenate([np.arange(self.section_first[g], self.section_last[g] + 1) for g in sections])
-            similarity = self.vectors[members] @ question_vectors[row]
-            dense[row] = section_dense[row] = similarity.min()
-            dense[row, members] = similarity
-            sizes = self.section_last[sections] - self.section_first[sections] + 1
-            section_dense[row, sections] = np.maximum.reduceat(similarity, np.r_[0, np.cumsum(sizes)[:-1]])
-        return dense, section_dense
+    def _similarities(self, question_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarity of each question and every passage (questions × passages), and each section's
+        best. Only for scoring every passage; a large corpus scores its candidates (`candidates`)."""
+        dense = question_vectors @ self.vectors.T
+        # A section's passages are consecutive: its best similarity is the max over its slice.
+        return dense, np.maximum.reduceat(dense, self.section_first, axis=1)
 
 
 def _best_first(scores: np.ndarray, head: int):
