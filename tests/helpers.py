@@ -164,3 +164,28 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path | None]:
         yield folder
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def kill_builds_while_renaming(config: Config, args: list[str], delays: list[float], after_each=lambda: None) -> None:
+    """Run `args` (a `qa build` of `config`'s corpus) once per delay and kill it after that delay, a
+    document renamed before each run. After each kill the index must load whole: passages, manifest and
+    vectors agree and hold the old name or the new one (tests/data DOCS: 医保.md, 农业.md, 交通.txt)."""
+    from qa.index import load_index
+
+    corpus = config.corpus_dir
+    names = [("交通.txt", "公交.txt"), ("公交.txt", "交通.txt")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for attempt, delay in enumerate(delays):
+        old, new = names[attempt % 2]
+        if (corpus / old).exists():
+            (corpus / old).rename(corpus / new)  # a rename needs no model, so the build is short
+        child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        index = load_index(config.index_dir, model=config.model)
+        sources = {passage.source for passage in index.passages}
+        assert sources == set(index.manifest["sources"]), f"attempt {attempt}: passages and manifest disagree"
+        assert sources in ({"医保.md", "农业.md", old}, {"医保.md", "农业.md", new}), f"attempt {attempt}: {sources}"
+        assert len(index.passages) == len(index.vector_matrix()) == 4
+        after_each()

@@ -30,7 +30,7 @@ from qa.question_encoder import PASSAGE
 from qa.relevance import Background
 from qa.second_encoder import SecondEncoder
 
-from .helpers import PROJECT, QA, make_corpus, start_interruptible
+from .helpers import PROJECT, QA, kill_builds_while_renaming, make_corpus, start_interruptible
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
 
 DOCS = {
@@ -442,23 +442,8 @@ def test_build_killed_while_writing_index_files_leaves_the_old_index(built, embe
 def test_kill_at_many_moments_never_breaks_the_index(built):
     """Kill `qa build` at spread-out moments of a rebuild; each time the index is the old or the new one, whole."""
     config = built.config
-    corpus = config.corpus_dir
-    names = [("交通.txt", "公交.txt"), ("公交.txt", "交通.txt")]
-    args = [str(QA), "build", "--corpus", str(corpus), "--index", str(config.index_dir)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    for attempt, delay in enumerate([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.3, 1.7, 2.2]):
-        old, new = names[attempt % 2]
-        if (corpus / old).exists():
-            (corpus / old).rename(corpus / new)  # a rename needs no model, so the build is short
-        child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        index = load_index(config.index_dir, model=config.model)
-        sources = {passage.source for passage in index.passages}
-        assert sources == set(index.manifest["sources"]), f"attempt {attempt}: passages and manifest disagree"
-        assert sources in ({"医保.md", "农业.md", old}, {"医保.md", "农业.md", new}), f"attempt {attempt}: {sources}"
-        assert len(index.passages) == index.vectors.ntotal == 4
+    args = [str(QA), "build", "--corpus", str(config.corpus_dir), "--index", str(config.index_dir)]
+    kill_builds_while_renaming(config, args, [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.3, 1.7, 2.2])
     assert built.rebuild().documents == 3
 
 
