@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache_file import connect_cache, open_cache
+
 CACHE_FILE = "embedding-cache.sqlite"
 _PARAMETERS = 500  # SQLite allows 999 host parameters in one statement on old builds
 _SEPARATOR = "\x1f"  # between tokens: a control character no token contains
@@ -66,59 +68,31 @@ class EmbeddingCache:
         self.model = model
         self.models = {model}  # every encoder whose vectors this build read or wrote (see `get`)
         self.tokenizer = tokenizer
-        self.problem: str | None = None
-        try:
-            self._open(self.path)
-        except sqlite3.OperationalError as error:  # locked, read-only, disk full: keep the file, skip it
-            self._give_up(f"embedding cache {self.path} cannot be used ({error}); every passage is embedded")
-        except sqlite3.DatabaseError as error:  # not a database, malformed: it is only a cache
-            self._delete_files()
-            self._open(self.path)
-            self.problem = f"embedding cache {self.path} was damaged ({error}); it was started afresh"
+        self.connection, self.problem = open_cache(self.path, self._prepare, "embedding cache", "every passage is embedded")
 
-    def _open(self, path: Path | str) -> None:
-        if path != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            # WAL with synchronous=NORMAL survives the process being killed at any moment (only an
-            # OS crash can lose the last transactions, and a cache can afford that).
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint the log every ~1 MB and cut it back to that size, rather than letting it grow to
-            # 4 MB beside the cache: on a nearly full disk those megabytes are the difference.
-            self.connection.execute("PRAGMA wal_autocheckpoint=256")
-            self.connection.execute("PRAGMA journal_size_limit=1048576")
-            self.connection.executescript(_SCHEMA)
-            with self._transaction():
-                row = self.connection.execute("SELECT generation FROM generations WHERE model = '*'").fetchone()
-                self.generation = (row[0] if row else 0) + 1
-                self.connection.execute(
-                    "INSERT OR REPLACE INTO generations (model, generation) VALUES ('*', ?)", (self.generation,)
-                )
-        except sqlite3.DatabaseError:
-            self.connection.close()
-            raise
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        connection.executescript(_SCHEMA)
+        with self._transaction(connection):
+            row = connection.execute("SELECT generation FROM generations WHERE model = '*'").fetchone()
+            self.generation = (row[0] if row else 0) + 1
+            connection.execute("INSERT OR REPLACE INTO generations (model, generation) VALUES ('*', ?)", (self.generation,))
 
     def _give_up(self, problem: str) -> None:
         if getattr(self, "connection", None) is not None:
             self.connection.close()
-        self._open(":memory:")
+        self.connection = connect_cache(":memory:", self._prepare)
         self.problem = problem
 
-    def _delete_files(self) -> None:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
     @contextmanager
-    def _transaction(self):
-        self.connection.execute("BEGIN IMMEDIATE")
+    def _transaction(self, connection: sqlite3.Connection | None = None):
+        connection = connection or self.connection
+        connection.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            connection.execute("ROLLBACK")
             raise
-        self.connection.execute("COMMIT")
+        connection.execute("COMMIT")
 
     def get(self, texts: list[str], model: str | None = None) -> list[np.ndarray | None]:
         """The cached vector of each text, or None where there is none; marks the found rows as used.

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache_file import connect_cache, open_cache
 from .errors import DocumentError
 
 OCR_CACHE_FILE = "ocr-cache.sqlite"
@@ -165,31 +166,17 @@ class OcrReader:
             self._connect()
 
     def _connect(self) -> None:
-        try:
-            self._open(self.path or ":memory:")
-        except sqlite3.OperationalError as error:  # locked, read-only, disk full: OCR everything this time
-            self._open(":memory:")
-            self.problem = f"OCR cache {self.path} cannot be used ({error}); scanned pages are read again"
-        except sqlite3.DatabaseError as error:  # not a database: it is only a cache
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            self._open(self.path)
-            self.problem = f"OCR cache {self.path} was damaged ({error}); it was started afresh"
+        if self.path is None:
+            self.connection = connect_cache(":memory:", self._prepare)
+        else:
+            self.connection, self.problem = open_cache(self.path, self._prepare, "OCR cache", "scanned pages are read again")
 
-    def _open(self, path: Path | str) -> None:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.executescript(_SCHEMA)
-            row = self.connection.execute("SELECT max(generation) FROM generations").fetchone()
-            self.generation = (row[0] or 0) + 1
-            self.connection.execute("DELETE FROM generations")
-            self.connection.execute("INSERT INTO generations VALUES (?)", (self.generation,))
-        except sqlite3.DatabaseError:
-            self.connection.close()
-            raise
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        connection.executescript(_SCHEMA)
+        row = connection.execute("SELECT max(generation) FROM generations").fetchone()
+        self.generation = (row[0] or 0) + 1
+        connection.execute("DELETE FROM generations")
+        connection.execute("INSERT INTO generations VALUES (?)", (self.generation,))
 
     # -- reading ------------------------------------------------------------------------------
 
