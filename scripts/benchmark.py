@@ -742,19 +742,10 @@ def scale(args, work: Path) -> None:
     count = args.vectors
     config = Config()
     started = time.perf_counter()
-    real, documents = real_passage_vectors(work) if args.ann_data == "real" else (None, None)
-    synthetic = SyntheticEmbeddings(args.ann_data, count, real, documents)
-    vectors, _ = synthetic.draw(count)
     passages, keywords, questions = scale_passages(count, args.scale_questions)
-    question_vectors, _ = synthetic.draw(len(questions))
-    print(f"   {count:,} passages: vectors ({args.ann_data}) and keyword counts ready in {time.perf_counter() - started:.0f} s", flush=True)
-
-    started = time.perf_counter()
-    hnsw = new_vector_index(DIMENSION, choose_vector_index(count, "hnsw"))
-    fill_vector_index(hnsw, vectors)
-    hnsw_seconds = time.perf_counter() - started
-    del vectors
-    gc.collect()
+    hnsw, question_vectors, hnsw_seconds = scale_vectors(args, work, len(questions))
+    print(f"   {count:,} passages: vectors ({args.ann_data}), HNSW and keyword counts ready in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     stored = faiss.rev_swig_ptr(faiss.downcast_index(hnsw.storage).get_xb(), count * DIMENSION).reshape(count, DIMENSION)
     started = time.perf_counter()
     retriever = HybridRetriever(passages, stored, keywords, QuestionVectors(questions, question_vectors), config,
@@ -813,6 +804,38 @@ def scale(args, work: Path) -> None:
           f"of the numpy encoder's (target <= 30%)")
     print(f"   recall@10 against scoring every passage: {recall:.3f} (target >= 0.95); peak memory so far "
           f"{figures['peak_rss_mb']:,.0f} MB", flush=True)
+
+
+def scale_vectors(args, work: Path, questions: int) -> tuple[faiss.Index, np.ndarray, float]:
+    """The scale section's HNSW index of `args.vectors` synthetic vectors, `questions` question vectors
+    drawn alike, and the seconds the index took to build. With `--scale-cache DIR` both are kept in DIR
+    and read back by later runs (the data is seeded, so a rerun would draw the same; building HNSW over
+    a million vectors takes ~8 minutes); the build time is then the one the first run measured."""
+    count, cache = args.vectors, args.scale_cache
+    name = f"{args.ann_data}-{count}-{questions}"
+    paths = cache and (cache / f"hnsw-{name}.faiss", cache / f"questions-{name}.npy", cache / f"build-{name}.json")
+    if paths and all(path.is_file() for path in paths):
+        hnsw = faiss.read_index(str(paths[0]))
+        if hnsw.ntotal != count:  # read_index checks nothing (see STYLE.md)
+            raise SystemExit(f"{paths[0]} holds {hnsw.ntotal:,} vectors, expected {count:,}; delete it")
+        hnsw.hnsw.efSearch = choose_vector_index(count, "hnsw")["ef_search"]
+        return hnsw, np.load(paths[1]), json.loads(paths[2].read_text())["hnsw_build_seconds"]
+    real, documents = real_passage_vectors(work) if args.ann_data == "real" else (None, None)
+    synthetic = SyntheticEmbeddings(args.ann_data, count, real, documents)
+    vectors, _ = synthetic.draw(count)
+    question_vectors, _ = synthetic.draw(questions)
+    started = time.perf_counter()
+    hnsw = new_vector_index(DIMENSION, choose_vector_index(count, "hnsw"))
+    fill_vector_index(hnsw, vectors)
+    seconds = time.perf_counter() - started
+    del vectors
+    gc.collect()
+    if paths:
+        cache.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(hnsw, str(paths[0]))
+        np.save(paths[1], question_vectors)
+        paths[2].write_text(json.dumps({"hnsw_build_seconds": seconds}))
+    return hnsw, question_vectors, seconds
 
 
 def scale_passages(count: int, questions: int) -> tuple[list[Passage], KeywordIndex, list[str]]:
@@ -948,6 +971,8 @@ def main() -> None:
                              "commit), in turns with this one's")
     parser.add_argument("--page-rounds", type=int, default=1, help="page section: starts of each checkout [1]")
     parser.add_argument("--ask-rounds", type=int, default=5, help="ask section: one-shot `qa ask` runs of each checkout [5]")
+    parser.add_argument("--scale-cache", type=Path, metavar="DIR",
+                        help="scale section: keep the built HNSW index and question vectors in DIR and reuse them (~1.7 GB at 1M)")
     parser.add_argument("--ray-passages", type=int, default=512, help="ray section: CMRC passages embedded each way [512]")
     args = parser.parse_args()
     args.vectors = args.vectors or (100_000 if args.quick else 1_000_000)
