@@ -49,7 +49,8 @@ from .ocr import OCR_CACHE_FILE, OcrReader, OcrSummary
 from .passages import Passage, make_passages
 from .relevance import BACKGROUND_FILE, Background, background_questions_file, measure_background
 from .retrieval import HybridRetriever
-from .second_encoder import SecondEncoder
+from .second_encoder import DIMENSION as SECOND_DIMENSION
+from .second_encoder import SECOND_FILE, SecondEncoder, SecondOpinion
 from .stores import store_for
 from .text import main_script
 
@@ -149,6 +150,9 @@ def settings_changes(config: Config, manifest: dict) -> list[str]:
     built, now = manifest.get("chunking") or {}, config.chunking()
     if built != now:
         found.append(f"chunking: the index was built with {_settings_text(built)}, the settings say {_settings_text(now)}")
+    if SECOND_FILE not in manifest.get("files", {SECOND_FILE: None}):
+        found.append("relevance: the index was built before it stored the second encoder's passage vectors "
+                     "(answers are slower and judged on the old background until it is rebuilt)")
     return found
 
 
@@ -224,10 +228,12 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
-            background = _background(passages, vectors, keywords, embedder, config, cache)  # qa/relevance.py
+            second = _second_vectors(passages, cache)  # qa/second_encoder.py
+            background = _background(passages, vectors, keywords, second, embedder, config, cache)  # qa/relevance.py
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,
-                extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: background.write},
+                extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: background.write,
+                             SECOND_FILE: lambda path: _save_array(path, second)},
                 store=store_for(config),  # local FAISS files or Milvus (qa/stores.py), updated from the previous build
             )
             progress("writing", 1, 1)
@@ -396,13 +402,13 @@ def _tokenizer_name(tokenizer: str) -> str:
 
 
 def _background(
-    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, embedder: Embedder, config: Config,
-    cache: EmbeddingCache,
+    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, second: np.ndarray, embedder: Embedder,
+    config: Config, cache: EmbeddingCache,
 ) -> Background:
     """How generic off-topic questions score on this corpus (see qa/relevance.py).
 
-    Their vectors, and the second encoder's vectors of the passages they find, are kept in the
-    embedding cache: after the first build a rebuild loads no model for them. When the passages,
+    Their vectors are kept in the embedding cache (after the first build a rebuild loads no model for
+    them), and the second encoder reads the passages they find from `second`, the build's vectors. When the passages,
     the model, the retrieval settings and the background questions are those of the index in use,
     its background is reused as it is.
     """
@@ -413,41 +419,61 @@ def _background(
             return previous
     except (IndexMissingError, IndexCorruptError):
         pass
-    second = SecondEncoder()
-
-    def cached(texts: list[str], model: str, encode) -> np.ndarray:
-        found = cache.get(texts, model=model)
-        missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
-        if missing:
-            fresh = encode(missing)
-            cache.put(missing, fresh, model=model)
-            by_text = dict(zip(missing, fresh))
-            found = [vector if vector is not None else by_text[text] for text, vector in zip(texts, found)]
-        return np.stack(found)
 
     class CachedQuestions:  # the embedder's question vectors, through the cache
         def embed_questions(self, questions: list[str]) -> np.ndarray:
-            return cached(questions, f"{embedder.model_name} (questions)", embedder.embed_questions)
+            return _cached(cache, questions, f"{embedder.model_name} (questions)", embedder.embed_questions)
 
-    class CachedSecond:  # the second encoder's vectors, through the cache
-        def embed(self, texts: list[str]) -> np.ndarray:
-            return cached(texts, second.name, second.embed)
+    opinion = SecondOpinion(CachedSecond(cache), passages, second)
+    retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config, second=opinion)
 
-    retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config, second=CachedSecond())
+    def search_top(questions: list[str], written: list[str]) -> list[tuple[int, float]]:
+        return [(hits[0].passage.id, hits[0].similarity) for hits in retriever.search_many(questions, 1, written)]
 
-    def search_top(questions: list[str], written: list[str]) -> list[tuple[str, float]]:
-        return [(hits[0].passage.text, hits[0].similarity) for hits in retriever.search_many(questions, 1, written)]
-
-    def second_similarity(questions: list[str], texts: list[str]) -> np.ndarray:
-        return np.sum(cached(questions, second.name, second.embed) * cached(texts, second.name, second.embed), axis=1)
-
-    measured = measure_background(search_top, second_similarity, main_script([passage.text for passage in passages]))
+    measured = measure_background(search_top, opinion, main_script([passage.text for passage in passages]))
     return dataclasses.replace(measured, fingerprint=fingerprint)
+
+
+class CachedSecond:
+    """The second encoder's vectors through the embedding cache: a rebuild encodes only new texts,
+    and the encoder is loaded only when there are some."""
+
+    def __init__(self, cache: EmbeddingCache):
+        self.cache = cache
+        self.encoder = SecondEncoder()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return _cached(self.cache, texts, self.encoder.name, self.encoder.embed)
+
+
+def _second_vectors(passages: list[Passage], cache: EmbeddingCache) -> np.ndarray:
+    """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE)."""
+    if not passages:
+        return np.zeros((0, SECOND_DIMENSION), dtype=np.float32)
+    return CachedSecond(cache).embed([passage.embedding_text() for passage in passages])
+
+
+def _cached(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:
+    """Vectors of `texts` by `model`: from the cache, and `encode`d (then cached) where it has none."""
+    found = cache.get(texts, model=model)
+    missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
+    if missing:
+        fresh = encode(missing)
+        cache.put(missing, fresh, model=model)
+        by_text = dict(zip(missing, fresh))
+        found = [vector if vector is not None else by_text[text] for text, vector in zip(texts, found)]
+    return np.stack(found).astype(np.float32, copy=False)
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as file:  # np.save(path) would add ".npy" to a name without it
+        np.save(file, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
 
 
 def _background_fingerprint(passages: list[Passage], embedder: Embedder, config: Config) -> str:
     digest = hashlib.sha256()
-    settings = (embedder.model_name, SecondEncoder.name, config.fusion, config.keyword_tokenizer, config.keyword_weight,
+    # "matched passage": the second encoder reads the passage that matched, with its title (not the citation).
+    settings = (embedder.model_name, SecondEncoder.name, "matched passage", config.fusion, config.keyword_tokenizer, config.keyword_weight,
                 config.section_weight, config.english_second_weight, config.english_keyword_weight, config.rrf_k,
                 config.max_citation_share, config.max_citation_chars)
     digest.update(repr(settings).encode())

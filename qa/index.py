@@ -11,6 +11,10 @@ Layout of the index folder:
                                                  id-mapped by passage key (IndexIDMap2): exact
                                                  (Flat) for small corpora, approximate (HNSW, or
                                                  IVF by choice) for large ones
+    index/builds/<id>/keywords.npz, background.json, second.npy
+                                                 BM25 counts (qa/keyword.py), how off-topic
+                                                 questions score (qa/relevance.py), the second
+                                                 encoder's passage vectors (qa/second_encoder.py)
 
 A rebuild updates the previous build's vector index instead of making a new one: it reads it,
 removes the keys of passages that are gone, adds those of new passages, and writes the result into
@@ -18,7 +22,8 @@ the new build folder (copy-on-write: the previous build is never changed, so its
 half-update). HNSW cannot remove vectors: a removed passage's vector stays in the graph as a stale
 key that searches skip, until stale keys reach a tenth of the index and a rebuild makes it afresh.
 With `store` "milvus" in the manifest the passages and vectors live in Milvus instead
-(qa/milvus_store.py) and the folder holds only the manifest, the keys and the keyword files.
+(qa/milvus_store.py) and the folder holds only the manifest, the keys, the keyword, background
+and second-encoder files.
 
 A build writes a complete new folder, checks it, and only then points `current` at it, so a reader
 sees either the old index or the new one, never half of each. FAISS's own reader checks nothing,

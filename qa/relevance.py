@@ -180,17 +180,16 @@ def background_questions() -> dict[str, list[str]]:
     return found
 
 
-def measure_background(search_top, second_similarity, corpus_script: str) -> Background:
+def measure_background(search_top, second, corpus_script: str) -> Background:
     """Score the background questions as questions are searched, in the corpus's script:
-    `search_top(questions, written)` gives each one's best (passage text, dense similarity), given the
-    questions in the corpus's script and as written;
-    `second_similarity(questions, texts)` the second encoder's similarities."""
+    `search_top(questions, written)` gives each one's best (passage id, dense similarity), given the
+    questions in the corpus's script and as written; `second` is the SecondOpinion over the passages."""
     stats = {}
     for name, questions in background_questions().items():
         best = search_top([in_script(question, corpus_script) for question in questions], questions)
         dense = np.array([similarity for _, similarity in best], dtype=np.float64)
-        second = np.asarray(second_similarity(questions, [text for text, _ in best]), dtype=np.float64)
-        stats[name] = {"dense": (float(dense.mean()), float(dense.std())), "second": (float(second.mean()), float(second.std()))}
+        second_scores = second_similarities(second, questions, [row for row, _ in best]).astype(np.float64)
+        stats[name] = {"dense": (float(dense.mean()), float(dense.std())), "second": (float(second_scores.mean()), float(second_scores.std()))}
     return Background(stats, corpus_script)
 
 
@@ -244,6 +243,13 @@ def absent_names(question: str, contains) -> int:
     return min(absent, MAX_ABSENT)
 
 
+def second_similarities(second, questions: list[str], rows: list[int]) -> np.ndarray:
+    """The second encoder's cosine of each question and passage `rows[i]` (a SecondOpinion's vectors)."""
+    if not questions:
+        return np.zeros(0)
+    return np.sum(second.questions(questions) * second.of_passages(rows), axis=1)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """What the decision made of one question: its outcome, confidence (0..1) and the evidence behind them."""
@@ -259,11 +265,12 @@ NOT_FOUND = Judgement("not_found", 0.0, {})
 def judge(questions: list[str], best: list, keywords, background: Background, second, calibration: Calibration) -> list[Judgement]:
     """The judgement of each question given its best hit (a retrieval `Hit`, or None when nothing was found).
 
-    `keywords` is the corpus's KeywordIndex (for `contains`), `second` a SecondEncoder.
+    `keywords` is the corpus's KeywordIndex (for `contains`), `second` the SecondOpinion over the
+    corpus's passages: it reads the passage that matched (`hit.passage.id`) with its section title,
+    not the whole citation, so that its vector is the one the build stored.
     """
     asked = [(question, hit) for question, hit in zip(questions, best) if hit is not None]
-    vectors = second.embed([q for q, _ in asked] + [hit.passage.text for _, hit in asked])
-    similarities = np.sum(vectors[: len(asked)] * vectors[len(asked) :], axis=1)
+    similarities = second_similarities(second, [q for q, _ in asked], [hit.passage.id for _, hit in asked])
     judged = {}
     for (question, hit), similarity in zip(asked, similarities):
         written_in = script(question)

@@ -43,6 +43,7 @@ from .index import Index
 from .keyword import KeywordIndex, load_keywords
 from .passages import Passage
 from .question_encoder import blas_controller
+from .second_encoder import SecondOpinion, read_second_vectors
 from .text import script
 
 # Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
@@ -97,7 +98,7 @@ class HybridRetriever:
         (False, see `candidates`); by default all over an exact index (small corpora, see
         `Config.approximate_from`), candidates over an approximate one.
 
-        `second`: the second encoder (anything with `embed(texts)` giving unit vectors) that gives
+        `second`: the second encoder over these passages (a qa.second_encoder.SecondOpinion) that gives
         English questions a second opinion (see the module docstring); None: no second opinion."""
         if config.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
@@ -135,7 +136,9 @@ class HybridRetriever:
 
     @classmethod
     def from_index(cls, index: Index, embedder: Embedder, config: Config, second=None) -> "HybridRetriever":
-        return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index, second=second)
+        """`second`: the second encoder (a SecondEncoder), over the passage vectors the build stored."""
+        opinion = second and SecondOpinion(second, index.passages, read_second_vectors(index.folder, len(index.passages)))
+        return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index, second=opinion)
 
     def search(self, question: str, k: int) -> list[Hit]:
         return self.search_many([question], k)[0]
@@ -210,8 +213,7 @@ class HybridRetriever:
             best = np.arange(scores.shape[1])
             if len(best) > SECOND_READS:
                 best = np.argpartition(-scores[row], SECOND_READS)[:SECOND_READS]
-            vectors = self.second.embed([asked[row]] + [self.passages[members[j]].embedding_text() for j in best])
-            similarity = vectors[1:] @ vectors[0]
+            similarity = self.second.of_passages(members[best]) @ self.second.questions([asked[row]])[0]
             second[row] = similarity.min()
             second[row, best] = similarity
         evidence.second = second

@@ -357,3 +357,47 @@ def test_qa_eval_prints_the_share_of_each_outcome_per_group(tmp_path, monkeypatc
     report = json.loads(run_qa("eval", "--json", *map(str, files)).stdout)
     assert report["outcomes"]["out-of-scope"] == {"n": 3, "answered": 0.0, "uncertain": 0.3333, "not_found": 0.6667}
     assert report["wrongly_declined"] == 0.25 and report["declined"] == 0.6667
+
+
+# --- the second encoder's passage vectors, stored by the build ---------------------------------------
+
+
+def test_build_stores_the_second_encoders_passage_vectors(seed_assistant):
+    """second.npy holds, row by row, what the second encoder makes of each passage's embedding text."""
+    import numpy as np
+
+    from qa.second_encoder import SECOND_FILE, SecondEncoder
+
+    index = seed_assistant.index
+    stored = np.load(index.folder / SECOND_FILE)
+    assert stored.shape == (len(index.passages), 512)
+    assert SECOND_FILE in index.manifest["files"]  # checksummed like the other files
+    rows = [0, len(index.passages) // 2, len(index.passages) - 1]
+    fresh = SecondEncoder().embed([index.passages[row].embedding_text() for row in rows])
+    assert np.min(np.sum(stored[rows] * fresh, axis=1)) > 0.9999
+
+
+def test_an_index_built_before_the_stored_vectors_answers_alike(seed_assistant, seed_config, embedder, tmp_path):
+    """An older build without second.npy still answers (encoding passages when asked), with the same
+    outcomes, and `qa status` asks for a rebuild."""
+    import shutil
+
+    from qa.assistant import Assistant
+    from qa.config import Config
+    from qa.second_encoder import SECOND_FILE
+
+    old = tmp_path / "index"
+    shutil.copytree(seed_config.index_dir, old, symlinks=True)
+    folder = old / "builds" / seed_assistant.index.folder.name
+    (folder / SECOND_FILE).unlink()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["files"][SECOND_FILE]
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    older = Assistant(Config(corpus_dir=seed_config.corpus_dir, index_dir=old), embedder)
+    questions = [question for by_script in IN_SCOPE.values() for question, _ in by_script[:2]] + UNRELATED["en"][:1]
+    for now, before in zip(seed_assistant.ask_many(questions), older.ask_many(questions)):
+        assert (before.outcome, [(p.source, p.start) for p in before.passages]) == (now.outcome, [(p.source, p.start) for p in now.passages])
+        assert before.confidence == pytest.approx(now.confidence, abs=1e-3)
+    status = run_qa("status", "--index", str(old), "--corpus", str(seed_config.corpus_dir))
+    assert "second encoder's passage vectors" in status.output

@@ -8,6 +8,7 @@ import numpy as np
 
 from qa.evaluation import read_tsv_questions
 from qa.retrieval import HybridRetriever
+from qa.second_encoder import SecondOpinion, read_second_vectors
 from qa.text import script
 
 from .test_candidates import assert_same_hits
@@ -19,7 +20,8 @@ def retrievers(assistant) -> tuple[HybridRetriever, HybridRetriever]:
     """Over the seed index: one retriever with the assistant's second encoder, one without."""
     index, config = assistant.index, assistant.config
     passages, vectors, keywords = index.passages, index.vector_matrix(), assistant.keywords
-    with_second = HybridRetriever(passages, vectors, keywords, assistant.embedder, config, index=index, second=assistant.second)
+    second = SecondOpinion(assistant.second, passages, read_second_vectors(index.folder, len(passages)))
+    with_second = HybridRetriever(passages, vectors, keywords, assistant.embedder, config, index=index, second=second)
     without = HybridRetriever(passages, vectors, keywords, assistant.embedder, config, index=index)
     return with_second, without
 
@@ -39,7 +41,7 @@ def test_an_english_question_gets_the_second_opinion_on_both_scoring_paths(seed_
     assert with_second.search(question, 5)[0].score != without.search(question, 5)[0].score
     index = seed_assistant.index
     candidates = HybridRetriever(index.passages, index.vector_matrix(), seed_assistant.keywords, seed_assistant.embedder,
-                                 seed_assistant.config, index=index, score_all=False, second=seed_assistant.second)
+                                 seed_assistant.config, index=index, score_all=False, second=with_second.second)
     assert_same_hits(candidates, with_second, [question, "What are the courtesy landmarks?", "rice-mushroom rotation"])
 
 
