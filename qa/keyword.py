@@ -114,18 +114,17 @@ class KeywordIndex:
 
     def __init__(self, counts: sparse.csr_matrix, vocabulary: list[str], tokenizer: str, k1: float = 1.2, b: float = 0.75):
         self.counts = counts.tocsr().astype(np.float32)
+        self.counts.eliminate_zeros()  # every stored count is a term present: its idf counts for coverage
         self.vocabulary = vocabulary
         self.term_ids = {term: i for i, term in enumerate(vocabulary)}
         self.tokenizer = tokenizer
         self.k1, self.b = k1, b
         weights, self.idf = _bm25_weights(self.counts, k1, b)
-        # Column-major copies: a question reads the columns of its own few terms. Only these are
-        # kept (not the row-major weights): at a million passages each copy is ~1 GB.
+        # A column-major copy: a question reads the columns of its own few terms. Only this is kept
+        # (not the row-major weights, ~1 GB at a million passages); coverage reads the same columns,
+        # each entry earning its term's idf.
         self._weights_by_term = weights.tocsc()
-        self._weights_by_term.sort_indices()  # `scores_of` looks rows up in each column by binary search
-        present = (self.counts > 0).astype(np.float32)
-        self._idf_by_term = (present @ sparse.diags(self.idf)).tocsc()
-        self._idf_by_term.sort_indices()
+        self._weights_by_term.sort_indices()  # `Matches` looks rows up in common terms' columns by binary search
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -192,7 +191,7 @@ class KeywordIndex:
         """
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
         for row, question in enumerate(questions):
-            result[row] = self._concept_sum(self._weights_by_term, self.concepts(question))
+            result[row] = self._concept_sum(self.concepts(question))
         return result
 
     def coverage(self, questions: list[str]) -> np.ndarray:
@@ -209,7 +208,7 @@ class KeywordIndex:
             concepts = self.concepts(question)
             total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
             if total > 0:
-                result[row] = self._concept_sum(self._idf_by_term, concepts) / total
+                result[row] = self._concept_sum(concepts, idf=True) / total
         return result
 
     def text_coverage(self, question: str, texts: list[str]) -> np.ndarray:
@@ -230,69 +229,57 @@ class KeywordIndex:
             result[row] = sum(w for concept, w in zip(concepts, weights) if tokens.intersection(concept)) / total
         return result
 
-    def top(self, concepts: list[np.ndarray], count: int, common: int, ties: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
-        """The texts with about the `count` best BM25 scores for a question's `concepts` (from `concepts`),
-        their scores and the best score among them: for scoring only candidates in a large corpus
-        (qa/retrieval.py). Texts tied with the last are kept, up to `ties` × `count` in all.
+    def matches(self, concepts: list[np.ndarray], common: int) -> "Matches":
+        """The texts a question's `concepts` (from `concepts`) match, for scoring only candidates in a
+        large corpus (qa/retrieval.py): see `Matches`. A concept whose terms occur in more than
+        `common` texts is common: it never chooses texts, and is looked up only for the texts asked about."""
+        return Matches(self, concepts, common)
 
-        The texts are chosen by the concepts whose terms occur in at most `common` texts, each read
-        from its postings; a concept in more texts (a word in most of them, weighing little) is left
-        out of the choice, so that a question costs its rare words' postings, not the corpus. The best
-        score is over the chosen texts, all concepts counted. Exact when no concept is common: the
-        texts are those of the `count` best scores (and those tied with the last), the score the best.
-        """
-        rare = [ids for ids in concepts if len(ids) and sum(self._postings(ids)) <= common]
-        if not rare:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), 0.0
-        partial = self._concept_sum(self._weights_by_term, rare)
-        chosen = _best(partial, count, ties)
-        exact = self.scores_of(concepts, chosen) if len(rare) < sum(len(ids) > 0 for ids in concepts) else partial[chosen]
-        return chosen, exact, float(exact.max()) if len(exact) else 0.0
+    def _concept_postings(self, ids: np.ndarray, idf: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The texts holding any of one concept's terms `ids` (each once) and what each earns: the BM25
+        weight of its best term, or with `idf` the highest idf of its terms. Read from the terms' postings
+        (CSC columns), never a row per text."""
+        by_term = self._weights_by_term
+        starts, ends = by_term.indptr[ids], by_term.indptr[ids + 1]
+        if len(ids) == 1:  # most concepts: one column, rows already distinct
+            rows = by_term.indices[starts[0] : ends[0]]
+            values = by_term.data[starts[0] : ends[0]] if not idf else np.full(len(rows), self.idf[ids[0]], dtype=np.float32)
+            return rows, values
+        rows = np.concatenate([by_term.indices[a:b] for a, b in zip(starts, ends)])
+        values = np.concatenate([by_term.data[a:b] for a, b in zip(starts, ends)]) if not idf else np.repeat(self.idf[ids], ends - starts)
+        order = np.lexsort((-values, rows))  # a text holding several of the terms earns its best one
+        rows, values = rows[order], values[order]
+        first = np.r_[True, rows[1:] != rows[:-1]]
+        return rows[first], values[first]
 
-    def scores_of(self, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """BM25 of the texts `rows` (sorted) for a question's `concepts`: `scores` for those rows only."""
-        return self._concept_sum_of(self._weights_by_term, concepts, rows)
+    def _concept_sum(self, concepts: list[np.ndarray], idf: bool = False) -> np.ndarray:
+        """Sum over concepts of what each text earns from the concept (`_concept_postings`), for every text."""
+        total = np.zeros(len(self), dtype=np.float32)
+        np.add.at(total, *self._matched(concepts, idf))  # in concept order, as `+=` concept after concept would
+        return total
 
-    def coverage_of(self, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """`coverage` of the texts `rows` (sorted) for a question's `concepts`."""
-        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
-        total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
-        if total <= 0:
-            return np.zeros(len(rows), dtype=np.float32)
-        return self._concept_sum_of(self._idf_by_term, concepts, rows) / total
+    def _matched(self, concepts: list[np.ndarray], idf: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`_concept_postings` of each concept, one after the other: texts (a text once per concept) and values."""
+        postings = [self._concept_postings(ids, idf) for ids in concepts if len(ids)]
+        if not postings:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        return np.concatenate([rows for rows, _ in postings]), np.concatenate([values for _, values in postings])
 
-    def _postings(self, ids: np.ndarray) -> np.ndarray:
-        return self._weights_by_term.indptr[ids + 1] - self._weights_by_term.indptr[ids]
-
-    def _concept_sum_of(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """`_concept_sum` for the texts `rows` (sorted) only: each term's postings searched for them."""
+    def _concept_sum_of(self, concepts: list[np.ndarray], rows: np.ndarray, idf: bool = False) -> np.ndarray:
+        """`_concept_sum` for the texts `rows` (sorted) only: each term's postings searched for them
+        (a binary search per row: for long postings and few rows)."""
+        by_term = self._weights_by_term
         total = np.zeros(len(rows), dtype=np.float32)
         for ids in concepts:
             best = np.zeros(len(rows), dtype=np.float32)
             for term in ids:
                 column = by_term.indices[by_term.indptr[term] : by_term.indptr[term + 1]]
-                at = np.minimum(np.searchsorted(column, rows), max(len(column) - 1, 0))
-                found = column[at] == rows if len(column) else np.zeros(len(rows), dtype=bool)
-                best = np.maximum(best, np.where(found, by_term.data[by_term.indptr[term] + at], 0))
+                if not len(column):
+                    continue
+                at = np.minimum(np.searchsorted(column, rows), len(column) - 1)
+                values = by_term.data[by_term.indptr[term] + at] if not idf else self.idf[term]
+                best = np.maximum(best, np.where(column[at] == rows, values, 0))
             total += best
-        return total
-
-    def _concept_sum(self, by_term: sparse.csc_matrix, concepts: list[np.ndarray]) -> np.ndarray:
-        """Sum over concepts of the best column among the concept's terms, for every text."""
-        total = np.zeros(len(self), dtype=np.float32)
-        known = [ids for ids in concepts if len(ids)]
-        if not known:
-            return total
-        for ids in known:
-            # Read only the postings of the concept's terms (CSC columns), never a row per text.
-            rows = np.concatenate([by_term.indices[by_term.indptr[t] : by_term.indptr[t + 1]] for t in ids])
-            values = np.concatenate([by_term.data[by_term.indptr[t] : by_term.indptr[t + 1]] for t in ids])
-            if len(ids) > 1:  # a text holding several of the terms earns its best one
-                order = np.lexsort((-values, rows))
-                rows, values = rows[order], values[order]
-                first = np.r_[True, rows[1:] != rows[:-1]]
-                rows, values = rows[first], values[first]
-            total[rows] += values
         return total
 
     def save(self, path: Path) -> None:
@@ -332,6 +319,61 @@ class KeywordIndex:
                 f"expected {rows} rows; {hint}"
             )
         return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
+
+
+class Matches:
+    """A question's keyword matches in one index (`KeywordIndex.matches`), read once from the postings of
+    its rare concepts and summed per text: the texts with the best BM25 (`top`), and the BM25 and coverage
+    of any texts (`scores_of`, `coverage_of`) with its common concepts looked up for those texts only.
+
+    A question then costs its rare words' postings, not the corpus: reading a common word's postings
+    (a word in most texts, weighing little) for every text would cost as much as scoring every text."""
+
+    def __init__(self, index: KeywordIndex, concepts: list[np.ndarray], common: int):
+        self.index, self.concepts = index, concepts
+        by_term = index._weights_by_term
+        sizes = [int((by_term.indptr[ids + 1] - by_term.indptr[ids]).sum()) for ids in concepts]
+        self.rare = [ids for ids, size in zip(concepts, sizes) if 0 < size <= common]
+        self.common = [ids for ids, size in zip(concepts, sizes) if size > common]
+        rows, values = index._matched(self.rare)
+        self._bm25 = np.zeros(len(index), dtype=np.float32)
+        np.add.at(self._bm25, rows, values)  # summed as `KeywordIndex.scores` sums them: the same floats
+        # Each matched text once, without sorting or scanning the corpus: of the places where a text
+        # appears in `rows`, the one whose number `seen` kept for it (empty memory: only places written are read).
+        place = np.arange(len(rows), dtype=np.int32)
+        seen = np.empty(len(index), dtype=np.int32)
+        seen[rows] = place
+        self.rows = rows[seen[rows] == place]
+        self._coverage = None
+
+    def top(self, count: int, ties: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
+        """The texts (sorted) with about the `count` best BM25 scores, their scores and the best of them.
+
+        Texts tied with the last are kept, up to `ties` × `count` in all. The texts are chosen by the rare
+        concepts, their scores count all. Exact when no concept is common: the texts are those of the
+        `count` best scores (and those tied with the last), the score the best."""
+        chosen = np.sort(self.rows[_best(self._bm25[self.rows], count, ties)])
+        exact = self.scores_of(chosen)
+        return chosen, exact, float(exact.max()) if len(exact) else 0.0
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        """BM25 of the texts `rows` (sorted): `KeywordIndex.scores` for those texts only."""
+        scores = self._bm25[rows]
+        return scores + self.index._concept_sum_of(self.common, rows) if self.common else scores
+
+    def coverage_of(self, rows: np.ndarray) -> np.ndarray:
+        """`KeywordIndex.coverage` of the texts `rows` (sorted)."""
+        index = self.index
+        unknown_idf = float(np.log(1 + (len(index) + 0.5) / 0.5))
+        total = sum(float(index.idf[ids].max()) if len(ids) else unknown_idf for ids in self.concepts)
+        if total <= 0:
+            return np.zeros(len(rows), dtype=np.float32)
+        if self._coverage is None:
+            self._coverage = index._concept_sum(self.rare, idf=True)
+        found = self._coverage[rows]
+        if self.common:
+            found = found + index._concept_sum_of(self.common, rows, idf=True)
+        return found / total
 
 
 def _best(scores: np.ndarray, count: int, ties: int = 2) -> np.ndarray:

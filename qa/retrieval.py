@@ -35,6 +35,7 @@ measured effect of each method and setting is in scripts/compare_retrieval.py's 
 
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 
 from .config import FUSIONS, Config
@@ -51,7 +52,7 @@ from .text import script
 # synthetic passages: 250 gave recall@10 0.956 against scoring every passage and 11.5 ms a question,
 # 200 gave 0.944 (scripts/benchmark.py --only scale).
 NEAREST = 250
-# A keyword found in more passages (sections) than this does not choose candidates (see KeywordIndex.top):
+# A keyword found in more passages (sections) than this does not choose candidates (see qa.keyword.Matches):
 # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
 COMMON = 20_000
 # Passages tied on keywords with the NEAREST-th best are kept up to this many times NEAREST, and the
@@ -228,8 +229,7 @@ class HybridRetriever:
         copies of one text, and only their similarity tells them apart."""
         if len(rows) <= NEAREST:
             return rows
-        with blas_controller().limit(limits=1, user_api="blas"):
-            similarity = self.vectors[rows] @ vector
+        similarity = _similarities_of(self.vectors, rows, vector)
         weight = self.config.keyword_weight
         score = (1 - weight) * (similarity - low) / max(high - low, 1e-6) + weight * keyword
         return rows[np.argpartition(-score, NEAREST)[:NEAREST]]
@@ -273,7 +273,7 @@ class HybridRetriever:
 
         The candidates are the vector index's NEAREST passages, the NEAREST best passages and sections
         by BM25 (read from the postings of the question's terms, its COMMON words left out of the
-        choice: see KeywordIndex.top), and all the passages of their sections. Their evidence is what
+        choice: see qa.keyword.Matches), and all the passages of their sections. Their evidence is what
         `evidence` gives them, normalised as over the whole corpus: keyword scores by the corpus's best
         (exact when no word is common), similarities from the corpus's lowest to the best. The lowest
         is estimated as the lowest among the candidates and the probe (whole sections, evenly spread and
@@ -286,20 +286,18 @@ class HybridRetriever:
         probe, probe_starts = self._probe
         with blas_controller().limit(limits=1, user_api="blas"):
             probe_similarity = self._probe_vectors @ vector
-        by_keyword, keyword, keyword_best = self.keywords.top(concepts, NEAREST, COMMON, ties=TIES)
+        matches, section_matches = self.keywords.matches(concepts, COMMON), self.section_keywords.matches(concepts, COMMON)
+        by_keyword, keyword, keyword_best = matches.top(NEAREST, ties=TIES)
         by_keyword = self._closest(by_keyword, keyword / (keyword_best or 1), vector,
                                    low=probe_similarity.min(), high=float(self.vectors[nearest[0][0]] @ vector) if nearest else 1.0)
-        by_section, _, section_keyword_best = self.section_keywords.top(concepts, NEAREST, COMMON)
+        by_section, _, section_keyword_best = section_matches.top(NEAREST)
         nearest = np.array([i for i, _ in nearest], dtype=np.int64)
         sections = np.unique(np.r_[self.groups[nearest], self.groups[by_keyword], by_section])
         members, starts = self._members(sections)
-        keyword = self.keywords.scores_of(concepts, members)
-        section_keyword = self.section_keywords.scores_of(concepts, sections)
+        keyword = matches.scores_of(members)
+        section_keyword = section_matches.scores_of(sections)
         keyword_best, section_keyword_best = max(keyword_best, keyword.max()), max(section_keyword_best, section_keyword.max())
-        # Products of a few thousand vectors: with two BLAS threads waiting for each other on a busy
-        # 2-core machine they took 10-30x longer (the question encoder limits itself the same way).
-        with blas_controller().limit(limits=1, user_api="blas"):
-            similarity = self.vectors[members] @ vector
+        similarity = _similarities_of(self.vectors, members, vector)
         section_dense = np.maximum.reduceat(similarity, starts)
         dense_low = min(similarity.min(), probe_similarity.min())
         section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min())
@@ -308,7 +306,7 @@ class HybridRetriever:
             keyword=(keyword / (keyword_best if keyword_best > 0 else 1))[None, :],
             section_dense=section_dense[None, :],
             section_keyword=(section_keyword / (section_keyword_best if section_keyword_best > 0 else 1))[None, :],
-            section_coverage=self.section_keywords.coverage_of(concepts, sections)[None, :],
+            section_coverage=section_matches.coverage_of(sections)[None, :],
             dense_low=np.array([dense_low], dtype=np.float32),
             section_dense_low=np.array([section_low], dtype=np.float32),
         )
@@ -389,6 +387,21 @@ class HybridRetriever:
         dense = question_vectors @ self.vectors.T
         # A section's passages are consecutive: its best similarity is the max over its slice.
         return dense, np.maximum.reduceat(dense, self.section_first, axis=1)
+
+
+def _similarities_of(vectors: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """`vectors[rows] @ vector`, reading the rows where they lie: copying a few thousand rows out of a
+    million first took longer than the products (3,600 rows: 1.4 ms, in place 0.6 ms). One thread: with
+    two BLAS threads waiting for each other on a busy 2-core machine products took 10-30x longer."""
+    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+        with blas_controller().limit(limits=1, user_api="blas"):
+            return vectors[rows] @ vector
+    similarity = np.empty(len(rows), dtype=np.float32)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    vector = np.ascontiguousarray(vector, dtype=np.float32)
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(similarity), faiss.swig_ptr(vector), faiss.swig_ptr(vectors),
+                                     faiss.swig_ptr(rows), vectors.shape[1], 1, len(rows))
+    return similarity
 
 
 def _best_first(scores: np.ndarray, head: int):
