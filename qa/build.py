@@ -51,6 +51,7 @@ from .relevance import BACKGROUND_FILE, Background, background_questions_file, m
 from .retrieval import HybridRetriever
 from .second_encoder import DIMENSION as SECOND_DIMENSION
 from .second_encoder import SECOND_FILE, SecondEncoder, SecondOpinion
+from .second_encoder import STORED as SECOND_STORED
 from .stores import store_for
 from .text import main_script
 
@@ -449,8 +450,8 @@ class CachedSecond:
 def _second_vectors(passages: list[Passage], cache: EmbeddingCache) -> np.ndarray:
     """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE)."""
     if not passages:
-        return np.zeros((0, SECOND_DIMENSION), dtype=np.float32)
-    return CachedSecond(cache).embed([passage.embedding_text() for passage in passages])
+        return np.zeros((0, SECOND_DIMENSION), dtype=SECOND_STORED)
+    return CachedSecond(cache).embed([passage.embedding_text() for passage in passages]).astype(SECOND_STORED)
 
 
 def _cached(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:
@@ -467,7 +468,7 @@ def _cached(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.n
 
 def _save_array(path: Path, array: np.ndarray) -> None:
     with path.open("wb") as file:  # np.save(path) would add ".npy" to a name without it
-        np.save(file, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        np.save(file, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _background_fingerprint(passages: list[Passage], embedder: Embedder, config: Config) -> str:

@@ -374,7 +374,7 @@ def test_build_stores_the_second_encoders_passage_vectors(seed_assistant):
     assert SECOND_FILE in index.manifest["files"]  # checksummed like the other files
     rows = [0, len(index.passages) // 2, len(index.passages) - 1]
     fresh = SecondEncoder().embed([index.passages[row].embedding_text() for row in rows])
-    assert np.min(np.sum(stored[rows] * fresh, axis=1)) > 0.9999
+    assert stored.dtype == np.float16 and np.min(np.sum(stored[rows].astype(np.float32) * fresh, axis=1)) > 0.9999
 
 
 def test_an_index_built_before_the_stored_vectors_answers_alike(seed_assistant, seed_config, embedder, tmp_path):
