@@ -387,8 +387,9 @@ def _embed_on_ray(
         timings["model"] = time.perf_counter() - loading
         embedding = time.perf_counter()
         progress("embedding", 0, len(texts))
-        for chunk, vectors, name in ray.embed(texts, progress=lambda done, total: progress("embedding", done, total)):
+        for chunk, vectors, name, second in ray.embed(texts, progress=lambda done, total: progress("embedding", done, total)):
             cache.put(chunk, vectors, model=name)  # a killed build keeps every batch that came back
+            cache.put(chunk, second, model=SecondEncoder.name)  # the replicas' second-encoder vectors: see _second_vectors
             fresh.update((text, (vector, name)) for text, vector in zip(chunk, vectors))
         timings["embedding"] = time.perf_counter() - embedding
     return fresh

@@ -8,7 +8,9 @@ as on this computer; another model must be a hub name or a folder every node can
 takes one GPU when the cluster has GPUs (N = the GPUs), else one CPU (N = the CPUs). Everything else
 of the build (reading, keyword index, writing, the cache) stays in the `qa build` process: only
 texts go out and vectors come back, each batch with its texts, so order does not matter and every
-batch is saved to the embedding cache as it arrives.
+batch is saved to the embedding cache as it arrives. Each replica also gives the second encoder's
+vectors of its texts (qa/second_encoder.py: the build stores them for the relevance decision), so
+that the build process does not encode them all at one core's speed (~275 passages/s: 20 h for 20M).
 
 Ray is an optional extra (`pip install -e '.[ray]'` in the checkout): it is large, and one machine embeds as
 fast without it (on 2 cores two one-thread actors match one two-thread process).
@@ -36,15 +38,18 @@ class PassageEncoder:
 
     def __init__(self):
         from .embeddings import Embedder
+        from .second_encoder import SecondEncoder
 
         self.embedder = Embedder(**self.settings)
         self.embedder.model  # sentence-transformers, loaded once per actor (never the few-passage numpy path)
         self.name = self.embedder.cache_name
+        self.second = SecondEncoder(remembered=0)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(text) for text in batch["text"]]
         vectors = self.embedder.embed_passages(texts)
-        return {"text": np.array(texts, dtype=object), "vector": vectors, "name": np.array([self.name] * len(texts), dtype=object)}
+        return {"text": np.array(texts, dtype=object), "vector": vectors, "second": self.second.embed(texts),
+                "name": np.array([self.name] * len(texts), dtype=object)}
 
 
 def _ray():
@@ -93,8 +98,10 @@ class RayEmbedding:
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         return (gpus, 1.0) if gpus else (max(1, cpus), 0.0)
 
-    def embed(self, texts: list[str], progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[list[str], np.ndarray, str]]:
-        """Yield (texts, vectors, cache name of what made them) batch by batch, in the order batches finish."""
+    def embed(self, texts: list[str], progress: Callable[[int, int], None] | None = None
+              ) -> Iterator[tuple[list[str], np.ndarray, str, np.ndarray]]:
+        """Yield (texts, vectors, cache name of what made them, the second encoder's vectors) batch by
+        batch, in the order batches finish."""
         ray = _ray()
         actors, gpus = self.workers()
         actors = min(actors, max(1, -(-len(texts) // self.config.batch_size)))  # no idle replicas loading a model
@@ -117,10 +124,11 @@ class RayEmbedding:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             names = set(batch["name"])
             chunk = [str(text) for text in batch["text"]]
-            vectors = np.ascontiguousarray(np.stack(batch["vector"]) if batch["vector"].dtype == object else batch["vector"], dtype=np.float32)
+            vectors, second = (np.ascontiguousarray(np.stack(batch[column]) if batch[column].dtype == object else batch[column],
+                                                    dtype=np.float32) for column in ("vector", "second"))
             done += len(chunk)
             if progress:
                 progress(done, len(texts))
             for name in sorted(names):  # one name unless the replicas differ (a CPU without bfloat16 beside one with it)
                 mine = [i for i, made in enumerate(batch["name"]) if made == name]
-                yield [chunk[i] for i in mine], vectors[mine], str(name)
+                yield [chunk[i] for i in mine], vectors[mine], str(name), second[mine]

@@ -886,7 +886,7 @@ def ray_embedding(args, work: Path) -> None:
             actors, gpus = cluster.workers()
             started = time.perf_counter()
             first, done = None, 0
-            for chunk, _, _ in cluster.embed(texts):
+            for chunk, *_ in cluster.embed(texts):
                 done += len(chunk)
                 if first is None:
                     first, first_done = time.perf_counter() - started, done

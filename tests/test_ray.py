@@ -65,6 +65,22 @@ def test_ray_build_fills_the_embedding_cache(built_both_ways):
     assert load_index(on_ray.config.index_dir).manifest["passage_vectors"] == {on_ray.embedder.model_name: again.passages}
 
 
+@pytest.mark.slow
+def test_ray_replicas_give_the_second_encoders_passage_vectors(built_both_ways, tmp_path, monkeypatch):
+    """The build stores the replicas' second-encoder vectors: its own process encodes no passage."""
+    from qa.second_encoder import SECOND_FILE, SecondEncoder
+
+    in_process = built_both_ways[0]
+    encoded, encode = [], SecondEncoder._encode
+    monkeypatch.setattr(SecondEncoder, "_encode", lambda self, texts: encoded.extend(texts) or encode(self, texts))
+    on_ray = Assistant(Config(corpus_dir=SEED_CORPUS, index_dir=tmp_path, precision="float32", ray_address="local"))
+    on_ray.rebuild()
+    assert encoded  # the background questions, in this process
+    assert not {passage.embedding_text() for passage in on_ray.index.passages} & set(encoded)
+    mine, theirs = (np.load(assistant.index.folder / SECOND_FILE).astype(np.float32) for assistant in (in_process, on_ray))
+    assert np.sum(mine * theirs, axis=1).min() >= 0.9999
+
+
 def test_ray_not_installed_says_how_to_install(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
