@@ -93,3 +93,39 @@ def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larg
         vector = every.question_vectors([question])[0]
         _, _, evidence = sampled.candidates(question, vector)
         assert evidence.dense_low[0] == pytest.approx(float((every.vectors @ vector).min()), abs=1e-6)
+
+
+def test_common_words_count_in_the_scores_of_the_texts_asked_about(mid_size):
+    """A common concept (in more texts than `common`) chooses no texts but still counts: the BM25 and
+    coverage that `Matches` gives any texts equal scoring every text, and the chosen texts' scores too."""
+    every, _ = mid_size
+    for keywords in (every.keywords, every.section_keywords):
+        rows = np.arange(0, len(keywords), 3)
+        for question in DEV + MORE:
+            matches = keywords.matches(keywords.concepts(question), common=100)
+            scores, coverage = keywords.scores([question])[0], keywords.coverage([question])[0]
+            np.testing.assert_allclose(matches.scores_of(rows), scores[rows], rtol=1e-6)
+            np.testing.assert_allclose(matches.coverage_of(rows), coverage[rows], rtol=1e-6)
+            chosen, chosen_scores, best = matches.top(10)
+            np.testing.assert_allclose(chosen_scores, scores[chosen], rtol=1e-6)
+            assert list(chosen) == sorted(chosen) and best == (chosen_scores.max() if len(chosen) else 0.0)
+        # Most questions here have common words: the seed's words occur in 40 copies of each passage.
+        assert sum(bool(keywords.matches(keywords.concepts(q), common=100).common) for q in DEV) > len(DEV) / 2
+
+
+def test_without_common_words_the_best_texts_are_exact(mid_size):
+    """With no common concept the chosen texts are those of the `count` best BM25 scores and all tied with
+    the last (each passage has 40 copies, all tied), unless more than `ties` x `count` tie: then `count` of them."""
+    every, _ = mid_size
+    keywords = every.keywords
+    for count in (10, 50):
+        for question in DEV + MORE:
+            scores = keywords.scores([question])[0]
+            chosen, _, best = keywords.matches(keywords.concepts(question), common=len(keywords)).top(count)
+            positive = np.sort(scores[scores > 0])[::-1]
+            tied = np.flatnonzero(scores >= positive[count - 1]) if len(positive) > count else np.flatnonzero(scores > 0)
+            if len(tied) <= 2 * count:
+                assert list(chosen) == list(tied)
+            else:
+                assert len(chosen) == count and set(chosen) <= set(tied)
+            assert best == (scores.max() if len(positive) else 0.0)
