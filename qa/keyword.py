@@ -335,15 +335,11 @@ class Matches:
         sizes = [int((by_term.indptr[ids + 1] - by_term.indptr[ids]).sum()) for ids in concepts]
         self.rare = [ids for ids, size in zip(concepts, sizes) if 0 < size <= common]
         self.common = [ids for ids, size in zip(concepts, sizes) if size > common]
-        rows, values = index._matched(self.rare)
+        # The texts matched, a text once per rare concept that it matches, and their BM25 summed as
+        # `KeywordIndex.scores` sums them (concept after concept): the same floats.
+        self._rows, values = index._matched(self.rare)
         self._bm25 = np.zeros(len(index), dtype=np.float32)
-        np.add.at(self._bm25, rows, values)  # summed as `KeywordIndex.scores` sums them: the same floats
-        # Each matched text once, without sorting or scanning the corpus: of the places where a text
-        # appears in `rows`, the one whose number `seen` kept for it (empty memory: only places written are read).
-        place = np.arange(len(rows), dtype=np.int32)
-        seen = np.empty(len(index), dtype=np.int32)
-        seen[rows] = place
-        self.rows = rows[seen[rows] == place]
+        np.add.at(self._bm25, self._rows, values)
         self._coverage = None
 
     def top(self, count: int, ties: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
@@ -352,7 +348,15 @@ class Matches:
         Texts tied with the last are kept, up to `ties` × `count` in all. The texts are chosen by the rare
         concepts, their scores count all. Exact when no concept is common: the texts are those of the
         `count` best scores (and those tied with the last), the score the best."""
-        chosen = np.sort(self.rows[_best(self._bm25[self.rows], count, ties)])
+        # A text is in `_rows` at most once per rare concept, so the count × concepts best entries there hold
+        # at least `count` texts: the texts of the `count` best scores (and those tied) score at least the
+        # lowest of those entries. Only texts that do are sorted out (not every text matched, nor the corpus).
+        scores, most = self._bm25[self._rows], count * len(self.rare)
+        near = self._rows
+        if len(near) > most:
+            near = near[scores >= np.partition(scores, len(scores) - most)[len(scores) - most]]
+        near = np.unique(near)
+        chosen = near[_best(self._bm25[near], count, ties)]
         exact = self.scores_of(chosen)
         return chosen, exact, float(exact.max()) if len(exact) else 0.0
 

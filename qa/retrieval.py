@@ -58,9 +58,9 @@ COMMON = 20_000
 # Passages tied on keywords with the NEAREST-th best are kept up to this many times NEAREST, and the
 # NEAREST with the best similarity among them chosen (`_closest`).
 TIES = 4
-# Passages whose similarity is computed for every question, evenly spread over the corpus (whole
-# sections), to find the lowest similarity that min-max normalisation starts from; all of them in a
-# corpus this small, so that candidate scores there equal the full scores exactly.
+# Passages whose similarity is computed for every question, to find the lowest similarity that min-max
+# normalisation starts from: all of them in a corpus this small (whole sections), so that candidate scores
+# there equal the full scores exactly; in a larger one, those least like the corpus's mean (see __init__).
 PROBE = 4096
 # An English question's best passages by e5 and keywords that the second encoder re-reads (all of a
 # corpus this small, where the second opinion is then exactly the whole corpus's).
@@ -119,20 +119,23 @@ class HybridRetriever:
         if not self.score_all:
             if index is None:
                 raise ValueError("candidate scoring needs the vector index that proposes the nearest passages")
-            self._probe, outer = self._members(self._probe_sections()), np.zeros(0, dtype=np.int64)
+            self._probe, outer = self._members(np.arange(len(self.section_first))), np.zeros(0, dtype=np.int64)
             if len(self.passages) > PROBE:
                 # Embeddings lie in a narrow cone: the passages least like the corpus's mean are those
                 # least like any question, so they hold the lowest similarity (on 200,000 synthetic
                 # passages drawn like the model's, exactly for 60 of 60 questions; the evenly spread
                 # probe was 0.017 too high, the index's nearest to the question's opposite 0.007,
-                # and that second search cost 1.4 ms a question).
+                # and that second search cost 1.4 ms a question). Likewise the sections whose best passage
+                # is least like it hold the lowest section similarity: at 1M, for 100 of 100 questions,
+                # while evenly spread sections (PROBE // 2 passages, once part of the probe) never held
+                # either lowest (0.06 and 0.12 too high) and cost a third of the probe's time.
                 with blas_controller().limit(limits=1, user_api="blas"):
                     toward = self.vectors @ self.vectors.mean(axis=0)
                 outer = np.sort(np.argpartition(toward, PROBE // 2)[: PROBE // 2])
                 least = np.argsort(np.maximum.reduceat(toward, self.section_first), kind="stable")
                 sizes = self.section_last[least] - self.section_first[least] + 1
                 least = least[: int(np.searchsorted(np.cumsum(sizes), PROBE // 2)) + 1]
-                self._probe = self._members(np.unique(np.r_[self._probe_sections(PROBE // 2), least]))
+                self._probe = self._members(np.sort(least))
             self._probe_vectors = np.ascontiguousarray(self.vectors[np.r_[self._probe[0], outer]])
 
     @classmethod
@@ -256,10 +259,6 @@ class HybridRetriever:
             windows.append([first, last, int(i)])
         return windows
 
-    def _probe_sections(self, passages: int = PROBE) -> np.ndarray:
-        """Every n-th section: about `passages` passages in whole sections (every section of a small corpus)."""
-        return np.arange(0, len(self.section_first), max(1, len(self.passages) // passages))
-
     def _members(self, sections: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The passages of `sections` (sorted section numbers), in passage order, and where each section's run starts."""
         sizes = self.section_last[sections] - self.section_first[sections] + 1
@@ -276,9 +275,9 @@ class HybridRetriever:
         choice: see qa.keyword.Matches), and all the passages of their sections. Their evidence is what
         `evidence` gives them, normalised as over the whole corpus: keyword scores by the corpus's best
         (exact when no word is common), similarities from the corpus's lowest to the best. The lowest
-        is estimated as the lowest among the candidates and the probe (whole sections, evenly spread and
-        least like the corpus's mean, and the passages least like it: about 1.5 × PROBE passages; the
-        whole of a small corpus, where it is exact).
+        is estimated as the lowest among the candidates and the probe (the whole sections whose best passage
+        is least like the corpus's mean, and the passages least like it: about PROBE passages; the whole
+        of a small corpus, where it is exact).
         """
         concepts = self.keywords.concepts(question)  # the section index has the passage index's terms
         # The question's text too: a store that searches by keywords itself (Milvus's BM25) proposes its best.
