@@ -49,14 +49,16 @@ from .text import script
 
 # Candidate scoring (`HybridRetriever.candidates`): the vector index's nearest passages, the best
 # passages and sections by BM25, each this many, with all the passages of their sections. At 1M
-# synthetic passages: 250 gave recall@10 0.956 against scoring every passage and 11.5 ms a question,
-# 200 gave 0.944 (scripts/benchmark.py --only scale).
+# synthetic passages (scripts/benchmark.py --only scale; each text there ~650 times): recall@10 against
+# scoring every passage 0.998 over 100 questions with 250 or 200; 0.42 with 150, where TIES x NEAREST
+# no longer holds the copies tied on keywords and they are cut blindly.
 NEAREST = 250
 # A keyword found in more passages (sections) than this does not choose candidates (see qa.keyword.Matches):
 # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
 COMMON = 20_000
-# Passages tied on keywords with the NEAREST-th best are kept up to this many times NEAREST, and the
-# NEAREST with the best similarity among them chosen (`_closest`).
+# Passages (sections) tied on keywords with the NEAREST-th best are kept up to this many times NEAREST,
+# and the NEAREST with the best similarity among them chosen (`_closest`). Sections cut blindly at twice
+# NEAREST were 53 of the 54 hits missed at 1M (recall@10 0.946 over 100 questions; 0.998 chosen so).
 TIES = 4
 # Passages whose similarity is computed for every question, to find the lowest similarity that min-max
 # normalisation starts from: all of them in a corpus this small (whole sections), so that candidate scores
@@ -225,14 +227,20 @@ class HybridRetriever:
         evidence.english = english
         return True
 
-    def _closest(self, rows: np.ndarray, keyword: np.ndarray, vector: np.ndarray, low: float, high: float) -> np.ndarray:
-        """The NEAREST of `rows` (passages chosen by keywords; `keyword` their relative BM25) with the best
-        passage score, keyword and similarity weighted as `fuse` weighs them (the similarity scaled
-        from `low` to `high`, estimates of the corpus's): many passages tie on keywords when they are
-        copies of one text, and only their similarity tells them apart."""
+    def _closest(self, rows: np.ndarray, keyword: np.ndarray, vector: np.ndarray, low: float, high: float,
+                 sections: bool = False) -> np.ndarray:
+        """The NEAREST of `rows` (passages chosen by keywords, or with `sections` sections; `keyword` their
+        relative BM25) with the best passage (section) score, keyword and similarity weighted as `fuse`
+        weighs them (the similarity scaled from `low` to `high`, estimates of the corpus's; a section's is
+        its best passage's): many passages and sections tie on keywords when they are copies of one
+        text, and only their similarity tells them apart."""
         if len(rows) <= NEAREST:
             return rows
-        similarity = _similarities_of(self.vectors, rows, vector)
+        if sections:
+            members, starts = self._members(rows)
+            similarity = np.maximum.reduceat(_similarities_of(self.vectors, members, vector), starts)
+        else:
+            similarity = _similarities_of(self.vectors, rows, vector)
         weight = self.config.keyword_weight
         score = (1 - weight) * (similarity - low) / max(high - low, 1e-6) + weight * keyword
         return rows[np.argpartition(-score, NEAREST)[:NEAREST]]
@@ -286,10 +294,13 @@ class HybridRetriever:
         with blas_controller().limit(limits=1, user_api="blas"):
             probe_similarity = self._probe_vectors @ vector
         matches, section_matches = self.keywords.matches(concepts, COMMON), self.section_keywords.matches(concepts, COMMON)
+        high = float(self.vectors[nearest[0][0]] @ vector) if nearest else 1.0
         by_keyword, keyword, keyword_best = matches.top(NEAREST, ties=TIES)
-        by_keyword = self._closest(by_keyword, keyword / (keyword_best or 1), vector,
-                                   low=probe_similarity.min(), high=float(self.vectors[nearest[0][0]] @ vector) if nearest else 1.0)
-        by_section, _, section_keyword_best = section_matches.top(NEAREST)
+        by_keyword = self._closest(by_keyword, keyword / (keyword_best or 1), vector, low=probe_similarity.min(), high=high)
+        by_section, section_keyword, section_keyword_best = section_matches.top(NEAREST, ties=TIES)
+        section_low = np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min()
+        by_section = self._closest(by_section, section_keyword / (section_keyword_best or 1), vector,
+                                   low=section_low, high=high, sections=True)
         nearest = np.array([i for i, _ in nearest], dtype=np.int64)
         sections = np.unique(np.r_[self.groups[nearest], self.groups[by_keyword], by_section])
         members, starts = self._members(sections)
@@ -299,7 +310,7 @@ class HybridRetriever:
         similarity = _similarities_of(self.vectors, members, vector)
         section_dense = np.maximum.reduceat(similarity, starts)
         dense_low = min(similarity.min(), probe_similarity.min())
-        section_low = min(section_dense.min(), np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min())
+        section_low = min(section_dense.min(), section_low)
         evidence = Evidence(
             dense=similarity[None, :],
             keyword=(keyword / (keyword_best if keyword_best > 0 else 1))[None, :],
