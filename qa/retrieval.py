@@ -52,7 +52,7 @@ from .text import script
 # synthetic passages (scripts/benchmark.py --only scale; each text there ~650 times): recall@10 against
 # scoring every passage 0.998 over 100 questions with 250 or 200; 0.42 with 150, where TIES x NEAREST
 # no longer holds the copies tied on keywords and they are cut blindly.
-NEAREST = 250
+NEAREST = 200
 # A keyword found in more passages (sections) than this does not choose candidates (see qa.keyword.Matches):
 # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
 COMMON = 20_000
