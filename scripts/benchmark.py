@@ -7,6 +7,7 @@ changes from minute to minute; the load average is printed with every section):
     .venv/bin/python scripts/benchmark.py --quick           # fewer questions, 100,000 vectors
     .venv/bin/python scripts/benchmark.py --only ann --vectors 1000000 --json ann.json
     .venv/bin/python scripts/benchmark.py --only ann --ann-data islands   # isolated clusters: a stress case
+    .venv/bin/python scripts/benchmark.py --only scale --scale-cache /tmp/qa-scale   # reruns skip the 1M HNSW build
 
 Sections (--only picks some):
 
