@@ -1,9 +1,11 @@
 """Build the index from the corpus: read documents, cut passages, embed what is new, write the index.
 
-A build always produces a complete index of the corpus folder, but embeds only passages whose
+A build always produces a complete index of the corpus folder, but reads only files whose content
+changed since the previous build (the others' passages are taken from it, while the reading code,
+parsers and settings are the same: the manifest's "reader"), and embeds only passages whose
 embedding text the embedding cache (qa/embedding_cache.py) has not seen with this model: after
-an edit to one file, only that file's changed passages go through the model, and when nothing
-needs embedding the model is not even loaded. The new index is written beside the old one and
+an edit to one file, only that file is read and only its changed passages go through the model,
+and when nothing needs embedding the model is not even loaded. The new index is written beside the old one and
 made current in one step (qa/index.py), under a lock that keeps a second build out.
 
 A few passages are embedded without loading sentence-transformers (qa/embeddings.py), in float32,
@@ -43,9 +45,9 @@ from .corpus import Document, Problem, SourceHashes, corpus_snapshot, list_sourc
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .index import build_lock, choose_vector_index, current_build, load_index, make_manifest, read_manifest, write_index
+from .index import Index, build_lock, choose_vector_index, current_build, load_index, make_manifest, read_manifest, write_index
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
-from .ocr import OCR_CACHE_FILE, OcrReader, OcrSummary
+from .ocr import OCR_CACHE_FILE, OcrReader, OcrSummary, ocr_settings
 from .passages import Passage, make_passages
 from .relevance import BACKGROUND_FILE, Background, background_questions_file, measure_background
 from .retrieval import HybridRetriever
@@ -56,7 +58,8 @@ from .stores import store_for
 from .text import main_script
 
 # progress(stage, done, total) is called with these stages, in this order:
-#   "reading"    files read, of all files in the corpus folder (after each file)
+#   "reading"    files read, of the files that need reading: new, changed or unreadable before, or all
+#                of them after a change of reader (after each file; none when nothing changed)
 #   "ocr"        pages read by OCR, of the pages of the file being read that need it (after each page;
 #                only while reading a scanned PDF or an image, between two "reading" calls)
 #   "passages"   passages whose vectors the embedding cache already had, of all passages (once)
@@ -181,12 +184,18 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         changes = compare_sources(
             (previous or {}).get("sources", {}), hashes, (previous or {}).get("problems", {})
         )
+        reader = _reader_fingerprint(config)
+        old = _previous_index(config.index_dir, previous)
+        # Files unchanged since the previous build, read by the same code and settings: their passages
+        # are taken from it unread (a one-file edit of a large corpus reads one file, not all of them).
+        unread = _passages_of(old, _unchanged_sources(previous, hashes, reader))
         documents, problems = read_corpus(
-            config.corpus_dir, paths, progress=lambda done, total: progress("reading", done, total),
-            max_bytes=config.max_file_bytes, ocr=ocr,
+            config.corpus_dir, [path for path in paths if source_name(path, config.corpus_dir) not in unread],
+            progress=lambda done, total: progress("reading", done, total), max_bytes=config.max_file_bytes, ocr=ocr,
         )
-        kept = _previous_versions(config.index_dir, previous, problems)
-        passages = _passages_in_order(paths, config.corpus_dir, documents, kept, config.max_passage_chars)
+        # Unreadable files that the previous build indexed keep their earlier version (see the module note).
+        kept = _passages_of(old, {problem.source for problem in problems} & set((previous or {}).get("sources", {})))
+        passages = _passages_in_order(paths, config.corpus_dir, documents, {**unread, **kept}, config.max_passage_chars)
         timings["reading"] = time.perf_counter() - started
         if not passages:
             reasons = "; ".join(f"{p.source}: {p.reason}" for p in problems) or "it holds no readable documents"
@@ -211,6 +220,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             )
             sources = {document.source: hashes[document.source] for document in documents}
             sources.update({source: previous["sources"][source] for source in kept})
+            sources.update({source: hashes[source] for source in unread})
             manifest = make_manifest(
                 model=config.model,
                 dimension=vectors.shape[1],
@@ -226,6 +236,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
                 for problem in problems
             }
             manifest["ocr"] = {source: summary.to_dict() for source, summary in ocr_done.items()}
+            manifest["ocr"].update({source: previous["ocr"][source] for source in unread if source in previous.get("ocr", {})})
+            manifest["reader"] = reader
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
@@ -240,6 +252,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             progress("writing", 1, 1)
             timings["writing"] = time.perf_counter() - writing
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
+            ocr.keep([hashes[source] for source in unread])  # their scans are read again after a change of reader
             ocr.forget_unused()
             if cache.problem:
                 notes.append(cache.problem)
@@ -268,26 +281,60 @@ def _previous_manifest(index_dir: Path) -> dict | None:
         return None
 
 
-def _previous_versions(index_dir: Path, previous: dict | None, problems: list[Problem]) -> dict[str, list[Passage]]:
-    """The previously indexed passages of each unreadable file that the current index holds."""
-    wanted = {problem.source for problem in problems} & set((previous or {}).get("sources", {}))
-    if not wanted:
-        return {}
+def _previous_index(index_dir: Path, previous: dict | None) -> Index | None:
+    """The index in use, whose passages a build may keep; None if there is none it can trust."""
+    if previous is None:
+        return None
     try:
-        old = load_index(index_dir)
+        return load_index(index_dir)
     except (IndexMissingError, IndexCorruptError, IndexMismatchError):
-        return {}  # nothing trustworthy to keep; the files are reported as skipped
-    kept: dict[str, list[Passage]] = {}
+        return None  # nothing trustworthy to keep: every file is read, unreadable ones reported as skipped
+
+
+def _passages_of(old: Index | None, sources: set[str]) -> dict[str, list[Passage]]:
+    """The passages `old` holds of each of `sources` ([] for a source without passages); {} without `old`."""
+    if old is None or not sources:
+        return {}
+    found: dict[str, list[Passage]] = {source: [] for source in sources if source in old.manifest.get("sources", {})}
     for passage in old.passages:
-        if passage.source in wanted:
-            kept.setdefault(passage.source, []).append(passage)
-    return kept
+        if passage.source in found:
+            found[passage.source].append(passage)
+    return found
+
+
+def _unchanged_sources(previous: dict | None, hashes: dict[str, str], reader: str) -> set[str]:
+    """Files with the content the previous build read without trouble, when it read them with the same
+    reader (`_reader_fingerprint`): reading them again would give the same passages."""
+    if previous is None or previous.get("reader") != reader:
+        return set()
+    indexed, troubled = previous.get("sources", {}), previous.get("problems", {})
+    return {source for source, digest in hashes.items() if indexed.get(source) == digest and source not in troubled}
+
+
+# What decides a file's passages besides its bytes: this code, the parsers' versions and the settings.
+_READER_MODULES = ("corpus.py", "formats.py", "tables.py", "cleanup.py", "ocr.py", "passages.py", "text.py")
+_READER_LIBRARIES = ("pypdf", "python-docx", "lxml", "pdfplumber", "openpyxl", "python-pptx", "rapidocr-onnxruntime",
+                     "pypdfium2", "opencc")
+
+
+def _reader_fingerprint(config: Config) -> str:
+    digest = hashlib.sha256()
+    for name in _READER_MODULES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    for library in _READER_LIBRARIES:
+        try:
+            digest.update(f"{library} {importlib.metadata.version(library)}\n".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{library} missing\n".encode())
+    digest.update(repr((config.chunking(), config.max_file_bytes, ocr_settings())).encode())
+    return digest.hexdigest()
 
 
 def _passages_in_order(
     paths: list[Path], corpus_dir: Path, documents: list[Document], kept: dict[str, list[Passage]], max_chars: int
 ) -> list[Passage]:
-    """All passages, numbered from 0 in the corpus's file order, kept versions in their place."""
+    """All passages, numbered from 0 in the corpus's file order; `kept`: passages of files not read now
+    (unchanged, or unreadable and kept in their earlier version), in their place."""
     by_source = {document.source: document for document in documents}
     passages: list[Passage] = []
     for path in paths:
@@ -295,7 +342,8 @@ def _passages_in_order(
         if source in by_source:
             passages.extend(make_passages([by_source[source]], max_chars, first_id=len(passages)))
         elif source in kept:
-            passages.extend(dataclasses.replace(p, id=len(passages) + n) for n, p in enumerate(kept[source]))
+            first = len(passages)  # not inside the generator: extend() grows the list as it reads
+            passages.extend(dataclasses.replace(p, id=first + n) for n, p in enumerate(kept[source]))
     return passages
 
 

@@ -308,6 +308,16 @@ class OcrReader:
         except sqlite3.Error as error:
             self.problem = f"OCR cache {self.path} cannot be written ({error}); new OCR results are not kept"
 
+    def keep(self, files: list[str]) -> None:
+        """Count the cached pages of these files (sha256, hex) as used by this build although it did not
+        read them (their passages came from the previous build): a later reader change reads them again."""
+        if self.connection is None or not files:
+            return
+        try:
+            self.connection.executemany("UPDATE pages SET used = ? WHERE file = ?", [(self.generation, bytes.fromhex(f)) for f in files])
+        except sqlite3.Error:
+            pass  # at worst those scans are read by OCR again
+
     def forget_unused(self) -> int:
         """Delete pages used by neither this build nor the previous one (call after a successful build)."""
         if self.connection is None:

@@ -19,7 +19,7 @@ import pytest
 from qa.assistant import Assistant
 from qa.build import build_index, corpus_changes
 from qa.config import Config
-from qa.corpus import read_document
+from qa.corpus import read_corpus, read_document
 from qa.embedding_cache import CACHE_FILE, text_key
 from qa.embeddings import Embedder
 from qa.errors import BuildLockedError
@@ -144,6 +144,36 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
     assert Background.read(current_build(built.config.index_dir)).fingerprint != before.fingerprint
 
 
+def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, monkeypatch):
+    """Unchanged files keep the previous build's passages unread, renumbered in corpus order, and the index
+    equals a full build's; a different reader (code, parsers, settings) reads every file again."""
+    import qa.build
+
+    read = []
+
+    def reading(corpus_dir, paths=None, **named):
+        read.extend(path.name for path in paths)
+        return read_corpus(corpus_dir, paths, **named)
+
+    monkeypatch.setattr(qa.build, "read_corpus", reading)
+    (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n在山区乡镇试点无人机配送快递。\n", encoding="utf-8")
+    report = built.rebuild()
+    assert read == ["交通.txt"] and report.changes.changed == ["交通.txt"]
+
+    fresh = Assistant(Config(corpus_dir=built.config.corpus_dir, index_dir=tmp_path / "fresh"), embedder)
+    fresh.rebuild()
+    assert built.index.passages == fresh.index.passages  # ids included: 农业.md's two sections follow 交通.txt
+    assert len({p.source for p in built.index.passages}) == 3 and top(built, DRONE_QUESTION).source == "交通.txt"
+
+    read.clear()
+    monkeypatch.setattr(qa.build, "_reader_fingerprint", lambda config: "another reader")
+    built.rebuild()
+    assert sorted(read) == sorted(DOCS)
+    read.clear()
+    built.rebuild()
+    assert read == []
+
+
 def test_renamed_and_removed_files_need_no_embedding(built, embedder):
     corpus = built.config.corpus_dir
     (corpus / "医保.md").rename(corpus / "医疗保障.md")
@@ -246,7 +276,7 @@ def test_progress_stages_in_order(built, tmp_path):
     (built.config.corpus_dir / "new.txt").write_text("新设立乡村振兴青年创业基金。", encoding="utf-8")
     built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
     assert calls == [
-        ("reading", 1, 4), ("reading", 2, 4), ("reading", 3, 4), ("reading", 4, 4),
+        ("reading", 1, 1),  # only the new file: the three others are unchanged
         ("passages", 4, 5),
         ("model", 0, 1), ("model", 1, 1),
         ("embedding", 0, 1), ("embedding", 1, 1),
