@@ -2,7 +2,6 @@
 
 import threading
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 
 from .answer import Answer, make_answer
 from .build import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
@@ -63,7 +62,6 @@ class Assistant:
         self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
         # The second opinion: on relevance (qa/relevance.py) and on English questions' ranking (qa/retrieval.py).
         self.second = SecondEncoder()
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="second-encoder")
         self.calibration = load_calibration()
         # The served index, its retriever and its background, replaced together in one assignment.
         self._served: tuple[Index, HybridRetriever, Background] | None = None
@@ -107,12 +105,10 @@ class Assistant:
         _, retriever, background = self._serving()
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
-        # The second encoder reads the questions while e5 does: each takes one BLAS thread, and the
-        # judgement then finds them remembered.
-        reading = self._reader.submit(retriever.second.questions, readable) if retriever.second else None
+        # Not the second encoder in a thread beside e5: each sets the process's BLAS threads through
+        # threadpoolctl while it runs, and two doing so at once corrupted OpenBLAS's heap (a page
+        # process died with "free(): corrupted unsorted chunks" in 1 of ~5 browser tests).
         found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable)
-        if reading is not None:
-            reading.result()
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, self.calibration
         )
