@@ -105,9 +105,8 @@ class Assistant:
         _, retriever, background = self._serving()
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
-        # Not the second encoder in a thread beside e5: each sets the process's BLAS threads through
-        # threadpoolctl while it runs, and two doing so at once corrupted OpenBLAS's heap (a page
-        # process died with "free(): corrupted unsorted chunks" in 1 of ~5 browser tests).
+        # Not the second encoder in a thread beside e5: each sets the process's BLAS thread count
+        # through threadpoolctl while it runs, which OpenBLAS does not support from two threads at once.
         found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable)
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, self.calibration

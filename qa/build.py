@@ -241,8 +241,9 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
-            second = _second_vectors(passages, cache)  # qa/second_encoder.py
-            background = _background(passages, vectors, keywords, second, embedder, config, cache)  # qa/relevance.py
+            second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
+            second = _second_vectors(passages, second_encoder)  # qa/second_encoder.py
+            background = _background(passages, vectors, keywords, second, second_encoder, embedder, config, cache)  # qa/relevance.py
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,
                 extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: background.write,
@@ -452,8 +453,8 @@ def _tokenizer_name(tokenizer: str) -> str:
 
 
 def _background(
-    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, second: np.ndarray, embedder: Embedder,
-    config: Config, cache: EmbeddingCache,
+    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, second: np.ndarray,
+    second_encoder: "CachedSecond", embedder: Embedder, config: Config, cache: EmbeddingCache,
 ) -> Background:
     """How generic off-topic questions score on this corpus (see qa/relevance.py).
 
@@ -474,7 +475,7 @@ def _background(
         def embed_questions(self, questions: list[str]) -> np.ndarray:
             return _cached(cache, questions, f"{embedder.model_name} (questions)", embedder.embed_questions)
 
-    opinion = SecondOpinion(CachedSecond(cache), passages, second)
+    opinion = SecondOpinion(second_encoder, passages, second)
     retriever = HybridRetriever(passages, vectors, keywords, CachedQuestions(), config, second=opinion)
 
     def search_top(questions: list[str], written: list[str]) -> list[tuple[int, float]]:
@@ -496,11 +497,11 @@ class CachedSecond:
         return _cached(self.cache, texts, self.encoder.name, self.encoder.embed)
 
 
-def _second_vectors(passages: list[Passage], cache: EmbeddingCache) -> np.ndarray:
+def _second_vectors(passages: list[Passage], second_encoder: CachedSecond) -> np.ndarray:
     """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE)."""
     if not passages:
         return np.zeros((0, SECOND_DIMENSION), dtype=SECOND_STORED)
-    return CachedSecond(cache).embed([passage.embedding_text() for passage in passages]).astype(SECOND_STORED)
+    return second_encoder.embed([passage.embedding_text() for passage in passages]).astype(SECOND_STORED)
 
 
 def _cached(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:

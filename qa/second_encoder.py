@@ -61,11 +61,6 @@ class SecondEncoder:
                 self._recent.popitem(last=False)
         return np.stack(vectors) if vectors else np.zeros((0, DIMENSION), dtype=np.float32)
 
-    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
-        """Take vectors computed earlier (a build's cache) instead of encoding those texts again."""
-        with self._lock:
-            self._recent.update(zip(texts, np.asarray(vectors, dtype=np.float32)))
-
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
             self._model = _load_use(self.threads)
