@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from .cleanup import is_no_space_char, join_lines, remove_spaces_in_chinese
 from .errors import DocumentError
 from .ocr import IMAGE_SUFFIXES, OcrPage, OcrReader, OcrSummary
+from .pdfium_lock import PDFIUM
 from .tables import caption, clean_cell, row_lines, table_title, title_row
 
 
@@ -307,21 +308,22 @@ def _pages_to_look_at(raw: bytes, pages: list[str]) -> tuple[list[int], list[int
     import pypdfium2.raw as pdfium
 
     scanned, ruled = [], []
-    try:
-        document = pypdfium2.PdfDocument(raw)
-    except pypdfium2.PdfiumError:
-        return [], []  # pypdf could read it; pdfium cannot: keep the text layer as it is
-    try:
-        for number, text in enumerate(pages, start=1):
-            page = document[number - 1]
-            if _usable("".join(_page_lines(text))) < _USABLE_TEXT:
-                if next(page.get_objects(filter=(pdfium.FPDF_PAGEOBJ_IMAGE,), max_depth=8), None) is not None:
-                    scanned.append(number)
-            elif sum(1 for _ in page.get_objects(filter=(pdfium.FPDF_PAGEOBJ_PATH,), max_depth=8)) >= 4:
-                ruled.append(number)
-            page.close()
-    finally:
-        document.close()
+    with PDFIUM:
+        try:
+            document = pypdfium2.PdfDocument(raw)
+        except pypdfium2.PdfiumError:
+            return [], []  # pypdf could read it; pdfium cannot: keep the text layer as it is
+        try:
+            for number, text in enumerate(pages, start=1):
+                page = document[number - 1]
+                if _usable("".join(_page_lines(text))) < _USABLE_TEXT:
+                    if next(page.get_objects(filter=(pdfium.FPDF_PAGEOBJ_IMAGE,), max_depth=8), None) is not None:
+                        scanned.append(number)
+                elif sum(1 for _ in page.get_objects(filter=(pdfium.FPDF_PAGEOBJ_PATH,), max_depth=8)) >= 4:
+                    ruled.append(number)
+                page.close()
+        finally:
+            document.close()
     return scanned, ruled
 
 

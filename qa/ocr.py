@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .cache_file import connect_cache, open_cache
 from .errors import DocumentError
+from .pdfium_lock import PDFIUM, render
 
 OCR_CACHE_FILE = "ocr-cache.sqlite"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -189,19 +190,24 @@ class OcrReader:
             for done, number in enumerate(numbers):
                 page = self._cached(file, number)
                 if page is None:
-                    if document is None:
-                        import pypdfium2
+                    with PDFIUM:  # rendering only: recognition runs outside the lock
+                        if document is None:
+                            import pypdfium2
 
-                        try:
-                            document = pypdfium2.PdfDocument(raw)
-                        except pypdfium2.PdfiumError as error:
-                            raise DocumentError(f"damaged PDF, its pages cannot be rendered for OCR ({error})") from None
-                    page = self._recognise(file, number, _render(document[number - 1]))
+                            try:
+                                document = pypdfium2.PdfDocument(raw)
+                            except pypdfium2.PdfiumError as error:
+                                raise DocumentError(f"damaged PDF, its pages cannot be rendered for OCR ({error})") from None
+                        pdf_page = document[number - 1]
+                        image = _render(pdf_page)
+                        pdf_page.close()
+                    page = self._recognise(file, number, image)
                 pages.append(page)
                 self.progress(done + 1, len(numbers))
         finally:
             if document is not None:
-                document.close()
+                with PDFIUM:
+                    document.close()
         return pages
 
     def read_image(self, raw: bytes) -> list[OcrPage]:
@@ -383,7 +389,7 @@ def _render(page):
     """A PDF page as a PIL image of about PAGE_PIXELS on its long side."""
     width, height = page.get_size()  # in points
     scale = min(PAGE_PIXELS / max(width, height, 1), MAX_DPI / 72)  # a small page is not blown up past print resolution
-    return page.render(scale=scale).to_pil().convert("RGB")
+    return render(page, scale)
 
 
 def _fit(image):

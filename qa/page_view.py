@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageSequence, UnidentifiedImageError
 from .corpus import corpus_file
 from .errors import CorpusError, PageViewError
 from .ocr import IMAGE_SUFFIXES, OcrPage, cached_page
+from .pdfium_lock import PDFIUM, render
 
 WIDTH = 1200  # pixels across a rendered page: small print stays legible
 MAX_HEIGHT = 3000  # pixels down at most: a long strip of a page is drawn narrower rather than huge
@@ -83,21 +84,25 @@ def show_cited_page(corpus_dir: Path, source: str, page: int, cited_text: str, o
 
 def _pdf_page(raw: bytes, source: str, page: int, cited_text: str) -> tuple[Image.Image, int, list[Box], bool]:
     """(the page drawn, the PDF's page count, the cited lines' boxes in pixels, whether the page has a text layer)."""
-    try:
-        document = pdfium.PdfDocument(raw)
-    except pdfium.PdfiumError as error:
-        raise PageViewError(f"{source}: cannot open the PDF ({error})") from None
-    try:
-        pages = len(document)
-        _check_page(source, page, pages)
-        pdf_page = document[page - 1]
-        scale = min(MAX_SCALE, WIDTH / pdf_page.get_width(), MAX_HEIGHT / pdf_page.get_height())
-        image = pdf_page.render(scale=scale).to_pil().convert("RGB")
-        text_page = pdf_page.get_textpage()
-        boxes = [_to_pixels(pdf_page, image.size, box) for box in cited_lines(text_page, cited_text)]
-        return image, pages, boxes, text_page.count_chars() > 0
-    finally:
-        document.close()
+    with PDFIUM:
+        try:
+            document = pdfium.PdfDocument(raw)
+        except pdfium.PdfiumError as error:
+            raise PageViewError(f"{source}: cannot open the PDF ({error})") from None
+        try:
+            pages = len(document)
+            _check_page(source, page, pages)
+            pdf_page = document[page - 1]
+            scale = min(MAX_SCALE, WIDTH / pdf_page.get_width(), MAX_HEIGHT / pdf_page.get_height())
+            image = render(pdf_page, scale)
+            text_page = pdf_page.get_textpage()
+            boxes = [_to_pixels(pdf_page, image.size, box) for box in cited_lines(text_page, cited_text)]
+            has_text = text_page.count_chars() > 0
+            text_page.close()
+            pdf_page.close()
+            return image, pages, boxes, has_text
+        finally:
+            document.close()
 
 
 def _image_page(raw: bytes, source: str, page: int) -> tuple[Image.Image, int]:

@@ -307,6 +307,40 @@ def test_a_long_strip_of_a_page_is_drawn_narrower_rather_than_huge(tmp_path):
     assert view.image.size == (150, 3000) and view.marked_lines == 1
 
 
+# Page views in several threads while a build reads PDFs in another, as on a busy page. PDFium is not
+# thread-safe: without qa/pdfium_lock.py this died with "corrupted double-linked list" in 2 of 3 runs.
+# In a child process, so that a crash fails this test rather than ending the whole test run.
+CONCURRENT = """
+import sys, threading
+from pathlib import Path
+from qa.formats import read_pdf
+from qa.page_view import show_cited_page
+corpus = Path(sys.argv[1])
+raw = (corpus / "a.pdf").read_bytes()
+def view():
+    for _ in range(40):
+        assert show_cited_page(corpus, "a.pdf", 2, "群众参与度明显提高").marked_lines >= 1
+def read():
+    for _ in range(40):
+        assert "群众参与度明显提高" in read_pdf(raw).text
+threads = [threading.Thread(target=view) for _ in range(3)] + [threading.Thread(target=read)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("done")
+"""
+
+
+def test_pages_shown_while_pdfs_are_read_do_not_crash_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "a.pdf").write_bytes(make_pdf([["民生实事项目由人大代表票决产生，群众参与度明显提高。"] * 20] * 3))
+    ran = subprocess.run([sys.executable, "-c", CONCURRENT, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0 and ran.stdout.strip() == "done", ran.stderr[-2000:]
+
+
 SCANNED = ("1 渔船安全码", "舟山市推行渔船安全码，出海渔船每天扫码报备，海上救援时间缩短了一半。安全码汇集渔船位置、船员和救生设备信息。")
 
 
