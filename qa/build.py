@@ -70,6 +70,9 @@ Progress = Callable[[str, int, int], None]
 
 # Texts embedded between two saves to the cache: what a build killed midway can lose.
 _CHUNK_BATCHES = 8
+# What the keyword index reads (Passage.keyword_text), recorded so that `qa status` asks an index that
+# read something else to be rebuilt.
+KEYWORD_TEXT = "document name, section title, text"
 
 
 @dataclass
@@ -154,6 +157,9 @@ def settings_changes(config: Config, manifest: dict) -> list[str]:
     built, now = manifest.get("chunking") or {}, config.chunking()
     if built != now:
         found.append(f"chunking: the index was built with {_settings_text(built)}, the settings say {_settings_text(now)}")
+    if "files" in manifest and manifest.get("keyword_text") != KEYWORD_TEXT:
+        found.append("keywords: the index was built before its keyword index read each document's name "
+                     "(questions naming the whole document may find the wrong section until it is rebuilt)")
     if SECOND_FILE not in manifest.get("files", {SECOND_FILE: None}):
         found.append("relevance: the index was built before it stored the second encoder's passage vectors "
                      "(answers are slower and judged on the old background until it is rebuilt)")
@@ -238,6 +244,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             manifest["ocr"] = {source: summary.to_dict() for source, summary in ocr_done.items()}
             manifest["ocr"].update({source: previous["ocr"][source] for source in unread if source in previous.get("ocr", {})})
             manifest["reader"] = reader
+            manifest["keyword_text"] = KEYWORD_TEXT
             writing = time.perf_counter()
             progress("writing", 0, 1)
             keywords = _keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/keyword.py)
@@ -530,13 +537,13 @@ def _background_fingerprint(passages: list[Passage], embedder: Embedder, config:
     digest.update(repr(settings).encode())
     digest.update(background_questions_file().read_bytes())
     for passage in passages:
-        digest.update(passage.embedding_text().encode() + b"\x1f")
+        digest.update(passage.keyword_text().encode() + b"\x1f")  # holds what the model reads too
     return digest.hexdigest()
 
 
 def _keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:
     """The keyword index of `passages` (row i = passage i), tokenizing only texts the cache has no tokens for."""
-    texts = [passage.embedding_text() for passage in passages]
+    texts = [passage.keyword_text() for passage in passages]
     token_lists = cache.get_tokens(texts)
     missing = list(dict.fromkeys(text for text, tokens in zip(texts, token_lists) if tokens is None))
     if missing:

@@ -410,8 +410,8 @@ def _bm25_weights(counts: sparse.csr_matrix, k1: float, b: float) -> tuple[spars
 
 
 def build_keywords(passages: list[Passage], tokenizer: str = "words+bigrams") -> KeywordIndex:
-    """The keyword index of `passages` (section title and text, as the model reads them), row i = passage i."""
-    return KeywordIndex.build([p.embedding_text() for p in passages], tokenizer=tokenizer)
+    """The keyword index of `passages` (document name, section title and text: Passage.keyword_text), row i = passage i."""
+    return KeywordIndex.build([p.keyword_text() for p in passages], tokenizer=tokenizer)
 
 
 def load_keywords(index) -> KeywordIndex:

@@ -851,7 +851,7 @@ def scale_passages(count: int, questions: int) -> tuple[list[Passage], KeywordIn
         documents, _ = read_corpus(Path(folder))
     config = Config()
     base = make_passages(documents, config.max_passage_chars)
-    keywords = KeywordIndex.build([p.embedding_text() for p in base], config.keyword_tokenizer)
+    keywords = KeywordIndex.build([p.keyword_text() for p in base], config.keyword_tokenizer)
     copies = count // len(base) + 1
     passages = [
         Passage(id=i, source=f"{i // len(base)}-{p.source}", section=p.section, start=p.start, end=p.end, text=p.text)

@@ -114,7 +114,7 @@ def test_keyword_index_from_cached_tokens_equals_a_fresh_one(built):
     built.rebuild()  # tokenizes only the new passage; the others' tokens come from the cache
     index = built.index
     saved = load_keywords(index)
-    fresh = KeywordIndex.build([p.embedding_text() for p in index.passages], built.config.keyword_tokenizer)
+    fresh = KeywordIndex.build([p.keyword_text() for p in index.passages], built.config.keyword_tokenizer)
     assert saved.vocabulary == fresh.vocabulary
     assert (saved.counts != fresh.counts).nnz == 0
 
@@ -530,3 +530,14 @@ def test_watch_rebuilds_when_the_corpus_changes(built):
         if watcher.poll() is None:
             kill(watcher)
     assert load_index(config.index_dir).manifest["counts"]["documents"] == 2
+
+
+def test_an_index_whose_keywords_read_other_text_asks_for_a_rebuild():
+    from qa.build import KEYWORD_TEXT, settings_changes
+    from qa.second_encoder import SECOND_FILE
+
+    config = Config()
+    manifest = {"model": config.model, "chunking": config.chunking(), "files": {SECOND_FILE: {}}, "keyword_text": KEYWORD_TEXT}
+    assert settings_changes(config, manifest) == []
+    del manifest["keyword_text"]  # built before the keyword index read document names
+    assert [line.split(":")[0] for line in settings_changes(config, manifest)] == ["keywords"]

@@ -86,6 +86,19 @@ def test_sections_sum_their_passages_counts():
     assert sections.scores(["医院"])[0, 1] == 0 and sections.scores(["医院"])[0, 0] > 0
 
 
+def test_words_of_the_document_name_count_for_every_section_of_it():
+    from qa.keyword import build_keywords
+    from qa.passages import Passage
+
+    # 浙江 names the whole file; only the first case repeats it in its text. Without the name in the
+    # keyword text, 浙江 pointed at that case alone (English questions saying "Zhejiang" went there).
+    courtesy = Passage(0, "浙江/浙江典型经验.md", "1 文明实践", 0, 9, "培育浙江有礼品牌。")
+    rice = Passage(1, "浙江/浙江典型经验.md", "2 一亩万元", 9, 16, "推广稻田养鱼。")
+    assert rice.keyword_text() == "浙江典型经验\n2 一亩万元\n推广稻田养鱼。"
+    scores = build_keywords([courtesy, rice]).scores(["浙江的经验"])[0]
+    assert scores[1] > 0.5 * scores[0] > 0
+
+
 def test_save_load_gives_identical_scores_and_rejects_damage(tmp_path):
     index = KeywordIndex.build([text for _, _, text in QUESTIONS] + ["一个文档"])
     path = tmp_path / KEYWORDS_FILE
