@@ -45,7 +45,7 @@ from .corpus import Document, Problem, SourceHashes, corpus_snapshot, list_sourc
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .embeddings import Embedder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from .index import Index, build_lock, choose_vector_index, current_build, load_index, make_manifest, read_manifest, write_index
+from .index import build_lock, choose_vector_index, current_build, load_passages, make_manifest, read_manifest, write_index
 from .keyword import KEYWORDS_FILE, KeywordIndex, tokenize
 from .ocr import OCR_CACHE_FILE, OcrReader, OcrSummary, ocr_settings
 from .passages import Passage, make_passages
@@ -191,16 +191,16 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             (previous or {}).get("sources", {}), hashes, (previous or {}).get("problems", {})
         )
         reader = _reader_fingerprint(config)
-        old = _previous_index(config.index_dir, previous)
+        old = _previous_passages(config.index_dir, previous)
         # Files unchanged since the previous build, read by the same code and settings: their passages
         # are taken from it unread (a one-file edit of a large corpus reads one file, not all of them).
-        unread = _passages_of(old, _unchanged_sources(previous, hashes, reader))
+        unread = _passages_of(old, previous, _unchanged_sources(previous, hashes, reader))
         documents, problems = read_corpus(
             config.corpus_dir, [path for path in paths if source_name(path, config.corpus_dir) not in unread],
             progress=lambda done, total: progress("reading", done, total), max_bytes=config.max_file_bytes, ocr=ocr,
         )
         # Unreadable files that the previous build indexed keep their earlier version (see the module note).
-        kept = _passages_of(old, {problem.source for problem in problems} & set((previous or {}).get("sources", {})))
+        kept = _passages_of(old, previous, {problem.source for problem in problems})
         passages = _passages_in_order(paths, config.corpus_dir, documents, {**unread, **kept}, config.max_passage_chars)
         timings["reading"] = time.perf_counter() - started
         if not passages:
@@ -289,22 +289,23 @@ def _previous_manifest(index_dir: Path) -> dict | None:
         return None
 
 
-def _previous_index(index_dir: Path, previous: dict | None) -> Index | None:
-    """The index in use, whose passages a build may keep; None if there is none it can trust."""
+def _previous_passages(index_dir: Path, previous: dict | None) -> list[Passage] | None:
+    """The passages of the index in use, which a build may keep; None if there is none it can trust."""
     if previous is None:
         return None
     try:
-        return load_index(index_dir)
+        return load_passages(index_dir)
     except (IndexMissingError, IndexCorruptError, IndexMismatchError):
         return None  # nothing trustworthy to keep: every file is read, unreadable ones reported as skipped
 
 
-def _passages_of(old: Index | None, sources: set[str]) -> dict[str, list[Passage]]:
-    """The passages `old` holds of each of `sources` ([] for a source without passages); {} without `old`."""
+def _passages_of(old: list[Passage] | None, previous: dict | None, sources: set[str]) -> dict[str, list[Passage]]:
+    """The passages `old` (the previous build's, `previous` its manifest) holds of each of `sources` that
+    it indexed ([] for a source without passages); {} without `old`."""
     if old is None or not sources:
         return {}
-    found: dict[str, list[Passage]] = {source: [] for source in sources if source in old.manifest.get("sources", {})}
-    for passage in old.passages:
+    found: dict[str, list[Passage]] = {source: [] for source in sources if source in previous.get("sources", {})}
+    for passage in old:
         if passage.source in found:
             found[passage.source].append(passage)
     return found
@@ -513,14 +514,22 @@ def _second_vectors(passages: list[Passage], second_encoder: CachedSecond) -> np
 
 def _cached(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:
     """Vectors of `texts` by `model`: from the cache, and `encode`d (then cached) where it has none."""
-    found = cache.get(texts, model=model)
-    missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
-    if missing:
-        fresh = encode(missing)
-        cache.put(missing, fresh, model=model)
-        by_text = dict(zip(missing, fresh))
-        found = [vector if vector is not None else by_text[text] for text, vector in zip(texts, found)]
+    found = _through_cache(texts, lambda some: cache.get(some, model=model),
+                           lambda some, vectors: cache.put(some, vectors, model=model), encode)
     return np.stack(found).astype(np.float32, copy=False)
+
+
+def _through_cache(texts: list[str], get, put, make) -> list:
+    """What `make` gives for each of `texts`: `get` from a cache (None where it has nothing), `make`
+    only for the texts it lacks (each once), and `put` those back."""
+    found = get(texts)
+    missing = list(dict.fromkeys(text for text, value in zip(texts, found) if value is None))
+    if missing:
+        fresh = make(missing)
+        put(missing, fresh)
+        by_text = dict(zip(missing, fresh))
+        found = [value if value is not None else by_text[text] for text, value in zip(texts, found)]
+    return found
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -543,14 +552,8 @@ def _background_fingerprint(passages: list[Passage], embedder: Embedder, config:
 
 def _keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:
     """The keyword index of `passages` (row i = passage i), tokenizing only texts the cache has no tokens for."""
-    texts = [passage.keyword_text() for passage in passages]
-    token_lists = cache.get_tokens(texts)
-    missing = list(dict.fromkeys(text for text, tokens in zip(texts, token_lists) if tokens is None))
-    if missing:
-        fresh = [tokenize(text, tokenizer) for text in missing]
-        cache.put_tokens(missing, fresh)
-        by_text = dict(zip(missing, fresh))
-        token_lists = [tokens if tokens is not None else by_text[text] for text, tokens in zip(texts, token_lists)]
+    token_lists = _through_cache([passage.keyword_text() for passage in passages], cache.get_tokens, cache.put_tokens,
+                                 lambda texts: [tokenize(text, tokenizer) for text in texts])
     return KeywordIndex.from_tokens(token_lists, tokenizer)
 
 

@@ -441,6 +441,22 @@ def load_index(index_dir: Path, model: str | None = None) -> Index:
     return index
 
 
+def load_passages(index_dir: Path) -> list[Passage]:
+    """The passages of the current index, their file checked against the manifest, without reading or
+    checking its vectors and other files (what a rebuild keeps of it). An index whose passages live
+    in its store (Milvus) is loaded whole."""
+    folder = current_build(index_dir)
+    manifest = _read_manifest(folder)
+    if PASSAGES not in manifest.get("files", {}):
+        return _load_folder(folder).passages
+    _check_files(folder, manifest, names=(PASSAGES,))
+    passages = _read_passages(folder / PASSAGES)
+    if len(passages) != manifest["counts"]["passages"]:
+        raise IndexCorruptError(f"{folder / PASSAGES} holds {len(passages)} passages, the manifest says "
+                                f"{manifest['counts']['passages']}; {_REBUILD_HINT}")
+    return passages
+
+
 def read_manifest(index_dir: Path) -> dict:
     """The manifest of the current index (checked only for being valid JSON of a known format)."""
     return _read_manifest(current_build(index_dir))

@@ -203,13 +203,18 @@ class KeywordIndex:
         low everywhere.
         """
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
-        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
         for row, question in enumerate(questions):
             concepts = self.concepts(question)
-            total = sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
+            total = self._coverage_total(concepts)
             if total > 0:
                 result[row] = self._concept_sum(concepts, idf=True) / total
         return result
+
+    def _coverage_total(self, concepts: list[np.ndarray]) -> float:
+        """A question's whole keyword weight for `coverage`: each concept's highest idf, the highest
+        possible idf for a concept the corpus lacks."""
+        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
+        return sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
 
     def text_coverage(self, question: str, texts: list[str]) -> np.ndarray:
         """Share (0..1) of the question's keyword weight found in each of `texts` (texts need not be
@@ -368,8 +373,7 @@ class Matches:
     def coverage_of(self, rows: np.ndarray) -> np.ndarray:
         """`KeywordIndex.coverage` of the texts `rows` (sorted)."""
         index = self.index
-        unknown_idf = float(np.log(1 + (len(index) + 0.5) / 0.5))
-        total = sum(float(index.idf[ids].max()) if len(ids) else unknown_idf for ids in self.concepts)
+        total = index._coverage_total(self.concepts)
         if total <= 0:
             return np.zeros(len(rows), dtype=np.float32)
         if self._coverage is None:
