@@ -9,6 +9,8 @@ about the passage retrieval put first, each a number that means the same in any 
     coverage  the share of the question's keyword weight found in the passage's section
     absent    how many places, organisations and specific numbers the question names that occur
               nowhere in the corpus (another province, another year: the near misses), at most 2
+    no_figure 1 when the question asks for a figure (how many, how much, which year, what share) and
+              the cited passage holds none: the corpus covers the topic but not the detail asked
 
 Raw cosines cannot take one threshold: e5 puts a valid English question about a Chinese case
 below an off-topic Chinese one, and a corpus of Wikipedia articles sits higher than a corpus of
@@ -21,9 +23,11 @@ The evidence is combined by a logistic function whose weights and thresholds are
 scripts/fit_relevance.py and written to qa/data/relevance.json (fitted on part of the questions,
 reported on parts it never saw; the file records both). English questions get weights of their
 own for dense, second and coverage (e5 matches them to Chinese text weakly) and thresholds of
-their own. The confidence is that function's value; the outcome is "answered" at or above
-`answered_from`, "not_found" below `uncertain_from`, and "uncertain" between: the best passages are shown with a warning, since a wrong "uncertain" costs a
-glance and a wrong "not found" costs the answer.
+their own. The confidence is that function's value, except that `no_figure` (evidence about the
+detail asked, not the topic) takes it no lower than the "uncertain" bar. The outcome is "answered"
+at or above `answered_from`, "not_found" below `uncertain_from`, and "uncertain" between: the best
+passages are shown with a warning, since a wrong "uncertain" costs a glance and a wrong "not found"
+costs the answer.
 """
 
 import importlib.metadata
@@ -44,7 +48,10 @@ from .text import SCRIPTS, has_chinese, in_script, script, to_simplified
 
 OUTCOMES = ("answered", "uncertain", "not_found")
 ENGLISH_FEATURES = ("dense", "second", "coverage")
-FEATURES = ("dense", "second", "coverage", "absent", "english", *(f"english_{name}" for name in ENGLISH_FEATURES))
+FEATURES = ("dense", "second", "coverage", "absent", "no_figure", "english", *(f"english_{name}" for name in ENGLISH_FEATURES))
+# Evidence about the detail asked rather than the topic: it tells an answer from a passage on the
+# right topic without the figure asked for, so it moves a question between "answered" and "uncertain" only.
+DETAIL_FEATURES = ("no_figure",)
 LANGUAGES = ("zh", "en")
 BACKGROUND_FILE = "background.json"  # in each build folder, beside the vectors
 BACKGROUND_FORMAT = 1
@@ -54,6 +61,15 @@ MAX_ABSENT = 2
 MIN_SPREAD = {"dense": 0.01, "second": 0.03}
 
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?![A-Za-z0-9])|第[一二三四五六七八九十]+[批届次期]")  # not digits inside a Latin token ("[31m", "5G")
+# A question that asks for a figure: an amount, a count, a year, a duration, a share. 几 but not 几乎
+# (almost) nor 哪几 (which ones: 哪几种模式 asks for kinds, not a count).
+_ASKS_FIGURE = re.compile(
+    r"多少|(?<!哪)几(?!乎)|哪一?年|何年|多久|多长时间|多大|多高|多远|多重|比例|百分之|占比"
+    r"|\bhow (?:many|much|long|old|big|large|high)\b|\b(?:what|which) (?:year|percentage|proportion|share)\b",
+    re.IGNORECASE,
+)
+# A figure in a text: digits, or a Chinese numeral before a unit or measure word (十大, 四条, 三级, 141颗).
+_FIGURE = re.compile(r"[0-9０-９]|分之|[一二三四五六七八九十两百千万亿]+[个条项套颗类批次年元人家所座种大届期级倍成岁天月日周里米亩户名位件部台份]")
 # A capitalised English word inside a sentence (not its first word): a candidate name.
 _ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
 
@@ -80,9 +96,17 @@ class Calibration:
     thresholds: dict[str, tuple[float, float]]  # "zh"/"en" -> (uncertain_from, answered_from)
     fitted: dict = field(default_factory=dict)  # what it was fitted on and how it did, as the script wrote it
 
-    def confidence(self, evidence: dict[str, float]) -> float:
+    def score(self, evidence: dict[str, float]) -> float:
+        """The logistic function of the weighted evidence, 0..1."""
         z = self.bias + sum(weight * evidence.get(name, 0.0) for name, weight in self.weights.items())
         return 1 / (1 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def confidence(self, evidence: dict[str, float], question: str) -> float:
+        """The score, except that DETAIL_FEATURES take it no lower than the question's "uncertain" bar:
+        a passage on the question's topic that lacks the detail asked is worth a glance, not "not found"."""
+        score = self.score(evidence)
+        on_topic = self.score({**evidence, **dict.fromkeys(DETAIL_FEATURES, 0.0)})
+        return max(score, min(on_topic, self.bar(question)[0]))
 
     def bar(self, question: str) -> tuple[float, float]:
         """(uncertain_from, answered_from) for a question in its language."""
@@ -243,6 +267,16 @@ def absent_names(question: str, contains) -> int:
     return min(absent, MAX_ABSENT)
 
 
+def asks_figure(question: str) -> bool:
+    """Whether the question asks for a figure: how many, how much, which year, how long, what share."""
+    return bool(_ASKS_FIGURE.search(to_simplified(question)))
+
+
+def holds_figure(text: str) -> bool:
+    """Whether `text` holds a figure: digits, or a Chinese numeral before a unit or measure word."""
+    return bool(_FIGURE.search(to_simplified(text)))
+
+
 def second_similarities(second, questions: list[str], rows: list[int]) -> np.ndarray:
     """The second encoder's cosine of each question and passage `rows[i]` (a SecondOpinion's vectors)."""
     if not questions:
@@ -279,7 +313,8 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
             "second": round(background.standardise("second", float(similarity), written_in), 4),
             "coverage": round(hit.coverage, 4),
             "absent": float(absent_names(question, keywords.contains)),
+            "no_figure": float(asks_figure(question) and not holds_figure(hit.passage.text)),
         }, written_in)
-        confidence = calibration.confidence(evidence)
+        confidence = calibration.confidence(evidence, question)
         judged[id(hit)] = Judgement(calibration.outcome(confidence, question), confidence, evidence)
     return [judged[id(hit)] if hit is not None else NOT_FOUND for hit in best]

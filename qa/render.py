@@ -41,6 +41,7 @@ LABELS = {
         "relevance_means": "相关度：估计这段原文回答了问题的把握（按未参与校准的问题检验）",
         "uncertain": "可能相关，请核对原文",
         "uncertain_detail": "下面的段落可能回答了这个问题，但证据不够强，请对照原文判断。",
+        "uncertain_no_figure": "问题问的是一个数字（数量、年份、比例等），下面的段落讲到了这个话题，却没有写出数字：原文可能没有写明。",
         "weak": "弱匹配",
         "open_case": "在此展开整个案例 {number}",
         "open_section": "在此展开整节",
@@ -65,6 +66,10 @@ LABELS = {
         "relevance_means": "relevance: the estimated chance that the passage answers the question (checked on questions not used to calibrate it)",
         "uncertain": "Possibly relevant: please check the source text (可能相关，请核对原文)",
         "uncertain_detail": "The passages below may answer the question, but the evidence is not strong; check them against the source.",
+        "uncertain_no_figure": (
+            "The question asks for a figure (an amount, a count, a year, a share); the passages below are on the topic "
+            "but state none: the source may not say."
+        ),
         "weak": "weak match",
         "open_case": "Open the whole case {number} here",
         "open_section": "Open the whole section here",
@@ -77,6 +82,11 @@ LABELS = {
         "error": "Cannot answer",
     },
 }
+
+def _uncertain_detail(answer: Answer) -> str:
+    """The label that says why an answer is uncertain: the figure asked for is missing, or the evidence is weak."""
+    return "uncertain_no_figure" if answer.evidence.get("no_figure") else "uncertain_detail"
+
 
 class SectionTexts:
     """The text of each section of an index, pieced together from its passages, to open a case in place.
@@ -206,7 +216,7 @@ def render_answer(
     if answer.outcome == "uncertain":
         out.append(
             f'<div class="qa-uncertain-line"><strong>{labels["uncertain"]}</strong></div>'
-            f'<p class="qa-uncertain-detail">{labels["uncertain_detail"]}</p>'
+            f'<p class="qa-uncertain-detail">{labels[_uncertain_detail(answer)]}</p>'
         )
     best = highlights.best
     if best is not None:

@@ -179,6 +179,17 @@ def test_uncertain_shows_the_warning_first_then_the_answer_and_its_cards():
     assert "<strong>Possibly relevant: please check the source text (可能相关，请核对原文)</strong>" in english
 
 
+def test_an_uncertain_answer_that_lacks_the_figure_asked_says_so():
+    passages = [cited(rank=1, score=0.2, text="推动平台多位一体发展。")]
+    lacking = Answer("平台拨了多少资金？", "uncertain", 0.2, passages, evidence={"no_figure": 1.0})
+    html = render_answer(lacking, standalone(lacking.question), uncertain_from=0.1)
+    assert "没有写出数字" in html and "证据不够强" not in html
+    weak = Answer("平台怎么建？", "uncertain", 0.2, passages, evidence={"no_figure": 0.0})
+    assert "证据不够强" in render_answer(weak, standalone(weak.question), uncertain_from=0.1)
+    english = Answer("How much money?", "uncertain", 0.2, passages, evidence={"no_figure": 1.0})
+    assert "state none: the source may not say" in render_answer(english, standalone(english.question), uncertain_from=0.1)
+
+
 def test_render_error_is_escaped_and_in_the_question_language():
     assert render_error("no index in <index>", "为什么？") == '<div class="qa-error"><strong>无法回答</strong>: no index in &lt;index&gt;</div>'
     assert render_error("x", "why?").startswith('<div class="qa-error"><strong>Cannot answer</strong>')

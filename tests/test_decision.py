@@ -15,7 +15,7 @@ from qa.evaluation import evaluate, read_tsv_questions
 from qa.highlight import Highlighter
 from qa.keyword import KeywordIndex
 from qa.passages import Passage, split_sentences
-from qa.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, load_calibration, named_things
+from qa.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, asks_figure, holds_figure, load_calibration, named_things
 from qa.retrieval import Hit
 from qa.terminal import print_answer
 from qa.text import case_number, script, split_case, to_simplified
@@ -104,6 +104,36 @@ def test_a_question_about_another_province_or_the_first_batch_is_never_answered(
         assert answer.evidence["absent"] >= 1 and answer.outcome != "answered", (answer.question, answer.confidence)
 
 
+# A figure the corpus does not state, about a topic it covers: the case is worth a glance, not an answer.
+FIGURE_NOT_STATED = [
+    "省里给每个万亩千亿平台拨了多少专项资金？",
+    "拯救老屋行动是从哪一年开始实施的？",
+    "How many tourists visited the poetry roads last year?",
+]
+# A figure the corpus does state: its passage holds it.
+FIGURE_STATED = [("互认的检查报告有效期是几天？", 9), ("检查检验结果互认出台了几套数字化标准？", 9), ("詩路珍珠總共選了多少顆？", 8)]
+
+
+def test_a_figure_the_corpus_does_not_state_is_uncertain_not_answered(seed_assistant):
+    for answer in seed_assistant.ask_many(FIGURE_NOT_STATED):
+        assert (answer.evidence["no_figure"], answer.outcome) == (1.0, "uncertain"), (answer.question, answer.confidence)
+
+
+def test_qa_ask_says_when_the_figure_asked_is_missing(seed_assistant):
+    result = run_qa("ask", "--index", str(seed_assistant.config.index_dir), FIGURE_NOT_STATED[0])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "可能相关，请核对原文 (possibly relevant: check the source text)",
+        "note: the question asks for a figure; the passages are on the topic but state none (the source may not say)",
+    ]
+
+
+def test_a_figure_the_corpus_states_is_found_in_its_case(seed_assistant):
+    for (question, case), answer in zip(FIGURE_STATED, seed_assistant.ask_many([q for q, _ in FIGURE_STATED])):
+        assert answer.evidence["no_figure"] == 0.0 and answer.outcome != "not_found", (question, answer.confidence)
+        assert case_number(answer.passages[0].section) == case
+
+
 # --- the decision's arithmetic ------------------------------------------------------------------------
 
 PASSAGE = Passage(id=0, source="a.md", section="1 甲", start=0, end=4, text="推出应用")
@@ -112,12 +142,42 @@ PASSAGE = Passage(id=0, source="a.md", section="1 甲", start=0, end=4, text="�
 def test_the_confidence_is_the_logistic_of_the_weighted_evidence_and_the_thresholds_give_the_outcome():
     calibration = Calibration({"dense": 0.5, "coverage": 2.0, "absent": -3.0}, bias=-1.0, thresholds={"zh": (0.2, 0.8), "en": (0.1, 0.7)})
     # z = -1 + 0.5 · 4 + 2 · 0.5 = 2 -> 1 / (1 + e^-2) = 0.8808
-    assert round(calibration.confidence({"dense": 4.0, "coverage": 0.5, "absent": 0.0}), 4) == 0.8808
+    assert round(calibration.confidence({"dense": 4.0, "coverage": 0.5, "absent": 0.0}, "问题"), 4) == 0.8808
     # The same with one absent name: z = -1 -> 0.2689
-    assert round(calibration.confidence({"dense": 4.0, "coverage": 0.5, "absent": 1.0}), 4) == 0.2689
+    assert round(calibration.confidence({"dense": 4.0, "coverage": 0.5, "absent": 1.0}, "问题"), 4) == 0.2689
     assert [calibration.outcome(c, "问题") for c in (0.8, 0.7999, 0.2, 0.1999)] == ["answered", "uncertain", "uncertain", "not_found"]
     # English questions have thresholds of their own.
     assert [calibration.outcome(c, "why?") for c in (0.7, 0.6999, 0.1, 0.0999)] == ["answered", "uncertain", "uncertain", "not_found"]
+
+
+def test_missing_figure_evidence_lowers_the_confidence_to_uncertain_never_to_not_found():
+    calibration = Calibration({"dense": 1.0, "no_figure": -6.0}, bias=0.0, thresholds={"zh": (0.2, 0.8), "en": (0.1, 0.7)})
+    # On topic (z = 3 -> 0.95): the missing figure takes it to 0.05, which the "uncertain" bar (0.2) stops.
+    assert calibration.confidence({"dense": 3.0, "no_figure": 1.0}, "多少？") == 0.2
+    assert calibration.confidence({"dense": 3.0, "no_figure": 0.0}, "多少？") == calibration.score({"dense": 3.0})
+    # Off topic (z = -3 -> 0.047): below the bar with or without the figure, so not found as before.
+    assert calibration.confidence({"dense": -3.0, "no_figure": 1.0}, "多少？") == calibration.score({"dense": -3.0})
+    # Enough evidence to answer despite the missing figure keeps its own score.
+    assert calibration.confidence({"dense": 9.0, "no_figure": 1.0}, "How many?") == calibration.score({"dense": 3.0})
+
+
+@pytest.mark.parametrize("question, asks", [
+    ("浙江一共建了多少个小微企业园？", True), ("詩路珍珠分幾類？", True), ("票决制是哪一年开始的？", True),
+    ("What share of spending goes to livelihoods?", True), ("How long are reports valid?", True),
+    ("这些平台有哪几种开发模式？", False),  # which kinds, not how many
+    ("几乎所有医院都互认吗？", False), ("How are farmers linked to the fruit industry?", False),
+])
+def test_a_question_asks_for_a_figure_when_it_asks_how_many_how_much_which_year_or_what_share(question, asks):
+    assert asks_figure(question) is asks
+
+
+@pytest.mark.parametrize("text, holds", [
+    ("对30天内符合规定的检查报告予以互认", True), ("八大类共141颗", True), ("四条诗路", True), ("三分之二以上", True),
+    ("十大文明行动", True), ("二级甲等", True),
+    ("统一规划、统一标准", False), ("一村一品、一村一景", False), ("建立全生命周期服务", False),
+])
+def test_a_figure_is_digits_or_a_chinese_numeral_before_a_unit(text, holds):
+    assert holds_figure(text) is holds
 
 
 def test_the_shipped_calibration_is_usable():
@@ -126,6 +186,7 @@ def test_the_shipped_calibration_is_usable():
     assert all(0 < low < high < 1 for low, high in calibration.thresholds.values())
     assert set(calibration.weights) <= set(FEATURES)
     assert calibration.weights["absent"] < 0  # a name the corpus lacks counts against answering
+    assert calibration.weights["no_figure"] < 0  # so does a figure asked for and not in the passage
 
 
 def test_make_answer_takes_the_judgement_of_the_first_hit():
