@@ -62,14 +62,20 @@ MIN_SPREAD = {"dense": 0.01, "second": 0.03}
 
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?![A-Za-z0-9])|第[一二三四五六七八九十]+[批届次期]")  # not digits inside a Latin token ("[31m", "5G")
 # A question that asks for a figure: an amount, a count, a year, a duration, a share. 几 but not 几乎
-# (almost) nor 哪几 (which ones: 哪几种模式 asks for kinds, not a count).
+# (almost), 茶几, 几何 nor 哪几 (which ones: 哪几种模式 asks for kinds, not a count); 多大 but not 多大程度 (how far).
 _ASKS_FIGURE = re.compile(
-    r"多少|(?<!哪)几(?!乎)|哪一?年|何年|多久|多长时间|多大|多高|多远|多重|比例|百分之|占比"
+    r"多少|(?<![哪茶])几(?![乎何])|哪一?年|何年|多久|多长时间|多大(?!程度)|多高|多远|多重|比例|百分之|占比"
     r"|\bhow (?:many|much|long|old|big|large|high)\b|\b(?:what|which) (?:year|percentage|proportion|share)\b",
     re.IGNORECASE,
 )
-# A figure in a text: digits, or a Chinese numeral before a unit or measure word (十大, 四条, 三级, 141颗).
-_FIGURE = re.compile(r"[0-9０-９]|分之|[一二三四五六七八九十两百千万亿]+[个条项套颗类批次年元人家所座种大届期级倍成岁天月日周里米亩户名位件部台份]")
+# A figure in a text: digits, a Chinese numeral before a unit or measure word (十大, 四条, 三级, 141颗),
+# or an English number word (an uploaded English document: "ten thousand yuan", "half of", "percent").
+_FIGURE = re.compile(
+    r"[0-9０-９]|分之|[一二三四五六七八九十两百千万亿]+[个条项套颗类批次年元人家所座种大届期级倍成岁天月日周里米亩户名位件部台份]"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand"
+    r"|million|billion|dozen|half|percent)\b",
+    re.IGNORECASE,
+)
 # A capitalised English word inside a sentence (not its first word): a candidate name.
 _ENGLISH_NAME = re.compile(r"(?<=[A-Za-z,] )[A-Z][a-z]+\b")
 

@@ -166,6 +166,7 @@ def test_missing_figure_evidence_lowers_the_confidence_to_uncertain_never_to_not
     ("What share of spending goes to livelihoods?", True), ("How long are reports valid?", True),
     ("这些平台有哪几种开发模式？", False),  # which kinds, not how many
     ("几乎所有医院都互认吗？", False), ("How are farmers linked to the fruit industry?", False),
+    ("老屋在多大程度上保留了原貌？", False),  # how far, not how big
 ])
 def test_a_question_asks_for_a_figure_when_it_asks_how_many_how_much_which_year_or_what_share(question, asks):
     assert asks_figure(question) is asks
@@ -173,8 +174,8 @@ def test_a_question_asks_for_a_figure_when_it_asks_how_many_how_much_which_year_
 
 @pytest.mark.parametrize("text, holds", [
     ("对30天内符合规定的检查报告予以互认", True), ("八大类共141颗", True), ("四条诗路", True), ("三分之二以上", True),
-    ("十大文明行动", True), ("二级甲等", True),
-    ("统一规划、统一标准", False), ("一村一品、一村一景", False), ("建立全生命周期服务", False),
+    ("十大文明行动", True), ("二级甲等", True), ("Farmers earn ten thousand yuan a mu.", True), ("Half of the budget", True),
+    ("统一规划、统一标准", False), ("一村一品、一村一景", False), ("建立全生命周期服务", False), ("Someone often goes", False),
 ])
 def test_a_figure_is_digits_or_a_chinese_numeral_before_a_unit(text, holds):
     assert holds_figure(text) is holds
