@@ -83,6 +83,7 @@ LABELS = {
     },
 }
 
+
 def _uncertain_detail(answer: Answer) -> str:
     """The label that says why an answer is uncertain: the figure asked for is missing, or the evidence is weak."""
     return "uncertain_no_figure" if answer.evidence.get("no_figure") else "uncertain_detail"
