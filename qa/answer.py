@@ -49,6 +49,11 @@ class Answer:
     def answered(self) -> bool:
         return self.outcome == "answered"
 
+    @property
+    def lacks_figure(self) -> bool:
+        """Whether the question asks for a figure that the first cited passage does not hold (qa/relevance.py)."""
+        return bool(self.evidence.get("no_figure"))
+
     def to_json(self) -> dict:
         """The structure printed by `qa ask --json` and returned by the chat page's API."""
         result = {

@@ -213,18 +213,20 @@ class KeywordIndex:
     def _coverage_total(self, concepts: list[np.ndarray]) -> float:
         """A question's whole keyword weight for `coverage`: each concept's highest idf, the highest
         possible idf for a concept the corpus lacks."""
-        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
-        return sum(float(self.idf[ids].max()) if len(ids) else unknown_idf for ids in concepts)
+        return sum(float(self.idf[ids].max()) if len(ids) else self._unknown_idf() for ids in concepts)
+
+    def _unknown_idf(self) -> float:
+        """The idf of a term no text holds: the highest possible, so that a question word the corpus lacks weighs most."""
+        return float(np.log(1 + (len(self) + 0.5) / 0.5))
 
     def text_coverage(self, question: str, texts: list[str]) -> np.ndarray:
         """Share (0..1) of the question's keyword weight found in each of `texts` (texts need not be
         indexed; e.g. the sentences of a cited passage). Weights as in `coverage`."""
-        unknown_idf = float(np.log(1 + (len(self) + 0.5) / 0.5))
         concepts = question_concepts(question, self.tokenizer)
         weights = []
         for concept in concepts:
             known = [float(self.idf[self.term_ids[t]]) for t in concept if t in self.term_ids]
-            weights.append(max(known) if known else unknown_idf)
+            weights.append(max(known) if known else self._unknown_idf())
         total = sum(weights)
         result = np.zeros(len(texts), dtype=np.float32)
         if total <= 0:

@@ -111,6 +111,8 @@ class Calibration:
         """The score, except that DETAIL_FEATURES take it no lower than the question's "uncertain" bar:
         a passage on the question's topic that lacks the detail asked is worth a glance, not "not found"."""
         score = self.score(evidence)
+        if not any(evidence.get(name) for name in DETAIL_FEATURES):
+            return score
         on_topic = self.score({**evidence, **dict.fromkeys(DETAIL_FEATURES, 0.0)})
         return max(score, min(on_topic, self.bar(question)[0]))
 

@@ -86,7 +86,7 @@ LABELS = {
 
 def _uncertain_detail(answer: Answer) -> str:
     """The label that says why an answer is uncertain: the figure asked for is missing, or the evidence is weak."""
-    return "uncertain_no_figure" if answer.evidence.get("no_figure") else "uncertain_detail"
+    return "uncertain_no_figure" if answer.lacks_figure else "uncertain_detail"
 
 
 class SectionTexts:

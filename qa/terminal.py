@@ -79,7 +79,7 @@ def print_answer(answer, weak_below: float) -> None:
     """The answer as text; `weak_below`: passages scoring under it are marked weak, as on the page."""
     if OUTCOME_LINES[answer.outcome]:
         click.echo(OUTCOME_LINES[answer.outcome])
-    if answer.outcome == "uncertain" and answer.evidence.get("no_figure"):
+    if answer.outcome == "uncertain" and answer.lacks_figure:
         click.echo("note: the question asks for a figure; the passages are on the topic but state none (the source may not say)")
     for note in answer.notes:
         click.echo(f"note: {note}")
