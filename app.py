@@ -1,4 +1,4 @@
-"""The chat page, as `python app.py [flags]`: the same as `qa serve [flags]` (see qa/page.py)."""
+"""The chat page, as `python app.py [flags]`: the same as `qa serve [flags]` (see qa/page/server.py)."""
 
 import sys
 

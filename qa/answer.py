@@ -5,7 +5,7 @@
     not_found   nothing in the corpus is relevant enough; the closest passages are shown folded away
 
 The confidence (0..1) is the calibrated estimate that the corpus answers the question, from the
-evidence about the best passage (qa/relevance.py). Each cited passage's `score` is that confidence
+evidence about the best passage (qa/decision/relevance.py). Each cited passage's `score` is that confidence
 scaled by how well the passage matched compared with the first one (its retrieval score over the
 first's), so the scores fall with the rank, passages of one answer do not tie at the top, and a
 weak answer's passages all read weak. Scores are capped at 0.99: no estimate is a certainty.
@@ -17,8 +17,8 @@ weak answer's passages all read weak. Scores are capped at 0.99: no estimate is 
 
 from dataclasses import asdict, dataclass, field
 
-from .relevance import NOT_FOUND, Judgement
-from .retrieval import Hit
+from qa.decision.relevance import NOT_FOUND, Judgement
+from qa.search.retrieval import Hit
 
 JSON_VERSION = 2
 MAX_SCORE = 0.99
@@ -39,7 +39,7 @@ class CitedPassage:
 @dataclass(frozen=True)
 class Answer:
     question: str
-    outcome: str  # "answered", "uncertain" or "not_found" (qa/relevance.py OUTCOMES)
+    outcome: str  # "answered", "uncertain" or "not_found" (qa/decision/relevance.py OUTCOMES)
     confidence: float  # 0..1, that the corpus answers the question
     passages: list[CitedPassage]
     notes: list[str] = field(default_factory=list)  # e.g. that a long question was shortened
@@ -51,7 +51,7 @@ class Answer:
 
     @property
     def lacks_figure(self) -> bool:
-        """Whether the question asks for a figure that the first cited passage does not hold (qa/relevance.py)."""
+        """Whether the question asks for a figure that the first cited passage does not hold (qa/decision/relevance.py)."""
         return bool(self.evidence.get("no_figure"))
 
     def to_json(self) -> dict:

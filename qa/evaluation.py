@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .answer import Answer, CitedPassage
-from .errors import EvaluationError
-from .relevance import OUTCOMES
-from .text import case_number, script
+from qa.answer import Answer, CitedPassage
+from qa.decision.relevance import OUTCOMES
+from qa.errors import EvaluationError
+from qa.text import case_number, script
 
 RANKED = 10  # passages asked for per question: enough for MRR to see past the top 3
 
@@ -211,7 +211,7 @@ def evaluate_file(
     paragraphs become a corpus of their own, indexed into `index_dir` (kept, so a second run reuses
     its embeddings) or a temporary folder.
     """
-    from .assistant import Assistant
+    from qa.assistant import Assistant
 
     paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
     squad = any(p.suffix.lower() == ".json" for p in paths)

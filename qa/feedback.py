@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .answer import Answer
-from .errors import FeedbackError
+from qa.answer import Answer
+from qa.errors import FeedbackError
 
 RATINGS = ("up", "down", "cleared")  # "cleared": the person took back an earlier vote
 MAX_TEXT_CHARS = 2000  # of `question` and `searched` in a record: twice the chat box's 1,000

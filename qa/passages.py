@@ -11,7 +11,7 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
-from .corpus import Document
+from qa.documents.corpus import Document
 
 _SENTENCE = re.compile(
     r"[^\n]*?(?:[。！？；!?;…]+[”’」』）)】\]\"']*|\.(?=\s)|\n|$)",

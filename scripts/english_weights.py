@@ -23,7 +23,7 @@ sys.path.insert(0, str(PROJECT))
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.evaluation import RANKED, read_tsv_questions  # noqa: E402
-from qa.retrieval import HybridRetriever  # noqa: E402
+from qa.search.retrieval import HybridRetriever  # noqa: E402
 from qa.text import script  # noqa: E402
 
 SECOND_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.65, 0.8)

@@ -1,4 +1,4 @@
-"""Fit the relevance decision (qa/relevance.py) and report it on questions it never saw; writes qa/data/relevance.json.
+"""Fit the relevance decision (qa/decision/relevance.py) and report it on questions it never saw; writes qa/decision/data/relevance.json.
 
 Questions (in scope = the corpus answers it):
 
@@ -12,7 +12,7 @@ Questions (in scope = the corpus answers it):
 
 Every group is asked through the real assistant (real indexes built in --work, kept between runs),
 so the evidence is exactly what `qa ask` computes. The fit is a logistic regression over
-qa.relevance.FEATURES with each group weighted equally within its class. Thresholds:
+qa.decision.relevance.FEATURES with each group weighted equally within its class. Thresholds:
 
 Per language (Chinese in either script, English), since English questions sit lower:
 
@@ -22,7 +22,7 @@ Per language (Chinese in either script, English), since English questions sit lo
                     (7% in sample came to 11% held out, below the one in seven that issue 10 allows)
 
 The logistic has, besides the five kinds of evidence, an English indicator and English-only
-copies of dense, second and coverage (qa.relevance.expand_evidence).
+copies of dense, second and coverage (qa.decision.relevance.expand_evidence).
 
 Held out: ten folds. A seed question's fold is its case (in scope) or a hash of its id (out of
 scope); a CMRC question's is a hash of its paragraph. Each fold's questions are decided by a fit
@@ -51,9 +51,9 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
+from qa.decision.relevance import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence  # noqa: E402
 from qa.evaluation import RANKED, outcome_table, read_squad, read_tsv_questions  # noqa: E402
-from qa.relevance import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence, language  # noqa: E402
-from qa.text import script  # noqa: E402
+from qa.text import language, script  # noqa: E402
 
 EVAL = PROJECT / "eval"
 SHARED = PROJECT.parent / "shared" / "eval"
@@ -170,7 +170,7 @@ def class_weights(rows: list[dict]) -> np.ndarray:
 
 
 def thresholds(rows: list[dict], confidence: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Per language (qa.relevance.language): (uncertain_from, answered_from) by the rules in the docstring."""
+    """Per language (qa.text.language): (uncertain_from, answered_from) by the rules in the docstring."""
     found = {}
     for name in LANGUAGES:
         inside, outside = {}, {}
@@ -222,7 +222,7 @@ def outcomes_by_group(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"), help="indexes and corpora kept between runs")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave qa/data/relevance.json as it is")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave qa/decision/data/relevance.json as it is")
     parser.add_argument("--reuse", action="store_true", help="refit on the evidence the last run collected (--work/rows.json)")
     parser.add_argument("--groups", help="comma-separated groups to ask again; the others' evidence comes from the last run")
     args = parser.parse_args()

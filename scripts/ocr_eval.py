@@ -3,7 +3,7 @@
     .venv/bin/python scripts/ocr_eval.py [--cmrc N] [--json figures.json]
 
 1. The whole seed, set in a CJK font and rasterised at 200 dpi (tests/scans.py), as an image-only
-   PDF: OCR'd by qa/ocr.py; prints the character error rate against the seed's text (headings and
+   PDF: OCR'd by qa/documents/ocr.py; prints the character error rate against the seed's text (headings and
    bodies, whitespace removed), pages/s and characters/s on this machine, the mean confidence.
 2. Retrieval on the OCR'd seed against the text seed (the committed Markdown), each indexed afresh:
    the development questions (../shared/eval/dev_questions.tsv) and eval/seed_in_scope.tsv.
@@ -26,10 +26,10 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.corpus import read_corpus  # noqa: E402
-from qa.embeddings import Embedder  # noqa: E402
+from qa.documents.corpus import read_corpus  # noqa: E402
+from qa.documents.ocr import OCR_CACHE_FILE, OcrReader  # noqa: E402
+from qa.embeddings.model import Embedder  # noqa: E402
 from qa.evaluation import RANKED, evaluate_questions, read_squad, read_tsv_questions  # noqa: E402
-from qa.ocr import OCR_CACHE_FILE, OcrReader  # noqa: E402
 from tests.scans import SEED_FILE, character_error_rate, cjk_font, image_pdf, page_images, png, seed_cases  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "eval"

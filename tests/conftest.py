@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hu
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # threads sleep while waiting, as the qa command sets (qa/cli.py)
 
 from qa.config import Config
-from qa.embeddings import Embedder
+from qa.embeddings.model import Embedder
 
 from .helpers import PROJECT, running_page
 

@@ -170,7 +170,7 @@ def kill_builds_while_renaming(config: Config, args: list[str], delays: list[flo
     """Run `args` (a `qa build` of `config`'s corpus) once per delay and kill it after that delay, a
     document renamed before each run. After each kill the index must load whole: passages, manifest and
     vectors agree and hold the old name or the new one (tests/data DOCS: 医保.md, 农业.md, 交通.txt)."""
-    from qa.index import load_index
+    from qa.store.folder import load_index
 
     corpus = config.corpus_dir
     names = [("交通.txt", "公交.txt"), ("公交.txt", "交通.txt")]

@@ -1,4 +1,4 @@
-"""Who and what the page lets in (issue 14, qa/access.py): only the host names it was given, logins
+"""Who and what the page lets in (issue 14, qa/page/access.py): only the host names it was given, logins
 throttled, and no uploads.
 
 Checked as middleware without Gradio, and over HTTP against a running page: with httpx and with a
@@ -15,9 +15,9 @@ import httpx
 import pytest
 from starlette.middleware import Middleware
 
-from qa.access import Gate, LoginThrottle, host_names, requested_host
 from qa.config import PageSettings, page_settings_from_env, parse_host_names, read_auth_file
 from qa.errors import ConfigError
+from qa.page.access import Gate, LoginThrottle, host_names, requested_host
 
 from .conftest import SEED_CORPUS
 from .helpers import HTTP_TIMEOUT, run_qa, running_page
@@ -374,7 +374,7 @@ NOT_FROM_THE_PAGE = "uploads are taken only from this page itself, not from anot
 
 
 def test_uploads_not_from_the_page_itself_are_refused_and_nothing_is_stored(page):
-    # A loopback page without a login takes documents from its own page (qa/page.py, tests/test_uploads.py);
+    # A loopback page without a login takes documents from its own page (qa/page/server.py, tests/test_uploads.py);
     # another site in the visitor's browser, or a program, may not make it store anything.
     url = page.url
     uploads = page.log.parent / "gradio-files"

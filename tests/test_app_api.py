@@ -11,10 +11,10 @@ import httpx
 import pytest
 from gradio_client.exceptions import AppError
 
-from qa.chat import Chat
 from qa.config import parse_auth
 from qa.errors import QAError
-from qa.page import build_page, is_loopback, may_rebuild
+from qa.page.chat import Chat
+from qa.page.server import build_page, is_loopback, may_rebuild
 
 from .conftest import case_number, dev_question
 from .helpers import HTTP_TIMEOUT, QA, page_client, running_page

@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 
 from qa.assistant import Assistant
-from qa.build import build_index, corpus_changes
+from qa.build.pipeline import build_index, corpus_changes
 from qa.config import Config
-from qa.corpus import read_corpus, read_document
-from qa.embedding_cache import CACHE_FILE, text_key
-from qa.embeddings import Embedder
+from qa.decision.relevance import Background
+from qa.documents.corpus import read_corpus, read_document
+from qa.embeddings.cache import CACHE_FILE, text_key
+from qa.embeddings.model import Embedder
+from qa.embeddings.question_encoder import PASSAGE
+from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import BuildLockedError
-from qa.index import current_build, load_index
-from qa.keyword import KeywordIndex, load_keywords
 from qa.passages import make_passages
-from qa.question_encoder import PASSAGE
-from qa.relevance import Background
-from qa.second_encoder import SecondEncoder
+from qa.search.keyword import KeywordIndex, load_keywords
+from qa.store.folder import current_build, load_index
 
 from .helpers import PROJECT, QA, kill_builds_while_renaming, make_corpus, start_interruptible
 from .test_formats import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
@@ -134,7 +134,7 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
     def measured_again(*args, **kwargs):
         raise AssertionError("the background was measured again for unchanged passages")
 
-    monkeypatch.setattr("qa.build.measure_background", measured_again)
+    monkeypatch.setattr("qa.build.pipeline.measure_background", measured_again)
     build_index(built.config, Embedder(built.config.model))
     assert Background.read(current_build(built.config.index_dir)) == before
     # A changed passage measures it again.
@@ -147,7 +147,7 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
 def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, monkeypatch):
     """Unchanged files keep the previous build's passages unread, renumbered in corpus order, and the index
     equals a full build's; a different reader (code, parsers, settings) reads every file again."""
-    import qa.build
+    import qa.build.pipeline
 
     read = []
 
@@ -155,7 +155,7 @@ def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, 
         read.extend(path.name for path in paths)
         return read_corpus(corpus_dir, paths, **named)
 
-    monkeypatch.setattr(qa.build, "read_corpus", reading)
+    monkeypatch.setattr(qa.build.pipeline, "read_corpus", reading)
     (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n在山区乡镇试点无人机配送快递。\n", encoding="utf-8")
     report = built.rebuild()
     assert read == ["交通.txt"] and report.changes.changed == ["交通.txt"]
@@ -166,7 +166,7 @@ def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, 
     assert len({p.source for p in built.index.passages}) == 3 and top(built, DRONE_QUESTION).source == "交通.txt"
 
     read.clear()
-    monkeypatch.setattr(qa.build, "_reader_fingerprint", lambda config: "another reader")
+    monkeypatch.setattr(qa.build.pipeline, "_reader_fingerprint", lambda config: "another reader")
     built.rebuild()
     assert sorted(read) == sorted(DOCS)
     read.clear()
@@ -215,7 +215,7 @@ def test_a_small_rebuild_loads_neither_torch_nor_sentence_transformers(built):
 
 def cached_names(config: Config, text: str) -> list[str]:
     """The names the embedding cache holds a vector of `text` under, but the second encoder's (it files
-    its own vectors of the passages English background questions find, qa/build.py)."""
+    its own vectors of the passages English background questions find, qa/build/pipeline.py)."""
     with sqlite3.connect(config.index_dir / CACHE_FILE) as connection:
         rows = connection.execute("SELECT model FROM vectors WHERE key = ?", (text_key(text),)).fetchall()
     return sorted(name for (name,) in rows if name != SecondEncoder.name)
@@ -383,9 +383,9 @@ def test_a_file_that_becomes_unreadable_keeps_its_indexed_version(built):
 BUILD_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.build import build_index
+    from qa.build.pipeline import build_index
     from qa.config import Config
-    from qa.embeddings import Embedder
+    from qa.embeddings.model import Embedder
 
     corpus, index, stop_at, at_least = sys.argv[1:]
 
@@ -438,7 +438,7 @@ def test_build_killed_midway_leaves_the_old_index_answering(built, embedder, sta
 WRITE_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.index import build_lock, load_index, write_index
+    from qa.store.folder import build_lock, load_index, write_index
 
     index_dir = Path(sys.argv[1])
     old = load_index(index_dir)
@@ -483,7 +483,7 @@ def test_second_build_at_once_is_refused_with_a_clear_message(built):
         """
         import sys, time
         from pathlib import Path
-        from qa.index import build_lock
+        from qa.store.folder import build_lock
         with build_lock(Path(sys.argv[1])):
             print("LOCKED", flush=True)
             time.sleep(600)
@@ -533,8 +533,8 @@ def test_watch_rebuilds_when_the_corpus_changes(built):
 
 
 def test_an_index_whose_keywords_read_other_text_asks_for_a_rebuild():
-    from qa.build import KEYWORD_TEXT, settings_changes
-    from qa.second_encoder import SECOND_FILE
+    from qa.build.pipeline import KEYWORD_TEXT, settings_changes
+    from qa.embeddings.second_encoder import SECOND_FILE
 
     config = Config()
     manifest = {"model": config.model, "chunking": config.chunking(), "files": {SECOND_FILE: {}}, "keyword_text": KEYWORD_TEXT}

@@ -10,11 +10,11 @@ vectors moved a little), where the candidates are a small part of the corpus.
 import numpy as np
 import pytest
 
-from qa import retrieval
-from qa.index import build_lock, load_index, make_manifest, write_index
-from qa.keyword import build_keywords
 from qa.passages import Passage
-from qa.retrieval import HybridRetriever
+from qa.search import retrieval
+from qa.search.keyword import build_keywords
+from qa.search.retrieval import HybridRetriever
+from qa.store.folder import build_lock, load_index, make_manifest, write_index
 
 from .conftest import read_dev_questions
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from qa.cases import import_cases, parse_case_table
+from qa.documents.cases import import_cases, parse_case_table
 from qa.errors import ImportCasesError
 
 from .conftest import SEED, SEED_CORPUS

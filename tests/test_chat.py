@@ -11,16 +11,17 @@ import pytest
 
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
-from qa.chat import Chat
 from qa.config import Config
-from qa.conversation import Turn, is_follow_up, plan_turn, question_language
 from qa.errors import FeedbackError
 from qa.feedback import read_feedback, record_feedback
-from qa.highlight import Highlighter, Highlights, Sentence
-from qa.keyword import KeywordIndex
+from qa.page.background_rebuild import IndexStatus, RebuildJob, RebuildState
+from qa.page.chat import Chat
+from qa.page.conversation import Turn, is_follow_up, plan_turn
+from qa.page.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
 from qa.passages import Passage, split_sentences
-from qa.rebuilds import IndexStatus, RebuildJob, RebuildState
-from qa.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
+from qa.search.highlight import Highlighter, Highlights, Sentence
+from qa.search.keyword import KeywordIndex
+from qa.text import language
 
 from .conftest import case_number, dev_question
 from .helpers import make_corpus
@@ -40,11 +41,11 @@ def standalone(question):
 
 
 @pytest.mark.parametrize(
-    "text, language",
+    "text, expected",
     [("怎样吸引年轻人回乡创业？", "zh"), ("What are the courtesy landmarks?", "en"), ("医保 and health", "zh"), ("?", "en")],
 )
-def test_question_language(text, language):
-    assert question_language(text) == language
+def test_language(text, expected):
+    assert language(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -190,7 +191,7 @@ def test_an_uncertain_answer_that_lacks_the_figure_asked_says_so():
     assert "state none: the source may not say" in render_answer(english, standalone(english.question), uncertain_from=0.1)
 
 
-def test_render_error_is_escaped_and_in_the_question_language():
+def test_render_error_is_escaped_and_in_the_language():
     assert render_error("no index in <index>", "为什么？") == '<div class="qa-error"><strong>无法回答</strong>: no index in &lt;index&gt;</div>'
     assert render_error("x", "why?").startswith('<div class="qa-error"><strong>Cannot answer</strong>')
 

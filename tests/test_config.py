@@ -21,10 +21,10 @@ from qa.config import (
     page_settings_from_env,
     read_environment,
 )
-from qa.corpus import SourceHashes
+from qa.documents.corpus import SourceHashes
 from qa.errors import ConfigError, QAError
-from qa.rebuilds import IndexMonitor
-from qa.render import render_status
+from qa.page.background_rebuild import IndexMonitor
+from qa.page.render import render_status
 
 from .conftest import SEED_CORPUS
 from .helpers import PROJECT, free_port, make_corpus, run_qa, write_corpus

@@ -2,7 +2,7 @@
 rules for showing scores: issue 10.
 
 The questions below are new phrasings, none of them in eval/*.tsv (the evaluation set) or the dev
-questions. Thresholds are read from the shipped calibration (qa/data/relevance.json), never
+questions. Thresholds are read from the shipped calibration (qa/decision/data/relevance.json), never
 written here: it is refitted as the evaluation grows.
 """
 
@@ -11,12 +11,12 @@ import json
 import pytest
 
 from qa.answer import MAX_SCORE, Answer, CitedPassage, make_answer, passage_scores
+from qa.decision.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, asks_figure, holds_figure, load_calibration, named_things
 from qa.evaluation import evaluate, read_tsv_questions
-from qa.highlight import Highlighter
-from qa.keyword import KeywordIndex
 from qa.passages import Passage, split_sentences
-from qa.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, asks_figure, holds_figure, load_calibration, named_things
-from qa.retrieval import Hit
+from qa.search.highlight import Highlighter
+from qa.search.keyword import KeywordIndex
+from qa.search.retrieval import Hit
 from qa.terminal import print_answer
 from qa.text import case_number, script, split_case, to_simplified
 
@@ -428,7 +428,7 @@ def test_build_stores_the_second_encoders_passage_vectors(seed_assistant):
     """second.npy holds, row by row, what the second encoder makes of each passage's embedding text."""
     import numpy as np
 
-    from qa.second_encoder import SECOND_FILE, SecondEncoder
+    from qa.embeddings.second_encoder import SECOND_FILE, SecondEncoder
 
     index = seed_assistant.index
     stored = np.load(index.folder / SECOND_FILE)
@@ -446,7 +446,7 @@ def test_an_index_built_before_the_stored_vectors_answers_alike(seed_assistant, 
 
     from qa.assistant import Assistant
     from qa.config import Config
-    from qa.second_encoder import SECOND_FILE
+    from qa.embeddings.second_encoder import SECOND_FILE
 
     old = tmp_path / "index"
     shutil.copytree(seed_config.index_dir, old, symlinks=True)

@@ -1,4 +1,4 @@
-"""English questions get a second opinion in ranking (qa/retrieval.py): the second encoder re-reads their
+"""English questions get a second opinion in ranking (qa/search/retrieval.py): the second encoder re-reads their
 best passages. Chinese questions are ranked as before; both scoring paths agree; English questions
 written as people write them (eval/seed_in_scope.tsv) find their case more often than without it."""
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.embeddings.second_encoder import SecondOpinion, read_second_vectors
 from qa.evaluation import read_tsv_questions
-from qa.retrieval import HybridRetriever
-from qa.second_encoder import SecondOpinion, read_second_vectors
+from qa.search.retrieval import HybridRetriever
 from qa.text import script
 
 from .test_candidates import assert_same_hits

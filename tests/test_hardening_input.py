@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa.assistant import MAX_K, clean_question
-from qa.chat import Chat
 from qa.errors import QuestionError
+from qa.page.chat import Chat
 
 from .conftest import SEED_CORPUS, case_number
 from .helpers import QA, page_client, run_qa

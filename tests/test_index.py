@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from qa.assistant import Assistant
-from qa.build import corpus_changes
+from qa.build.pipeline import corpus_changes
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from qa.index import MANIFEST, PASSAGES, VECTORS, current_build, load_index
+from qa.store.folder import MANIFEST, PASSAGES, VECTORS, current_build, load_index
 
 from .helpers import make_corpus
 

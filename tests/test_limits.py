@@ -1,6 +1,6 @@
 """Limits the server enforces on every entry point (issue 14): the question's length (refused above
 QA_MAX_QUESTION_CHARS before anything reads it, cut to the question box on the page), the request's
-size (qa/access.py: refused unread), the conversation kept in state, and the events one client may
+size (qa/page/access.py: refused unread), the conversation kept in state, and the events one client may
 have waiting; refusals are one line in the server's log.
 
 Over the real protocol: a 50-million-character question sent to /ask costs the server a few MB and
@@ -21,12 +21,12 @@ import httpx
 import pytest
 from gradio_client.exceptions import AppError
 
-from qa.access import Gate, body_limit, host_names
 from qa.assistant import clean_question
 from qa.config import Config, PageSettings, config_from_env
-from qa.conversation import Turn
 from qa.errors import ConfigError, QuestionError
-from qa.page import BOX_CHARS, build_page
+from qa.page.access import Gate, body_limit, host_names
+from qa.page.conversation import Turn
+from qa.page.server import BOX_CHARS, build_page
 
 from .conftest import SEED_CORPUS, case_number
 from .helpers import HTTP_TIMEOUT, page_client, run_qa, running_page

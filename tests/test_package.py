@@ -7,7 +7,7 @@ import sys
 import tomllib
 import zipfile
 
-from qa.page import static_text
+from qa.page.server import static_text
 
 from .helpers import PROJECT
 
@@ -32,7 +32,7 @@ def test_a_built_wheel_holds_the_page_s_files_and_building_it_warns_of_nothing(t
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
-    assert {"qa/static/page.css", "qa/static/scroll.js", "qa/page.py"} <= names
+    assert {"qa/page/static/page.css", "qa/page/static/scroll.js", "qa/page/server.py"} <= names
     tracked = subprocess.run(["git", "ls-files", "qa"], cwd=PROJECT, capture_output=True, text=True).stdout.split()
     assert [name for name in tracked if name not in names] == []  # every data file is declared in pyproject.toml
     assert "License-Expression: MIT" in metadata.splitlines()

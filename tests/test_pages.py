@@ -3,8 +3,8 @@
 from click.testing import CliRunner
 
 from qa.answer import Answer, CitedPassage
-from qa.conversation import Turn
-from qa.render import render_answer
+from qa.page.conversation import Turn
+from qa.page.render import render_answer
 
 
 def _answer(question: str, page: int | None) -> Answer:
@@ -39,11 +39,11 @@ def test_json_and_terminal_carry_the_page():
 def test_build_summaries_name_the_pages_read_by_ocr_and_the_unreadable_ones():
     import time
 
-    from qa.build import BuildReport, CorpusChanges
-    from qa.corpus import Problem
-    from qa.ocr import OcrSummary
-    from qa.rebuilds import RebuildState
-    from qa.render import _render_rebuild
+    from qa.build.pipeline import BuildReport, CorpusChanges
+    from qa.documents.corpus import Problem
+    from qa.documents.ocr import OcrSummary
+    from qa.page.background_rebuild import RebuildState
+    from qa.page.render import _render_rebuild
     from qa.terminal import ocr_lines, page_ranges
 
     assert (page_ranges([5, 1, 2, 3]), page_ranges([4])) == ("pages 1-3, 5", "page 4")

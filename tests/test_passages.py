@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from qa.corpus import read_corpus
+from qa.documents.corpus import read_corpus
 from qa.passages import make_passages, split_sentences
 
 from .conftest import SEED_CORPUS
@@ -55,7 +55,7 @@ def test_markdown_headings_become_sections_and_txt_has_none(tmp_path: Path):
 
 
 def test_a_sentence_longer_than_the_limit_is_kept_whole():
-    from qa.corpus import Document, Section
+    from qa.documents.corpus import Document, Section
 
     text = "这是一个很长的句子没有任何标点一直写下去" * 5 + "。短句。"
     passages = make_passages([Document("x.txt", text, [Section("", 0, len(text))])], max_chars=20)
@@ -63,7 +63,7 @@ def test_a_sentence_longer_than_the_limit_is_kept_whole():
 
 
 def test_passages_carry_the_page_they_start_on():
-    from qa.corpus import Document, Section
+    from qa.documents.corpus import Document, Section
 
     text = "第一页的句子。\n第二页的句子。\n\n第四页的句子。\n"
     # Page 3 is empty: it starts where page 4 does.

@@ -1,4 +1,4 @@
-"""The torch-free question encoder (qa/question_encoder.py) gives sentence-transformers' answers
+"""The torch-free question encoder (qa/embeddings/question_encoder.py) gives sentence-transformers' answers
 (and its vectors of passages, which small rebuilds use, sentence-transformers' float32 ones).
 
 The reference is the converted model run by sentence-transformers, as `qa ask` ran it before. On the
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from qa.assistant import Assistant, clean_question
-from qa.embeddings import Embedder
+from qa.embeddings.model import Embedder
+from qa.embeddings.question_encoder import PASSAGE, QuestionEncoder
 from qa.errors import ModelError
-from qa.question_encoder import PASSAGE, QuestionEncoder
 
 from .conftest import DATA, case_number, read_dev_questions
 from .helpers import PROJECT
@@ -85,7 +85,7 @@ def test_the_top_passage_over_the_seed_index_is_sentence_transformers_one(seed_a
 
 
 def test_a_few_passages_get_sentence_transformers_float32_vectors(seed_assistant, reference):
-    """A small rebuild embeds its passages here (qa/embeddings.py): same vectors, "passage: " prompt."""
+    """A small rebuild embeds its passages here (qa/embeddings/model.py): same vectors, "passage: " prompt."""
     texts = [passage.embedding_text() for passage in seed_assistant.index.passages]
     assert len(texts) == 28
     fast = seed_assistant.embedder.question_encoder.encode(texts, prompt=PASSAGE)

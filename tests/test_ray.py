@@ -1,4 +1,4 @@
-"""`qa build --ray`: passages embedded by model replicas on a real local Ray cluster (qa/ray_embedding.py).
+"""`qa build --ray`: passages embedded by model replicas on a real local Ray cluster (qa/embeddings/ray_cluster.py).
 
 The cluster is started once for the module with one CPU and a small object store (a replica loads
 the model in ~10 s here) and shut down after; the build finds it running and uses it.
@@ -11,7 +11,7 @@ import pytest
 
 from qa.assistant import Assistant
 from qa.config import Config
-from qa.index import load_index
+from qa.store.folder import load_index
 
 from .conftest import SEED_CORPUS, read_dev_questions
 from .helpers import run_qa
@@ -68,7 +68,7 @@ def test_ray_build_fills_the_embedding_cache(built_both_ways):
 @pytest.mark.slow
 def test_ray_replicas_give_the_second_encoders_passage_vectors(built_both_ways, tmp_path, monkeypatch):
     """The build stores the replicas' second-encoder vectors: its own process encodes no passage."""
-    from qa.second_encoder import SECOND_FILE, SecondEncoder
+    from qa.embeddings.second_encoder import SECOND_FILE, SecondEncoder
 
     in_process = built_both_ways[0]
     encoded, encode = [], SecondEncoder._encode

@@ -8,8 +8,8 @@ import pytest
 from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import IndexCorruptError
-from qa.keyword import KEYWORDS_FILE, KeywordIndex, tokenize
-from qa.retrieval import FUSIONS, HybridRetriever, section_groups
+from qa.search.keyword import KEYWORDS_FILE, KeywordIndex, tokenize
+from qa.search.retrieval import FUSIONS, HybridRetriever, section_groups
 
 from .helpers import make_corpus
 
@@ -87,8 +87,8 @@ def test_sections_sum_their_passages_counts():
 
 
 def test_words_of_the_document_name_count_for_every_section_of_it():
-    from qa.keyword import build_keywords
     from qa.passages import Passage
+    from qa.search.keyword import build_keywords
 
     # 浙江 names the whole file; only the first case repeats it in its text. Without the name in the
     # keyword text, 浙江 pointed at that case alone (English questions saying "Zhejiang" went there).
@@ -206,8 +206,8 @@ def test_unknown_fusion_is_refused(small):
 
 
 def test_a_one_passage_corpus(embedder):
-    from qa.keyword import build_keywords
     from qa.passages import Passage
+    from qa.search.keyword import build_keywords
 
     passage = Passage(id=0, source="one.md", section="", start=0, end=16, text="推动实施“低散乱”整治提升行动。")
     vectors = embedder.embed_passages([passage.embedding_text()])

@@ -13,8 +13,8 @@ import pytest
 from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import IndexCorruptError
-from qa.index import MANIFEST, choose_vector_index, current_build, load_index, make_manifest, write_index
 from qa.passages import Passage
+from qa.store.folder import MANIFEST, choose_vector_index, current_build, load_index, make_manifest, write_index
 
 DIMENSION = 384
 
@@ -139,7 +139,7 @@ def test_build_records_the_index_type_and_answers_alike(tmp_path, embedder):
 
 
 def test_precision_names_the_cached_vectors():
-    from qa.embeddings import Embedder, native_bfloat16
+    from qa.embeddings.model import Embedder, native_bfloat16
 
     name = Config().model
     assert Embedder(precision="float32").cache_name == name
@@ -150,7 +150,7 @@ def test_precision_names_the_cached_vectors():
 
 
 def test_unknown_precision_is_refused():
-    from qa.embeddings import Embedder
+    from qa.embeddings.model import Embedder
     from qa.errors import ModelError
 
     with pytest.raises(ModelError, match=r"^unknown precision 'fp8' \(QA_PRECISION\); choose one of auto, float32, bfloat16$"):
@@ -158,7 +158,7 @@ def test_unknown_precision_is_refused():
 
 
 def test_bfloat16_passages_match_float32_and_questions_are_float32(embedder):
-    from qa.embeddings import Embedder
+    from qa.embeddings.model import Embedder
 
     texts = [
         "检查互认\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。",

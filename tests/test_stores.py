@@ -18,13 +18,13 @@ pytest.importorskip("pymilvus")
 
 from qa.assistant import Assistant
 from qa.config import Config, config_from_env
-from qa.embedding_cache import CACHE_FILE
+from qa.embeddings.cache import CACHE_FILE
 from qa.errors import ConfigError, StoreError
 from qa.evaluation import evaluate_questions, read_squad
-from qa.index import current_build, load_index, make_manifest, write_index
-from qa.milvus_store import MilvusIndex, MilvusStore, close_client
 from qa.passages import Passage
-from qa.stores import passage_keys
+from qa.store.base import passage_keys
+from qa.store.folder import current_build, load_index, make_manifest, write_index
+from qa.store.milvus import MilvusIndex, MilvusStore, close_client
 
 from .conftest import DATA, SEED_CORPUS, read_dev_questions
 from .helpers import QA, kill_builds_while_renaming, make_corpus
@@ -251,8 +251,8 @@ def test_cmrc_slice_answer_at_1_within_half_a_point(tmp_path, embedder):
 MILVUS_WRITE_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.index import build_lock, load_index, write_index
-    from qa.stores import store_of
+    from qa.store.folder import build_lock, load_index, write_index
+    from qa.store.base import store_of
 
     index_dir = Path(sys.argv[1])
     old = load_index(index_dir)
@@ -318,7 +318,7 @@ def test_a_collection_of_another_index_folder_is_refused(tmp_path, embedder):
 
 HOLD_THE_FILE = """
     import sys, time
-    from qa.milvus_store import client_for
+    from qa.store.milvus import client_for
 
     client_for(sys.argv[1])
     print("HOLDING", flush=True)

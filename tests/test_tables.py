@@ -9,11 +9,11 @@ import io
 
 import pytest
 
-from qa.corpus import read_document
+from qa.documents.corpus import read_document
+from qa.documents.formats import extract
+from qa.documents.tables import row_lines, title_row
 from qa.errors import DocumentError
-from qa.formats import extract
 from qa.passages import make_passages
-from qa.tables import row_lines, title_row
 
 from .test_formats import make_docx
 

@@ -1,5 +1,5 @@
-"""Adding and removing documents from the page (qa/uploads.py), the gate's rule for uploads (qa/access.py),
-the page's add/remove events, and the cited page of a PDF drawn with its lines marked (qa/page_view.py).
+"""Adding and removing documents from the page (qa/documents/uploads.py), the gate's rule for uploads (qa/page/access.py),
+the page's add/remove events, and the cited page of a PDF drawn with its lines marked (qa/page/pdf_view.py).
 
 PDFs are drawn here with reportlab (tests/test_formats.py make_pdf); the page's events run as the server
 calls them (tests/test_security.py page_functions), over a small real index.
@@ -14,15 +14,15 @@ import gradio as gr
 import httpx
 import pytest
 
-from qa.access import Gate, host_names
 from qa.assistant import Assistant
-from qa.chat import Chat
-from qa.corpus import SUPPORTED_SUFFIXES, corpus_file, list_sources
+from qa.documents.corpus import SUPPORTED_SUFFIXES, corpus_file, list_sources
+from qa.documents.ocr import OCR_CACHE_FILE, OcrReader
+from qa.documents.uploads import add_document, corpus_documents, remove_document, safe_name
 from qa.errors import CorpusError, PageViewError, UploadError
-from qa.ocr import OCR_CACHE_FILE, OcrReader
-from qa.page import upload_limit
-from qa.page_view import show_cited_page
-from qa.uploads import add_document, corpus_documents, remove_document, safe_name
+from qa.page.access import Gate, host_names
+from qa.page.chat import Chat
+from qa.page.pdf_view import show_cited_page
+from qa.page.server import upload_limit
 
 from .helpers import HTTP_TIMEOUT, make_corpus, running_page
 from .test_formats import make_pdf
@@ -50,7 +50,7 @@ def test_an_uploaded_name_is_stored_as_its_last_part_never_hidden(name, stored):
     assert safe_name(name) == stored
 
 
-ACCEPTED = "accepted: " + ", ".join(SUPPORTED_SUFFIXES)  # the readers of qa/formats.py
+ACCEPTED = "accepted: " + ", ".join(SUPPORTED_SUFFIXES)  # the readers of qa/documents/formats.py
 
 
 @pytest.mark.parametrize(
@@ -308,13 +308,13 @@ def test_a_long_strip_of_a_page_is_drawn_narrower_rather_than_huge(tmp_path):
 
 
 # Page views in several threads while a build reads PDFs in another, as on a busy page. PDFium is not
-# thread-safe: without qa/pdfium_lock.py this died with "corrupted double-linked list" in 2 of 3 runs.
+# thread-safe: without qa/documents/pdfium.py this died with "corrupted double-linked list" in 2 of 3 runs.
 # In a child process, so that a crash fails this test rather than ending the whole test run.
 CONCURRENT = """
 import sys, threading
 from pathlib import Path
-from qa.formats import read_pdf
-from qa.page_view import show_cited_page
+from qa.documents.formats import read_pdf
+from qa.page.pdf_view import show_cited_page
 corpus = Path(sys.argv[1])
 raw = (corpus / "a.pdf").read_bytes()
 def view():
