@@ -15,9 +15,11 @@ weak answer's passages all read weak. Scores are capped at 0.99: no estimate is 
 `page` added later, null where the source has no pages, so readers of version 2 are unaffected).
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from qa.decision.relevance import NOT_FOUND, Judgement
+from qa.decision.outcomes import ANSWERED
+from qa.decision.relevance import NOTHING_FOUND, Judgement
+from qa.search.question import Question
 from qa.search.retrieval import Hit
 
 JSON_VERSION = 2
@@ -39,15 +41,21 @@ class CitedPassage:
 @dataclass(frozen=True)
 class Answer:
     question: str
-    outcome: str  # "answered", "uncertain" or "not_found" (qa/decision/relevance.py OUTCOMES)
+    outcome: str  # one of qa.decision.outcomes.OUTCOMES
     confidence: float  # 0..1, that the corpus answers the question
     passages: list[CitedPassage]
     notes: list[str] = field(default_factory=list)  # e.g. that a long question was shortened
     evidence: dict[str, float] = field(default_factory=dict)  # what the confidence was computed from
+    # The bar the confidence was judged against (the calibration's thresholds for the question's language):
+    # the page colours the relevance bars by it, and both front ends mark passages below uncertain_from weak.
+    uncertain_from: float = 0.0
+    answered_from: float = 1.0
+    # The question as retrieval read it (its vectors and keyword concepts), for the highlighter to reuse.
+    asked: Question | None = field(default=None, compare=False, repr=False)
 
     @property
     def answered(self) -> bool:
-        return self.outcome == "answered"
+        return self.outcome == ANSWERED
 
     @property
     def lacks_figure(self) -> bool:
@@ -79,7 +87,11 @@ def passage_scores(confidence: float, hits: list[Hit]) -> list[float]:
 
 
 def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = None, notes: list[str] | None = None) -> Answer:
-    judgement = judgement if hits and judgement is not None else NOT_FOUND
+    """The answer citing `hits` (best first) by the judgement of the first; not found without hits or judgement."""
+    if judgement is None:
+        judgement = NOTHING_FOUND
+    elif not hits:  # nothing to cite: not found, against the question's own bar
+        judgement = replace(NOTHING_FOUND, uncertain_from=judgement.uncertain_from, answered_from=judgement.answered_from)
     scores = passage_scores(judgement.confidence, hits)
     passages = [
         CitedPassage(
@@ -101,4 +113,7 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
         passages=passages,
         notes=notes or [],
         evidence=dict(judgement.evidence),
+        uncertain_from=judgement.uncertain_from,
+        answered_from=judgement.answered_from,
+        asked=hits[0].question if hits else None,
     )

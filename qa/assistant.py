@@ -4,14 +4,19 @@ import threading
 import unicodedata
 
 from qa.answer import Answer, make_answer
-from qa.build.pipeline import BuildReport, CorpusChanges, Progress, build_index, corpus_changes
+from qa.build.changes import CorpusChanges, corpus_changes
+from qa.build.pipeline import build_index
+from qa.build.report import BuildReport, Progress
 from qa.config import MAX_K, Config
-from qa.decision.relevance import Background, judge, load_calibration
+from qa.decision.background import Background
+from qa.decision.calibration import load_calibration
+from qa.decision.relevance import judge
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import QuestionError
 from qa.search.retrieval import HybridRetriever
-from qa.store.folder import Index, load_index
+from qa.store.base import PassageIndex
+from qa.store.folder import load_index
 from qa.text import in_script
 
 WARM_UP_QUESTION = "如何申请 policy subsidies？"  # both scripts: each loads dictionaries of its own
@@ -59,16 +64,16 @@ class Assistant:
 
     def __init__(self, config: Config, embedder: Embedder | None = None):
         self.config = config
-        self.embedder = embedder or Embedder(config.model, device=config.device, batch_size=config.batch_size, precision=config.precision)
-        # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/retrieval.py).
+        self.embedder = embedder or Embedder.from_config(config)
+        # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/fusion.py).
         self.second = SecondEncoder()
         self.calibration = load_calibration()
         # The served index, its retriever and its background, replaced together in one assignment.
-        self._served: tuple[Index, HybridRetriever, Background] | None = None
+        self._served: tuple[PassageIndex, HybridRetriever, Background] | None = None
         self._lock = threading.Lock()
 
     @property
-    def index(self) -> Index:
+    def index(self) -> PassageIndex:
         return self._serving()[0]
 
     @property
@@ -76,13 +81,13 @@ class Assistant:
         """The keyword index of the index now served (qa/search/keyword.py)."""
         return self._serving()[1].keywords
 
-    def _serving(self) -> tuple[Index, HybridRetriever, Background]:
+    def _serving(self) -> tuple[PassageIndex, HybridRetriever, Background]:
         with self._lock:
             if self._served is None:
                 self._served = self._load()
             return self._served
 
-    def _load(self) -> tuple[Index, HybridRetriever, Background]:
+    def _load(self) -> tuple[PassageIndex, HybridRetriever, Background]:
         index = load_index(self.config.index_dir, model=self.config.model)
         return index, HybridRetriever.from_index(index, self.embedder, self.config, self.second), Background.read(index.folder)
 

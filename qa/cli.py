@@ -133,8 +133,8 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
       qa build --store milvus --milvus-uri http://milvus:19530   # passages and vectors in Milvus
     """
     from qa.assistant import Assistant
-    from qa.build.pipeline import wait_for_change
     from qa.build.prepare import installing_model
+    from qa.build.watch import watch_corpus
     from qa.documents.corpus import corpus_snapshot
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address, store=store,
@@ -143,15 +143,17 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
     if not watch:
         print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))
         return
-    snapshot = corpus_snapshot(config.corpus_dir)  # taken before building: an edit made during a build triggers another
+    corpus_snapshot(config.corpus_dir)  # a missing corpus folder is an error here, not something to wait for
+
+    def rebuild() -> None:
+        try:
+            print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))
+        except QAError as error:  # keep watching: the next change may fix it
+            click.echo(f"Error: {error}", err=True)
+        click.echo(f"Watching {config.corpus_dir} for changes (Ctrl-C to stop).", err=True)
+
     try:
-        while True:
-            try:
-                print_build_report(assistant.rebuild(progress=installing_model(config, say, progress_bars())))
-            except QAError as error:  # keep watching: the next change may fix it
-                click.echo(f"Error: {error}", err=True)
-            click.echo(f"Watching {config.corpus_dir} for changes (Ctrl-C to stop).", err=True)
-            snapshot = wait_for_change(config.corpus_dir, snapshot, interval)
+        watch_corpus(config.corpus_dir, rebuild, interval)
     except KeyboardInterrupt:
         click.echo("Stopped watching.", err=True)
 
@@ -192,7 +194,7 @@ def ask(question, k, as_json, index_dir, model):
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
-            print_answer(answer, assistant.calibration.bar(answer.question)[0])
+            print_answer(answer)
 
 
 @main.command("eval")
@@ -206,8 +208,10 @@ def ask(question, k, as_json, index_dir, model):
     help=f"Longest passage, in characters, when this command builds the index [{Config.max_passage_chars}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also add the metrics as one row to this CSV file (a header first when it is new).")
 @_user_errors
-def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json):
+def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json, csv_path):
     """Measure retrieval and the answer/uncertain/not-found decision on QUESTIONS: TSV files like
     eval/seed_in_scope.tsv (asked together), or one SQuAD-format .json.
 
@@ -219,8 +223,9 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
       qa eval eval/seed_in_scope.tsv eval/seed_out_of_scope.tsv
       qa eval ../shared/eval/dev_questions.tsv
       qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
+      qa eval --csv results.csv --fusion rrf eval/seed_in_scope.tsv   # one row per run
     """
-    from qa.evaluation import evaluate_file
+    from qa.evaluation import append_csv, evaluate_file
 
     config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
     squad = any(path.suffix.lower() == ".json" for path in questions)
@@ -228,12 +233,24 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
     report = evaluate_file(list(questions), config, corpus_dir=corpus_dir, index_dir=index_dir if building else None)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
-        return
-    passage = "answer" if squad else "passage"
+    else:
+        _print_eval_report(report, squad)
+    if csv_path is not None:  # after printing: a file that cannot take the row loses no figures
+        append_csv(csv_path, report, list(questions), config.fusion)
+
+
+def _print_eval_report(report, squad: bool) -> None:
+    """Print `qa eval`'s figures: the document metrics (doc@k, mrr@10, ndcg@10), then passage@k, then the outcomes."""
+    passage = [key for key in report.metrics if key.startswith("passage@")]
+
+    def shown(key: str) -> str:  # a SQuAD file's passage@k is printed as answer@k
+        return f"{key.replace('passage@', 'answer@') if squad else key} {report.metrics[key]:.3f}"
+
     skipped = f" ({len(report.skipped)} blank ones skipped)" if report.skipped else ""
     click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope{skipped}")
-    click.echo(f"doc@1 {report.doc_at_1:.3f}   doc@3 {report.doc_at_3:.3f}   MRR {report.mrr:.3f}")
-    click.echo(f"{passage}@1 {report.passage_at_1:.3f}   {passage}@3 {report.passage_at_3:.3f}   top passage {report.top_chars:.0f} characters on average")
+    click.echo("   ".join(shown(key) for key in report.metrics if key not in passage))
+    click.echo("   ".join(shown(key) for key in passage) + f"   top passage {report.top_chars:.0f} characters on average")
+    click.echo(f"primary: {shown(report.primary)}")
     if report.declined is not None:
         click.echo(f"out of scope declined {report.declined:.3f}   in scope wrongly declined {report.wrongly_declined:.3f}")
     else:
@@ -253,12 +270,12 @@ def status(corpus_dir, index_dir, model):
 
     Exits with status 0 when the index is current, 2 when something changed, 1 when there is no index.
     """
-    from qa.build.pipeline import corpus_changes
-    from qa.store.folder import load_index
+    from qa.build.changes import changes_since
+    from qa.store.folder import checked_build
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
     rebuild = _build_command(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
-    manifest = load_index(config.index_dir).manifest
+    manifest = checked_build(config.index_dir).manifest  # its files checked, its store (every Milvus row) not read
     counts = manifest["counts"]
     click.echo(f"Index: {config.index_dir} ({count(counts['documents'], 'document')}, {count(counts['passages'], 'passage')})")
     click.echo(f"Model: {manifest['model']} ({manifest['dimension']} dimensions)")
@@ -268,7 +285,7 @@ def status(corpus_dir, index_dir, model):
         click.echo(f"Store: Milvus at {store['uri']}, collection {store['collection']}, version {store['version']}")
     else:
         click.echo("Store: local (FAISS files in the index folder)")
-    changes = corpus_changes(config)
+    changes = changes_since(manifest, config)
     if not (changes.added or changes.changed or changes.removed):
         click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
     else:

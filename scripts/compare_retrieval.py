@@ -36,6 +36,7 @@ from qa.search.retrieval import HybridRetriever  # noqa: E402
 
 EVAL = PROJECT.parent / "shared" / "eval"
 CACHE = Path(os.environ.get("QA_COMPARE_CACHE", "/tmp/qa-compare-cache"))
+SHOWN = ("doc@1", "doc@3", "mrr@10", "ndcg@10", "passage@1", "passage@3")  # of qa.evaluation.METRICS, one line each
 
 
 class CachedEncoder:
@@ -164,8 +165,8 @@ def main():
                         report = evaluate(questions, answers)
                         print(
                             f"{set_name:5} chars={chars:<4} share={share:<4} {encoder_name:7} {tokenizer:14} {method:14} "
-                            f"doc@1={report.doc_at_1:.3f} doc@3={report.doc_at_3:.3f} mrr={report.mrr:.3f} "
-                            f"p@1={report.passage_at_1:.3f} p@3={report.passage_at_3:.3f} len={report.top_chars:.0f} "
+                            + " ".join(f"{key}={report.metrics[key]:.3f}" for key in SHOWN)
+                            + f" len={report.top_chars:.0f} "
                             f"declined={report.declined if report.declined is not None else '-'} wrongly={report.wrongly_declined:.3f}"
                             + (f" misses={','.join(report.misses)}" if args.misses else ""),
                             flush=True,

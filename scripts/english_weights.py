@@ -1,7 +1,7 @@
 """Measure the English second opinion's weights (Config.english_second_weight, english_keyword_weight) held out.
 
 English questions about the seed (eval/seed_in_scope.tsv) are ranked over a grid of the two
-weights. In sample: each pair's case@1 and passage@1 over all English questions. Held out: for each
+weights. In sample: each pair's doc@1 and passage@1 (qa/evaluation.py) over all English questions. Held out: for each
 case, the pair best on the other nine cases' English questions ranks that case's questions (so a
 whole case is unseen), and the pooled results are printed next to the configured pair's.
 
@@ -48,7 +48,7 @@ def main():
             case = np.array([bool(hits) and q.is_right_document(hits[0].passage) for q, hits in zip(questions, found)], float)
             passage = np.array([bool(hits) and q.holds_evidence(hits[0].passage) for q, hits in zip(questions, found)], float)
             results[second, keyword] = case, passage
-            print(f"second {second:<4} keyword {keyword:<4}  case@1 {case.mean():.3f}  passage@1 {passage.mean():.3f}", flush=True)
+            print(f"second {second:<4} keyword {keyword:<4}  doc@1 {case.mean():.3f}  passage@1 {passage.mean():.3f}", flush=True)
     held_case, held_passage = [], []
     for held in sorted(set(cases)):
         train, test = cases != held, cases == held
@@ -57,12 +57,12 @@ def main():
         held_passage.extend(results[best][1][test])
     configured = results.get((config.english_second_weight, config.english_keyword_weight))
     print(f"\n{len(questions)} English questions")
-    print(f"held out (best pair of the other nine cases): case@1 {np.mean(held_case):.3f}  passage@1 {np.mean(held_passage):.3f}")
-    print(f"without the second opinion (0, {config.keyword_weight}):    case@1 {results[0.0, config.keyword_weight][0].mean():.3f}"
+    print(f"held out (best pair of the other nine cases): doc@1 {np.mean(held_case):.3f}  passage@1 {np.mean(held_passage):.3f}")
+    print(f"without the second opinion (0, {config.keyword_weight}):    doc@1 {results[0.0, config.keyword_weight][0].mean():.3f}"
           f"  passage@1 {results[0.0, config.keyword_weight][1].mean():.3f}")
     if configured:
         print(f"configured ({config.english_second_weight}, {config.english_keyword_weight}), in sample: "
-              f"case@1 {configured[0].mean():.3f}  passage@1 {configured[1].mean():.3f}")
+              f"doc@1 {configured[0].mean():.3f}  passage@1 {configured[1].mean():.3f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Questions (in scope = the corpus answers it):
 
 Every group is asked through the real assistant (real indexes built in --work, kept between runs),
 so the evidence is exactly what `qa ask` computes. The fit is a logistic regression over
-qa.decision.relevance.FEATURES with each group weighted equally within its class. Thresholds:
+qa.decision.calibration.FEATURES with each group weighted equally within its class. Thresholds:
 
 Per language (Chinese in either script, English), since English questions sit lower:
 
@@ -22,7 +22,7 @@ Per language (Chinese in either script, English), since English questions sit lo
                     (7% in sample came to 11% held out, below the one in seven that issue 10 allows)
 
 The logistic has, besides the five kinds of evidence, an English indicator and English-only
-copies of dense, second and coverage (qa.decision.relevance.expand_evidence).
+copies of dense, second and coverage (qa.decision.calibration.expand_evidence).
 
 Held out: ten folds. A seed question's fold is its case (in scope) or a hash of its id (out of
 scope); a CMRC question's is a hash of its paragraph. Each fold's questions are decided by a fit
@@ -51,7 +51,7 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.decision.relevance import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence  # noqa: E402
+from qa.decision.calibration import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence  # noqa: E402
 from qa.evaluation import RANKED, outcome_table, read_squad, read_tsv_questions  # noqa: E402
 from qa.text import language, script  # noqa: E402
 

@@ -33,7 +33,7 @@ from qa.evaluation import RANKED, evaluate_questions, read_squad, read_tsv_quest
 from tests.scans import SEED_FILE, character_error_rate, cjk_font, image_pdf, page_images, png, seed_cases  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "eval"
-METRICS = ("doc_at_1", "doc_at_3", "mrr", "passage_at_1", "passage_at_3")
+METRICS = ("doc@1", "doc@3", "mrr@10", "passage@1", "passage@3")  # of qa.evaluation.METRICS
 
 
 def main() -> int:
@@ -104,7 +104,7 @@ def seed(work: Path, font: Path, embedder) -> dict:
                 print(f"skipped {path}: absent")
                 continue
             report = evaluate_questions(read_tsv_questions(path), lambda texts: assistant.ask_many(texts, RANKED))
-            results.setdefault(path.name, {})[name] = {metric: round(getattr(report, metric), 3) for metric in METRICS}
+            results.setdefault(path.name, {})[name] = {metric: round(report.metrics[metric], 3) for metric in METRICS}
     print_table(results, [p.name for p in question_files if p.exists()])
     return results
 
@@ -132,7 +132,7 @@ def cmrc(work: Path, font: Path, embedder, path: Path, count: int) -> dict:
         assistant.rebuild()
         renamed = [type(q)(q.id, q.question, source=f"{Path(q.source).stem}{suffix}", evidence=q.evidence) for q in asked]
         report = evaluate_questions(renamed, lambda texts: assistant.ask_many(texts, RANKED))
-        results.setdefault("cmrc", {})[name] = {metric: round(getattr(report, metric), 3) for metric in METRICS}
+        results.setdefault("cmrc", {})[name] = {metric: round(report.metrics[metric], 3) for metric in METRICS}
     print_table(results, ["cmrc"], answer=True)
     return results
 
@@ -151,7 +151,7 @@ def edits(recognised: str, source: str) -> list[tuple[str, int]]:
 
 
 def print_table(results: dict, sets: list[str], answer: bool = False) -> None:
-    names = [m.replace("_at_", "@").replace("passage@1", "answer@1" if answer else "passage@1") for m in METRICS]
+    names = [m.replace("passage@", "answer@") if answer else m for m in METRICS]
     print("| set | corpus | " + " | ".join(names) + " |")
     print("| --- | --- |" + " --- |" * len(METRICS))
     for name in sets:

@@ -213,12 +213,16 @@ def test_300_guesses_at_one_password_take_14_hours():
     assert clock.now - started == 60 + 120 + 240 + 480 + 55 * 900 == 50_400  # 14 hours
 
 
-def test_the_throttle_remembers_a_bounded_number_of_addresses_and_names(monkeypatch):
-    monkeypatch.setattr(LoginThrottle, "MAX_KEYS", 100)
-    throttle = LoginThrottle(clock=Clock())
+def test_the_throttle_remembers_a_bounded_number_of_addresses_and_names():
+    throttle = LoginThrottle(clock=Clock(), max_keys=100)
+    def address(number: int) -> str:
+        return f"10.0.{number // 256}.{number % 256}"
+
     for number in range(1000):
-        throttle.failed(f"10.0.{number // 256}.{number % 256}", f"user{number}")
-    assert len(throttle._records) == 100
+        throttle.failed(address(number), f"user{number}")
+    # The last 100 kept: the addresses and names of the last 50 failures (asking moves nothing out).
+    assert all(throttle.failures_in_a_row(address(number), f"user{number}") == 1 for number in range(950, 1000))
+    assert throttle.failures_in_a_row(address(949), "user949") == 0  # forgotten
 
 
 def test_login_settings_come_from_the_environment():

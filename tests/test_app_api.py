@@ -13,8 +13,10 @@ from gradio_client.exceptions import AppError
 
 from qa.config import parse_auth
 from qa.errors import QAError
+from qa.page.access import is_loopback
 from qa.page.chat import Chat
-from qa.page.server import build_page, is_loopback, may_rebuild
+from qa.page.events import may_rebuild
+from qa.page.layout import build_page
 
 from .conftest import case_number, dev_question
 from .helpers import HTTP_TIMEOUT, QA, page_client, running_page

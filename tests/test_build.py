@@ -11,15 +11,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qa.assistant import Assistant
-from qa.build.pipeline import build_index, corpus_changes
+from qa.build.changes import corpus_changes
+from qa.build.pipeline import build_index
+from qa.build.watch import watch_corpus
 from qa.config import Config
-from qa.decision.relevance import Background
+from qa.decision.background import Background
 from qa.documents.corpus import read_corpus, read_document
 from qa.embeddings.cache import CACHE_FILE, text_key
 from qa.embeddings.model import Embedder
@@ -134,7 +137,7 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
     def measured_again(*args, **kwargs):
         raise AssertionError("the background was measured again for unchanged passages")
 
-    monkeypatch.setattr("qa.build.pipeline.measure_background", measured_again)
+    monkeypatch.setattr("qa.build.background.measure_background", measured_again)
     build_index(built.config, Embedder(built.config.model))
     assert Background.read(current_build(built.config.index_dir)) == before
     # A changed passage measures it again.
@@ -166,12 +169,24 @@ def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, 
     assert len({p.source for p in built.index.passages}) == 3 and top(built, DRONE_QUESTION).source == "交通.txt"
 
     read.clear()
-    monkeypatch.setattr(qa.build.pipeline, "_reader_fingerprint", lambda config: "another reader")
-    built.rebuild()
+    other = replace(built.config, max_file_bytes=built.config.max_file_bytes - 1)  # a setting of the reader
+    build_index(other, embedder)
     assert sorted(read) == sorted(DOCS)
     read.clear()
-    built.rebuild()
+    build_index(other, embedder)
     assert read == []
+
+
+def test_a_build_reads_the_previous_manifest_once(built, monkeypatch):
+    import qa.store.folder
+
+    reads, read = [], qa.store.folder.read_manifest
+    monkeypatch.setattr(qa.store.folder, "read_manifest", lambda folder: reads.append(folder) or read(folder))
+    previous = current_build(built.config.index_dir)
+    (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n", encoding="utf-8")
+    report = build_index(built.config, built.embedder)  # reuses passages, the store's vectors and the background's inputs
+    assert (report.changes.changed, report.reused) == (["交通.txt"], 3)
+    assert reads == [previous]
 
 
 def test_renamed_and_removed_files_need_no_embedding(built, embedder):
@@ -215,7 +230,7 @@ def test_a_small_rebuild_loads_neither_torch_nor_sentence_transformers(built):
 
 def cached_names(config: Config, text: str) -> list[str]:
     """The names the embedding cache holds a vector of `text` under, but the second encoder's (it files
-    its own vectors of the passages English background questions find, qa/build/pipeline.py)."""
+    its own vectors of the passages English background questions find, qa/build/embedding.py)."""
     with sqlite3.connect(config.index_dir / CACHE_FILE) as connection:
         rows = connection.execute("SELECT model FROM vectors WHERE key = ?", (text_key(text),)).fetchall()
     return sorted(name for (name,) in rows if name != SecondEncoder.name)
@@ -438,7 +453,8 @@ def test_build_killed_midway_leaves_the_old_index_answering(built, embedder, sta
 WRITE_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.store.folder import build_lock, load_index, write_index
+    from qa.store.folder import build_lock, last_build, load_index, write_index
+    from qa.store.local import LocalStore
 
     index_dir = Path(sys.argv[1])
     old = load_index(index_dir)
@@ -450,7 +466,8 @@ WRITE_AND_STOP = """
         time.sleep(600)
 
     with build_lock(index_dir):
-        write_index(index_dir, old.manifest, old.passages[:2], vectors[:2], extra_files={"extra.bin": stop_here})
+        write_index(index_dir, old.manifest, old.passages[:2], vectors[:2], LocalStore(), last_build(index_dir),
+                    extra_files={"extra.bin": stop_here})
 """
 
 
@@ -532,8 +549,29 @@ def test_watch_rebuilds_when_the_corpus_changes(built):
     assert load_index(config.index_dir).manifest["counts"]["documents"] == 2
 
 
+def test_the_watcher_acts_at_once_then_after_each_change_once_the_folder_settles(tmp_path):
+    """The one corpus watcher of `qa build --watch` and the page's auto-rebuild (qa/build/watch.py)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seen = []
+
+    class Enough(Exception):
+        pass
+
+    def act():
+        seen.append(sorted(path.name for path in corpus.iterdir()))
+        if len(seen) == 1:  # a change made while acting (an edit during a rebuild) makes it act again
+            (corpus / "a.md").write_text("一", encoding="utf-8")
+        else:
+            raise Enough
+
+    with pytest.raises(Enough):
+        watch_corpus(corpus, act, interval=0.05)
+    assert seen == [[], ["a.md"]]
+
+
 def test_an_index_whose_keywords_read_other_text_asks_for_a_rebuild():
-    from qa.build.pipeline import KEYWORD_TEXT, settings_changes
+    from qa.build.changes import KEYWORD_TEXT, settings_changes
     from qa.embeddings.second_encoder import SECOND_FILE
 
     config = Config()

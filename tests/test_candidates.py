@@ -1,4 +1,4 @@
-"""Candidate scoring (HybridRetriever.candidates) gives the hits that scoring every passage gives.
+"""Candidate scoring (qa/search/candidates.py) gives the hits that scoring every passage gives.
 
 Large corpora score only candidates (the vector index's nearest, the best by BM25, their sections);
 small ones score every passage. Here both paths run over the same passages and must agree exactly:
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from qa.passages import Passage
-from qa.search import retrieval
 from qa.search.keyword import build_keywords
 from qa.search.retrieval import HybridRetriever
-from qa.store.folder import build_lock, load_index, make_manifest, write_index
+from qa.store.folder import build_lock, last_build, load_index, make_manifest, write_index
+from qa.store.local import LocalStore
 
 from .conftest import read_dev_questions
 
@@ -69,30 +69,34 @@ def mid_size(seed_assistant, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mid-size")
     manifest = make_manifest(model=index.model, dimension=index.vectors.d, chunking={}, sources={}, documents=40, passages=len(passages))
     with build_lock(folder):
-        write_index(folder, manifest, passages, np.concatenate(vectors))
+        write_index(folder, manifest, passages, np.concatenate(vectors), LocalStore(), last_build(folder))
     return both_ways(load_index(folder), seed_assistant.embedder, seed_assistant.config)
 
 
-def test_candidates_give_the_full_hits_on_a_mid_size_corpus(mid_size, monkeypatch):
-    every, candidates = mid_size
-    monkeypatch.setattr(retrieval, "NEAREST", 30)  # candidates: a few hundred of the 1,120 passages
-    question = every.question_vectors(["哪些级别的医院之间检查结果互认？"])[0]
-    members, _, _ = candidates.candidates("哪些级别的医院之间检查结果互认？", question)
+def candidate_scoring(every: HybridRetriever, **settings) -> HybridRetriever:
+    """A retriever over `every`'s passages that scores candidates, with these Config settings."""
+    config = every.config.with_overrides(**settings)
+    return HybridRetriever(every.passages, every.vectors, every.keywords, every.embedder, config, index=every.index, score_all=False)
+
+
+def test_candidates_give_the_full_hits_on_a_mid_size_corpus(mid_size):
+    every, _ = mid_size
+    candidates = candidate_scoring(every, candidate_nearest=30)  # a few hundred of the 1,120 passages
+    members, _, _ = candidates.candidates(candidates.read(["哪些级别的医院之间检查结果互认？"])[0])
     assert 0 < len(members) < len(every.passages) / 2
     assert_same_hits(candidates, every, DEV + MORE)
 
 
-def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larger(mid_size, monkeypatch):
+def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larger(mid_size):
     """With a probe smaller than the corpus the lowest similarity is an estimate: real embeddings lie in a
     narrow cone, and the passages least like the corpus's mean, which the probe holds, hold the lowest."""
     every, _ = mid_size
-    monkeypatch.setattr(retrieval, "PROBE", 100)
-    sampled = HybridRetriever(every.passages, every.vectors, every.keywords, every.embedder, every.config, index=every.index, score_all=False)
-    assert len(sampled._probe[0]) < len(every.passages)
-    for question in DEV[:5]:
-        vector = every.question_vectors([question])[0]
-        _, _, evidence = sampled.candidates(question, vector)
-        assert evidence.dense_low[0] == pytest.approx(float((every.vectors @ vector).min()), abs=1e-6)
+    sampled = candidate_scoring(every, candidate_probe=100)
+    probe, _ = sampled.chooser.probe
+    assert len(probe) < len(every.passages)
+    for question in sampled.read(DEV[:5]):
+        _, _, evidence = sampled.candidates(question)
+        assert evidence.dense_low[0] == pytest.approx(float((every.vectors @ question.vector).min()), abs=1e-6)
 
 
 def test_common_words_count_in_the_scores_of_the_texts_asked_about(mid_size):

@@ -14,14 +14,15 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import FeedbackError
 from qa.feedback import read_feedback, record_feedback
-from qa.page.background_rebuild import IndexStatus, RebuildJob, RebuildState
+from qa.page.background_rebuild import RebuildJob
 from qa.page.chat import Chat
 from qa.page.conversation import Turn, is_follow_up, plan_turn
-from qa.page.render import SectionTexts, chat_messages, render_answer, render_error, render_status, split_case
+from qa.page.index_status import IndexStatus, RebuildState
+from qa.page.render import SectionTexts, chat_messages, render_answer, render_error, render_status
 from qa.passages import Passage, split_sentences
 from qa.search.highlight import Highlighter, Highlights, Sentence
 from qa.search.keyword import KeywordIndex
-from qa.text import language
+from qa.text import language, split_case
 
 from .conftest import case_number, dev_question
 from .helpers import make_corpus
@@ -128,7 +129,8 @@ def test_answer_layout_in_chinese():
     passages = [cited(rank=1, score=0.8123, text="第一句。第二句。"), cited(rank=2, score=0.2, text="弱的一句。", start=300)]
     best = Sentence(rank=1, start=4, end=8, text="第二句。", score=0.9)
     highlights = Highlights(best=best, marked={1: [best], 2: [Sentence(2, 0, 5, "弱的一句。", 0.5)]})
-    html = render_answer(Answer("问题", "answered", 0.8123, passages), standalone("问题"), highlights, uncertain_from=0.35, answered_from=0.7)
+    answer = Answer("问题", "answered", 0.8123, passages, uncertain_from=0.35, answered_from=0.7)
+    html = render_answer(answer, standalone("问题"), highlights)
     assert '<blockquote>“第二句。” <sup class="qa-ref">[1]</sup></blockquote>' in html
     assert '第一句。<mark class="qa-hl qa-best">第二句。</mark>' in html
     assert '<mark class="qa-hl">弱的一句。</mark>' in html
@@ -154,8 +156,9 @@ def test_answer_labels_in_english_and_the_searched_follow_up():
 
 
 def test_not_found_says_so_and_folds_the_weak_matches():
-    answer = Answer("明天去杭州的高铁票还有吗？", "not_found", 0.1, [cited(score=0.1), cited(rank=2, score=0.05, start=300)])
-    html = render_answer(answer, standalone(answer.question), Highlights(), uncertain_from=0.35, answered_from=0.7)
+    passages = [cited(score=0.1), cited(rank=2, score=0.05, start=300)]
+    answer = Answer("明天去杭州的高铁票还有吗？", "not_found", 0.1, passages, uncertain_from=0.35, answered_from=0.7)
+    html = render_answer(answer, standalone(answer.question), Highlights())
     assert "<strong>没有找到相关内容</strong>" in html
     assert '<details class="qa-weak-matches"><summary>最接近的 2 个段落：弱匹配，仅供参考，不是答案</summary>' in html
     assert html.count('class="qa-passage qa-weak"') == 2
@@ -167,8 +170,8 @@ def test_not_found_says_so_and_folds_the_weak_matches():
 def test_uncertain_shows_the_warning_first_then_the_answer_and_its_cards():
     passages = [cited(rank=1, score=0.5, text="第一句。第二句。"), cited(rank=2, score=0.3, text="弱的一句。", start=300)]
     best = Sentence(rank=1, start=4, end=8, text="第二句。", score=0.9, coverage=0.5)
-    answer = Answer("问题", "uncertain", 0.5, passages)
-    html = render_answer(answer, standalone("问题"), Highlights(best=best, marked={1: [best]}), uncertain_from=0.35, answered_from=0.7)
+    answer = Answer("问题", "uncertain", 0.5, passages, uncertain_from=0.35, answered_from=0.7)
+    html = render_answer(answer, standalone("问题"), Highlights(best=best, marked={1: [best]}))
     assert html.startswith('<div class="qa-answer qa-uncertain" lang="zh-CN">')
     warning = html.index("<strong>可能相关，请核对原文</strong>")
     assert warning < html.index('<div class="qa-answer-line">') < html.index('data-rank="1"') < html.index('data-rank="2"')
@@ -176,19 +179,19 @@ def test_uncertain_shows_the_warning_first_then_the_answer_and_its_cards():
     # Not folded away like a "not found": the cards are shown, the one below uncertain_from marked weak.
     assert "qa-weak-matches" not in html and "没有找到相关内容" not in html
     assert html.count('class="qa-passage qa-weak"') == 1 and html.count('class="qa-passage"') == 1
-    english = render_answer(Answer("Why?", "uncertain", 0.5, passages), standalone("Why?"), uncertain_from=0.35)
+    english = render_answer(Answer("Why?", "uncertain", 0.5, passages, uncertain_from=0.35), standalone("Why?"))
     assert "<strong>Possibly relevant: please check the source text (可能相关，请核对原文)</strong>" in english
 
 
 def test_an_uncertain_answer_that_lacks_the_figure_asked_says_so():
     passages = [cited(rank=1, score=0.2, text="推动平台多位一体发展。")]
-    lacking = Answer("平台拨了多少资金？", "uncertain", 0.2, passages, evidence={"no_figure": 1.0})
-    html = render_answer(lacking, standalone(lacking.question), uncertain_from=0.1)
+    lacking = Answer("平台拨了多少资金？", "uncertain", 0.2, passages, evidence={"no_figure": 1.0}, uncertain_from=0.1)
+    html = render_answer(lacking, standalone(lacking.question))
     assert "没有写出数字" in html and "证据不够强" not in html
-    weak = Answer("平台怎么建？", "uncertain", 0.2, passages, evidence={"no_figure": 0.0})
-    assert "证据不够强" in render_answer(weak, standalone(weak.question), uncertain_from=0.1)
-    english = Answer("How much money?", "uncertain", 0.2, passages, evidence={"no_figure": 1.0})
-    assert "state none: the source may not say" in render_answer(english, standalone(english.question), uncertain_from=0.1)
+    weak = Answer("平台怎么建？", "uncertain", 0.2, passages, evidence={"no_figure": 0.0}, uncertain_from=0.1)
+    assert "证据不够强" in render_answer(weak, standalone(weak.question))
+    english = Answer("How much money?", "uncertain", 0.2, passages, evidence={"no_figure": 1.0}, uncertain_from=0.1)
+    assert "state none: the source may not say" in render_answer(english, standalone(english.question))
 
 
 def test_render_error_is_escaped_and_in_the_language():
@@ -273,6 +276,27 @@ def test_reply_answers_a_dev_question_with_its_case_and_a_follow_up(seed_assista
     assert follow.searched == f"{row['question']} 具体是怎么做的？"
     assert follow.answer.question == follow.searched
     assert "检索的问题: <q>" in follow.shown
+
+
+@pytest.mark.parametrize("question, searched", [
+    (dev_question("d14")["question"], [dev_question("d14")["question"]]),
+    # Traditional script on the simplified seed: searched in simplified, embedded both ways (qa/search/question.py).
+    ("醫學檢查結果互認覆蓋哪些醫院？", ["医学检查结果互认覆盖哪些医院？", "醫學檢查結果互認覆蓋哪些醫院？"]),
+])
+def test_one_page_answer_embeds_and_tokenizes_its_question_once(seed_assistant, monkeypatch, question, searched):
+    """Retrieval reads the question once (its vector, its keyword concepts); the highlighter reuses what the
+    answer carries, and marks what reading the question afresh marks."""
+    embedded, analysed = [], []
+    embed, analyse = seed_assistant.embedder.embed_questions, KeywordIndex.analyse
+    monkeypatch.setattr(seed_assistant.embedder, "embed_questions", lambda texts: embedded.append(list(texts)) or embed(texts))
+    monkeypatch.setattr(KeywordIndex, "analyse", lambda index, text: analysed.append(text) or analyse(index, text))
+    turn = Chat(seed_assistant).reply(question, [])
+    assert [text for texts in embedded for text in texts] == searched and analysed == searched[:1]
+    assert 'class="qa-hl qa-best"' in turn.shown and turn.answer.asked.written == question
+    monkeypatch.undo()
+    highlighter = Highlighter(seed_assistant.embedder, seed_assistant.keywords)
+    afresh = highlighter.highlight(question, turn.answer.passages)
+    assert afresh.best is not None and highlighter.highlight(turn.answer.asked, turn.answer.passages) == afresh
 
 
 def test_reply_turns_an_error_into_a_message(seed_assistant):

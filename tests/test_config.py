@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 
 from qa.assistant import Assistant
 from qa.config import (
+    FIELD_CHECKS,
+    UNCHECKED_FIELDS,
     VARIABLES,
     Config,
     PageSettings,
@@ -49,6 +52,56 @@ def test_a_bad_value_is_a_config_error_naming_the_variable_the_value_and_the_all
     with pytest.raises(ConfigError) as raised:
         read_environment({name: value})
     assert str(raised.value) == message and isinstance(raised.value, QAError)
+
+
+# One bad value of each kind of check, in the environment variables' words with the field's name.
+BAD_FIELDS = [
+    ("fusion", "best", "fusion must be one of dense, keyword, rrf, sum, sections, not 'best'"),
+    ("precision", "fp8", "precision must be one of auto, float32, bfloat16, not 'fp8'"),
+    ("store", "s3", "store must be one of local, milvus, not 's3'"),
+    ("vector_index", "annoy", "vector_index must be one of auto, flat, hnsw, ivf, not 'annoy'"),
+    ("keyword_tokenizer", "chars", "keyword_tokenizer must be one of bigrams, words, words+bigrams, not 'chars'"),
+    ("top_k", 0, "top_k must be a whole number from 1 to 100, not 0"),
+    ("top_k", 101, "top_k must be a whole number from 1 to 100, not 101"),
+    ("batch_size", 2.5, "batch_size must be a whole number of 1 or more, not 2.5"),
+    ("max_passage_chars", True, "max_passage_chars must be a whole number of 1 or more, not True"),
+    ("max_file_bytes", -1, "max_file_bytes must be a whole number of 1 or more, not -1"),
+    ("hnsw_links", 1, "hnsw_links must be a whole number of 2 or more, not 1"),
+    ("rrf_k", -1, "rrf_k must be a whole number of 0 or more, not -1"),
+    ("keyword_weight", 1.5, "keyword_weight must be a number from 0 to 1, not 1.5"),
+    ("max_citation_share", -0.1, "max_citation_share must be a number from 0 to 1, not -0.1"),
+    ("english_second_weight", "0.5", "english_second_weight must be a number from 0 to 1, not '0.5'"),
+    ("max_stale_share", float("nan"), "max_stale_share must be a number from 0 to 1, not nan"),
+    ("device", "gpu", "device must be one of cpu, cuda, cuda:N, mps, xpu, xpu:N, not 'gpu'"),
+    ("milvus_uri", "milvus:19530",
+     "milvus_uri must be a Milvus Lite file ending in .db or a server address like http://host:19530, not 'milvus:19530'"),
+    ("milvus_collection", "1st",
+     "milvus_collection must be a Milvus collection name (letters, digits and _, not starting with a digit), not '1st'"),
+    ("model", "", "model must be a sentence-transformers model: a hub name or a local folder, not ''"),
+    ("ray_address", " ", "ray_address must be local or a Ray cluster's address (ray://head:10001, head:6379), not ' '"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD_FIELDS, ids=[f"{field}={value!r}" for field, value, _ in BAD_FIELDS])
+def test_a_bad_field_is_a_config_error_naming_the_field_the_value_and_the_allowed_ones(field, value, message):
+    with pytest.raises(ConfigError) as raised:
+        Config(**{field: value})
+    assert str(raised.value) == message
+    with pytest.raises(ConfigError) as raised:  # a copy with the value is checked as well
+        Config().with_overrides(**{field: value})
+    assert str(raised.value) == message
+
+
+def test_the_ends_of_each_range_are_taken():
+    edges = {"top_k": 100, "rrf_k": 0, "hnsw_links": 2, "max_citation_share": 0, "keyword_weight": 1, "section_weight": 0.0,
+             "batch_size": np.int64(1), "device": "cuda:1", "milvus_uri": "http://milvus:19530", "ray_address": "local"}
+    config = Config(**edges)
+    assert {field: getattr(config, field) for field in edges} == edges
+
+
+def test_every_field_is_checked_or_named_as_taking_any_path():
+    assert sorted(Config.__dataclass_fields__) == sorted([*FIELD_CHECKS, *UNCHECKED_FIELDS])
+    assert UNCHECKED_FIELDS == ("corpus_dir", "index_dir", "feedback_file")
 
 
 @pytest.mark.parametrize("name, value, message", BAD_VALUES[:3], ids=[name for name, _, _ in BAD_VALUES[:3]])

@@ -11,7 +11,11 @@ import json
 import pytest
 
 from qa.answer import MAX_SCORE, Answer, CitedPassage, make_answer, passage_scores
-from qa.decision.relevance import FEATURES, OUTCOMES, Calibration, Judgement, absent_names, asks_figure, holds_figure, load_calibration, named_things
+from qa.config import Config
+from qa.decision.calibration import FEATURES, Calibration, load_calibration
+from qa.decision.evidence import absent_names, asks_figure, holds_figure, named_things
+from qa.decision.outcomes import OUTCOMES
+from qa.decision.relevance import Judgement
 from qa.evaluation import evaluate, read_tsv_questions
 from qa.passages import Passage, split_sentences
 from qa.search.highlight import Highlighter
@@ -192,12 +196,14 @@ def test_the_shipped_calibration_is_usable():
 
 def test_make_answer_takes_the_judgement_of_the_first_hit():
     strong, weak = Hit(PASSAGE, similarity=0.9, score=2.0), Hit(PASSAGE, similarity=0.8, score=1.0)
-    judgement = Judgement("uncertain", 0.6, {"dense": 3.0})
+    judgement = Judgement("uncertain", 0.6, {"dense": 3.0}, uncertain_from=0.3, answered_from=0.7)
     answer = make_answer("?", [strong, weak], judgement)
     assert (answer.outcome, answer.answered, answer.confidence, answer.evidence) == ("uncertain", False, 0.6, {"dense": 3.0})
     assert [p.score for p in answer.passages] == [0.6, 0.3]  # 0.6 · 1/2 for the second
+    assert (answer.uncertain_from, answer.answered_from) == (0.3, 0.7)  # the bar it was judged against
     nothing = make_answer("?", [], judgement)
     assert (nothing.outcome, nothing.confidence, nothing.passages) == ("not_found", 0.0, [])
+    assert (nothing.uncertain_from, nothing.answered_from) == (0.3, 0.7)
 
 
 # --- score display rules ------------------------------------------------------------------------------
@@ -239,6 +245,9 @@ def test_seed_answers_show_falling_scores_and_a_consistent_json(seed_assistant):
         assert shown["outcome"] in OUTCOMES and shown["confidence"] == answer.confidence
         assert [p["rank"] for p in shown["passages"]] == [1, 2, 3, 4, 5]
         assert json.loads(json.dumps(shown, ensure_ascii=False)) == shown
+        # The answer carries the bar its language's thresholds set; the JSON does not.
+        assert (answer.uncertain_from, answer.answered_from) == seed_assistant.calibration.bar(answer.question)
+        assert set(shown) == {"version", "question", "outcome", "answered", "confidence", "passages"}
 
 
 # --- the CLI's text output ----------------------------------------------------------------------------
@@ -250,7 +259,7 @@ def cited(rank, score, text="第一句。", start=0, section="9 医学检查检�
 
 def test_the_cli_prints_the_outcome_line_percentages_and_weak_matches(capsys):
     passages = [cited(1, 0.5, "互认。"), cited(2, 0.123, "别的。", start=10)]
-    print_answer(Answer("问题", "uncertain", 0.5, passages), weak_below=0.2)
+    print_answer(Answer("问题", "uncertain", 0.5, passages, uncertain_from=0.2))
     assert capsys.readouterr().out == (
         "可能相关，请核对原文 (possibly relevant: check the source text)\n"
         "[1] 50%  cases.md · 9 医学检查检验结果互认 (characters 0–3)\n"
@@ -258,10 +267,10 @@ def test_the_cli_prints_the_outcome_line_percentages_and_weak_matches(capsys):
         "[2] 12%  (weak match)  cases.md · 9 医学检查检验结果互认 (characters 10–13)\n"
         "    别的。\n"
     )
-    print_answer(Answer("问题", "answered", 0.9, [cited(1, 0.9, "互认。")]), weak_below=0.2)
+    print_answer(Answer("问题", "answered", 0.9, [cited(1, 0.9, "互认。")], uncertain_from=0.2))
     assert capsys.readouterr().out == "[1] 90%  cases.md · 9 医学检查检验结果互认 (characters 0–3)\n    互认。\n"
     # Not found: every closest passage is a weak match, whatever its score.
-    print_answer(Answer("问题", "not_found", 0.1, [cited(1, 0.1, "互认。")]), weak_below=0.05)
+    print_answer(Answer("问题", "not_found", 0.1, [cited(1, 0.1, "互认。")], uncertain_from=0.05))
     assert capsys.readouterr().out == (
         "没有找到相关内容 (nothing relevant found). Closest passages, weak matches:\n"
         "[1] 10%  (weak match)  cases.md · 9 医学检查检验结果互认 (characters 0–3)\n"
@@ -323,7 +332,7 @@ def test_a_passage_whose_every_sentence_matches_is_marked_by_its_best_sentence_o
     text = "推进茶旅融合。茶旅融合富民。发展茶旅融合。"
     passage = CitedPassage(rank=1, score=0.5, source="a.md", section="1 茶", text=text, start=0, end=len(text))
     # A margin of 1 lets every sentence that holds the keywords join the best one: all three would.
-    highlighter = Highlighter(embedder, KeywordIndex.build([text, "别的内容。"]), margin=1.0)
+    highlighter = Highlighter(embedder, KeywordIndex.build([text, "别的内容。"]), Config(highlight_margin=1.0))
     highlights = highlighter.highlight("茶旅融合", [passage])
     assert len(split_sentences(text)) == 3 and highlights.best.coverage == 1.0
     assert highlights.marked[1] == [highlights.best]

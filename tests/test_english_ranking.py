@@ -1,4 +1,4 @@
-"""English questions get a second opinion in ranking (qa/search/retrieval.py): the second encoder re-reads their
+"""English questions get a second opinion in ranking (qa/search/fusion.py): the second encoder re-reads their
 best passages. Chinese questions are ranked as before; both scoring paths agree; English questions
 written as people write them (eval/seed_in_scope.tsv) find their case more often than without it."""
 
@@ -34,10 +34,11 @@ def test_chinese_questions_are_ranked_as_without_the_second_opinion(seed_assista
 def test_an_english_question_gets_the_second_opinion_on_both_scoring_paths(seed_assistant):
     with_second, without = retrievers(seed_assistant)
     question = "Does Zhejiang encourage people to use serving chopsticks when eating together?"
-    evidence = with_second.evidence([question])
-    assert with_second._second_opinion(evidence, np.zeros_like(evidence.dense), [question],
-                                       np.arange(len(with_second.passages)), with_second.section_first)
+    evidence = with_second.evidence(with_second.read([question]))
     assert evidence.english.tolist() == [True] and evidence.second.shape == evidence.dense.shape
+    assert without.evidence(without.read([question])).english is None
+    chinese = with_second.evidence(with_second.read(["怎样吸引年轻人回乡创业？"]))
+    assert chinese.english is None and chinese.second is None
     assert with_second.search(question, 5)[0].score != without.search(question, 5)[0].score
     index = seed_assistant.index
     candidates = HybridRetriever(index.passages, index.vector_matrix(), seed_assistant.keywords, seed_assistant.embedder,

@@ -6,7 +6,16 @@ import pytest
 
 from qa.answer import Answer, CitedPassage
 from qa.errors import EvaluationError
-from qa.evaluation import EvalQuestion, evaluate, evaluate_file, evaluate_questions, read_squad, read_tsv_questions
+from qa.evaluation import (
+    METRICS,
+    EvalQuestion,
+    append_csv,
+    evaluate,
+    evaluate_file,
+    evaluate_questions,
+    read_squad,
+    read_tsv_questions,
+)
 
 from .helpers import run_qa, write_corpus
 
@@ -44,11 +53,16 @@ ANSWERS = [
 def test_metrics_are_exact_on_a_hand_made_set():
     report = evaluate(QUESTIONS, ANSWERS)
     assert (report.questions, report.in_scope, report.out_of_scope) == (6, 4, 2)
-    assert report.doc_at_1 == 0.25  # q1 only
-    assert report.doc_at_3 == 0.75  # q1, q2, q3
-    assert report.mrr == round((1 + 1 / 2 + 1 / 3 + 0) / 4, 4) == 0.4583
-    assert report.passage_at_1 == 0.25  # q1
-    assert report.passage_at_3 == 0.5  # q1, q2
+    # r, the rank of the first passage from the right case: q1 1, q2 2, q3 3, q4 none.
+    assert report.metrics == {
+        "doc@1": 0.25,  # q1 only: 1/4
+        "doc@3": 0.75, "doc@5": 0.75, "doc@10": 0.75,  # q1, q2, q3: 3/4
+        "passage@1": 0.25,  # q1
+        "passage@3": 0.5, "passage@5": 0.5, "passage@10": 0.5,  # q1, q2 (q3's right passage lacks the evidence)
+        "mrr@10": 0.4583,  # (1/1 + 1/2 + 1/3 + 0) / 4 = 1.8333 / 4
+        "ndcg@10": 0.5327,  # (1/log2(2) + 1/log2(3) + 1/log2(4) + 0) / 4 = (1 + 0.6309 + 0.5) / 4 = 2.1309 / 4
+    }
+    assert list(report.metrics) == list(METRICS) and report.primary == "passage@1"
     # Top passages of the in-scope questions: 12 + 1 + 1 + 1 characters.
     assert report.top_chars == 3.8
     assert report.declined == 0.5  # o1 of o1, o2
@@ -60,6 +74,30 @@ def test_metrics_are_exact_on_a_hand_made_set():
     out_of_scope = {"n": 2, "answered": 0.5, "uncertain": 0.0, "not_found": 0.5}
     assert report.outcomes == {
         "in-scope": in_scope, "in-scope zh-Hans": in_scope, "out-of-scope": out_of_scope, "out-of-scope zh-Hans": out_of_scope,
+    }
+    assert report.to_json() == {
+        "questions": 6, "in_scope": 4, "out_of_scope": 2, "primary": "passage@1", **report.metrics, "top_chars": 3.8,
+        "declined": 0.5, "wrongly_declined": 0.25, "misses": ["q2", "q3", "q4"], "skipped": [], "outcomes": report.outcomes,
+    }
+    assert list(report.to_json()) == [  # flat, in this order
+        "questions", "in_scope", "out_of_scope", "primary", "doc@1", "doc@3", "doc@5", "doc@10", "passage@1", "passage@3",
+        "passage@5", "passage@10", "mrr@10", "ndcg@10", "top_chars", "declined", "wrongly_declined", "misses", "skipped", "outcomes",
+    ]
+
+
+def test_ranks_past_three_and_the_cut_at_ten():
+    questions = [EvalQuestion("d1", "一", case=5, evidence=("证据",)), EvalQuestion("d2", "二", case=5, evidence=("证据",))]
+    wrong = [cited(rank, "1 民生实事", "x") for rank in range(1, 11)]
+    answers = [
+        answer("uncertain", *wrong[:5], cited(6, "5 平台", "有证据")),  # d1: r = 6, with the evidence
+        answer("uncertain", *wrong, cited(11, "5 平台", "有证据")),  # d2: r = 11, past every cut
+    ]
+    report = evaluate(questions, answers)
+    assert report.metrics == {
+        "doc@1": 0.0, "doc@3": 0.0, "doc@5": 0.0, "doc@10": 0.5,  # d1 at 10: 1/2
+        "passage@1": 0.0, "passage@3": 0.0, "passage@5": 0.0, "passage@10": 0.5,
+        "mrr@10": 0.0833,  # (1/6 + 0) / 2
+        "ndcg@10": 0.1781,  # (1/log2(7) + 0) / 2 = 0.3562 / 2
     }
 
 
@@ -87,7 +125,63 @@ def test_case_numbers_are_read_from_the_start_of_the_section():
 
 def test_no_out_of_scope_question_reports_none_declined():
     report = evaluate(QUESTIONS[:1], ANSWERS[:1])
-    assert report.declined is None and report.doc_at_1 == 1.0
+    assert report.declined is None and report.metrics["doc@1"] == 1.0
+
+
+HEADER = (
+    "files,fusion,questions,in_scope,out_of_scope,doc@1,doc@3,doc@5,doc@10,passage@1,passage@3,passage@5,passage@10,"
+    "mrr@10,ndcg@10,top_chars,declined,wrongly_declined\n"
+)
+
+
+def test_csv_rows_are_appended_under_one_header(tmp_path):
+    path, files = tmp_path / "runs.csv", [tmp_path / "in.tsv", tmp_path / "out.tsv"]
+    append_csv(path, evaluate(QUESTIONS, ANSWERS), files, "sections")
+    append_csv(path, evaluate(QUESTIONS[:1], ANSWERS[:1]), files[:1], "rrf")
+    assert path.read_text(encoding="utf-8") == (
+        HEADER
+        # the hand-made set's figures (test_metrics_are_exact_on_a_hand_made_set)
+        + f"{files[0]};{files[1]},sections,6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25\n"
+        # q1 alone: right case first with the evidence, so every metric is 1 (1/1, 1/log2(2)); its top passage
+        # has 12 characters; no out-of-scope question, so the declined cell is empty.
+        + f"{files[0]},rrf,1,1,0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,12.0,,0.0\n"
+    )
+
+
+def test_a_csv_file_with_other_columns_or_in_a_missing_folder_is_refused(tmp_path):
+    report = evaluate(QUESTIONS, ANSWERS)
+    other = tmp_path / "other.csv"
+    other.write_text("epoch,steps,ndcg@10\n1,100,0.5\n", encoding="utf-8")
+    with pytest.raises(EvaluationError) as raised:
+        append_csv(other, report, [tmp_path / "q.tsv"], "sections")
+    assert str(raised.value) == f"{other} has other columns than `qa eval --csv` writes; give a new file"
+    assert other.read_text(encoding="utf-8") == "epoch,steps,ndcg@10\n1,100,0.5\n"
+    missing = tmp_path / "no" / "runs.csv"
+    with pytest.raises(EvaluationError) as raised:
+        append_csv(missing, report, [tmp_path / "q.tsv"], "sections")
+    assert str(raised.value) == f"cannot write the results to {missing}: No such file or directory"
+
+
+def test_qa_eval_prints_every_metric_and_adds_a_csv_row(tmp_path, monkeypatch):
+    monkeypatch.setattr("qa.evaluation.evaluate_file", lambda paths, config, **_: evaluate(QUESTIONS, ANSWERS))
+    questions, results = tmp_path / "q.tsv", tmp_path / "runs.csv"
+    result = run_qa("eval", str(questions), "--csv", str(results))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:6] == [  # the figures of test_metrics_are_exact_on_a_hand_made_set
+        "6 questions, 4 in scope, 2 out of scope",
+        "doc@1 0.250   doc@3 0.750   doc@5 0.750   doc@10 0.750   mrr@10 0.458   ndcg@10 0.533",
+        "passage@1 0.250   passage@3 0.500   passage@5 0.500   passage@10 0.500   top passage 4 characters on average",
+        "primary: passage@1 0.250",
+        "out of scope declined 0.500   in scope wrongly declined 0.250",
+        "",
+    ]
+    squad = run_qa("eval", str(tmp_path / "s.json"), "--fusion", "rrf", "--csv", str(results))
+    assert squad.stdout.splitlines()[2:4] == [  # a SQuAD file's passage@k reads answer@k
+        "answer@1 0.250   answer@3 0.500   answer@5 0.500   answer@10 0.500   top passage 4 characters on average",
+        "primary: answer@1 0.250",
+    ]
+    row = "6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25\n"
+    assert results.read_text(encoding="utf-8") == f"{HEADER}{questions},sections,{row}{tmp_path / 's.json'},rrf,{row}"
 
 
 def test_answers_must_match_questions():
@@ -138,7 +232,10 @@ def test_a_real_squad_evaluation_with_the_model(tmp_path, embedder):
     from qa.config import Config
 
     report = evaluate_file(path, Config(index_dir=tmp_path / "unused"), embedder)
-    assert (report.in_scope, report.doc_at_1, report.passage_at_1, report.mrr) == (3, 1.0, 1.0, 1.0)
+    assert report.in_scope == 3
+    assert {key: report.metrics[key] for key in ("doc@1", "passage@1", "mrr@10", "ndcg@10")} == dict.fromkeys(
+        ("doc@1", "passage@1", "mrr@10", "ndcg@10"), 1.0
+    )
 
 
 def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
@@ -156,8 +253,10 @@ def test_qa_eval_command_on_a_tiny_corpus(tmp_path):
     result = run_qa("eval", str(questions), "--corpus", str(corpus), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert {key: report[key] for key in ("questions", "in_scope", "doc_at_1", "mrr", "passage_at_1", "declined", "wrongly_declined")} == {
-        "questions": 3, "in_scope": 2, "doc_at_1": 1.0, "mrr": 1.0, "passage_at_1": 1.0, "declined": 1.0, "wrongly_declined": 0.0,
+    keys = ("questions", "in_scope", "primary", "doc@1", "mrr@10", "ndcg@10", "passage@1", "declined", "wrongly_declined")
+    assert {key: report[key] for key in keys} == {
+        "questions": 3, "in_scope": 2, "primary": "passage@1", "doc@1": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0, "passage@1": 1.0,
+        "declined": 1.0, "wrongly_declined": 0.0,
     }
     # Groups by scope and script ("oos" is no kind of its own); the bread question is not found.
     assert sorted(report["outcomes"]) == ["in-scope", "in-scope zh-Hans", "out-of-scope", "out-of-scope en"]

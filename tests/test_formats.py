@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qa.documents.corpus import Document, Problem, Section, read_corpus, read_document
-from qa.documents.formats import decode_text, extract, pdf_paragraphs
+from qa.documents.readers import decode_text, extract, pdf_paragraphs
 from qa.errors import DocumentError
 from qa.passages import make_passages
 

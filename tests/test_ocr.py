@@ -10,8 +10,8 @@ import io
 import pytest
 
 from qa.documents.corpus import read_corpus
-from qa.documents.formats import extract
 from qa.documents.ocr import OCR_CACHE_FILE, OcrReader
+from qa.documents.readers import extract
 from qa.errors import DocumentError
 
 from .conftest import case_number, read_dev_questions

@@ -7,7 +7,7 @@ import sys
 import tomllib
 import zipfile
 
-from qa.page.server import static_text
+from qa.page.layout import static_text
 
 from .helpers import PROJECT
 

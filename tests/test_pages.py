@@ -31,7 +31,7 @@ def test_json_and_terminal_carry_the_page():
 
     @click.command()
     def show():
-        print_answer(_answer("q", 3), weak_below=0.5)
+        print_answer(_answer("q", 3))
 
     assert "[1] 90%  报告.pdf, page 3 · " in CliRunner().invoke(show).output
 
@@ -39,11 +39,12 @@ def test_json_and_terminal_carry_the_page():
 def test_build_summaries_name_the_pages_read_by_ocr_and_the_unreadable_ones():
     import time
 
-    from qa.build.pipeline import BuildReport, CorpusChanges
+    from qa.build.changes import CorpusChanges
+    from qa.build.report import BuildReport
     from qa.documents.corpus import Problem
     from qa.documents.ocr import OcrSummary
-    from qa.page.background_rebuild import RebuildState
-    from qa.page.render import _render_rebuild
+    from qa.page.index_status import IndexStatus, RebuildState
+    from qa.page.render import render_status
     from qa.terminal import ocr_lines, page_ranges
 
     assert (page_ranges([5, 1, 2, 3]), page_ranges([4])) == ("pages 1-3, 5", "page 4")
@@ -55,8 +56,9 @@ def test_build_summaries_name_the_pages_read_by_ocr_and_the_unreadable_ones():
         documents=1, passages=3, problems=[], changes=CorpusChanges(), seconds=1.0, folder="x",
         ocr={"扫描件.pdf": summary}, page_problems=[Problem("扫描件.pdf", "page 4: OCR found no text on it")],
     )
-    shown = _render_rebuild(RebuildState(finished=time.time(), report=report))
+    shown = render_status(IndexStatus(rebuild=RebuildState(finished=time.time(), report=report)))
     assert "<li>扫描件.pdf: 3 页 pages, 平均置信度 mean confidence 0.988</li>" in shown
     assert "<li>扫描件.pdf: page 4: OCR found no text on it</li>" in shown
-    running = _render_rebuild(RebuildState(running=True, stage="ocr", done=1, total=3, started=time.time(), stage_started=time.time()))
+    ocr = RebuildState(running=True, stage="ocr", done=1, total=3, started=time.time(), stage_started=time.time())
+    running = render_status(IndexStatus(rebuild=ocr))
     assert "文字识别 OCR of scanned pages" in running and '<progress max="3" value="1"></progress> 1/3' in running

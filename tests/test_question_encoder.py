@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from qa.assistant import Assistant, clean_question
+from qa.config import Config
 from qa.embeddings.model import Embedder
 from qa.embeddings.question_encoder import PASSAGE, QuestionEncoder
 from qa.errors import ModelError
@@ -47,6 +48,13 @@ def reference(embedder) -> Embedder:
 def test_the_bundled_model_gets_the_encoder_and_other_models_do_not(embedder):
     assert isinstance(embedder.question_encoder, QuestionEncoder)
     assert Embedder("some/other-model").question_encoder is None
+
+
+def test_a_few_passages_are_embedded_without_the_model_up_to_the_configured_count():
+    embedder = Embedder.from_config(Config())  # up to 64, sentence-transformers not loaded
+    assert embedder.without_model(64) and not embedder.without_model(65)
+    assert (embedder.precision_for(64), embedder.precision_for(65)) == ("float32", embedder.passage_precision)
+    assert not Embedder.from_config(Config(max_passages_without_model=0)).without_model(1)
 
 
 @pytest.mark.slow  # ~12 s: sentence-transformers and the encoder each embed 224 questions

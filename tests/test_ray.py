@@ -71,8 +71,8 @@ def test_ray_replicas_give_the_second_encoders_passage_vectors(built_both_ways, 
     from qa.embeddings.second_encoder import SECOND_FILE, SecondEncoder
 
     in_process = built_both_ways[0]
-    encoded, encode = [], SecondEncoder._encode
-    monkeypatch.setattr(SecondEncoder, "_encode", lambda self, texts: encoded.extend(texts) or encode(self, texts))
+    encoded, embed = [], SecondEncoder.embed
+    monkeypatch.setattr(SecondEncoder, "embed", lambda self, texts: encoded.extend(texts) or embed(self, texts))
     on_ray = Assistant(Config(corpus_dir=SEED_CORPUS, index_dir=tmp_path, precision="float32", ray_address="local"))
     on_ray.rebuild()
     assert encoded  # the background questions, in this process

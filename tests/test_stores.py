@@ -17,17 +17,19 @@ import pytest
 pytest.importorskip("pymilvus")
 
 from qa.assistant import Assistant
-from qa.config import Config, config_from_env
+from qa.config import STORES, Config, config_from_env
 from qa.embeddings.cache import CACHE_FILE
-from qa.errors import ConfigError, StoreError
+from qa.errors import ConfigError, IndexCorruptError, StoreError
 from qa.evaluation import evaluate_questions, read_squad
 from qa.passages import Passage
-from qa.store.base import passage_keys
-from qa.store.folder import current_build, load_index, make_manifest, write_index
+from qa.store.base import PassageIndex, passage_keys
+from qa.store.factory import BACKENDS, store_for, store_of
+from qa.store.folder import current_build, last_build, load_index, make_manifest, write_index
+from qa.store.local import LocalIndex, LocalStore
 from qa.store.milvus import MilvusIndex, MilvusStore, close_client
 
 from .conftest import DATA, SEED_CORPUS, read_dev_questions
-from .helpers import QA, kill_builds_while_renaming, make_corpus
+from .helpers import QA, kill_builds_while_renaming, make_corpus, run_qa
 from .test_build import DOCS, kill, read_until, run_child
 
 CMRC_SMALL = DATA / "cmrc2018_trial_small.json"
@@ -90,8 +92,49 @@ def test_milvus_proposes_candidates_by_its_own_bm25_and_dense_search(both):
     assert index.search(vectors, 1)[0][0][0] == bus
     # Asked with the opposite vector, the dense search finds another passage; Milvus's BM25 still finds the bus.
     assert index.search(-vectors, 1)[0][0][0] != bus
-    hybrid = index.search(-vectors, 1, [question])[0]
-    assert len(hybrid) == 2 and bus in [row for row, _ in hybrid]
+    proposed = index.candidates(-vectors, 1, [question])[0]
+    assert len(proposed) == 2 and bus in proposed
+
+
+def test_search_gives_cosine_similarities_in_both_stores(both):
+    """One verb, one meaning: `search` scores are the inner products of the normalised vectors in every store,
+    and `candidates` without keywords of its own are the nearest passages."""
+    found = {}
+    for assistant in both:
+        index = load_index(assistant.config.index_dir)
+        assert isinstance(index, PassageIndex)
+        vectors = assistant.embedder.embed_questions(QUESTIONS)
+        hits = index.search(vectors, 3)
+        for vector, question_hits in zip(vectors, hits):
+            rows = [row for row, _ in question_hits]
+            assert [score for _, score in question_hits] == pytest.approx(index.vector_matrix()[rows] @ vector, abs=1e-5)
+        found[type(index)] = [[row for row, _ in question_hits] for question_hits in hits]
+    assert found[LocalIndex] == found[MilvusIndex]
+    local = load_index(both[0].config.index_dir)
+    assert local.candidates(vectors, 3, QUESTIONS) == found[LocalIndex]
+
+
+def test_status_reads_the_manifest_not_every_passage_from_milvus(both, monkeypatch):
+    _, remote = both
+
+    def refused(*args):
+        raise AssertionError("qa status read every passage from Milvus")
+
+    monkeypatch.setattr(MilvusStore, "open", refused)
+    result = run_qa("status", "--corpus", str(remote.config.corpus_dir), "--index", str(remote.config.index_dir))
+    assert result.exit_code == 0
+    assert f"Store: Milvus at {remote.config.milvus_uri}, collection qa_passages, version 1\n" in result.output
+
+
+def test_the_store_names_are_the_settings_names(tmp_path):
+    assert set(BACKENDS) == set(STORES)
+    assert isinstance(store_for(Config(index_dir=tmp_path)), LocalStore)
+    milvus_store = store_for(Config(index_dir=tmp_path, store="milvus"))
+    assert (milvus_store.uri, milvus_store.collection) == (str(tmp_path.resolve() / "milvus.db"), "qa_passages")
+    facts = {"kind": "milvus", "uri": "http://milvus.example:19530", "collection": "policy_v1"}
+    assert (store_of({"store": facts}).uri, store_of({"store": facts}).collection) == ("http://milvus.example:19530", "policy_v1")
+    with pytest.raises(IndexCorruptError, match=r"^the manifest names no store the index can be read from \(\{'kind': 'faiss'\}\); "):
+        store_of({"store": {"kind": "faiss"}})
 
 
 EDITS = {
@@ -157,9 +200,9 @@ def test_passage_keys_are_stable_and_change_with_anything_about_the_passage():
     passage = Passage(id=0, source="a.md", section="s", start=0, end=4, text="互认共享")
     vector = np.ones((1, 4), np.float32) / 2
     key = passage_keys([passage], vector)[0]
-    assert key >= 0 and passage_keys([Passage(**{**passage.to_dict(), "id": 7})], vector)[0] == key  # not its row
+    assert key >= 0 and passage_keys([Passage.from_dict({**passage.to_dict(), "id": 7})], vector)[0] == key  # not its row
     for changed in ({"start": 1}, {"text": "互认"}, {"section": "t"}, {"source": "b.md"}):
-        assert passage_keys([Passage(**{**passage.to_dict(), **changed})], vector)[0] != key
+        assert passage_keys([Passage.from_dict({**passage.to_dict(), **changed})], vector)[0] != key
     assert passage_keys([passage], vector * 0.5)[0] != key  # embedded again, otherwise
     with pytest.raises(ValueError, match="two passages have the same key"):
         passage_keys([passage, passage], np.vstack([vector, vector]))
@@ -173,10 +216,10 @@ def test_hnsw_updates_in_place_and_never_finds_a_removed_passage(tmp_path):
     passages = [Passage(id=i, source=f"{i // 10}.md", section="", start=0, end=1, text=f"p{i}") for i in range(600)]
     settings = {"type": "hnsw", "factory": "HNSW32,Flat", "ef_construction": 40, "ef_search": 128}
 
-    def write(rows):
-        chosen = [Passage(**{**passages[r].to_dict(), "id": n}) for n, r in enumerate(rows)]
+    def write(rows, config=Config()):
+        chosen = [Passage.from_dict({**passages[r].to_dict(), "id": n}) for n, r in enumerate(rows)]
         manifest = make_manifest("synthetic", 16, {}, {"x.md": "0" * 64}, 1, len(rows), vector_index=settings)
-        write_index(tmp_path, manifest, chosen, vectors[rows])
+        write_index(tmp_path, manifest, chosen, vectors[rows], store_for(config), last_build(tmp_path))
         return load_index(tmp_path)
 
     write(list(range(580)))
@@ -189,7 +232,8 @@ def test_hnsw_updates_in_place_and_never_finds_a_removed_passage(tmp_path):
     # Asked with the removed passages' own vectors: five live passages each, the stale vector skipped by FAISS.
     assert [len(hits) for hits in index.search(vectors[100:120], 5)] == [5] * 20
     assert [hits[0][0] for hits in index.search(vectors[rows[:50]], 1)] == list(range(50))
-    # Stale keys past a tenth of the index: made afresh.
+    # Stale keys past a tenth of the index (Config.max_stale_share): made afresh.
+    assert write(list(range(200, 600)), Config(max_stale_share=0.5)).manifest["store"]["update"] == "incremental"
     index = write(list(range(200, 600)))
     assert index.manifest["store"]["update"] == "full" and len(index.stale) == 0
 
@@ -239,8 +283,8 @@ def test_cmrc_slice_answer_at_1_within_half_a_point(tmp_path, embedder):
     asked = [q for q in questions if q.question]
     by_local = evaluate_questions(asked, lambda texts: local.ask_many(texts, 5))
     by_milvus = evaluate_questions(asked, lambda texts: remote.ask_many(texts, 5))
-    assert by_local.passage_at_1 >= 0.8  # the slice is answerable: a store that found nothing would fail
-    assert abs(by_milvus.passage_at_1 - by_local.passage_at_1) <= 0.005
+    assert by_local.metrics["passage@1"] >= 0.8  # the slice is answerable: a store that found nothing would fail
+    assert abs(by_milvus.metrics["passage@1"] - by_local.metrics["passage@1"]) <= 0.005
     close_client(config.milvus_uri)
 
 
@@ -251,8 +295,8 @@ def test_cmrc_slice_answer_at_1_within_half_a_point(tmp_path, embedder):
 MILVUS_WRITE_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.store.folder import build_lock, load_index, write_index
-    from qa.store.base import store_of
+    from qa.store.factory import store_of
+    from qa.store.folder import build_lock, last_build, load_index, write_index
 
     index_dir = Path(sys.argv[1])
     old = load_index(index_dir)
@@ -263,8 +307,8 @@ MILVUS_WRITE_AND_STOP = """
         time.sleep(600)
 
     with build_lock(index_dir):
-        write_index(index_dir, old.manifest, old.passages[:2], old.vector_matrix()[:2], extra_files={"extra.bin": stop_here},
-                    store=store_of(old.manifest))
+        write_index(index_dir, old.manifest, old.passages[:2], old.vector_matrix()[:2], store_of(old.manifest),
+                    last_build(index_dir), extra_files={"extra.bin": stop_here})
 """
 
 

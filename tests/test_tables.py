@@ -10,7 +10,7 @@ import io
 import pytest
 
 from qa.documents.corpus import read_document
-from qa.documents.formats import extract
+from qa.documents.readers import extract
 from qa.documents.tables import row_lines, title_row
 from qa.errors import DocumentError
 from qa.passages import make_passages

@@ -50,7 +50,7 @@ def test_an_uploaded_name_is_stored_as_its_last_part_never_hidden(name, stored):
     assert safe_name(name) == stored
 
 
-ACCEPTED = "accepted: " + ", ".join(SUPPORTED_SUFFIXES)  # the readers of qa/documents/formats.py
+ACCEPTED = "accepted: " + ", ".join(SUPPORTED_SUFFIXES)  # the readers of qa/documents/readers/
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_a_long_strip_of_a_page_is_drawn_narrower_rather_than_huge(tmp_path):
 CONCURRENT = """
 import sys, threading
 from pathlib import Path
-from qa.documents.formats import read_pdf
+from qa.documents.readers import read_pdf
 from qa.page.pdf_view import show_cited_page
 corpus = Path(sys.argv[1])
 raw = (corpus / "a.pdf").read_bytes()

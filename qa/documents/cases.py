@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.documents.corpus import safe_file_name
 from qa.documents.pdf_repair import join_lines
 from qa.errors import ImportCasesError
 
@@ -31,6 +32,8 @@ _ENDS_SENTENCE = re.compile(r"[。！？；.!?;][”’」』）)\]\"']*\s*$")
 
 @dataclass(frozen=True)
 class Case:
+    """One row of the table: the case's number, its title (名称) and its content (主要内容), lines joined."""
+
     number: int
     title: str
     text: str
@@ -38,6 +41,8 @@ class Case:
 
 @dataclass(frozen=True)
 class CaseTable:
+    """The document: its title (the lines above the header) and its cases in order."""
+
     title: str
     cases: list[Case]
 
@@ -107,7 +112,9 @@ def import_cases(source: Path, corpus_dir: Path, name: str | None = None, overwr
     except OSError as error:
         raise ImportCasesError(f"{source}: cannot read ({error.strerror})") from None
     table = parse_case_table(text)
-    target = corpus_dir / f"{_safe_file_name(name or table.title)}.md"
+    # One file in the corpus folder: path separators become "_", like other characters file systems refuse.
+    stem = safe_file_name(name or table.title, "_").rstrip(" .")[:100] or "cases"
+    target = corpus_dir / f"{stem}.md"
     if target.exists() and not overwrite:
         raise ImportCasesError(f"{target} already exists; pass --overwrite to replace it")
     corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -115,8 +122,3 @@ def import_cases(source: Path, corpus_dir: Path, name: str | None = None, overwr
     partial.write_text(table.to_markdown(), encoding="utf-8")
     partial.replace(target)  # never leave a half-written document in the corpus
     return target
-
-
-def _safe_file_name(name: str) -> str:
-    cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "_", name).strip(" .")
-    return cleaned[:100] or "cases"

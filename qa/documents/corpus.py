@@ -1,7 +1,7 @@
 """Read the corpus folder: every supported document, its text, and the sections its headings open.
 
 A document's `text` is exactly what a citation's offsets point into: the file's text for .md and
-.txt, the extracted (or OCR'd) text for the other formats (see qa/documents/formats.py). Headings (Markdown
+.txt, the extracted (or OCR'd) text for the other formats (see qa/documents/readers/). Headings (Markdown
 `#`, Word heading styles, HTML h1-h6, slide titles, large lines of a scan) become the `section` of
 the text under them; a plain-text file or a text PDF is one section without a heading. A table is
 a section of its own, named after the table, whose every line (one row) is cited on its own.
@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.documents.formats import READERS, UNSUPPORTED, Heading, Table, extract
+from pathvalidate import sanitize_filename
+
 from qa.documents.ocr import OcrReader, OcrSummary
+from qa.documents.readers import READERS, UNSUPPORTED, Heading, Table, extract
 from qa.errors import CorpusError, DocumentError
 
 SUPPORTED_SUFFIXES = tuple(READERS)
@@ -96,7 +98,18 @@ def outside_links(corpus_dir: Path) -> list[str]:
 
 
 def source_name(path: Path, corpus_dir: Path) -> str:
+    """The name a source is cited by: its path relative to the corpus folder, with forward slashes."""
     return path.relative_to(corpus_dir).as_posix()
+
+
+def safe_file_name(name: str, replacement: str = "") -> str:
+    """`name` as a file name that every file system accepts and `list_sources` lists; may be "".
+
+    Characters and names some file system refuses (`/`, `:`, control characters, CON…) are replaced by
+    `replacement` (pathvalidate, for every platform), and what would hide the file is dropped: leading
+    dots and spaces, and Word's lock-file prefix '~$'."""
+    cleaned = sanitize_filename(name, replacement_text=replacement, platform="universal")
+    return cleaned.lstrip(". ").removeprefix("~$").lstrip(". ")
 
 
 def corpus_file(corpus_dir: Path, source: str) -> Path:

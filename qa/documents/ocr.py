@@ -26,10 +26,13 @@ from pathlib import Path
 
 from qa.cache_file import connect_cache, open_cache
 from qa.documents.pdfium import PDFIUM, render
-from qa.errors import DocumentError
+from qa.errors import DocumentError, short_reason
 
 OCR_CACHE_FILE = "ocr-cache.sqlite"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# The thresholds below are part of how a page is read, not settings: the build reads the corpus again
+# when this code changes (qa/build/changes.py reader_fingerprint hashes qa/documents), which it could
+# not know of a setting.
 # RapidOCR scales an image down to 2,000 pixels on its long side before detection; rendering a
 # page larger only costs time, smaller loses small print.
 PAGE_PIXELS = 2000
@@ -219,7 +222,7 @@ class OcrReader:
             image = Image.open(io.BytesIO(raw))
             frames = getattr(image, "n_frames", 1)
         except (UnidentifiedImageError, OSError) as error:
-            raise DocumentError(f"not a readable image ({_short(error)})") from None
+            raise DocumentError(f"not a readable image ({short_reason(error)})") from None
         except Image.DecompressionBombError:
             raise DocumentError("image too large to read (over 179 million pixels); scale it down") from None
         pages = []
@@ -231,7 +234,7 @@ class OcrReader:
                     # A phone photo is stored sideways with an EXIF note saying how to turn it.
                     pixels = _fit(ImageOps.exif_transpose(frame).convert("RGB"))
                 except (OSError, ValueError) as error:  # truncated or damaged image data
-                    raise DocumentError(f"damaged image, cannot be decoded ({_short(error)})") from None
+                    raise DocumentError(f"damaged image, cannot be decoded ({short_reason(error)})") from None
                 except Image.DecompressionBombError:
                     raise DocumentError("image too large to read (over 179 million pixels); scale it down") from None
                 page = self._recognise(file, number, pixels)
@@ -246,7 +249,7 @@ class OcrReader:
                 from rapidocr_onnxruntime import RapidOCR
             except ImportError as error:  # OpenCV needs libGL.so.1 and libglib on Linux; a bare container may lack them
                 raise DocumentError(
-                    f"OCR is not available here ({_short(error)}); install the system library it names "
+                    f"OCR is not available here ({short_reason(error)}); install the system library it names "
                     "(e.g. apt-get install libgl1 libglib2.0-0) to read scanned pages and images"
                 ) from None
 
@@ -399,8 +402,3 @@ def _fit(image):
         return image
     scale = PAGE_PIXELS / longest
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-
-
-def _short(error: Exception) -> str:
-    message = " ".join(str(error).split()) or type(error).__name__
-    return message if len(message) <= 120 else message[:117] + "..."

@@ -42,6 +42,11 @@ def remove_spaces_in_chinese(text: str) -> str:
     return _SPACE_RUN.sub(" ", text).strip(" ")
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: runs of whitespace (line breaks too) collapsed to one space, none next to Chinese."""
+    return remove_spaces_in_chinese(" ".join(text.split()))
+
+
 def join_lines(lines: list[str]) -> str:
     """Join lines that a layout wrapped into one run of text.
 

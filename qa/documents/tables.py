@@ -12,7 +12,7 @@ qa/passages.py), under a section that names the table (see `table_title`).
 
 import re
 
-from qa.documents.pdf_repair import remove_spaces_in_chinese
+from qa.documents.pdf_repair import one_line
 
 CELL_SEPARATOR = "；"
 HEADER_SEPARATOR = "："
@@ -21,9 +21,7 @@ _SENTENCE_END = "。！？；：…!?;:"
 
 def clean_cell(value: object) -> str:
     """A cell's text on one line: whitespace collapsed, none between Chinese characters."""
-    if value is None:
-        return ""
-    return remove_spaces_in_chinese(" ".join(str(value).split()))
+    return "" if value is None else one_line(str(value))
 
 
 def row_lines(rows: list[list[str]]) -> list[str]:

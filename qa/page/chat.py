@@ -3,7 +3,7 @@ feedback, and reports on the index.
 
 It composes the rooms that do the work: qa/page/conversation.py (follow-ups, what a turn searches),
 qa/search/highlight.py (the sentences that answer), qa/page/render.py (the HTML), qa/feedback.py (the log)
-and qa/page/background_rebuild.py (the index panel and rebuilds). The page (qa/page/server.py) lays it out.
+and qa/page/background_rebuild.py (the index panel and rebuilds). The page's events (qa/page/events.py) call it.
 """
 
 import logging
@@ -12,6 +12,7 @@ import traceback
 from dataclasses import replace
 
 from qa.assistant import Assistant
+from qa.decision.outcomes import NOT_FOUND
 from qa.errors import FeedbackError, QAError
 from qa.feedback import record_feedback
 from qa.page.background_rebuild import IndexMonitor, IndexStatus
@@ -30,7 +31,7 @@ class Chat:
 
     def __init__(self, assistant: Assistant, highlighter: Highlighter | None = None, auto_rebuild: bool = False):
         self.assistant = assistant
-        self.highlighter = highlighter or Highlighter(assistant.embedder, lambda: assistant.keywords)
+        self.highlighter = highlighter or Highlighter(assistant.embedder, lambda: assistant.keywords, assistant.config)
         self.index_monitor = IndexMonitor(assistant, auto_rebuild)
         self.rebuilds = self.index_monitor.rebuilds
         self._sections: tuple[object, SectionTexts] | None = None
@@ -41,8 +42,9 @@ class Chat:
         turn = plan_turn(question, history)
         try:
             answer = self.assistant.ask(turn.searched)
-            found = answer.outcome != "not_found"
-            highlights = self.highlighter.highlight(answer.question, answer.passages) if found else None
+            found = answer.outcome != NOT_FOUND
+            # The question as retrieval read it: the highlighter embeds and tokenizes nothing of it again.
+            highlights = self.highlighter.highlight(answer.asked or answer.question, answer.passages) if found else None
             sections = self.sections()
         except QAError as error:
             return replace(turn, error=str(error), shown=render_error(str(error), turn.question))
@@ -50,9 +52,7 @@ class Chat:
             log.error("answering %r failed:\n%s", turn.searched, traceback.format_exc())
             return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
-        calibration = self.assistant.calibration
-        shown = render_answer(answer, turn, highlights, sections, *calibration.bar(answer.question))
-        return replace(turn, shown=shown)
+        return replace(turn, shown=render_answer(answer, turn, highlights, sections))
 
     def sections(self) -> SectionTexts:
         """Section texts of the index now served (rebuilt after the index is replaced)."""

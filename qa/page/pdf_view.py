@@ -2,7 +2,7 @@
 
 A PDF page is rendered by PDFium (pypdfium2). The cited text is found in the page's own text layer,
 compared without whitespace (the corpus text has the PDF's wrapped lines joined and the spaces
-inside Chinese removed, qa/documents/formats.py), and the boxes of its characters are merged into one mark
+inside Chinese removed, qa/documents/readers/pdf.py), and the boxes of its characters are merged into one mark
 per line. A passage that runs on to the next page is marked as far as this page holds it. A scanned
 page (or an image file) has no text layer: its lines are marked where OCR read them, from the
 build's OCR cache (qa/documents/ocr.py, read-only, nothing is recognised here); without a cached result the

@@ -8,7 +8,7 @@ Markdown, which passes an HTML block through untouched only up to its first blan
 Labels follow the language of the question: Chinese when it contains Chinese characters, English
 otherwise. The passages cited are the same either way (the model is multilingual).
 
-Longer than most modules (~360 lines) on purpose: every piece of the page's markup is built here,
+Longer than most modules on purpose: every piece of the page's markup is built here,
 so that one file can be checked for escaping.
 """
 
@@ -17,9 +17,10 @@ import time
 from datetime import datetime
 
 from qa.answer import Answer, CitedPassage
+from qa.decision.outcomes import ANSWERED, NOT_FOUND, UNCERTAIN
 from qa.errors import public_message
-from qa.page.background_rebuild import IndexStatus, RebuildState
 from qa.page.conversation import Turn
+from qa.page.index_status import IndexStatus, RebuildState
 from qa.passages import Passage
 from qa.search.highlight import Highlights
 from qa.text import language, split_case
@@ -179,18 +180,18 @@ def render_answer(
     turn: Turn,
     highlights: Highlights | None = None,
     sections: SectionTexts | None = None,
-    uncertain_from: float = 0.0,
-    answered_from: float = 1.0,
 ) -> str:
     """An answer as safe single-line HTML, by its outcome: answered (the best sentence of passage [1]
     quoted, then the cited passages), uncertain (the same under a plain warning), or not found (the
-    closest passages folded away as weak matches). `uncertain_from` and `answered_from` are the
-    calibrated thresholds: the relevance bars turn colour there, and passages below the first are marked weak."""
+    closest passages folded away as weak matches). The answer's `uncertain_from` and `answered_from` are
+    the calibrated thresholds it was judged against: the relevance bars turn colour there, and passages
+    below the first are marked weak."""
     lang = language(turn.question)
     labels = LABELS[lang]
     highlights = highlights or Highlights()
-    scale = (uncertain_from, answered_from)
-    css = {"answered": "", "uncertain": " qa-uncertain", "not_found": " qa-not-found"}[answer.outcome]
+    uncertain_from = answer.uncertain_from
+    scale = (uncertain_from, answer.answered_from)
+    css = {ANSWERED: "", UNCERTAIN: " qa-uncertain", NOT_FOUND: " qa-not-found"}[answer.outcome]
     out = [f'<div class="qa-answer{css}" lang="{"zh-CN" if lang == "zh" else "en"}">']
     if turn.combined:
         out.append(
@@ -199,7 +200,7 @@ def render_answer(
         )
     for note in answer.notes:
         out.append(f'<div class="qa-note">{labels["note"]}: {_text(note)}</div>')
-    if answer.outcome == "not_found":
+    if answer.outcome == NOT_FOUND:
         out.append(
             f'<div class="qa-not-found-line"><strong>{labels["not_found"]}</strong></div>'
             f'<p class="qa-not-found-detail">{labels["not_found_detail"]}</p>'
@@ -214,7 +215,7 @@ def render_answer(
             out.append("</div></details>")
         out.append("</div>")
         return "".join(out)
-    if answer.outcome == "uncertain":
+    if answer.outcome == UNCERTAIN:
         out.append(
             f'<div class="qa-uncertain-line"><strong>{labels["uncertain"]}</strong></div>'
             f'<p class="qa-uncertain-detail">{labels[_uncertain_detail(answer)]}</p>'

@@ -9,10 +9,14 @@ sentence is scored by two kinds of evidence:
     coverage    the share of the question's keyword weight it holds, by the same keyword analysis
                 retrieval used (qa/search/keyword.py: the same tokens, concepts and English translations)
 
-The best sentence of a passage is marked when it holds any of the question's keywords or is the
-answer line; another sentence only when it holds at least half as much of the question's keyword
-weight as the best one and its similarity is within `margin` of it. A passage is never marked
+A sentence's score is its similarity plus `highlight_keyword_weight` times its coverage. The best
+sentence of a passage is marked when it holds any of the question's keywords or is the answer line;
+another sentence only when it holds at least half as much of the question's keyword weight as the best
+one and its score is within `highlight_margin` of it (qa.config.Config). A passage is never marked
 whole unless it is a single sentence: marking everything says nothing.
+
+The question's vector and keyword concepts are those retrieval computed (qa/search/question.py), when
+the answer carries them: the question is embedded and analysed once per answer.
 """
 
 import threading
@@ -22,7 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.answer import CitedPassage
+from qa.config import Config
 from qa.passages import split_sentences
+from qa.search.question import Question
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,15 @@ class Highlighter:
     """Scores the sentences of cited passages against a question (see the module docstring).
 
     `embedder` embeds sentences (the assistant's); `keywords` is the served KeywordIndex, or a
-    callable returning it (the index can be replaced by a rebuild).
+    callable returning it (the index can be replaced by a rebuild); `config` gives the weights.
     """
 
-    def __init__(self, embedder, keywords, margin: float = 0.02, keyword_weight: float = 0.05, cache_size: int = 4096):
+    def __init__(self, embedder, keywords, config: Config | None = None, cache_size: int = 4096):
+        config = config or Config()
         self.embedder = embedder
         self._keywords = keywords
-        self.margin = margin
-        self.keyword_weight = keyword_weight
+        self.margin = config.highlight_margin
+        self.keyword_weight = config.highlight_keyword_weight
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # the page answers several sessions at once
@@ -69,14 +76,20 @@ class Highlighter:
     def keywords(self):
         return self._keywords() if callable(self._keywords) else self._keywords
 
-    def highlight(self, question: str, passages: list[CitedPassage]) -> Highlights:
+    def highlight(self, question: str | Question, passages: list[CitedPassage]) -> Highlights:
+        """The answer line and the sentences to mark in `passages` for `question`: its text, or the
+        question as retrieval read it (`Answer.asked`), whose vector and keyword concepts are reused."""
         sentences = [(passage.rank, s, e, passage.text[s:e]) for passage in passages for s, e in split_sentences(passage.text)]
         if not sentences:
             return Highlights()
         texts = [text for *_, text in sentences]
-        question_vector = self.embedder.embed_questions([question])[0]
+        keywords = self.keywords
+        if isinstance(question, Question):
+            written, question_vector, concepts = question.written, question.written_vector, question.written_concepts(keywords.tokenizer)
+        else:
+            written, question_vector, concepts = question, self.embedder.embed_questions([question])[0], None
         similarities = self._vectors(texts) @ question_vector
-        coverages = self.keywords.text_coverage(question, texts)
+        coverages = keywords.text_coverage(written, texts, concepts)
         scored = [
             Sentence(rank, s, e, text, round(float(similarity) + self.keyword_weight * float(coverage), 6), round(float(coverage), 4))
             for (rank, s, e, text), similarity, coverage in zip(sentences, similarities, coverages)

@@ -11,6 +11,9 @@ small embedding model blurs. Chinese has no spaces, so a text becomes tokens in 
 The index stores raw term counts, one row per passage; BM25 weights are derived on load, so the same
 counts also give section-level scores (`grouped`) without tokenizing again. Scoring a batch of
 questions is one sparse matrix product, never a loop over passages.
+
+Longer than most modules: tokens, the index and a question's matches (`Matches`) share the normalisation
+and the private postings, and a build's cache of tokens is keyed on this one file (qa/build/embedding.py).
 """
 
 import io
@@ -24,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from qa.config import KEYWORD_TOKENIZERS
 from qa.errors import REBUILD_HINT, IndexCorruptError
 from qa.passages import Passage
 from qa.search.bilingual import translations
 from qa.text import CJK_RUN, STOPWORDS, bigrams, to_simplified
 
-TOKENIZERS = ("bigrams", "words", "words+bigrams")
+TOKENIZERS = KEYWORD_TOKENIZERS  # the choices of Config.keyword_tokenizer
 FORMAT_VERSION = 1
 KEYWORDS_FILE = "keywords.npz"  # beside the vectors in each build folder
 
@@ -94,6 +98,12 @@ def question_concepts(question: str, tokenizer: str = "words+bigrams") -> list[t
                 alternatives.update(_translation_tokens(chinese, tokenizer))
         concepts.append(tuple(sorted(alternatives)))
     return concepts
+
+
+def same_concepts(question: str, other: str) -> bool:
+    """Whether two texts have the same keyword concepts: they normalise (NFKC, simplified script, lower
+    case) to one text, e.g. a question and its conversion to the other script, mostly."""
+    return question == other or _normalise(question) == _normalise(other)
 
 
 def _translation_tokens(chinese: str, tokenizer: str) -> list[str]:
@@ -172,16 +182,21 @@ class KeywordIndex:
         grams = bigrams(normal)
         return len(normal) > 2 and bool(grams) and all(gram in self.term_ids for gram in grams)
 
+    def analyse(self, question: str) -> list[tuple[str, ...]]:
+        """The keyword concepts of `question` by this index's tokenizer (`question_concepts`)."""
+        return question_concepts(question, self.tokenizer)
+
     def concepts(self, question: str) -> list[np.ndarray]:
-        """Term ids of each keyword concept of `question` that the corpus has (see `question_concepts`).
+        """Term ids of each keyword concept of `question` that the corpus has (see `question_concepts`)."""
+        return self.concept_ids(self.analyse(question))
+
+    def concept_ids(self, concepts: list[tuple[str, ...]]) -> list[np.ndarray]:
+        """Term ids of each of a question's `concepts` (from `analyse`) that the corpus has.
 
         A concept none of whose terms occur in the corpus is an empty array: it still counts
         against coverage, as something the question asks for that the corpus lacks.
         """
-        return [
-            np.array(sorted({self.term_ids[t] for t in concept if t in self.term_ids}), dtype=np.int64)
-            for concept in question_concepts(question, self.tokenizer)
-        ]
+        return [np.array(sorted({self.term_ids[t] for t in concept if t in self.term_ids}), dtype=np.int64) for concept in concepts]
 
     def scores(self, questions: list[str]) -> np.ndarray:
         """BM25 score of every text for every question: an array (questions × texts), 0 where no term matches.
@@ -189,9 +204,13 @@ class KeywordIndex:
         Each concept adds the weight of its best-matching term, so an English word with eight
         translations counts once, as in structured-query cross-language retrieval.
         """
+        return self.concept_scores([self.concepts(question) for question in questions])
+
+    def concept_scores(self, questions: list[list[np.ndarray]]) -> np.ndarray:
+        """`scores` of questions already analysed: each one's term ids by concept (from `concepts` or `concept_ids`)."""
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
-        for row, question in enumerate(questions):
-            result[row] = self._concept_sum(self.concepts(question))
+        for row, concepts in enumerate(questions):
+            result[row] = self._concept_sum(concepts)
         return result
 
     def coverage(self, questions: list[str]) -> np.ndarray:
@@ -202,9 +221,12 @@ class KeywordIndex:
         corpus lacks weighs the highest possible idf, so a question about something absent scores
         low everywhere.
         """
+        return self.concept_coverage([self.concepts(question) for question in questions])
+
+    def concept_coverage(self, questions: list[list[np.ndarray]]) -> np.ndarray:
+        """`coverage` of questions already analysed: each one's term ids by concept (from `concepts` or `concept_ids`)."""
         result = np.zeros((len(questions), len(self)), dtype=np.float32)
-        for row, question in enumerate(questions):
-            concepts = self.concepts(question)
+        for row, concepts in enumerate(questions):
             total = self._coverage_total(concepts)
             if total > 0:
                 result[row] = self._concept_sum(concepts, idf=True) / total
@@ -219,10 +241,11 @@ class KeywordIndex:
         """The idf of a term no text holds: the highest possible, so that a question word the corpus lacks weighs most."""
         return float(np.log(1 + (len(self) + 0.5) / 0.5))
 
-    def text_coverage(self, question: str, texts: list[str]) -> np.ndarray:
+    def text_coverage(self, question: str, texts: list[str], concepts: list[tuple[str, ...]] | None = None) -> np.ndarray:
         """Share (0..1) of the question's keyword weight found in each of `texts` (texts need not be
-        indexed; e.g. the sentences of a cited passage). Weights as in `coverage`."""
-        concepts = question_concepts(question, self.tokenizer)
+        indexed; e.g. the sentences of a cited passage). Weights as in `coverage`. `concepts`: the
+        question's, when already analysed (`analyse`)."""
+        concepts = self.analyse(question) if concepts is None else concepts
         weights = []
         for concept in concepts:
             known = [float(self.idf[self.term_ids[t]]) for t in concept if t in self.term_ids]
@@ -238,7 +261,7 @@ class KeywordIndex:
 
     def matches(self, concepts: list[np.ndarray], common: int) -> "Matches":
         """The texts a question's `concepts` (from `concepts`) match, for scoring only candidates in a
-        large corpus (qa/search/retrieval.py): see `Matches`. A concept whose terms occur in more than
+        large corpus (qa/search/candidates.py): see `Matches`. A concept whose terms occur in more than
         `common` texts is common: it never chooses texts, and is looked up only for the texts asked about."""
         return Matches(self, concepts, common)
 

@@ -1,34 +1,54 @@
-"""Where an index keeps its passages and vectors: one interface, two stores.
+"""Where an index keeps its passages and vectors: one interface, with the same verbs in every store.
 
-    local   (default) FAISS and passages.jsonl in the build folder (qa/store/folder.py): embedded, no set-up
+    local   (default) FAISS and passages.jsonl in the build folder (qa/store/local.py): embedded, no set-up
     milvus  a Milvus collection (qa/store/milvus.py): Milvus Lite in a .db file, or a Milvus server
             or cluster at http://host:19530
 
-Either way a build writes a build folder with the manifest, the passage keys and the keyword and
-relevance files, and `current` switches to it in one step (qa/store/folder.py); the manifest's "store"
-says which store holds the passages, so a reader loads what the build wrote. Both stores update the
-previous build's passages by key instead of writing them all again: a passage's key is a hash of
-everything about it (source, section, offsets, text, page, and its vector), so an unchanged passage
-keeps its key across rebuilds and any change makes a new one.
+qa/store/factory.py picks the store by name. Either way a build writes a build folder with the
+manifest, the passage keys and the keyword and relevance files, and `current` switches to it in one
+step (qa/store/folder.py); the manifest's "store" says which store holds the passages, so a reader
+loads what the build wrote. Both stores update the previous build's passages by key instead of
+writing them all again: a passage's key is a hash of everything about it (source, section, offsets,
+text, page, and its vector), so an unchanged passage keeps its key across rebuilds and any change
+makes a new one.
 
-Every store answers the same verbs:
+A `Store` answers:
 
     write(folder, previous, manifest, passages, keys, vectors) -> (files written, facts for the manifest)
-    check(folder, manifest)    raise unless the written build loads; called before `current` moves
-    open(folder, manifest)     the loaded index (qa/store/folder.py `Index`, or a subclass)
-    forget_before(manifest)    drop what no reader can need any more, once `current` has moved
+    check(folder, manifest)      raise unless the written build loads; called before `current` moves
+    open(folder, manifest)       the loaded `PassageIndex`
+    passages(folder, manifest)   the build's passages, without its vectors where the store can
+    forget_before(manifest)      drop what no reader can need any more, once `current` has moved
+
+and the `PassageIndex` that `open` gives answers, in every store:
+
+    search(question_vectors, k)                 the k nearest passages by cosine similarity
+    candidates(question_vectors, k, questions)  the passages the store proposes for scoring, best first
+    vector_matrix(), rows_of(keys), approximate, stale, passages, manifest, model, folder
 """
 
 import dataclasses
 import hashlib
 import operator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from qa.config import STORES, Config
-from qa.errors import REBUILD_HINT, ConfigError, IndexCorruptError
+from qa.config import Config
+from qa.documents.corpus import file_hash
+from qa.errors import REBUILD_HINT, IndexCorruptError
 from qa.passages import Passage
+
+KEYS = "keys.npy"  # the stable key of passage n, in every store's build folder
+
+
+@dataclass(frozen=True)
+class Build:
+    """A build folder and its manifest, read once (qa/store/folder.py `last_build`)."""
+
+    folder: Path
+    manifest: dict
 
 
 def passage_keys(passages: list[Passage], vectors: np.ndarray) -> np.ndarray:
@@ -59,7 +79,7 @@ _MULTIPLIERS = np.random.default_rng(20261130).integers(0, 2**63, size=4096, dty
 
 def _vector_digests(vectors: np.ndarray) -> list[bytes]:
     """8 bytes per vector that change with any bit of it: a multiply-and-add hash of its float32 bits,
-    computed for many rows at once (hashing each row's bytes in Python took 2 s a million)."""
+    computed for many rows at once (hashing each row's bytes in Python is far slower)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape[1] % 2:  # read as pairs of float32, one uint64 each
         vectors = np.pad(vectors, ((0, 0), (0, 1)))
@@ -74,66 +94,113 @@ def _vector_digests(vectors: np.ndarray) -> list[bytes]:
     return [digest.tobytes() for digest in digests]
 
 
+def read_keys(folder: Path, manifest: dict) -> np.ndarray:
+    """The passage keys of a build folder (row i = passage i), checked against the manifest's count."""
+    try:
+        keys = np.load(folder / KEYS, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise IndexCorruptError(f"{folder / KEYS} cannot be read ({error}); {REBUILD_HINT}") from None
+    if keys.dtype != np.int64 or keys.ndim != 1 or len(keys) != manifest["counts"]["passages"]:
+        raise IndexCorruptError(f"{folder / KEYS} does not hold {manifest['counts']['passages']} passage keys; {REBUILD_HINT}")
+    return keys
+
+
+def check_files(folder: Path, manifest: dict, names: tuple[str, ...] | None = None) -> None:
+    """Check the files of a build folder (or only `names`) against the sizes and checksums in its
+    manifest; IndexCorruptError naming the first that differs."""
+    for name, facts in manifest.get("files", {}).items():
+        if names is not None and name not in names:
+            continue
+        path = folder / name
+        if not path.exists():
+            raise IndexCorruptError(f"{path} is missing; {REBUILD_HINT}")
+        if path.stat().st_size != facts["bytes"]:
+            raise IndexCorruptError(
+                f"{path} has {path.stat().st_size} bytes, the manifest says {facts['bytes']} "
+                f"(truncated or changed); {REBUILD_HINT}"
+            )
+        if file_hash(path) != facts["sha256"]:
+            raise IndexCorruptError(f"{path} does not match its checksum (damaged); {REBUILD_HINT}")
+
+
+class PassageIndex:
+    """A loaded, checked index: `passages[i]` is the passage whose key is `keys[i]`; what retrieval reads.
+
+    `search` gives cosine similarities (inner products of normalised vectors) in every store;
+    `candidates` gives the passages a store proposes for scoring, which by default are the nearest.
+    """
+
+    def __init__(self, folder: Path, manifest: dict, passages: list[Passage], keys: np.ndarray | None = None):
+        self.folder = folder
+        self.manifest = manifest
+        self.passages = passages
+        self.keys = np.zeros(0, np.int64) if keys is None else keys
+        order = np.argsort(self.keys, kind="stable")
+        self._sorted_keys, self._rows_by_sorted_key = self.keys[order], order
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """The passage rows of passage keys (-1 for a key this index does not hold)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_keys, keys), max(len(self._sorted_keys) - 1, 0))
+        found = (len(self._sorted_keys) > 0) & (self._sorted_keys[at] == keys) if len(keys) else np.zeros(0, bool)
+        return np.where(found, self._rows_by_sorted_key[at] if len(self._sorted_keys) else -1, -1)
+
+    @property
+    def approximate(self) -> bool:
+        """Whether `search` and `candidates` may miss some of the exact nearest passages."""
+        raise NotImplementedError
+
+    def vector_matrix(self) -> np.ndarray:
+        """All passage vectors (row i = passage i), read-only."""
+        raise NotImplementedError
+
+    @property
+    def stale(self) -> np.ndarray:
+        """Keys the vector index holds for passages that are gone; searches skip them. None by default."""
+        return np.zeros(0, np.int64)
+
+    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """For each question vector, the rows and cosine similarities of its k nearest passages, best first."""
+        raise NotImplementedError
+
+    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str]) -> list[list[int]]:
+        """For each question (its vector and its text), the rows of the passages worth scoring, best first:
+        its k nearest here; a store that also searches by keywords adds its own best (qa/store/milvus.py)."""
+        return [[row for row, _ in hits] for hits in self.search(question_vectors, k)]
+
+
 class Store:
     """The base of the stores: see the module note for what each verb does."""
 
     kind = ""
 
-    def write(self, folder: Path, previous: Path | None, manifest: dict, passages: list[Passage], keys: np.ndarray,
+    @classmethod
+    def from_config(cls, config: Config) -> "Store":
+        """The store a build with `config` writes to."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_manifest(cls, facts: dict) -> "Store":
+        """The store that holds a build's passages, from its manifest's "store" `facts`."""
+        raise NotImplementedError
+
+    def write(self, folder: Path, previous: Build | None, manifest: dict, passages: list[Passage], keys: np.ndarray,
               vectors: np.ndarray) -> tuple[list[str], dict]:
         raise NotImplementedError
 
     def check(self, folder: Path, manifest: dict) -> None:
         self.open(folder, manifest)
 
-    def open(self, folder: Path, manifest: dict):
+    def open(self, folder: Path, manifest: dict) -> PassageIndex:
         raise NotImplementedError
+
+    def passages(self, folder: Path, manifest: dict) -> list[Passage]:
+        check_files(folder, manifest)
+        return self.open(folder, manifest).passages
 
     def forget_before(self, manifest: dict) -> None:
         pass
-
-
-class LocalStore(Store):
-    """FAISS (id-mapped by passage key) and passages.jsonl in the build folder: see qa/store/folder.py."""
-
-    kind = "local"
-
-    def write(self, folder, previous, manifest, passages, keys, vectors):
-        from qa.store.folder import write_local_vectors
-
-        return write_local_vectors(folder, previous, manifest, passages, keys, vectors)
-
-    def check(self, folder, manifest):
-        from qa.store.folder import load_local_folder
-
-        # The passages are counted, not parsed: json.dumps wrote them a moment ago, and parsing a million
-        # lines was a quarter of a one-file update. The vector index is read and checked against the keys.
-        load_local_folder(folder, manifest, read_passages=False)
-
-    def open(self, folder, manifest):
-        from qa.store.folder import load_local_folder
-
-        return load_local_folder(folder, manifest)
-
-
-def store_for(config: Config) -> Store:
-    """The store a build with `config` writes to (`config.store`)."""
-    if config.store == "local":
-        return LocalStore()
-    if config.store == "milvus":
-        from qa.store.milvus import MilvusStore
-
-        return MilvusStore(config.milvus_uri or str(Path(config.index_dir).resolve() / "milvus.db"), config.milvus_collection)
-    raise ConfigError(f"the store must be one of {', '.join(STORES)}, not {config.store!r}")
-
-
-def store_of(manifest: dict) -> Store:
-    """The store that holds the passages of the build `manifest` describes."""
-    facts = manifest.get("store") or {}
-    if facts.get("kind") == "local":
-        return LocalStore()
-    if facts.get("kind") == "milvus":
-        from qa.store.milvus import MilvusStore
-
-        return MilvusStore(facts["uri"], facts["collection"])
-    raise IndexCorruptError(f"the manifest names no store the index can be read from ({facts!r}); {REBUILD_HINT}")

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.config import Config
 from qa.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, StoreError
 from qa.passages import Passage
-from qa.store.base import Store
-from qa.store.folder import KEYS, Index, read_keys
+from qa.store.base import KEYS, Build, PassageIndex, Store, read_keys
 from qa.text import to_simplified
 
 NEVER = 2**62  # "removed" of a passage still in the corpus
@@ -97,6 +97,15 @@ class MilvusStore(Store):
         self.uri = uri
         self.collection = collection
 
+    @classmethod
+    def from_config(cls, config: Config) -> "MilvusStore":
+        """`config.milvus_uri`, or Milvus Lite in milvus.db inside the index folder; `config.milvus_collection`."""
+        return cls(config.milvus_uri or str(Path(config.index_dir).resolve() / "milvus.db"), config.milvus_collection)
+
+    @classmethod
+    def from_manifest(cls, facts: dict) -> "MilvusStore":
+        return cls(facts["uri"], facts["collection"])
+
     @property
     def client(self):
         """This process's client, with the collection loaded for search once it exists (a newly
@@ -118,12 +127,12 @@ class MilvusStore(Store):
             raise StoreError(f"cannot write the passages to Milvus at {self.uri} ({_reason(error)}); "
                              "the previous index is still in use") from None
 
-    def _write(self, folder: Path, previous: Path | None, manifest: dict, passages: list[Passage], keys: np.ndarray, vectors: np.ndarray):
+    def _write(self, folder: Path, previous: Build | None, manifest: dict, passages: list[Passage], keys: np.ndarray, vectors: np.ndarray):
         old = self._previous_facts(previous)
         current = old["version"] if old else 0
         self._ensure_collection(manifest["dimension"], owner=str(folder.parent.parent.resolve()))
         self._clear_after(current)  # what a killed build left: invisible, but in the way
-        old_keys = read_keys(previous, _read_manifest(previous)) if old else np.zeros(0, np.int64)
+        old_keys = read_keys(previous.folder, previous.manifest) if old else np.zeros(0, np.int64)
         version = current + 1
         removed = np.setdiff1d(old_keys, keys)
         for start in range(0, len(removed), _BATCH):
@@ -140,16 +149,13 @@ class MilvusStore(Store):
                  "update": "incremental" if old else "full", "added": int(len(new_rows)), "removed": int(len(removed))}
         return [], facts
 
-    def _previous_facts(self, previous: Path | None) -> dict | None:
+    def _previous_facts(self, previous: Build | None) -> dict | None:
         """The previous build's store facts if it was this collection's, else None (a first build)."""
         if previous is None:
             return None
-        try:
-            facts = _read_manifest(previous).get("store") or {}
-        except (IndexCorruptError, IndexMismatchError):
-            return None
+        facts = previous.manifest.get("store") or {}
         same = facts.get("kind") == "milvus" and (facts.get("uri"), facts.get("collection")) == (self.uri, self.collection)
-        return facts if same and (previous / KEYS).exists() else None
+        return facts if same and (previous.folder / KEYS).exists() else None
 
     def _ensure_collection(self, dimension: int, owner: str) -> None:
         """Create the collection if needed, its property "qa.index" naming the index folder `owner`. A
@@ -205,7 +211,7 @@ class MilvusStore(Store):
 
     @staticmethod
     def _row(passage: Passage, key: int, vector: np.ndarray, version: int) -> dict:
-        fields = {name: value for name, value in passage.to_dict().items() if name != "id"}
+        fields = {name: value for name, value in passage.to_dict().items() if name != "id"}  # the row is its place
         return {"key": int(key), "added": version, "removed": NEVER, "passage": fields,
                 "text": to_simplified(passage.embedding_text())[:MAX_TEXT_CHARS],
                 "dense": np.asarray(vector, dtype=np.float32).tolist()}
@@ -233,21 +239,18 @@ def _visible(version: int) -> str:
     return f"added <= {version} and removed > {version}"
 
 
-def _read_manifest(folder: Path) -> dict:
-    from qa.store.folder import _read_manifest as read
-
-    return read(folder)
-
-
-class MilvusIndex(Index):
+class MilvusIndex(PassageIndex):
     """An index whose passages and vectors are served by Milvus at one version (see the module note).
 
     Passages and vectors are read into this process, in passage order, as the local store's are;
-    `search` asks Milvus for the candidates, so the retriever always scores candidates (approximate).
+    `candidates` asks Milvus, so the retriever always scores candidates (approximate).
     """
 
-    store: MilvusStore | None = None
-    matrix: np.ndarray | None = None
+    def __init__(self, folder: Path, manifest: dict, passages: list[Passage], keys: np.ndarray, store: MilvusStore,
+                 matrix: np.ndarray):
+        super().__init__(folder, manifest, passages, keys)
+        self.store = store
+        self.matrix = matrix
 
     @classmethod
     def read(cls, folder: Path, manifest: dict, store: MilvusStore) -> "MilvusIndex":
@@ -271,12 +274,10 @@ class MilvusIndex(Index):
                 f"Milvus collection {store.collection} holds {len(rows)} passages of version {version}, "
                 f"the index in {folder} has {len(keys)} ({len(missing)} missing); {REBUILD_HINT}"
             )
-        passages = [Passage(id=i, **by_key[int(key)]["passage"]) for i, key in enumerate(keys)]
+        passages = [Passage.from_dict({"id": i, **by_key[int(key)]["passage"]}) for i, key in enumerate(keys)]
         matrix = np.array([by_key[int(key)]["dense"] for key in keys], dtype=np.float32).reshape(len(keys), manifest["dimension"])
         matrix.flags.writeable = False
-        index = cls(folder=folder, manifest=manifest, passages=passages, vectors=None, keys=keys)
-        index.store, index.matrix = store, matrix
-        return index
+        return cls(folder, manifest, passages, keys, store, matrix)
 
     @property
     def approximate(self) -> bool:
@@ -285,13 +286,19 @@ class MilvusIndex(Index):
     def vector_matrix(self) -> np.ndarray:
         return self.matrix
 
-    @property
-    def stale(self) -> np.ndarray:
-        return np.zeros(0, np.int64)
+    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """For each question vector, the rows and cosine similarities of its k nearest passages by
+        Milvus's dense search (inner product over normalised vectors), best first."""
+        return self._ask(question_vectors, k, None)
 
-    def search(self, question_vectors: np.ndarray, k: int, questions: list[str] | None = None) -> list[list[tuple[int, float]]]:
-        """The candidate rows of each question: its k nearest passages by Milvus's dense search and,
-        given the questions' text, its k best by Milvus's BM25, fused by reciprocal rank (scores are then RRF's)."""
+    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str]) -> list[list[int]]:
+        """For each question, the rows of its k nearest passages by Milvus's dense search and its k best
+        by Milvus's BM25 over `questions`, fused by reciprocal rank: best first, at most 2k."""
+        return [[row for row, _ in hits] for hits in self._ask(question_vectors, k, questions)]
+
+    def _ask(self, question_vectors: np.ndarray, k: int, questions: list[str] | None) -> list[list[tuple[int, float]]]:
+        """Rows and scores from Milvus: cosines by the dense search alone (no `questions`), else
+        reciprocal-rank scores of the hybrid search."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
         k = min(k, len(self.passages))

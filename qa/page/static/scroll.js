@@ -1,6 +1,6 @@
 () => {
   // After an answer arrives, show its beginning (the question and the answer line) rather than its end;
-  // qa/page.py runs this after each question is shown and after each answer.
+  // qa/page/layout.py runs this after each question is shown and after each answer.
   const scroll = (tries) => {
     const rows = document.querySelectorAll('#qa-chat .message-row');
     const last = rows[rows.length - 1];
