@@ -1,6 +1,6 @@
 """One configuration: the settings of every stage, and the one place the environment is read.
 
-Over 400 lines: every setting with its reason and its check belongs in this one place.
+Longer than most modules: every setting with its reason and its check belongs in this one place.
 
 `Config` is one frozen object with defaults, passed down explicitly to every stage; `PageSettings`
 says how the chat page is served. Values come from, in order of precedence: command-line flags,

@@ -11,6 +11,9 @@ file's bytes, the page number and the OCR settings (engine version, rendering si
 OCR'd twice, whatever its name; a page OCR found nothing on is cached too (the same pixels give
 the same nothing). As in the embedding cache, rows no build used in the last two builds are
 deleted after a successful build, and a damaged file is started afresh, never trusted.
+
+Longer than most modules: the engine, its cache and the pages' lines share one cache key and one
+rendering, which must change together.
 """
 
 import hashlib
