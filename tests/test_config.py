@@ -99,6 +99,15 @@ def test_the_ends_of_each_range_are_taken():
     assert {field: getattr(config, field) for field in edges} == edges
 
 
+def test_the_limit_is_a_setting_read_from_the_environment():
+    assert Config().max_question_chars == 20_000
+    assert config_from_env({"QA_MAX_QUESTION_CHARS": "500"}).max_question_chars == 500
+    for bad in ("0", "-3", "lots", "1e6"):
+        with pytest.raises(ConfigError) as error:
+            config_from_env({"QA_MAX_QUESTION_CHARS": bad})
+        assert str(error.value) == f"QA_MAX_QUESTION_CHARS must be a whole number of 1 or more, not {bad!r}"
+
+
 def test_every_field_is_checked_or_named_as_taking_any_path():
     assert sorted(Config.__dataclass_fields__) == sorted([*FIELD_CHECKS, *UNCHECKED_FIELDS])
     assert UNCHECKED_FIELDS == ("corpus_dir", "index_dir", "feedback_file")
