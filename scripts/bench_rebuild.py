@@ -35,10 +35,10 @@ STARTED = time.perf_counter()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # threads sleep while waiting, as the qa command sets (qa/cli.py)
 
-from qa.build.pipeline import build_index  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.documents.corpus import read_corpus  # noqa: E402
 from qa.embeddings.model import Embedder  # noqa: E402
+from qa.indexing.pipeline import build_index  # noqa: E402
 from qa.passages import make_passages  # noqa: E402
 
 IMPORTED = time.perf_counter()

@@ -70,10 +70,10 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qa.assistant import Assistant  # noqa: E402
-from qa.build.pipeline import build_index  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.embeddings.model import Embedder  # noqa: E402
 from qa.evaluation import read_squad, read_tsv_questions  # noqa: E402
+from qa.indexing.pipeline import build_index  # noqa: E402
 from qa.passages import Passage  # noqa: E402
 from qa.search.keyword import KeywordIndex  # noqa: E402
 from qa.search.retrieval import HybridRetriever  # noqa: E402

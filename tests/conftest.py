@@ -90,8 +90,8 @@ def public_page(seed_assistant, tmp_path_factory) -> dict:
 
 # --- three small documents, built once -------------------------------------------------------------
 # The corpus of the tests of what reading, building and loading do with bad files, a damaged index or a
-# full disk (tests/documents/test_corpus.py, tests/build/test_faults.py, tests/store/test_folder.py).
-# tests/build/test_rebuilds.py has a `built` of its own: an index built afresh over other documents.
+# full disk (tests/documents/test_corpus.py, tests/indexing/test_faults.py, tests/store/test_folder.py).
+# tests/indexing/test_rebuilds.py has a `built` of its own: an index built afresh over other documents.
 
 THREE_DOCS = {
     "医保.md": "# 医保\n\n## 检查互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。患者不必重复检查。\n",

@@ -39,10 +39,10 @@ def test_json_and_terminal_carry_the_page():
 def test_build_summaries_name_the_pages_read_by_ocr_and_the_unreadable_ones():
     import time
 
-    from qa.build.changes import CorpusChanges
-    from qa.build.report import BuildReport
     from qa.documents.corpus import Problem
     from qa.documents.ocr import OcrSummary
+    from qa.indexing.changes import CorpusChanges
+    from qa.indexing.report import BuildReport
     from qa.page.index_status import IndexStatus, RebuildState
     from qa.page.render import render_status
     from qa.terminal import ocr_lines, page_ranges

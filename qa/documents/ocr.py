@@ -34,7 +34,7 @@ from qa.errors import DocumentError, short_reason
 OCR_CACHE_FILE = "ocr-cache.sqlite"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # The thresholds below are part of how a page is read, not settings: the build reads the corpus again
-# when this code changes (qa/build/changes.py reader_fingerprint hashes qa/documents), which it could
+# when this code changes (qa/indexing/changes.py reader_fingerprint hashes qa/documents), which it could
 # not know of a setting.
 # RapidOCR scales an image down to 2,000 pixels on its long side before detection; rendering a
 # page larger only costs time, smaller loses small print.

@@ -18,7 +18,7 @@ encoder with the "passage: " prompt, in float32: the vectors sentence-transforme
 (tests/embeddings/test_question_encoder.py checks). More than that, or once the model is loaded, go through
 sentence-transformers. `precision_for(count)` says which precision a call will produce, so that the
 embedding cache files vectors under the name of what made them (`cache_name_for`): float32 vectors
-are never filed as bfloat16 ones (qa/build/embedding.py).
+are never filed as bfloat16 ones (qa/indexing/embedding.py).
 
 Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
 or AMX; `precision="auto"`): several times the passages per second of float32, with the same

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from qa.assistant import Assistant
-from qa.build.changes import CorpusChanges, corpus_changes
-from qa.build.watch import watch_corpus
 from qa.documents.corpus import SourceHashes
 from qa.errors import QAError
+from qa.indexing.changes import CorpusChanges, corpus_changes
+from qa.indexing.watch import watch_corpus
 from qa.page.index_status import IndexStatus, RebuildState
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class IndexMonitor:
 
     def watch(self, interval: float = 10.0) -> threading.Thread:
         """Check the corpus in a background thread now and each time it changes and settles, looking every
-        `interval` seconds (qa/build/watch.py); with auto_rebuild a change starts a rebuild, and the corpus is
+        `interval` seconds (qa/indexing/watch.py); with auto_rebuild a change starts a rebuild, and the corpus is
         checked again when a rebuild ends, so an edit made during one starts the next."""
 
         def check():

@@ -2,7 +2,7 @@
 feedback, and reports on the index.
 
 It composes the rooms that do the work: qa/page/conversation.py (follow-ups, what a turn searches),
-qa/search/highlight.py (the sentences that answer), qa/page/render.py (the HTML), qa/feedback.py (the log)
+qa/page/highlight.py (the sentences that answer), qa/page/render.py (the HTML), qa/feedback.py (the log)
 and qa/page/background_rebuild.py (the index panel and rebuilds). The page's events (qa/page/events.py) call it.
 """
 
@@ -17,8 +17,8 @@ from qa.errors import FeedbackError, QAError
 from qa.feedback import record_feedback
 from qa.page.background_rebuild import IndexMonitor, IndexStatus
 from qa.page.conversation import Turn, plan_turn
+from qa.page.highlight import Highlighter
 from qa.page.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error
-from qa.search.highlight import Highlighter
 
 log = logging.getLogger(__name__)
 

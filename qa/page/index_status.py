@@ -1,7 +1,7 @@
 """What the index panel shows: the served index's facts, corpus changes since the build, and the rebuild's state.
 
 Plain records, kept apart from the rebuild thread (qa/page/background_rebuild.py) so that the HTML
-(qa/page/render.py) can read them without importing the build (qa/build/): the build's types appear
+(qa/page/render.py) can read them without importing the build (qa/indexing/): the build's types appear
 in annotations only.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: importing them would load the stores, OCR and the encoders
-    from qa.build.changes import CorpusChanges
-    from qa.build.report import BuildReport
+    from qa.indexing.changes import CorpusChanges
+    from qa.indexing.report import BuildReport
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from qa.answer import Answer, CitedPassage
 from qa.decision.outcomes import ANSWERED, NOT_FOUND, UNCERTAIN
 from qa.errors import public_message
 from qa.page.conversation import Turn
+from qa.page.highlight import Highlights
 from qa.page.index_status import IndexStatus, RebuildState
 from qa.passages import Passage
-from qa.search.highlight import Highlights
 from qa.text import language, split_case
 
 # What a visitor sees when answering fails unexpectedly (a bug): the details go to the server's log only.

@@ -19,14 +19,14 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from qa.assistant import Assistant
-from qa.build.prepare import Say, install_model, prepare_index
-from qa.build.report import Progress
 from qa.config import Config, PageSettings
 from qa.errors import ServeError
+from qa.indexing.report import Progress
 from qa.page.access import Gate, LoginThrottle, body_limit, host_names, is_loopback
 from qa.page.chat import Chat
 from qa.page.events import request_address
 from qa.page.layout import build_page, static_text
+from qa.prepare import Say, install_model, prepare_index
 
 MAX_QUEUED = 256  # events queued on the page in all (Gradio's queue); one more is refused as "queue full"
 FILES_AT_ONCE = 4  # an upload request may carry this many files of the largest size the build reads

@@ -13,7 +13,7 @@ counts also give section-level scores (`grouped`) without tokenizing again. Scor
 questions is one sparse matrix product, never a loop over passages.
 
 Longer than most modules: tokens, the index and a question's matches (`Matches`) share the normalisation
-and the private postings, and a build's cache of tokens is keyed on this one file (qa/build/embedding.py).
+and the private postings, and a build's cache of tokens is keyed on this one file (qa/indexing/embedding.py).
 """
 
 import io

@@ -1,7 +1,7 @@
 """A question as retrieval read it: its vectors and keyword concepts, computed once per answer.
 
 Retrieval embeds the question and analyses its keywords; its hits and the answer carry the result, so
-that the page's highlighter (qa/search/highlight.py) reuses them instead of embedding and tokenizing
+that the page's highlighter (qa/page/highlight.py) reuses them instead of embedding and tokenizing
 the question again.
 """
 

@@ -17,8 +17,8 @@ from qa.decision.evidence import absent_names, asks_figure, holds_figure, named_
 from qa.decision.outcomes import OUTCOMES
 from qa.decision.relevance import Judgement
 from qa.evaluation import evaluate, read_tsv_questions
+from qa.page.highlight import Highlighter
 from qa.passages import Passage, split_sentences
-from qa.search.highlight import Highlighter
 from qa.search.keyword import KeywordIndex
 from qa.search.retrieval import Hit
 from qa.terminal import print_answer

@@ -6,7 +6,7 @@ stays fast; the limit set with QA_MAX_FILE_MB) is reported and not read, its ind
 
 import os
 
-from qa.build.changes import corpus_changes
+from qa.indexing.changes import corpus_changes
 
 from ..conftest import sources, top_text
 from ..helpers import run_qa

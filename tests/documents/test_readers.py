@@ -15,7 +15,7 @@ from qa.errors import DocumentError
 from qa.passages import make_passages
 
 # ---------------------------------------------------------------------------------------------
-# Makers of real files (also used by tests/build/, tests/page/ and test_ocr.py, test_tables.py here)
+# Makers of real files (also used by tests/indexing/, tests/page/ and test_ocr.py, test_tables.py here)
 
 
 def make_pdf(pages: list[list[str]], encrypt_with: str | None = None, owner_password: str | None = None) -> bytes:

@@ -17,10 +17,10 @@ from qa.feedback import read_feedback, record_feedback
 from qa.page.background_rebuild import RebuildJob
 from qa.page.chat import Chat
 from qa.page.conversation import Turn, is_follow_up, plan_turn
+from qa.page.highlight import Highlighter, Highlights, Sentence
 from qa.page.index_status import IndexStatus, RebuildState
 from qa.page.render import SectionTexts, chat_messages, render_answer, render_error, render_status
 from qa.passages import Passage, split_sentences
-from qa.search.highlight import Highlighter, Highlights, Sentence
 from qa.search.keyword import KeywordIndex
 from qa.text import language, split_case
 

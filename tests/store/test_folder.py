@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from qa.assistant import Assistant
-from qa.build.changes import corpus_changes
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from qa.indexing.changes import corpus_changes
 from qa.page.chat import Chat
 from qa.search.keyword import KEYWORDS_FILE
 from qa.store.folder import MANIFEST, current_build, load_index

@@ -4,7 +4,7 @@ Lines the layout wrapped are joined into paragraphs (pdf_repair's clean-up: no s
 Chinese), page numbers dropped, headings and tables placed where they come, and where each page
 starts recorded. On pages read by OCR, short lines set clearly larger than the body are headings.
 The thresholds below are part of how a document is read, not settings: the build reads the corpus
-again when this code changes (qa/build/changes.py reader_fingerprint hashes qa/documents), which it
+again when this code changes (qa/indexing/changes.py reader_fingerprint hashes qa/documents), which it
 could not know of a setting.
 """
 

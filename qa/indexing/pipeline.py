@@ -2,8 +2,8 @@
 
 A build always produces a complete index of the corpus folder, but reads only files whose content
 changed since the previous build (the others' passages are taken from it, while the reading code,
-parsers and settings are the same: qa/build/changes.py), and embeds only passages whose embedding
-text the embedding cache has not seen with this model (qa/build/embedding.py). The new index is
+parsers and settings are the same: qa/indexing/changes.py), and embeds only passages whose embedding
+text the embedding cache has not seen with this model (qa/indexing/embedding.py). The new index is
 written beside the old one through the store the settings choose, and made current in one step
 (qa/store/folder.py), under a lock that keeps a second build out. The previous build's manifest is
 read once, at the start, and what needs it is given it.
@@ -21,10 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.build.background import background
-from qa.build.changes import KEYWORD_TEXT, compare_sources, reader_fingerprint, unchanged_sources
-from qa.build.embedding import CachedSecond, keyword_index, passage_vectors, second_vectors, tokenizer_name
-from qa.build.report import BuildReport, Progress
 from qa.config import Config
 from qa.decision.background import BACKGROUND_FILE
 from qa.documents.corpus import Document, Problem, SourceHashes, list_sources, outside_links, read_corpus, source_name
@@ -33,6 +29,10 @@ from qa.embeddings.cache import CACHE_FILE, EmbeddingCache
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SECOND_FILE
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from qa.indexing.background import background
+from qa.indexing.changes import KEYWORD_TEXT, compare_sources, reader_fingerprint, unchanged_sources
+from qa.indexing.embedding import CachedSecond, keyword_index, passage_vectors, second_vectors, tokenizer_name
+from qa.indexing.report import BuildReport, Progress
 from qa.passages import Passage, make_passages
 from qa.search.keyword import KEYWORDS_FILE
 from qa.store.base import Build
@@ -122,7 +122,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             keywords = keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/search/keyword.py)
             second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
             second = second_vectors(passages, second_encoder)  # qa/embeddings/second_encoder.py
-            measured = background(passages, vectors, keywords, second, second_encoder, embedder, config, cache, last)  # qa/build/background.py
+            measured = background(passages, vectors, keywords, second, second_encoder, embedder, config, cache, last)  # qa/indexing/background.py
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,
                 store=store_for(config),  # local FAISS files or Milvus (qa/store/factory.py), updated from the previous build

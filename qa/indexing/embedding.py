@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from qa import text
-from qa.build.report import Progress
 from qa.config import Config
 from qa.embeddings.cache import EmbeddingCache
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import DIMENSION as SECOND_DIMENSION
 from qa.embeddings.second_encoder import STORED as SECOND_STORED
 from qa.embeddings.second_encoder import SecondEncoder
+from qa.indexing.report import Progress
 from qa.passages import Passage
 from qa.search import keyword
 from qa.search.keyword import KeywordIndex, tokenize

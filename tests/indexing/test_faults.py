@@ -2,7 +2,7 @@
 or recovers, and nothing already indexed is lost: an empty or missing corpus folder, a file without read
 permission (the build runs as an unprivileged user), and a disk that fills up during a rebuild (a real
 6 MB tmpfs where this machine allows mounting one, and always a writer that fails with ENOSPC).
-A build killed with SIGKILL at many moments is tested in tests/build/test_rebuilds.py; bad entries and
+A build killed with SIGKILL at many moments is tested in tests/indexing/test_rebuilds.py; bad entries and
 files too large in tests/documents/test_corpus.py; a damaged index in tests/store/test_folder.py.
 """
 
@@ -66,7 +66,7 @@ def test_an_emptied_or_missing_corpus_folder_keeps_the_index_answering(built):
 AS_NOBODY = """
     import os, sys
     import click, email.feedparser, email.parser, encodings.cp437, importlib.metadata, json, sqlite3, tqdm
-    import qa.assistant, qa.build.pipeline, qa.cli, qa.embeddings.cache, qa.store.folder, qa.search.keyword
+    import qa.assistant, qa.indexing.pipeline, qa.cli, qa.embeddings.cache, qa.store.folder, qa.search.keyword
     if os.geteuid() == 0:
         os.setgid(65534)
         os.setuid(65534)
