@@ -136,17 +136,16 @@ class Config:
 
     def __post_init__(self) -> None:
         """Check every field by FIELD_CHECKS: a bad value is a ConfigError naming the field, the value and what
-        it may be, here rather than deep inside a build or a question."""
+        it may be, here rather than deep inside a build or a question. The folders and the feedback file
+        are taken as paths whether given as Path or str."""
+        for name in PATH_FIELDS:
+            object.__setattr__(self, name, Path(getattr(self, name)))  # frozen: set once, while being made
         for name, check in FIELD_CHECKS.items():
             check(name, getattr(self, name))
 
     def with_overrides(self, **values) -> "Config":
         """A copy with the given fields replaced; None values are ignored (flags not given)."""
-        given = {key: value for key, value in values.items() if value is not None}
-        for key in ("corpus_dir", "index_dir", "feedback_file"):
-            if key in given:
-                given[key] = Path(given[key])
-        return replace(self, **given)
+        return replace(self, **{key: value for key, value in values.items() if value is not None})
 
     def chunking(self) -> dict:
         """The settings that decide what the passages are; recorded in the manifest, and a difference
@@ -384,7 +383,8 @@ def _optional(check: Callable[[str, object], object]) -> Callable[[str, object],
 
 # Config field -> its check, run by Config.__post_init__. Not checked: UNCHECKED_FIELDS, the folders and the
 # feedback file: any path is a setting they may take, and the stage that reads one says when it is missing.
-UNCHECKED_FIELDS = ("corpus_dir", "index_dir", "feedback_file")
+PATH_FIELDS = ("corpus_dir", "index_dir", "feedback_file")
+UNCHECKED_FIELDS = PATH_FIELDS
 FIELD_CHECKS: dict[str, Callable[[str, object], object]] = {
     "model": _named("a sentence-transformers model: a hub name or a local folder"),
     "device": _optional(_device),

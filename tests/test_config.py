@@ -229,3 +229,9 @@ def test_the_corpus_check_reads_only_files_whose_size_or_time_changed(tmp_path):
     # A file written just now is read again next time: a second write within the same tick of the
     # file system's clock could keep its size and time.
     assert (hashes.current(), hashes.files_read) == (second, 1)
+
+
+def test_folders_given_as_text_are_paths():
+    config = Config(corpus_dir="corpus", index_dir="index", feedback_file="feedback/log.jsonl")
+    assert (config.corpus_dir, config.index_dir, config.feedback_file) == (Path("corpus"), Path("index"), Path("feedback/log.jsonl"))
+    assert config.with_overrides(index_dir="elsewhere").index_dir == Path("elsewhere")
