@@ -28,9 +28,9 @@ from qa.store.folder import current_build, last_build, load_index, make_manifest
 from qa.store.local import LocalIndex, LocalStore
 from qa.store.milvus import MilvusIndex, MilvusStore, close_client
 
-from ..indexing.test_rebuilds import DOCS, kill, read_until, run_child
 from ..conftest import DATA, SEED_CORPUS, read_dev_questions
 from ..helpers import QA, kill_builds_while_renaming, make_corpus, run_qa
+from ..indexing.test_rebuilds import DOCS, kill, read_until, run_child
 
 CMRC_SMALL = DATA / "cmrc2018_trial_small.json"
 
