@@ -168,10 +168,6 @@ class HybridRetriever:
             for first, last, anchor in windows
         ]
 
-    def question_vectors(self, questions: list[str], written: list[str] | None = None) -> np.ndarray:
-        """The questions' search vectors (questions × dimension; see qa/search/question.py)."""
-        return np.stack([question.vector for question in self.read(questions, written)])
-
 
 def _best_first(scores: np.ndarray, head: int):
     """Indices of `scores`, best first, ties in index order (a stable argsort of -scores), lazily:
