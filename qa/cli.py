@@ -207,30 +207,39 @@ def ask(question, k, as_json, index_dir, model):
     "--passage-chars", "max_passage_chars", type=click.IntRange(1, 10000),
     help=f"Longest passage, in characters, when this command builds the index [{Config.max_passage_chars}].",
 )
+@click.option("--fold", metavar="I/N",
+              help="Ask only the questions of fold I of N (e.g. 2/5), each question's fold fixed by a hash of its id: "
+                   "report on fold I what was fitted on the others.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also add the metrics as one row to this CSV file (a header first when it is new).")
 @_user_errors
-def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, as_json, csv_path):
+def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, fold, as_json, csv_path):
     """Measure retrieval and the answer/uncertain/not-found decision on QUESTIONS: TSV files like
-    eval/seed_in_scope.tsv (asked together), or one SQuAD-format .json.
+    eval/seed_in_scope.tsv (asked together), STARD-format .jsonl files (questions with the texts of
+    their relevant articles, asked with out-of-scope TSVs), or one SQuAD-format .json.
 
-    TSVs are asked of the current index (or of a fresh index of --corpus); a SQuAD file's paragraphs
-    are indexed into a temporary folder (or --index, kept for the next run), one document each.
+    TSVs and .jsonl files are asked of the current index (or of --corpus, its index built or brought up
+    to date in --index); a SQuAD file's paragraphs are indexed into a temporary folder (or --index, kept
+    for the next run), one document each. Prints the ranking metrics (doc@k or hit@k and recall@k,
+    MRR@10), the outcome shares and the reliability table (confidence against the share correct).
 
     \b
     Examples:
       qa eval eval/seed_in_scope.tsv eval/seed_out_of_scope.tsv
       qa eval ../shared/eval/dev_questions.tsv
+      qa eval ../shared/eval/statutes/stard_train.jsonl eval/statutes_out_of_scope.tsv --corpus ../shared/eval/statutes/corpus --index /tmp/statutes-index
+      qa eval --fold 2/5 ../shared/eval/statutes/stard_train.jsonl --index /tmp/statutes-index   # held-out fold 2 of 5
       qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
       qa eval --csv results.csv --fusion rrf eval/seed_in_scope.tsv   # one row per run
     """
-    from qa.evaluation import append_csv, evaluate_file
+    from qa.evaluation import append_csv, evaluate_file, parse_fold
 
     config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
     squad = any(path.suffix.lower() == ".json" for path in questions)
     building = corpus_dir is not None or squad
-    report = evaluate_file(list(questions), config, corpus_dir=corpus_dir, index_dir=index_dir if building else None)
+    report = evaluate_file(list(questions), config, corpus_dir=corpus_dir, index_dir=index_dir if building else None,
+                           fold=parse_fold(fold) if fold is not None else None)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
     else:
@@ -240,24 +249,43 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
 
 
 def _print_eval_report(report, squad: bool) -> None:
-    """Print `qa eval`'s figures: the document metrics (doc@k, mrr@10, ndcg@10), then passage@k, then the outcomes."""
-    passage = [key for key in report.metrics if key.startswith("passage@")]
+    """Print `qa eval`'s figures: the ranking metrics (doc@k or hit@k, mrr@10, ndcg@10), then passage@k or recall@k,
+    then the reliability table and the outcomes."""
+    second = [key for key in report.metrics if key.startswith(("passage@", "recall@"))]
 
     def shown(key: str) -> str:  # a SQuAD file's passage@k is printed as answer@k
         return f"{key.replace('passage@', 'answer@') if squad else key} {report.metrics[key]:.3f}"
 
+    fold = f" (fold {report.fold})" if report.fold else ""
     skipped = f" ({len(report.skipped)} blank ones skipped)" if report.skipped else ""
-    click.echo(f"{report.questions} questions, {report.in_scope} in scope, {report.out_of_scope} out of scope{skipped}")
-    click.echo("   ".join(shown(key) for key in report.metrics if key not in passage))
-    click.echo("   ".join(shown(key) for key in passage) + f"   top passage {report.top_chars:.0f} characters on average")
+    click.echo(f"{report.questions} questions{fold}, {report.in_scope} in scope, {report.out_of_scope} out of scope{skipped}")
+    click.echo("   ".join(shown(key) for key in report.metrics if key not in second))
+    click.echo("   ".join(shown(key) for key in second) + f"   top passage {report.top_chars:.0f} characters on average")
     click.echo(f"primary: {shown(report.primary)}")
     if report.declined is not None:
         click.echo(f"out of scope declined {report.declined:.3f}   in scope wrongly declined {report.wrongly_declined:.3f}")
     else:
         click.echo(f"in scope wrongly declined {report.wrongly_declined:.3f}")
+    _print_reliability(report)
     click.echo(f"\n{'outcomes':24} {'n':>5} {'answered':>9} {'uncertain':>10} {'not found':>10}")
     for group, shares in report.outcomes.items():
         click.echo(f"{group:24} {shares['n']:5d} {shares['answered']:9.3f} {shares['uncertain']:10.3f} {shares['not_found']:10.3f}")
+
+
+def _print_reliability(report) -> None:
+    """The reliability table: per bin of confidence, how many answers, their mean confidence and the share correct."""
+    from qa.evaluation import CORRECT_WITHIN
+
+    def figure(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    click.echo(f"\nreliability (correct: a relevant passage among the first {CORRECT_WITHIN}, which no out-of-scope question has)")
+    click.echo(f"{'confidence':12} {'n':>5} {'mean':>7} {'correct':>8}")
+    for row in report.reliability:
+        click.echo(f"{row['from']:.1f}-{row['to']:.1f}{'':5} {row['n']:5d} {figure(row['confidence']):>7} {figure(row['correct']):>8}")
+    answered = (f"answered {report.answered_questions}, {figure(report.answered_correct)} of them correct"
+                if report.answered_questions else "answered none")
+    click.echo(f"{answered}   in scope not found {report.wrongly_declined:.3f}   calibration error {figure(report.calibration_error)}")
 
 
 @main.command()

@@ -1,15 +1,19 @@
 """Measure retrieval quality: question sets in, flat `metric@k` numbers out (`qa eval`).
 
-Two formats of question set (see ../shared/eval/README.md):
+Three formats of question set (see ../shared/eval/README.md and ../shared/eval/statutes/README.md):
 
 - a TSV like dev_questions.tsv (id, lang, kind, case, evidence, question) about a corpus whose
   sections begin with their case number ("9 医学检查检验结果互认"); case 0 means out of scope;
 - a SQuAD-format JSON (e.g. CMRC 2018): each paragraph becomes one document `<paragraph id>.md`
-  headed by its article title, indexed into a temporary folder, and every question is in scope.
+  headed by its article title, indexed into a temporary folder, and every question is in scope;
+- a STARD-format .jsonl (e.g. statutes/stard_train.jsonl), one JSON object a line,
+  {"id", "question", "articles": [{"name", "text"}, …]}: questions with the texts of their relevant
+  articles, asked of the corpus as it is (an existing index, like a TSV) and all in scope. Out-of-scope
+  TSV files (case 0 only, e.g. eval/statutes_out_of_scope.tsv) may be asked with it.
 
 Each question is asked for `RANKED` passages. What is relevant, as in sentence-transformers'
-InformationRetrievalEvaluator with one relevant document per question: the document that holds the
-answer, that is the case (TSV: a passage whose section starts with the question's case number) or
+InformationRetrievalEvaluator: for a TSV or SQuAD file one document per question, the one that holds
+the answer, that is the case (TSV: a passage whose section starts with the question's case number) or
 the paragraph's document (SQuAD). A passage retrieves its document; r is the rank of the first
 passage from the right document. Over the in-scope questions, for k in KS = 1, 3, 5, 10:
 
@@ -21,24 +25,62 @@ passage from the right document. Over the in-scope questions, for k in KS = 1, 3
     ndcg@10      mean of 1/log2(1 + r), 0 when r > 10: binary relevance, one relevant document, so the
                  ideal DCG is 1 (right document first); a later passage from the same document
                  retrieves it again and adds nothing
+
+A STARD question has one or more relevant articles, and a passage retrieves an article when one of the
+article's first five 20-character windows (text[0:20], text[20:40] … text[80:100], whitespace removed from
+article and passage) occurs in the passage's text; an article shorter than 20 characters is its own
+window, and a tail shorter than 20 is none (a few characters match anywhere). So an article cut into
+several passages is found by any piece that holds one of its first 100 characters' windows. Its
+metrics (ARTICLE_METRICS, as the statutes README defines them), r the rank of the first passage that
+retrieves any relevant article:
+
+    hit@k        share with r <= k: some relevant article among the top k passages
+    recall@k     mean share of a question's relevant articles retrieved by the top k passages
+    mrr@10       mean of 1/r, 0 when r > 10
+
+For every format:
+
     top_chars    mean length in characters of the top cited passage
     declined     share of out-of-scope questions answered "not found"
     wrongly_declined  share of in-scope questions answered "not found"
     outcomes     for in-scope and out-of-scope questions, all and by script (zh-Hans, zh-Hant, en) and,
                  out of scope, by kind (near, gov, far…): the share answered, uncertain and not found
 
-The primary metric (PRIMARY, named in the report as "primary") is passage@1: the page and `qa ask`
-show the first passage first and the answer/uncertain/not-found decision reads it alone, so what a
-user gets is right when that passage is from the right document and holds the answer; doc@1 is
-its precondition and nDCG@10 also rewards right documents at ranks the decision never reads.
+Reliability, over all questions (in and out of scope): an answer is correct when one of its first
+CORRECT_WITHIN (3) cited passages is relevant (the right case or document, a relevant article); an
+out-of-scope question's never is. The answer's `confidence` is meant as that probability:
+
+    reliability  BINS (10) equal bins of confidence, [0, 0.1) … [0.9, 1.0] (the last holds 1.0), each
+                 {"from", "to", "n", "confidence": the mean confidence, "correct": the share correct},
+                 those two None in an empty bin
+    calibration_error  the expected calibration error: sum over the bins of n/N · |confidence − correct|
+    answered_questions  how many were answered "answered"
+    answered_correct    the share of those that are correct: the promise that "answered" means the first
+                 passages cite the answer (None when nothing was answered)
+
+The primary metric (named in the report as "primary") is passage@1 for a TSV or SQuAD file: the page
+and `qa ask` show the first passage first and the answer/uncertain/not-found decision reads it alone,
+so what a user gets is right when that passage is from the right document and holds the answer; doc@1
+is its precondition and nDCG@10 also rewards right documents at ranks the decision never reads. For a
+STARD file it is hit@5 (ARTICLE_PRIMARY): the five cards the page shows by default hold a relevant
+article; a law's answer is often spread over several articles, so rank 1 alone is too strict.
+`misses` lists the in-scope questions that fail the primary metric.
+
+Folds (`qa eval --fold I/N`): fold_of gives each question a fold 1..N from a SHA-256 hash of its id
+(scripts/fit_relevance.py's stable_fold is the same hash, counted from 0), whatever the file's order or
+the other questions, so that anything fitted on the other folds can be reported on fold I alone. Every
+question file given is cut the same way; `fold` in the report names it.
 
 `qa eval --csv PATH` adds one row per run to a CSV file (a header first when the file is new):
 CSV_COLUMNS, that is files (the question files, joined by ";"), fusion, questions, in_scope,
-out_of_scope, the METRICS keys in order, top_chars, declined (empty without out-of-scope
-questions) and wrongly_declined.
+out_of_scope, the METRICS keys in order, top_chars, declined, wrongly_declined, then the
+ARTICLE_METRICS keys that METRICS lacks (hit@k, recall@k), answered_correct, calibration_error and
+fold. A cell is empty where the run has no such figure (declined without out-of-scope questions,
+doc@k for a STARD file, hit@k for a TSV, fold without --fold).
 """
 
 import csv
+import hashlib
 import json
 import math
 import re
@@ -48,7 +90,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa.answer import Answer, CitedPassage
-from qa.decision.outcomes import NOT_FOUND, OUTCOMES
+from qa.decision.outcomes import ANSWERED, NOT_FOUND, OUTCOMES
 from qa.documents.corpus import safe_file_name
 from qa.errors import EvaluationError
 from qa.text import case_number, script
@@ -56,15 +98,33 @@ from qa.text import case_number, script
 KS = (1, 3, 5, 10)
 RANKED = max(KS)  # passages asked for per question
 METRICS = (*(f"doc@{k}" for k in KS), *(f"passage@{k}" for k in KS), "mrr@10", "ndcg@10")
+ARTICLE_METRICS = (*(f"hit@{k}" for k in KS), *(f"recall@{k}" for k in KS), "mrr@10")
 PRIMARY = "passage@1"
-CSV_COLUMNS = ("files", "fusion", "questions", "in_scope", "out_of_scope", *METRICS, "top_chars", "declined", "wrongly_declined")
+ARTICLE_PRIMARY = "hit@5"
+WINDOW, WINDOWS = 20, 5  # an article is found by one of its first WINDOWS windows of WINDOW characters
+CORRECT_WITHIN = 3  # reliability: an answer is correct when one of its first 3 passages is relevant
+BINS = 10
+CSV_COLUMNS = (
+    "files", "fusion", "questions", "in_scope", "out_of_scope", *METRICS, "top_chars", "declined", "wrongly_declined",
+    *(key for key in ARTICLE_METRICS if key not in METRICS), "answered_correct", "calibration_error", "fold",
+)
 
 _WHITESPACE = re.compile(r"\s+")
 
 
+def article_windows(text: str) -> tuple[str, ...]:
+    """The strings that find an article in a passage (module docstring): its first WINDOWS windows of WINDOW
+    characters, whitespace removed; the whole article when it is shorter than one window; none when it is empty."""
+    text = _WHITESPACE.sub("", text)
+    if len(text) < WINDOW:
+        return (text,) if text else ()
+    last = min(len(text) - WINDOW, (WINDOWS - 1) * WINDOW)
+    return tuple(text[start : start + WINDOW] for start in range(0, last + 1, WINDOW))
+
+
 @dataclass(frozen=True)
 class EvalQuestion:
-    """One question and what a right answer cites: a case number or a source, and evidence texts."""
+    """One question and what a right answer cites: a case number, a source, or articles; and evidence texts."""
 
     id: str
     question: str
@@ -73,12 +133,20 @@ class EvalQuestion:
     evidence: tuple[str, ...] = ()  # a right passage contains one of them (whitespace removed)
     kind: str = ""
     lang: str = ""
+    articles: tuple[str, ...] = ()  # STARD: the texts of the relevant articles, whitespace removed
 
     @property
     def in_scope(self) -> bool:
         return self.case != 0
 
+    def articles_in(self, passage: CitedPassage) -> set[int]:
+        """The positions in `articles` of the relevant articles that `passage` retrieves (one of their windows is in it)."""
+        text = _WHITESPACE.sub("", passage.text)
+        return {i for i, article in enumerate(self.articles) if any(window in text for window in article_windows(article))}
+
     def is_right_document(self, passage: CitedPassage) -> bool:
+        if self.articles:
+            return bool(self.articles_in(passage))
         if self.source is not None:
             return passage.source == self.source
         return case_number(passage.section) == self.case
@@ -96,30 +164,50 @@ class EvalReport:
     questions: int
     in_scope: int
     out_of_scope: int
-    metrics: dict[str, float]  # the METRICS keys, "doc@1" … "ndcg@10", in that order
+    metrics: dict[str, float]  # the METRICS keys, "doc@1" … "ndcg@10", in that order; ARTICLE_METRICS for a STARD file
     top_chars: float
     declined: float | None  # None when the set has no out-of-scope question
     wrongly_declined: float
-    misses: list[str]  # ids of in-scope questions whose top passage lacks the evidence
+    misses: list[str]  # ids of in-scope questions that fail the primary metric
     skipped: list[str] = field(default_factory=list)  # ids of blank questions, which cannot be asked
     outcomes: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> outcome -> share, and "n"
     primary: str = PRIMARY
+    reliability: list[dict] = field(default_factory=list)  # BINS bins: from, to, n, confidence, correct
+    calibration_error: float | None = None  # None without questions
+    answered_questions: int = 0
+    answered_correct: float | None = None  # None when nothing was answered
+    fold: str | None = None  # "2/5" when only that fold's questions were asked
 
     def to_json(self) -> dict:
-        """{"questions", "in_scope", "out_of_scope", "primary", "doc@1" … "ndcg@10", "top_chars", "declined",
-        "wrongly_declined", "misses", "skipped", "outcomes"}."""
+        """{"questions", "in_scope", "out_of_scope", "primary", the metrics ("doc@1" … "ndcg@10" or "hit@1" … "mrr@10"),
+        "top_chars", "declined", "wrongly_declined", "answered_questions", "answered_correct", "calibration_error",
+        "reliability", "fold", "misses", "skipped", "outcomes"}."""
         return {
             "questions": self.questions, "in_scope": self.in_scope, "out_of_scope": self.out_of_scope, "primary": self.primary,
             **self.metrics,
             "top_chars": self.top_chars, "declined": self.declined, "wrongly_declined": self.wrongly_declined,
-            "misses": list(self.misses), "skipped": list(self.skipped), "outcomes": self.outcomes,
+            "answered_questions": self.answered_questions, "answered_correct": self.answered_correct,
+            "calibration_error": self.calibration_error, "reliability": [dict(row) for row in self.reliability],
+            "fold": self.fold, "misses": list(self.misses), "skipped": list(self.skipped), "outcomes": self.outcomes,
         }
 
     def csv_row(self, files: list[Path], fusion: str) -> list:
-        """The CSV_COLUMNS values of this run of the question `files` with `fusion`; declined is "" when None."""
-        declined = "" if self.declined is None else self.declined
-        return [";".join(str(path) for path in files), fusion, self.questions, self.in_scope, self.out_of_scope,
-                *(self.metrics[key] for key in METRICS), self.top_chars, declined, self.wrongly_declined]
+        """The CSV_COLUMNS values of this run of the question `files` with `fusion`; "" where a figure is None or
+        not of this format."""
+
+        def cell(key: str):
+            value = self.metrics.get(key)
+            return "" if value is None else value
+
+        def blank(value):
+            return "" if value is None else value
+
+        return [
+            ";".join(str(path) for path in files), fusion, self.questions, self.in_scope, self.out_of_scope,
+            *(cell(key) for key in METRICS), self.top_chars, blank(self.declined), self.wrongly_declined,
+            *(cell(key) for key in ARTICLE_METRICS if key not in METRICS),
+            blank(self.answered_correct), blank(self.calibration_error), blank(self.fold),
+        ]
 
 
 def append_csv(path: Path, report: EvalReport, files: list[Path], fusion: str) -> None:
@@ -161,6 +249,59 @@ def read_tsv_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
+def read_stard_questions(path: Path) -> list[EvalQuestion]:
+    """Questions from a STARD-format .jsonl file: one JSON object a line, {"id": 17, "question": "…", "articles":
+    [{"name": "…", "text": "…"}, …]}; all in scope, each with its articles' texts (whitespace removed, the same
+    text twice kept once). EvaluationError names the file, the line and what is wrong with it; blank lines are allowed."""
+    questions, lines = [], {}
+    # split on "\n" only: str.splitlines would also cut a line at U+2028 and other separators inside a JSON string
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+
+        def bad(reason: str) -> EvaluationError:
+            return EvaluationError(f"{path} line {number}: {reason}")
+
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise bad(f"not JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(row, dict):
+            raise bad('expected a JSON object {"id", "question", "articles"}')
+        missing = [key for key in ("id", "question", "articles") if key not in row]
+        if missing:
+            raise bad("missing " + ", ".join(f'"{key}"' for key in missing))
+        qid = row["id"]
+        if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
+            raise bad(f"id must be a number or a non-empty string, not {json.dumps(qid, ensure_ascii=False)}")
+        qid = str(qid).strip()
+        if qid in lines:  # folds and misses are by id
+            raise bad(f"id {qid} again (first on line {lines[qid]})")
+        lines[qid] = number
+        if not isinstance(row["question"], str):
+            raise bad("question must be a string")
+        if not isinstance(row["articles"], list) or not row["articles"]:
+            raise bad('articles must be a non-empty list of {"name", "text"}')
+        texts: list[str] = []
+        for place, article in enumerate(row["articles"], start=1):
+            if not isinstance(article, dict) or not isinstance(article.get("name"), str) or not isinstance(article.get("text"), str):
+                raise bad(f'article {place} must be an object {{"name", "text"}} with two strings')
+            text = _WHITESPACE.sub("", article["text"])
+            if not text:  # an empty article would be found in every passage
+                raise bad(f"article {place} ({article['name']}) has no text")
+            if text not in texts:
+                texts.append(text)
+        questions.append(EvalQuestion(qid, row["question"].strip(), articles=tuple(texts)))
+    if not questions:
+        raise EvaluationError(f"{path} holds no questions")
+    return questions
+
+
+def read_questions(path: Path) -> list[EvalQuestion]:
+    """The questions of a .jsonl (STARD) or TSV file, by the file's suffix; a SQuAD .json is read by read_squad."""
+    return read_stard_questions(path) if Path(path).suffix.lower() == ".jsonl" else read_tsv_questions(path)
+
+
 def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
     """The documents ({file name: text}) and questions of a SQuAD-format JSON file."""
     try:
@@ -181,38 +322,114 @@ def read_squad(path: Path) -> tuple[dict[str, str], list[EvalQuestion]]:
     return documents, questions
 
 
+def parse_fold(text: str) -> tuple[int, int]:
+    """(I, N) from "I/N", fold I of N folds, 1 <= I <= N, N >= 2; EvaluationError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)) or int(match.group(2)) < 2:
+        raise EvaluationError(f"a fold is I/N, the I-th of N folds with 1 <= I <= N and N >= 2 (e.g. 2/5), not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def fold_of(question_id: str, folds: int) -> int:
+    """The fold, 1 … `folds`, of the question with this id: a hash of the id alone, so that it stays the same
+    whatever else the file holds and in whatever order."""
+    return int(hashlib.sha256(str(question_id).encode("utf-8")).hexdigest(), 16) % folds + 1
+
+
 def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list[str] | None = None) -> EvalReport:
-    """Score the answers to `questions` (same order) by the definitions in the module docstring."""
+    """Score the answers to `questions` (same order) by the definitions in the module docstring: by articles when
+    the in-scope questions have articles (a STARD file), else by their document."""
     if len(questions) != len(answers):
         raise EvaluationError(f"{len(questions)} questions but {len(answers)} answers")
     scoped = [(q, a) for q, a in zip(questions, answers) if q.in_scope]
     unscoped = [a for q, a in zip(questions, answers) if not q.in_scope]
-
-    def share(values) -> float:
-        values = list(values)
-        return round(sum(values) / len(values), 4) if values else 0.0
-
-    def first_rank(question: EvalQuestion, answer: Answer) -> int | None:
-        return next((p.rank for p in answer.passages if question.is_right_document(p)), None)
-
-    ranks = [first_rank(q, a) for q, a in scoped]
-    top = [a.passages[0] if a.passages else None for _, a in scoped]
-    metrics = {f"doc@{k}": share(rank is not None and rank <= k for rank in ranks) for k in KS}
-    metrics |= {f"passage@{k}": share(any(q.holds_evidence(p) for p in a.passages[:k]) for q, a in scoped) for k in KS}
-    metrics["mrr@10"] = share(1 / rank if rank and rank <= 10 else 0 for rank in ranks)
-    metrics["ndcg@10"] = share(1 / math.log2(1 + rank) if rank and rank <= 10 else 0 for rank in ranks)
+    with_articles = sum(1 for q, _ in scoped if q.articles)
+    if 0 < with_articles < len(scoped):
+        raise EvaluationError("questions with articles (a .jsonl file) are scored with out-of-scope questions only, "
+                              "not with in-scope questions of another format")
+    if with_articles:
+        metrics, fails = _article_metrics(scoped), lambda q, a: not _articles_found(q, a.passages[:5])  # hit@5, the primary
+    else:
+        metrics, fails = _document_metrics(scoped), lambda q, a: not any(q.holds_evidence(p) for p in a.passages[:1])
+    top = [a.passages[0] for _, a in scoped if a.passages]
+    bins = reliability(questions, answers)
+    answered = [cites_answer(q, a) for q, a in zip(questions, answers) if a.outcome == ANSWERED]
     return EvalReport(
         questions=len(questions),
         in_scope=len(scoped),
         out_of_scope=len(unscoped),
         metrics=metrics,
-        top_chars=round(sum(len(p.text) for p in top if p) / max(1, sum(1 for p in top if p)), 1),
-        declined=share(a.outcome == NOT_FOUND for a in unscoped) if unscoped else None,
-        wrongly_declined=share(a.outcome == NOT_FOUND for _, a in scoped),
-        misses=[q.id for q, a in scoped if not any(q.holds_evidence(p) for p in a.passages[:1])],
+        top_chars=round(sum(len(p.text) for p in top) / max(1, len(top)), 1),
+        declined=_share(a.outcome == NOT_FOUND for a in unscoped) if unscoped else None,
+        wrongly_declined=_share(a.outcome == NOT_FOUND for _, a in scoped),
+        misses=[q.id for q, a in scoped if fails(q, a)],
         skipped=list(skipped or []),
         outcomes=outcome_shares(questions, answers),
+        primary=ARTICLE_PRIMARY if with_articles else PRIMARY,
+        reliability=bins,
+        calibration_error=calibration_error(bins),
+        answered_questions=len(answered),
+        answered_correct=_share(answered) if answered else None,
     )
+
+
+def _document_metrics(scoped: list[tuple[EvalQuestion, Answer]]) -> dict[str, float]:
+    """The METRICS of in-scope questions with one relevant document each (TSV, SQuAD)."""
+
+    def first_rank(question: EvalQuestion, answer: Answer) -> int | None:
+        return next((p.rank for p in answer.passages if question.is_right_document(p)), None)
+
+    ranks = [first_rank(q, a) for q, a in scoped]
+    metrics = {f"doc@{k}": _share(rank is not None and rank <= k for rank in ranks) for k in KS}
+    metrics |= {f"passage@{k}": _share(any(q.holds_evidence(p) for p in a.passages[:k]) for q, a in scoped) for k in KS}
+    metrics["mrr@10"] = _share(1 / rank if rank and rank <= 10 else 0 for rank in ranks)
+    metrics["ndcg@10"] = _share(1 / math.log2(1 + rank) if rank and rank <= 10 else 0 for rank in ranks)
+    return metrics
+
+
+def _article_metrics(scoped: list[tuple[EvalQuestion, Answer]]) -> dict[str, float]:
+    """The ARTICLE_METRICS of in-scope questions with relevant articles (STARD)."""
+    metrics = {f"hit@{k}": _share(bool(_articles_found(q, a.passages[:k])) for q, a in scoped) for k in KS}
+    metrics |= {f"recall@{k}": _share(len(_articles_found(q, a.passages[:k])) / len(q.articles) for q, a in scoped) for k in KS}
+    ranks = [next((p.rank for p in a.passages if q.articles_in(p)), None) for q, a in scoped]
+    metrics["mrr@10"] = _share(1 / rank if rank and rank <= 10 else 0 for rank in ranks)
+    return metrics
+
+
+def _articles_found(question: EvalQuestion, passages: list[CitedPassage]) -> set[int]:
+    return set().union(*(question.articles_in(p) for p in passages))
+
+
+def cites_answer(question: EvalQuestion, answer: Answer) -> bool:
+    """Whether the answer is correct for the reliability table: one of its first CORRECT_WITHIN passages is relevant
+    (the right case or document, a relevant article); never for an out-of-scope question."""
+    return question.in_scope and any(question.is_right_document(p) for p in answer.passages[:CORRECT_WITHIN])
+
+
+def reliability(questions: list[EvalQuestion], answers: list[Answer]) -> list[dict]:
+    """The answers' confidence against how often they are correct (cites_answer), in BINS equal bins of confidence:
+    per bin {"from", "to", "n", "confidence": mean, "correct": share}, the last two None in an empty bin."""
+    bins: list[list[tuple[float, bool]]] = [[] for _ in range(BINS)]
+    for question, answer in zip(questions, answers):
+        bins[min(BINS - 1, max(0, int(answer.confidence * BINS)))].append((answer.confidence, cites_answer(question, answer)))
+    return [
+        {"from": round(i / BINS, 2), "to": round((i + 1) / BINS, 2), "n": len(found),
+         "confidence": _share(c for c, _ in found) if found else None, "correct": _share(ok for _, ok in found) if found else None}
+        for i, found in enumerate(bins)
+    ]
+
+
+def calibration_error(bins: list[dict]) -> float | None:
+    """The expected calibration error of reliability's `bins`: sum of n/N · |confidence − correct|; None without answers."""
+    total = sum(row["n"] for row in bins)
+    if not total:
+        return None
+    return round(sum(row["n"] * abs(row["confidence"] - row["correct"]) for row in bins if row["n"]) / total, 4)
+
+
+def _share(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else 0.0
 
 
 def outcome_shares(questions: list[EvalQuestion], answers: list[Answer]) -> dict[str, dict[str, float]]:
@@ -255,15 +472,17 @@ def evaluate_questions(
 
 
 def evaluate_file(
-    path: Path | list[Path], config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None
+    path: Path | list[Path], config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None,
+    fold: tuple[int, int] | None = None,
 ) -> EvalReport:
-    """Evaluate a question file: a TSV (dev_questions.tsv format) or a SQuAD-format .json; several
-    TSV files are asked together (e.g. eval/seed_in_scope.tsv and eval/seed_out_of_scope.tsv).
+    """Evaluate a question file: a TSV (dev_questions.tsv format), a STARD-format .jsonl or a SQuAD-format .json;
+    several TSV and .jsonl files are asked together (e.g. eval/seed_in_scope.tsv and eval/seed_out_of_scope.tsv, or
+    stard_train.jsonl and eval/statutes_out_of_scope.tsv); beside a .jsonl, TSV files hold out-of-scope questions only.
 
-    A TSV is asked of the index in `config.index_dir`, or, when `corpus_dir` is given, of a fresh
-    index of that corpus (built into `index_dir`, else a temporary folder). A SQuAD file's
+    A TSV or .jsonl is asked of the index in `config.index_dir`, or, when `corpus_dir` is given, of an
+    index of that corpus (built or brought up to date in `index_dir`, else a temporary folder). A SQuAD file's
     paragraphs become a corpus of their own, indexed into `index_dir` (kept, so a second run reuses
-    its embeddings) or a temporary folder.
+    its embeddings) or a temporary folder. `fold` (I, N) asks only the questions of fold I of N (fold_of).
     """
     from qa.assistant import Assistant
 
@@ -274,19 +493,34 @@ def evaluate_file(
     if squad:
         documents, questions = read_squad(paths[0])
     else:
-        questions = [question for p in paths for question in read_tsv_questions(p)]
+        read = {p: read_questions(p) for p in paths}
+        if any(p.suffix.lower() == ".jsonl" for p in paths):
+            for p, found in read.items():
+                if p.suffix.lower() != ".jsonl" and any(q.in_scope for q in found):
+                    raise EvaluationError(f"{p} has in-scope questions (case other than 0); beside a .jsonl question file, "
+                                          "a TSV may hold out-of-scope questions only")
+        questions = [question for found in read.values() for question in found]
+    if fold is not None:
+        questions = [q for q in questions if fold_of(q.id, fold[1]) == fold[0]]
+        if not questions:
+            raise EvaluationError(f"fold {fold[0]}/{fold[1]} of {', '.join(map(str, paths))} holds no questions")
     if not squad and corpus_dir is None:
-        return _ask(Assistant(config, embedder), questions)
-    with tempfile.TemporaryDirectory(prefix="qa-eval-") as work:
-        if squad:
-            corpus_dir = Path(work) / "corpus"
-            corpus_dir.mkdir()
-            for source, text in documents.items():
-                (corpus_dir / source).write_text(text, encoding="utf-8")
-        index_dir = Path(index_dir) if index_dir is not None else Path(work) / "index"
-        assistant = Assistant(config.with_overrides(corpus_dir=corpus_dir, index_dir=index_dir), embedder)
-        assistant.rebuild()
-        return _ask(assistant, questions)
+        report = _ask(Assistant(config, embedder), questions)
+    else:
+        with tempfile.TemporaryDirectory(prefix="qa-eval-") as work:
+            if squad:
+                corpus_dir = Path(work) / "corpus"
+                corpus_dir.mkdir()
+                for source, text in documents.items():
+                    (corpus_dir / source).write_text(text, encoding="utf-8")
+            index_dir = Path(index_dir) if index_dir is not None else Path(work) / "index"
+            assistant = Assistant(config.with_overrides(corpus_dir=corpus_dir, index_dir=index_dir), embedder)
+            assistant.rebuild()
+            report = _ask(assistant, questions)
+    if fold is not None:
+        report.fold = f"{fold[0]}/{fold[1]}"
+    return report
+
 
 
 def _ask(assistant, questions: list[EvalQuestion]) -> EvalReport:
