@@ -17,6 +17,7 @@ from pathvalidate import sanitize_filename
 
 from qa.documents.ocr import OcrReader, OcrSummary
 from qa.documents.readers import READERS, UNSUPPORTED, Heading, Table, extract
+from qa.documents.structure import document_date, fallback_title, heading_paths, part_headings, title_heading
 from qa.errors import CorpusError, DocumentError
 
 SUPPORTED_SUFFIXES = tuple(READERS)
@@ -34,6 +35,9 @@ class Section:
     start: int
     end: int
     rows: bool = False
+    # The headings it sits under and its own, outermost first, the document's title left out:
+    # ("人格权编", "第五章 名誉权和荣誉权").
+    path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Document:
     # Offset in `text` where each page (PDF page, slide) starts, page 1 first; None for sources without pages.
     page_starts: list[int] | None = None
     ocr: OcrSummary | None = None  # the pages read by OCR, if any
+    title: str = ""  # its own title (qa/documents/structure.py): the heading that names it, its metadata's, or the file name
+    date: str = ""  # its version date, YYYY-MM-DD, where its name or opening gives one
 
 
 @dataclass(frozen=True)
@@ -231,13 +237,17 @@ def _read(path: Path, source: str, max_bytes: int | None = None, ocr: OcrReader 
     except OSError as error:
         raise DocumentError(f"cannot read ({error.strerror})") from None
     extracted = extract(raw, path.suffix, ocr)
+    headings = part_headings(extracted.text, extracted.headings)
+    title = title_heading(extracted.text, headings)
     return Document(
         source=source,
         text=extracted.text,
-        sections=sections_under(extracted.text, extracted.headings, extracted.tables),
+        sections=sections_under(extracted.text, headings, extracted.tables, title),
         encoding=extracted.encoding,
         page_starts=extracted.page_starts,
         ocr=extracted.ocr,
+        title=title.title if title else extracted.title or fallback_title(source),
+        date=document_date(source, extracted.text),
     )
 
 
@@ -245,28 +255,31 @@ def _size(size: int) -> str:
     return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size:,} bytes"
 
 
-def sections_under(text: str, headings: list[Heading], tables: list[Table] | None = None) -> list[Section]:
+def sections_under(
+    text: str, headings: list[Heading], tables: list[Table] | None = None, title: Heading | None = None
+) -> list[Section]:
     """The body text under each heading (before the first: heading ""); heading lines are not body.
+    Each section knows the path of headings it sits under (`title`, the document's, left out).
 
     Each table is a section of its own between the text before and after it, headed by the
     heading it sits under and its title ("3 小微企业园 · 表1 重点项目"), or its title alone."""
     sections = []
-    heading, start = "", 0
-    for line in headings:
-        sections.append(Section(heading, start, line.start))
-        heading, start = line.title, line.end
-    sections.append(Section(heading, start, len(text)))
+    heading, start, path = "", 0, ()
+    for line, line_path in zip(headings, heading_paths(headings, title)):
+        sections.append(Section(heading, start, line.start, path=path))
+        heading, start, path = line.title, line.end, line_path
+    sections.append(Section(heading, start, len(text), path=path))
     for table in tables or []:
         split = []
         for section in sections:
             if section.rows or not section.start <= table.start < section.end:
                 split.append(section)
                 continue
-            title = f"{section.heading} · {table.title}" if section.heading and section.heading != table.title else table.title
+            named = f"{section.heading} · {table.title}" if section.heading and section.heading != table.title else table.title
             split += [
-                Section(section.heading, section.start, table.start),
-                Section(title, table.start, table.end, rows=True),
-                Section(section.heading, table.end, section.end),
+                Section(section.heading, section.start, table.start, path=section.path),
+                Section(named, table.start, table.end, rows=True, path=(*section.path, table.title)),
+                Section(section.heading, table.end, section.end, path=section.path),
             ]
         sections = split
     return [section for section in sections if text[section.start : section.end].strip()]

@@ -1,4 +1,7 @@
-"""What a hit cites: the passage that matched, grown by its best neighbours in the section.
+"""What a hit cites: the passage that matched, grown by its best neighbours in its unit.
+
+A unit is an article, item or 问/答 pair of the document's structure (qa/passages.py), or the text of a
+section outside them: a citation never joins two articles.
 
 A hit cites more than the passage that matched when its section is long: the best neighbouring
 passages join it up to `max_citation_share` of the section (at least `max_passage_chars`, at most
@@ -7,11 +10,13 @@ paragraph by a wider window that more often holds the answer next to the sentenc
 question. The measured effect of the settings is in scripts/compare_retrieval.py's output.
 """
 
+import dataclasses
+
 import numpy as np
 
 from qa.config import Config
 from qa.passages import Passage
-from qa.search.sections import Sections
+from qa.search.sections import Sections, unit_groups
 
 
 class Citations:
@@ -19,6 +24,7 @@ class Citations:
 
     def __init__(self, passages: list[Passage], sections: Sections, config: Config):
         self.passages, self.sections, self.config = passages, sections, config
+        self.units = unit_groups(passages)
 
     def windows(self, best_first, scores, k: int) -> list[list[int]]:
         """[first, last, anchor] of each of the k best citations, best first: passages in the order
@@ -55,26 +61,23 @@ class Citations:
             parts.append(" " * gap if before.text[-1:].isascii() and after.text[:1].isascii() else "\n" * gap)
             parts.append(after.text)
         head = self.passages[first]
-        return Passage(id=self.passages[anchor].id, source=head.source, section=head.section,
-                       start=head.start, end=self.passages[last].end, text="".join(parts), page=head.page)
+        return dataclasses.replace(head, id=self.passages[anchor].id, end=self.passages[last].end, text="".join(parts))
 
     def _touching(self, window: list[int], first: int, last: int) -> bool:
-        """Whether passages [first, last] adjoin `window` in the same section."""
-        groups = self.sections.groups
-        return groups[window[2]] == groups[first] and (window[1] + 1 == first or last + 1 == window[0])
+        """Whether passages [first, last] adjoin `window` in the same unit."""
+        return self.units[window[2]] == self.units[first] and (window[1] + 1 == first or last + 1 == window[0])
 
     def _window(self, anchor: int, scores, covered: np.ndarray) -> tuple[int, int]:
-        """The passages [first, last] to cite around `anchor`: its neighbours in the section, best first,
+        """The passages [first, last] to cite around `anchor`: its neighbours in its unit, best first,
         join while the window stays within the section's budget (`_budget`)."""
-        groups = self.sections.groups
-        group = groups[anchor]
-        budget = self._budget(group)
+        unit = self.units[anchor]
+        budget = self._budget(self.sections.groups[anchor])
         first = last = anchor
         while True:
             candidates = [
                 i
                 for i in (first - 1, last + 1)
-                if 0 <= i < len(self.passages) and groups[i] == group and not covered[i]
+                if 0 <= i < len(self.passages) and self.units[i] == unit and not covered[i]
                 and self.passages[max(last, i)].end - self.passages[min(first, i)].start <= budget
             ]
             if not candidates:

@@ -18,6 +18,18 @@ def section_groups(passages: list[Passage]) -> np.ndarray:
     return groups
 
 
+def unit_groups(passages: list[Passage]) -> np.ndarray:
+    """Unit number of each passage: consecutive passages of one section under one label and path (the parts
+    of one article, or a section's text outside articles and items) share one."""
+    units = np.zeros(len(passages), dtype=np.int64)
+    for i in range(1, len(passages)):
+        before, passage = passages[i - 1], passages[i]
+        same = (passage.source, passage.section, passage.label, passage.path) == (
+            before.source, before.section, before.label, before.path)
+        units[i] = units[i - 1] + (0 if same else 1)
+    return units
+
+
 class Sections:
     """The sections of a list of passages: `groups[i]` is passage i's section, and section g spans passages
     `first[g]`..`last[g]` (a section's passages are consecutive)."""

@@ -311,5 +311,6 @@ def test_markdown_document_offsets_are_the_file_text(tmp_path):
     path.write_text("前言。\n\n# 第一章\n\n正文。\n", encoding="utf-8")
     document = read_document(path, tmp_path)
     assert document == Document(
-        "a.md", "前言。\n\n# 第一章\n\n正文。\n", [Section("", 0, 5), Section("第一章", 10, 16)], "UTF-8"
+        "a.md", "前言。\n\n# 第一章\n\n正文。\n", [Section("", 0, 5), Section("第一章", 10, 16, path=("第一章",))], "UTF-8",
+        title="a",  # text comes before the heading, so it does not name the document: the file does
     )

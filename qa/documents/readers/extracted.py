@@ -15,11 +15,13 @@ OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 @dataclass(frozen=True)
 class Heading:
-    """A heading line: its title and the span [start, end) of the whole line in the text."""
+    """A heading line: its title, the span [start, end) of the whole line in the text, and its level (1 the
+    outermost, as Markdown's `#`, Word's Heading 1 or HTML's h1; 0 a Word Title)."""
 
     title: str
     start: int
     end: int
+    level: int = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Extracted:
     page_starts: list[int] | None = None  # offset where each page starts, page 1 first; None without pages
     tables: list[Table] = field(default_factory=list)
     ocr: OcrSummary | None = None  # the pages read by OCR, if any
+    title: str = ""  # the title the file's metadata gives (PDF, Word, HTML <title>), if any
 
 
 class TextBuilder:
@@ -73,15 +76,15 @@ class TextBuilder:
         self.parts.append(text)
         self.length += len(text)
 
-    def heading(self, title: str, shown: bool = True) -> None:
+    def heading(self, title: str, shown: bool = True, level: int = 1) -> None:
         """A heading; one not `shown` (a slide without a title) opens its section without a line in the text."""
         if not title:
             return
         if shown:
             self.line(title)
-            self.headings.append(Heading(title, self.length - len(title), self.length))
+            self.headings.append(Heading(title, self.length - len(title), self.length, level))
         else:
-            self.headings.append(Heading(title, self.length, self.length))
+            self.headings.append(Heading(title, self.length, self.length, level))
 
     def table(self, title: str, rows: list[str]) -> None:
         """A table's row lines (from qa/documents/tables.py), cited under `title`."""
@@ -94,7 +97,9 @@ class TextBuilder:
             self.line(row)
         self.tables.append(Table(title, start, self.length))
 
-    def result(self, encoding: str | None = None, pages: int | None = None, ocr: OcrSummary | None = None) -> Extracted:
+    def result(
+        self, encoding: str | None = None, pages: int | None = None, ocr: OcrSummary | None = None, title: str = ""
+    ) -> Extracted:
         """The text and its structure; `pages`: how many pages the source has (None: it has none)."""
         text = "".join(self.parts) + "\n" if self.parts else ""
         page_starts = None
@@ -105,4 +110,4 @@ class TextBuilder:
                 following = self.page_starts.get(number, following)
                 page_starts[number - 1] = following
             page_starts[0] = 0
-        return Extracted(text, self.headings, encoding, page_starts, self.tables, ocr)
+        return Extracted(text, self.headings, encoding, page_starts, self.tables, ocr, title)

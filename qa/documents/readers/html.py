@@ -40,7 +40,8 @@ def read_html(raw: bytes) -> Extracted:
         raise DocumentError(f"not readable HTML ({short_reason(error)})") from None
     builder = TextBuilder()
     _HtmlWalker(builder).walk(root)
-    return builder.result(encoding)
+    title = root.find(".//title")
+    return builder.result(encoding, title=one_line(title.text_content()) if title is not None else "")
 
 
 def _decode_html(raw: bytes) -> tuple[str, str]:
@@ -79,7 +80,7 @@ class _HtmlWalker:
             return  # the element's tail is handled by the parent
         if tag in _HTML_HEADINGS:
             self.flush()
-            self.builder.heading(one_line(element.text_content()))
+            self.builder.heading(one_line(element.text_content()), level=int(tag[1]))
             self.last_line = ""
             return
         if tag == "table":

@@ -65,7 +65,19 @@ def read_pdf(raw: bytes, ocr: OcrReader | None = None) -> Extracted:
         if scanned:
             raise DocumentError(f"no text in this PDF ({count}): OCR found none on its scanned pages (blank, or too faint or small to read)")
         raise DocumentError(f"no text in this PDF ({count}): no text layer and no scanned images to read")
+    extracted.title = _metadata_title(reader)
     return extracted
+
+
+def _metadata_title(reader) -> str:
+    """The PDF's own title, unless it is the name of the file it was made from ("Microsoft Word - 通知.doc")."""
+    try:
+        title = " ".join(str((reader.metadata or {}).get("/Title") or "").split())
+    except Exception:  # a damaged info dictionary: the title then comes from the text
+        return ""
+    if title.lower().startswith(("microsoft word", "untitled")) or title.lower().endswith((".doc", ".docx", ".pdf", ".wps")):
+        return ""
+    return title
 
 
 def pdf_paragraphs(pages: list[str]) -> list[str]:

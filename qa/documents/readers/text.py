@@ -64,7 +64,10 @@ _MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 def markdown_headings(text: str) -> list[Heading]:
     """The `#` heading lines of Markdown text."""
-    return [Heading(match.group(2).strip(), match.start(), match.end()) for match in _MARKDOWN_HEADING.finditer(text)]
+    return [
+        Heading(match.group(2).strip(), match.start(), match.end(), len(match.group(1)))
+        for match in _MARKDOWN_HEADING.finditer(text)
+    ]
 
 
 def read_markdown(raw: bytes) -> Extracted:

@@ -39,13 +39,14 @@ def read_docx(raw: bytes) -> Extracted:
             continue
         text = item.text.strip()
         style = item.style.name if item.style is not None else ""
-        if style == "Title" or _WORD_HEADING.match(style or ""):
-            builder.heading(" ".join(text.split()))
+        numbered = _WORD_HEADING.match(style or "")
+        if style == "Title" or numbered:
+            builder.heading(" ".join(text.split()), level=int(numbered.group(1)) if numbered else 0)
             last_line = ""
         else:
             builder.line(text)
             last_line = text or last_line
-    return builder.result()
+    return builder.result(title=(document.core_properties.title or "").strip())
 
 
 def _docx_rows(table) -> list[list[str]]:
