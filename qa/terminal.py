@@ -101,10 +101,15 @@ def say(message: str) -> None:
 
 
 def progress_bars():
-    """A progress callback: tqdm bars for reading files and embedding passages (rate, time left), lines for the rest."""
+    """A progress callback: tqdm bars (rate, time left) for every stage that counts something (files read,
+    passages embedded, tokenized and read by the second encoder, background questions, vectors indexed),
+    lines for the rest."""
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
+    counted = {"reading": ("reading", "file"), "embedding": ("embedding", "passage"),
+               "keywords": ("keyword index", "passage"), "second": ("second encoder", "passage"),
+               "background": ("background", "question"), "vectors": ("vector index", "vector")}
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "passages":
@@ -119,14 +124,14 @@ def progress_bars():
             bars["ocr"].update(done - bars["ocr"].n)
             if done >= total:
                 bars.pop("ocr").close()
-        elif stage in ("reading", "embedding") and total > 0:
+        elif stage in counted and total > 0:
             if stage not in bars:
-                unit = "passage" if stage == "embedding" else "file"
-                bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr)
+                description, unit = counted[stage]
+                bars[stage] = tqdm(total=total, desc=description, unit=unit, file=sys.stderr)
             bar = bars[stage]
             bar.total = total
             bar.update(done - bar.n)
             if done >= total:
-                bar.close()
+                bars.pop(stage).close()
 
     return progress

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from qa import text
 from qa.config import Config
@@ -133,7 +134,8 @@ def embed_on_ray(
 
 
 def tokenizer_name(tokenizer: str) -> str:
-    """The embedding cache's name for the keyword tokens `tokenizer` makes with this code and these dictionaries."""
+    """The name of the keyword tokens `tokenizer` makes with this code and these dictionaries (recorded in
+    the manifest as "keyword_tokens": a rebuild takes the previous build's counts only under the same name)."""
     # Tokens depend on the code of qa/search/keyword.py and qa/text.py (stop words, patterns), on jieba's
     # dictionary and OpenCC's tables: any change makes a different name, so stale tokens are never reused.
     code = hashlib.sha256(Path(keyword.__file__).read_bytes() + Path(text.__file__).read_bytes()).hexdigest()[:16]
@@ -142,46 +144,107 @@ def tokenizer_name(tokenizer: str) -> str:
 
 
 class CachedSecond:
-    """The second encoder's vectors through the embedding cache: a rebuild encodes only new texts,
-    and the encoder is loaded only when there are some."""
+    """The second encoder's vectors through the embedding cache (kept there in float16, as the build
+    stores them): a rebuild encodes only new texts, and the encoder is loaded only when there are some.
 
-    def __init__(self, cache: EmbeddingCache):
+    Every vector it gives is rounded to float16, whether it came from the cache or the encoder, so a
+    build gives the same vectors whatever its cache held."""
+
+    def __init__(self, cache: EmbeddingCache, encoder: SecondEncoder | None = None):
         self.cache = cache
-        self.encoder = SecondEncoder()
+        self.encoder = encoder or SecondEncoder()
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        return cached_vectors(self.cache, texts, self.encoder.name, self.encoder.embed)
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        """Vectors of `texts` (float32 holding float16 values); `progress(done, total)` after each chunk
+        encoded, of the texts the cache lacks (once 0 of 0 when it has them all)."""
+        found = self.cache.get(texts, model=self.encoder.name)
+        missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
+        progress = progress or (lambda done, total: None)
+        progress(0, len(missing))
+        fresh: dict[str, np.ndarray] = {}
+        for start in range(0, len(missing), _SECOND_CHUNK):
+            chunk = missing[start : start + _SECOND_CHUNK]
+            vectors = self.encoder.embed(chunk).astype(SECOND_STORED)
+            self.cache.put(chunk, vectors, model=self.encoder.name)  # a killed build keeps what it encoded
+            fresh.update(zip(chunk, vectors))
+            progress(start + len(chunk), len(missing))
+        rows = [vector if vector is not None else fresh[text] for text, vector in zip(texts, found)]
+        if not rows:
+            return np.zeros((0, SECOND_DIMENSION), dtype=np.float32)
+        return np.stack(rows).astype(SECOND_STORED).astype(np.float32)
 
 
-def second_vectors(passages: list[Passage], second_encoder: CachedSecond) -> np.ndarray:
-    """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE)."""
-    if not passages:
-        return np.zeros((0, SECOND_DIMENSION), dtype=SECOND_STORED)
-    return second_encoder.embed([passage.embedding_text() for passage in passages]).astype(SECOND_STORED)
+# Passages the second encoder reads between two saves to the cache (and progress reports): ~10 s each on a core.
+_SECOND_CHUNK = 512
+
+
+def second_vectors(passages: list[Passage], second_encoder: CachedSecond, progress: Progress | None = None) -> np.ndarray:
+    """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE);
+    progress("second", done, total) as it encodes the passages the cache lacks."""
+    report = (lambda done, total: progress("second", done, total)) if progress else None
+    return second_encoder.embed([passage.embedding_text() for passage in passages], report).astype(SECOND_STORED)
 
 
 def cached_vectors(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:
     """Vectors of `texts` by `model`: from the cache, and `encode`d (then cached) where it has none."""
-    found = through_cache(texts, lambda some: cache.get(some, model=model),
-                          lambda some, vectors: cache.put(some, vectors, model=model), encode)
+    found = cache.get(texts, model=model)
+    missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
+    if missing:
+        fresh = encode(missing)
+        cache.put(missing, fresh, model=model)
+        by_text = dict(zip(missing, fresh))
+        found = [vector if vector is not None else by_text[text] for text, vector in zip(texts, found)]
     return np.stack(found).astype(np.float32, copy=False)
 
 
-def through_cache(texts: list[str], get, put, make) -> list:
-    """What `make` gives for each of `texts`: `get` from a cache (None where it has nothing), `make`
-    only for the texts it lacks (each once), and `put` those back."""
-    found = get(texts)
-    missing = list(dict.fromkeys(text for text, value in zip(texts, found) if value is None))
-    if missing:
-        fresh = make(missing)
-        put(missing, fresh)
-        by_text = dict(zip(missing, fresh))
-        found = [value if value is not None else by_text[text] for text, value in zip(texts, found)]
-    return found
+# Passages tokenized between two progress reports.
+_TOKENIZE_CHUNK = 2000
 
 
-def keyword_index(passages: list[Passage], tokenizer: str, cache: EmbeddingCache) -> KeywordIndex:
-    """The keyword index of `passages` (row i = passage i), tokenizing only texts the cache has no tokens for."""
-    token_lists = through_cache([passage.keyword_text() for passage in passages], cache.get_tokens, cache.put_tokens,
-                                lambda texts: [tokenize(text, tokenizer) for text in texts])
-    return KeywordIndex.from_tokens(token_lists, tokenizer)
+def keyword_index(
+    passages: list[Passage], tokenizer: str, previous: tuple[list[Passage], KeywordIndex] | None = None,
+    progress: Progress | None = None,
+) -> KeywordIndex:
+    """The keyword index of `passages` (row i = passage i); progress("keywords", done, total) as it tokenizes.
+
+    `previous`: the passages of the previous build and its keyword index, made with the same tokens
+    (`tokenizer_name`); a passage whose keyword text it indexed takes its row of counts, and only the
+    others are tokenized (jieba reads ~3,000 passages a second: a one-file edit of 100,000 passages
+    would otherwise spend half a minute here). The result holds the same terms and counts as an index
+    built afresh, its vocabulary in another order (which no score depends on)."""
+    progress = progress or (lambda stage, done, total: None)
+    texts = [passage.keyword_text() for passage in passages]
+    rows = np.full(len(texts), -1, dtype=np.int64)
+    if previous is not None:
+        old_passages, old = previous
+        row_of = {passage.keyword_text(): row for row, passage in enumerate(old_passages)}
+        rows = np.fromiter((row_of.get(text, -1) for text in texts), dtype=np.int64, count=len(texts))
+    new = np.flatnonzero(rows < 0)
+    progress("keywords", 0, len(new))
+    token_lists = []
+    for start in range(0, len(new), _TOKENIZE_CHUNK):
+        token_lists += [tokenize(texts[i], tokenizer) for i in new[start : start + _TOKENIZE_CHUNK]]
+        progress("keywords", len(token_lists), len(new))
+    if previous is None or len(new) == len(texts):
+        return KeywordIndex.from_tokens(token_lists, tokenizer)
+    term_ids = dict(old.term_ids)  # the old vocabulary, extended by the new passages' new terms
+    flat = [token for tokens in token_lists for token in tokens]
+    for term in dict.fromkeys(flat):
+        term_ids.setdefault(term, len(term_ids))
+    vocabulary = old.vocabulary + list(term_ids)[len(old.vocabulary) :]
+    columns = np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+    lines = np.repeat(np.arange(len(token_lists)), [len(tokens) for tokens in token_lists])
+    counted = sparse.csr_matrix((np.ones(len(flat), dtype=np.float32), (lines, columns)), shape=(len(new), len(vocabulary)))
+    counted.sum_duplicates()
+    kept = old.counts[rows[rows >= 0]]
+    kept.resize((kept.shape[0], len(vocabulary)))
+    stacked = sparse.vstack([kept, counted], format="csr")
+    order = np.empty(len(texts), dtype=np.int64)  # row i of the result is row order[i] of `stacked`
+    order[rows >= 0] = np.arange(len(texts) - len(new))
+    order[new] = len(texts) - len(new) + np.arange(len(new))
+    counts = stacked[order]
+    used = np.flatnonzero(np.bincount(counts.indices, minlength=len(vocabulary)))  # terms only removed passages held go
+    if len(used) < len(vocabulary):
+        counts = counts[:, used]
+        vocabulary = [vocabulary[term] for term in used]
+    return KeywordIndex(counts, vocabulary, tokenizer)

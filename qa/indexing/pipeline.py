@@ -27,15 +27,16 @@ from qa.documents.corpus import Document, Problem, SourceHashes, list_sources, o
 from qa.documents.ocr import OCR_CACHE_FILE, OcrReader
 from qa.embeddings.cache import CACHE_FILE, EmbeddingCache
 from qa.embeddings.model import Embedder
-from qa.embeddings.second_encoder import SECOND_FILE
+from qa.embeddings.second_encoder import SECOND_FILE, SecondEncoder
 from qa.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from qa.indexing.background import background
 from qa.indexing.changes import KEYWORD_TEXT, compare_sources, reader_fingerprint, unchanged_sources
 from qa.indexing.embedding import CachedSecond, keyword_index, passage_vectors, second_vectors, tokenizer_name
 from qa.indexing.report import BuildReport, Progress
 from qa.passages import Passage, make_passages
-from qa.search.keyword import KEYWORDS_FILE
-from qa.store.base import Build
+from qa.search.keyword import KEYWORDS_FILE, KeywordIndex
+from qa.search.sections import Sections
+from qa.store.base import Build, check_files
 from qa.store.factory import store_for
 from qa.store.folder import build_lock, last_build, load_passages, make_manifest, write_index
 from qa.store.local import choose_vector_index
@@ -73,7 +74,9 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
         )
         # Unreadable files that the previous build indexed keep their earlier version (see the module note).
         kept = _passages_of(old, previous, {problem.source for problem in problems})
-        passages = _passages_in_order(paths, config.corpus_dir, documents, {**unread, **kept}, config.max_passage_chars)
+        passages = _passages_in_order(
+            paths, config.corpus_dir, documents, {**unread, **kept}, config.max_passage_chars, config.max_unit_chars
+        )
         timings["reading"] = time.perf_counter() - started
         if not passages:
             reasons = "; ".join(f"{p.source}: {p.reason}" for p in problems) or "it holds no readable documents"
@@ -92,7 +95,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             Problem(source, f"page {page}: {reason}") for source, summary in ocr_done.items() for page, reason in summary.unreadable.items()
         ]
         cache_file = config.index_dir / CACHE_FILE
-        with EmbeddingCache(cache_file, embedder.cache_name, tokenizer_name(config.keyword_tokenizer)) as cache:
+        with EmbeddingCache(cache_file, embedder.cache_name, float16=[SecondEncoder.name]) as cache:
             vectors, embedded, reused, vectors_by = passage_vectors(
                 [passage.embedding_text() for passage in passages], cache, embedder, progress, timings, config
             )
@@ -117,21 +120,27 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             manifest["ocr"].update({source: previous["ocr"][source] for source in unread if source in previous.get("ocr", {})})
             manifest["reader"] = reader
             manifest["keyword_text"] = KEYWORD_TEXT
-            writing = time.perf_counter()
-            progress("writing", 0, 1)
-            keywords = keyword_index(passages, config.keyword_tokenizer, cache)  # BM25 beside the vectors (qa/search/keyword.py)
+            manifest["keyword_tokens"] = tokenizer_name(config.keyword_tokenizer)
+            # BM25 beside the vectors (qa/search/keyword.py): unchanged passages keep the previous build's counts.
+            timed = time.perf_counter()
+            keywords = keyword_index(passages, config.keyword_tokenizer, _previous_keywords(last, old, manifest), progress)
+            timings["keywords"], timed = time.perf_counter() - timed, time.perf_counter()
             second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
-            second = second_vectors(passages, second_encoder)  # qa/embeddings/second_encoder.py
-            measured = background(passages, vectors, keywords, second, second_encoder, embedder, config, cache, last)  # qa/indexing/background.py
+            second = second_vectors(passages, second_encoder, progress)  # qa/embeddings/second_encoder.py
+            timings["second"], timed = time.perf_counter() - timed, time.perf_counter()
+            measured = background(passages, vectors, keywords, second, second_encoder, embedder, config, cache, last,
+                                  progress)  # qa/indexing/background.py
+            timings["background"], timed = time.perf_counter() - timed, time.perf_counter()
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,
                 store=store_for(config),  # local FAISS files or Milvus (qa/store/factory.py), updated from the previous build
                 previous=last,
-                extra_files={KEYWORDS_FILE: keywords.save, BACKGROUND_FILE: measured.write,
+                # The keyword index with the sections' (qa/search/sections.py), as the retriever reads them.
+                extra_files={KEYWORDS_FILE: lambda path: keywords.save(path, Sections(passages).groups), BACKGROUND_FILE: measured.write,
                              SECOND_FILE: lambda path: _save_array(path, second)},
+                progress=progress,
             )
-            progress("writing", 1, 1)
-            timings["writing"] = time.perf_counter() - writing
+            timings["writing"] = time.perf_counter() - timed
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
             ocr.keep([hashes[source] for source in unread])  # their scans are read again after a change of reader
             ocr.forget_unused()
@@ -165,6 +174,19 @@ def _previous_passages(last: Build | None) -> list[Passage] | None:
         return None  # nothing trustworthy to keep: every file is read, unreadable ones reported as skipped
 
 
+def _previous_keywords(last: Build | None, old: list[Passage] | None, manifest: dict) -> tuple[list[Passage], KeywordIndex] | None:
+    """The previous build's passages and keyword index when its tokens are made as this build's are
+    (`manifest`'s "keyword_tokens"), for `keyword_index` to take unchanged passages' counts from; None
+    when there is none, or it cannot be trusted (everything is tokenized)."""
+    if last is None or old is None or last.manifest.get("keyword_tokens") != manifest["keyword_tokens"]:
+        return None
+    try:
+        check_files(last.folder, last.manifest, names=(KEYWORDS_FILE,))
+        return old, KeywordIndex.load(last.folder / KEYWORDS_FILE, rows=len(old))
+    except IndexCorruptError:
+        return None
+
+
 def _passages_of(old: list[Passage] | None, previous: dict | None, sources: set[str]) -> dict[str, list[Passage]]:
     """The passages `old` (the previous build's, `previous` its manifest) holds of each of `sources` that
     it indexed ([] for a source without passages); {} without `old`."""
@@ -178,7 +200,8 @@ def _passages_of(old: list[Passage] | None, previous: dict | None, sources: set[
 
 
 def _passages_in_order(
-    paths: list[Path], corpus_dir: Path, documents: list[Document], kept: dict[str, list[Passage]], max_chars: int
+    paths: list[Path], corpus_dir: Path, documents: list[Document], kept: dict[str, list[Passage]], max_chars: int,
+    max_unit_chars: int,
 ) -> list[Passage]:
     """All passages, numbered from 0 in the corpus's file order; `kept`: passages of files not read now
     (unchanged, or unreadable and kept in their earlier version), in their place."""
@@ -187,7 +210,7 @@ def _passages_in_order(
     for path in paths:
         source = source_name(path, corpus_dir)
         if source in by_source:
-            passages.extend(make_passages([by_source[source]], max_chars, first_id=len(passages)))
+            passages.extend(make_passages([by_source[source]], max_chars, len(passages), max_unit_chars))
         elif source in kept:
             first = len(passages)  # not inside the generator: extend() grows the list as it reads
             passages.extend(dataclasses.replace(p, id=first + n) for n, p in enumerate(kept[source]))

@@ -340,7 +340,11 @@ _STAGES = {
     "passages": "复用已有向量 reusing cached passages",
     "model": "加载模型 loading the model",
     "embedding": "向量化 embedding passages",
+    "keywords": "关键词索引 keyword index (BM25)",
+    "second": "第二编码器 second encoder over passages",
+    "background": "背景问题 the decision's background questions",
     "writing": "写入并检查 writing and checking the index",
+    "vectors": "向量索引 adding vectors to the vector index",
 }
 
 
@@ -352,7 +356,7 @@ def _render_rebuild(state: RebuildState) -> str:
         if state.total:
             counts = f' <progress max="{state.total}" value="{state.done}"></progress> {state.done}/{state.total}'
             spent = time.time() - (state.stage_started or time.time())
-            if state.stage in ("embedding", "ocr") and state.done and spent > 0:
+            if state.stage in ("embedding", "ocr", "keywords", "second", "background", "vectors") and state.done and spent > 0:
                 rate = state.done / spent
                 counts += f" · {rate:.1f}/s · 约 about {(state.total - state.done) / rate:.0f} s 剩余 left"
         return (

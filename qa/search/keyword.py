@@ -8,9 +8,12 @@ small embedding model blurs. Chinese has no spaces, so a text becomes tokens in 
     "words"          jieba's search-mode words (it also emits the sub-words of long words)
     "words+bigrams"  both (default): words give precision, bigrams recall for words jieba splits oddly
 
-The index stores raw term counts, one row per passage; BM25 weights are derived on load, so the same
+The index stores raw term counts, one row per passage; BM25 weights are derived from them, so the same
 counts also give section-level scores (`grouped`) without tokenizing again. Scoring a batch of
-questions is one sparse matrix product, never a loop over passages.
+questions is one sparse matrix product, never a loop over passages. A build saves the weights that
+searching reads (the passages' and the sections') beside the counts, uncompressed, and loading maps
+them from the file instead of deriving them again: at 100,000 passages that was five seconds and half
+a gigabyte before the first answer; the counts are read only if asked for (a rebuild reuses them).
 
 Longer than most modules: tokens, the index and a question's matches (`Matches`) share the normalisation
 and the private postings, and a build's cache of tokens is keyed on this one file (qa/indexing/embedding.py).
@@ -20,7 +23,9 @@ import io
 import json
 import logging
 import re
+import struct
 import unicodedata
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,7 +39,7 @@ from qa.search.bilingual import translations
 from qa.text import CJK_RUN, STOPWORDS, bigrams, to_simplified
 
 TOKENIZERS = KEYWORD_TOKENIZERS  # the choices of Config.keyword_tokenizer
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the BM25 weights stored beside the counts (format 1, counts only, is still read)
 KEYWORDS_FILE = "keywords.npz"  # beside the vectors in each build folder
 
 _LATIN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
@@ -123,21 +128,41 @@ class KeywordIndex:
     """
 
     def __init__(self, counts: sparse.csr_matrix, vocabulary: list[str], tokenizer: str, k1: float = 1.2, b: float = 0.75):
-        self.counts = counts.tocsr().astype(np.float32)
-        self.counts.eliminate_zeros()  # every stored count is a term present: its idf counts for coverage
+        self._counts = counts.tocsr().astype(np.float32)
+        self._counts.eliminate_zeros()  # every stored count is a term present: its idf counts for coverage
+        self._read_counts = None
+        self._rows = self._counts.shape[0]
         self.vocabulary = vocabulary
         self.term_ids = {term: i for i, term in enumerate(vocabulary)}
         self.tokenizer = tokenizer
         self.k1, self.b = k1, b
-        weights, self.idf = _bm25_weights(self.counts, k1, b)
+        weights, self.idf = _bm25_weights(self._counts, k1, b)
         # A column-major copy: a question reads the columns of its own few terms. Only this is kept
         # (not the row-major weights, ~1 GB at a million passages); coverage reads the same columns,
         # each entry earning its term's idf.
         self._weights_by_term = weights.tocsc()
         self._weights_by_term.sort_indices()  # `Matches` looks rows up in common terms' columns by binary search
+        self._grouped: tuple[np.ndarray, KeywordIndex] | None = None  # `grouped` as `load` read it
+
+    @classmethod
+    def _stored(cls, rows: int, vocabulary: list[str], term_ids: dict[str, int], tokenizer: str, k1: float, b: float,
+                weights_by_term: sparse.csc_matrix, idf: np.ndarray, read_counts) -> "KeywordIndex":
+        """An index of weights already derived (as `load` reads them); `read_counts()` gives its counts when asked for."""
+        index = cls.__new__(cls)
+        index._counts, index._read_counts, index._rows = None, read_counts, rows
+        index.vocabulary, index.term_ids, index.tokenizer, index.k1, index.b = vocabulary, term_ids, tokenizer, k1, b
+        index._weights_by_term, index.idf, index._grouped = weights_by_term, idf, None
+        return index
+
+    @property
+    def counts(self) -> sparse.csr_matrix:
+        """The raw term counts (texts × terms, float32); of a loaded index read when first asked for."""
+        if self._counts is None:
+            self._counts = self._read_counts()
+        return self._counts
 
     def __len__(self) -> int:
-        return self.counts.shape[0]
+        return self._rows
 
     @classmethod
     def build(cls, texts: list[str], tokenizer: str = "words+bigrams", k1: float = 1.2, b: float = 0.75) -> "KeywordIndex":
@@ -163,13 +188,15 @@ class KeywordIndex:
         return cls(counts, vocabulary, tokenizer, k1, b)
 
     def grouped(self, groups: np.ndarray) -> "KeywordIndex":
-        """The index of larger units (e.g. sections): row g sums the counts of the rows whose group is g."""
+        """The index of larger units (e.g. sections): row g sums the counts of the rows whose group is g.
+
+        The last one is kept (a build's retriever and its `save` derive it once), and the one `save` stored
+        is read with the index rather than derived again."""
         groups = np.asarray(groups)
-        membership = sparse.csr_matrix(
-            (np.ones(len(groups), dtype=np.float32), (groups, np.arange(len(groups)))),
-            shape=(int(groups.max()) + 1 if len(groups) else 0, len(groups)),
-        )
-        return KeywordIndex(membership @ self.counts, self.vocabulary, self.tokenizer, self.k1, self.b)
+        if self._grouped is None or not np.array_equal(self._grouped[0], groups):
+            grouped = KeywordIndex(_grouped_counts(self.counts, groups), self.vocabulary, self.tokenizer, self.k1, self.b)
+            self._grouped = groups.copy(), grouped
+        return self._grouped[1]
 
     def contains(self, phrase: str, whole_word: bool = False) -> bool:
         """Whether the texts hold `phrase`: as one word or token, or (longer phrases, unless
@@ -312,43 +339,146 @@ class KeywordIndex:
             total += best
         return total
 
-    def save(self, path: Path) -> None:
-        """Write the counts, vocabulary and settings to one .npz file at `path`."""
-        buffer = io.BytesIO()
+    def save(self, path: Path, groups: np.ndarray | None = None) -> None:
+        """Write the index to one .npz file at `path`: the vocabulary and settings (compressed); the counts,
+        and the BM25 weights by term and idf that searching reads, uncompressed (for `load` to map them:
+        compressing the counts took seconds for 20 MB less). `groups`: also the weights of `grouped(groups)`
+        (the sections' index, qa/search/retrieval.py)."""
         settings = {"format": FORMAT_VERSION, "tokenizer": self.tokenizer, "k1": self.k1, "b": self.b}
-        np.savez_compressed(
-            buffer,
-            data=self.counts.data,
-            indices=self.counts.indices,
-            indptr=self.counts.indptr,
-            shape=np.array(self.counts.shape),
-            vocabulary=np.array(json.dumps(self.vocabulary, ensure_ascii=False)),
-            settings=np.array(json.dumps(settings)),
-        )
-        Path(path).write_bytes(buffer.getvalue())
+        counts = self.counts
+        small = len(counts.data) == 0 or counts.data.max() < 2**16  # counts are whole numbers: 2 bytes hold them
+        arrays = {"vocabulary": np.array(json.dumps(self.vocabulary, ensure_ascii=False)), "settings": np.array(json.dumps(settings))}
+        stored = {"data": counts.data.astype(np.uint16) if small else counts.data, "indices": counts.indices,
+                  "indptr": counts.indptr, "shape": np.array(counts.shape)}
+        for prefix, index in [("", self), *([("sections_", self.grouped(groups))] if groups is not None else [])]:
+            weights = index._weights_by_term
+            stored.update({f"{prefix}weights_data": weights.data, f"{prefix}weights_indices": weights.indices,
+                           f"{prefix}weights_indptr": weights.indptr, f"{prefix}idf": index.idf})
+        if groups is not None:
+            stored["groups"] = np.asarray(groups)
+        _write_npz(Path(path), arrays, stored)
 
     @classmethod
     def load(cls, path: Path, rows: int | None = None) -> "KeywordIndex":
-        """Read an index written by `save`; IndexCorruptError if it is damaged or has not `rows` rows."""
+        """Read an index written by `save` (its weights memory-mapped, its counts when first asked for);
+        IndexCorruptError if it is damaged or has not `rows` rows."""
         hint = REBUILD_HINT
         try:
-            with np.load(path, allow_pickle=False) as file:
-                settings = json.loads(str(file["settings"]))
-                vocabulary = json.loads(str(file["vocabulary"]))
-                shape = tuple(int(n) for n in file["shape"])
-                counts = sparse.csr_matrix((file["data"], file["indices"], file["indptr"]), shape=shape)
+            with zipfile.ZipFile(path) as archive:
+                names = {name.removesuffix(".npy") for name in archive.namelist()}
+                read = lambda name: _npz_array(path, archive, name)  # noqa: E731
+                settings = json.loads(str(read("settings")))
+                vocabulary = json.loads(str(read("vocabulary")))
+                shape = tuple(int(n) for n in read("shape"))
+                if settings.get("format") == 1:
+                    counts = sparse.csr_matrix((read("data"), read("indices"), read("indptr")), shape=shape)
+                else:  # the weights; the counts only when asked for
+                    stored = {name: read(name) for name in names if "weights" in name or name.endswith("idf") or name == "groups"}
         except FileNotFoundError:
             raise IndexCorruptError(f"{path} is missing; {hint}") from None
         except Exception as error:  # numpy, zipfile and scipy raise many types for a damaged file
             raise IndexCorruptError(f"{path} cannot be read as a keyword index ({error}); {hint}") from None
-        if settings.get("format") != FORMAT_VERSION or settings.get("tokenizer") not in TOKENIZERS:
+        if settings.get("format") not in (1, FORMAT_VERSION) or settings.get("tokenizer") not in TOKENIZERS:
             raise IndexCorruptError(f"{path} is keyword index format {settings.get('format')}, expected {FORMAT_VERSION}; {hint}")
         if len(vocabulary) != shape[1] or (rows is not None and shape[0] != rows):
             raise IndexCorruptError(
                 f"{path} has {shape[0]} rows and {len(vocabulary)} terms for {shape[1]} columns, "
                 f"expected {rows} rows; {hint}"
             )
-        return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
+        if settings["format"] == 1:
+            return cls(counts, vocabulary, settings["tokenizer"], settings["k1"], settings["b"])
+        term_ids = {term: i for i, term in enumerate(vocabulary)}
+
+        def index_of(prefix: str, count: int, read_counts) -> "KeywordIndex":
+            weights = sparse.csc_matrix(
+                (stored[f"{prefix}weights_data"], stored[f"{prefix}weights_indices"], stored[f"{prefix}weights_indptr"]),
+                shape=(count, shape[1]), copy=False,
+            )
+            weights.has_sorted_indices = True  # sorted before `save`; checking would read every page
+            return cls._stored(count, vocabulary, term_ids, settings["tokenizer"], settings["k1"], settings["b"],
+                               weights, stored[f"{prefix}idf"], read_counts)
+
+        try:
+            index = index_of("", shape[0], lambda: _read_counts(path, shape))
+            if "groups" in stored:
+                groups = np.asarray(stored["groups"])
+                sections = index_of("sections_", int(groups.max()) + 1 if len(groups) else 0, None)
+                sections._read_counts = lambda: _grouped_counts(index.counts, groups)
+                index._grouped = groups, sections
+        except Exception as error:  # scipy's checks of the arrays' lengths and types
+            raise IndexCorruptError(f"{path} cannot be read as a keyword index ({error}); {hint}") from None
+        return index
+
+
+def _grouped_counts(counts: sparse.csr_matrix, groups: np.ndarray) -> sparse.csr_matrix:
+    """Row g sums the rows of `counts` whose group is g."""
+    membership = sparse.csr_matrix(
+        (np.ones(len(groups), dtype=np.float32), (groups, np.arange(len(groups)))),
+        shape=(int(groups.max()) + 1 if len(groups) else 0, len(groups)),
+    )
+    return membership @ counts
+
+
+def _read_counts(path: Path, shape: tuple[int, int]) -> sparse.csr_matrix:
+    """The counts of the index saved at `path` (read when first asked for, see `KeywordIndex.counts`)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data, indices, indptr = (_npz_array(path, archive, name) for name in ("data", "indices", "indptr"))
+            return sparse.csr_matrix((data.astype(np.float32), indices, indptr), shape=shape)
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path} disappeared while the index was in use; {REBUILD_HINT}") from None
+    except Exception as error:  # numpy, zipfile and scipy raise many types for a damaged file
+        raise IndexCorruptError(f"{path} cannot be read as a keyword index ({error}); {REBUILD_HINT}") from None
+
+
+# An .npz file (a zip of .npy files, as np.savez writes and np.load reads) whose uncompressed members start
+# at a multiple of 64 bytes: their data does too (the .npy header pads to 64), so they can be memory-mapped.
+_ALIGN = 64
+_PADDING = 0xD935  # the id of zipalign's padding extra field, which readers skip
+
+
+def _write_npz(path: Path, compressed: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> None:
+    """Write `compressed` (deflated) and `stored` (uncompressed, aligned for memory-mapping) to one .npz file."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in [*compressed.items(), *stored.items()]:
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            data = buffer.getvalue()
+            if name in stored:
+                info.compress_type = zipfile.ZIP_STORED
+                # The data follows the 30-byte local header, the name, this padding field (4 bytes and the
+                # padding) and, for a member over 2 GB, zipfile's zip64 field (20 bytes).
+                start = archive.fp.tell() + 30 + len(info.filename.encode()) + 4 + (20 if len(data) * 1.05 > zipfile.ZIP64_LIMIT else 0)
+                pad = -start % _ALIGN
+                info.extra = struct.pack("<HH", _PADDING, pad) + bytes(pad)
+            else:
+                info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+
+
+def _npz_array(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """Member `name` of the .npz `archive` (at `path`): memory-mapped (read-only) when it was stored
+    uncompressed at an aligned offset, read otherwise."""
+    info = archive.getinfo(f"{name}.npy")
+    with open(path, "rb") as file:
+        file.seek(info.header_offset)
+        header = file.read(30)
+        if info.compress_type != zipfile.ZIP_STORED or header[:4] != b"PK\x03\x04":
+            with archive.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+        start = info.header_offset + 30 + sum(struct.unpack("<HH", header[26:30]))
+        file.seek(start)
+        version = np.lib.format.read_magic(file)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(file)
+        offset = file.tell()
+    size = int(np.prod(shape)) * dtype.itemsize
+    if dtype.hasobject or offset + size > start + info.file_size:
+        raise ValueError(f"member {name} is not an array of its stated size")
+    if size == 0 or offset % _ALIGN:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"))
 
 
 class Matches:

@@ -30,6 +30,7 @@ and the `PassageIndex` that `open` gives answers, in every store:
 import dataclasses
 import hashlib
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,9 @@ class Store:
     """The base of the stores: see the module note for what each verb does."""
 
     kind = ""
+    # What `write` tells of its adding vectors to the vector index, progress(added, total), if anything:
+    # set by the build for its write (qa/store/folder.py write_index); a store that adds them at once says nothing.
+    progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> "Store":

@@ -134,6 +134,7 @@ def write_index(
     store: Store,
     previous: Build | None,
     extra_files: dict[str, Callable[[Path], None]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Write a complete index into a new build folder, check it, then make it current in one step.
 
@@ -143,20 +144,35 @@ def write_index(
     file (e.g. the keyword index); those files are checksummed in the manifest like the others. Call
     it while holding `build_lock`. Returns the new build folder. If anything fails, the previous index
     stays current and the partial folder is removed.
+
+    `progress(stage, done, total)`: "writing" with the steps done of all of them (the store's passages
+    and vectors, each extra file, the checksums, the check that it loads), 0 of them first and all of
+    them once `current` has moved; and "vectors", the vectors the store added to its vector index so
+    far, while it does (see `Store.progress`).
     """
     extra_files = extra_files or {}
+    progress = progress or (lambda stage, done, total: None)
+    steps = len(extra_files) + 3
+    progress("writing", 0, steps)
     folder = index_dir / _BUILDS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     try:
         folder.mkdir(parents=True)
         keys = passage_keys(passages, vectors)
         np.save(folder / KEYS, keys)
-        written, facts = store.write(folder, previous, manifest, passages, keys, vectors)
-        for name, write in extra_files.items():
+        store.progress = lambda done, total: progress("vectors", done, total)
+        try:
+            written, facts = store.write(folder, previous, manifest, passages, keys, vectors)
+        finally:
+            store.progress = None
+        progress("writing", 1, steps)
+        for step, (name, write) in enumerate(extra_files.items(), start=2):
             write(folder / name)
+            progress("writing", step, steps)
         names = (KEYS, *written, *extra_files)
         manifest = dict(manifest, store=facts, files={name: _file_facts(folder / name) for name in names})
         _write_json(folder / MANIFEST, manifest)
         _fsync_folder(folder)
+        progress("writing", steps - 1, steps)
         store.check(folder, manifest)  # never point `current` at an index that does not load
         _point_current_at(index_dir, folder)
     except BaseException as error:
@@ -167,6 +183,7 @@ def write_index(
         raise
     _remove_old_builds(index_dir, keep={folder.name, previous.folder.name if previous is not None else None})
     store.forget_before(manifest)
+    progress("writing", steps, steps)
     return folder
 
 

@@ -146,8 +146,8 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
     add_a_big_document(config)
     real_save = KeywordIndex.save
 
-    def save_until_the_disk_is_full(self, path):
-        real_save(self, path)
+    def save_until_the_disk_is_full(self, path, groups=None):
+        real_save(self, path, groups)
         with open(path, "r+b") as file:
             file.truncate(file.seek(0, os.SEEK_END) // 2)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -186,7 +186,7 @@ def test_disk_full_while_writing_the_index_keeps_the_previous_one(built, monkeyp
 def test_a_first_build_on_a_full_disk_does_not_claim_a_previous_index(template, tmp_path, monkeypatch, embedder):
     config = Config(corpus_dir=template.corpus_dir, index_dir=tmp_path / "index")  # never built
 
-    def disk_full(self, path):
+    def disk_full(self, path, groups=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(KeywordIndex, "save", disk_full)

@@ -19,7 +19,7 @@ import pytest
 
 from qa.assistant import Assistant
 from qa.config import Config
-from qa.decision.background import Background
+from qa.decision.background import Background, background_questions
 from qa.documents.corpus import read_corpus, read_document
 from qa.embeddings.cache import CACHE_FILE, text_key
 from qa.embeddings.model import Embedder
@@ -111,15 +111,46 @@ def test_edit_reembeds_only_the_changed_passages_and_changes_the_answer(built):
     assert (answer.source, answer.section, answer.text) == ("农业.md", "茶叶", "在山区乡镇试点无人机配送快递。")
 
 
-def test_keyword_index_from_cached_tokens_equals_a_fresh_one(built):
+def keyword_counts(keywords: KeywordIndex) -> list[dict[str, float]]:
+    """Each row's counts by term: what a keyword index holds, whatever the order of its vocabulary."""
+    counts = keywords.counts.tocsr()
+    return [
+        {keywords.vocabulary[term]: float(count) for term, count in zip(counts.indices[a:b], counts.data[a:b])}
+        for a, b in zip(counts.indptr[:-1], counts.indptr[1:])
+    ]
+
+
+def test_keyword_index_of_a_rebuild_equals_a_fresh_one(built, monkeypatch):
+    import qa.indexing.embedding
+
+    tokenized = []
+    real = qa.indexing.embedding.tokenize
+    monkeypatch.setattr(qa.indexing.embedding, "tokenize", lambda text, tokenizer: tokenized.append(text) or real(text, tokenizer))
     path = built.config.corpus_dir / "农业.md"
     path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
-    built.rebuild()  # tokenizes only the new passage; the others' tokens come from the cache
+    built.rebuild()  # tokenizes only the new passage; the others' counts come from the previous build
     index = built.index
+    assert tokenized == [next(p for p in index.passages if "无人机" in p.text).keyword_text()]
     saved = load_keywords(index)
     fresh = KeywordIndex.build([p.keyword_text() for p in index.passages], built.config.keyword_tokenizer)
-    assert saved.vocabulary == fresh.vocabulary
-    assert (saved.counts != fresh.counts).nnz == 0
+    assert sorted(saved.vocabulary) == sorted(fresh.vocabulary)  # 茶旅 (only in the edited passage) is gone
+    assert "茶旅" not in saved.vocabulary and "无人" in saved.vocabulary
+    assert keyword_counts(saved) == keyword_counts(fresh)
+    question = saved.concepts("无人机配送在哪里试点？")
+    assert np.array_equal(saved.concept_scores([question]), fresh.concept_scores([fresh.concepts("无人机配送在哪里试点？")]))
+
+
+def test_a_rebuild_tokenizes_everything_when_the_tokens_are_made_otherwise(built, monkeypatch):
+    import qa.indexing.embedding
+
+    tokenized = []
+    real = qa.indexing.embedding.tokenize
+    monkeypatch.setattr(qa.indexing.embedding, "tokenize", lambda text, tokenizer: tokenized.append(text) or real(text, tokenizer))
+    monkeypatch.setattr("qa.indexing.pipeline.tokenizer_name", lambda tokenizer: f"{tokenizer}|another jieba")
+    (built.config.corpus_dir / "new.txt").write_text("新设立乡村振兴青年创业基金。", encoding="utf-8")
+    built.rebuild()
+    assert len(tokenized) == 5
+    assert built.index.manifest["keyword_tokens"].endswith("|another jieba")
 
 
 def test_rebuild_without_changes_does_not_load_the_model(built):
@@ -232,7 +263,9 @@ def cached_names(config: Config, text: str) -> list[str]:
     """The names the embedding cache holds a vector of `text` under, but the second encoder's (it files
     its own vectors of the passages English background questions find, qa/indexing/embedding.py)."""
     with sqlite3.connect(config.index_dir / CACHE_FILE) as connection:
-        rows = connection.execute("SELECT model FROM vectors WHERE key = ?", (text_key(text),)).fetchall()
+        rows = connection.execute(
+            "SELECT names.name FROM vectors JOIN names ON names.id = vectors.name WHERE key = ?", (text_key(text),)
+        ).fetchall()
     return sorted(name for (name,) in rows if name != SecondEncoder.name)
 
 
@@ -287,21 +320,45 @@ def test_float32_passages_have_one_name_whoever_embeds_them(tmp_path, embedder):
 
 
 def test_progress_stages_in_order(built, tmp_path):
+    """Every stage of a build says how far it got, done of total: here a new file of one passage."""
     calls = []
     (built.config.corpus_dir / "new.txt").write_text("新设立乡村振兴青年创业基金。", encoding="utf-8")
     built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    questions = background_questions().values()
+    background = sum(map(len, questions))
+    searched = np.cumsum([min(32, len(group) - start) for group in questions for start in range(0, len(group), 32)])
     assert calls == [
         ("reading", 1, 1),  # only the new file: the three others are unchanged
         ("passages", 4, 5),
         ("model", 0, 1), ("model", 1, 1),
         ("embedding", 0, 1), ("embedding", 1, 1),
-        ("writing", 0, 1), ("writing", 1, 1),
+        ("keywords", 0, 1), ("keywords", 1, 1),  # only the new passage: the others' counts are the previous build's
+        ("second", 0, 1), ("second", 1, 1),
+        ("background", 0, background),  # the passages changed: measured again, 32 questions at a time
+        *[("background", int(done), background) for done in searched],
+        # The passages and vectors (an exact index: added at once), keywords, background, second encoder,
+        # the checksums, the check; then `current` moves.
+        ("writing", 0, 6), ("writing", 1, 6), ("writing", 2, 6), ("writing", 3, 6), ("writing", 4, 6),
+        ("writing", 5, 6), ("writing", 6, 6),
     ]
     calls.clear()
     built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
     assert [call for call in calls if call[0] != "reading"] == [
-        ("passages", 5, 5), ("embedding", 0, 0), ("writing", 0, 1), ("writing", 1, 1),
+        ("passages", 5, 5), ("embedding", 0, 0), ("keywords", 0, 0), ("second", 0, 0), ("background", 0, 0),
+        *[("writing", done, 6) for done in range(7)],
     ]
+
+
+def test_an_approximate_index_reports_the_vectors_it_adds(built, monkeypatch):
+    import qa.store.local
+
+    monkeypatch.setattr(qa.store.local, "_ADD_CHUNK", 2)
+    calls = []
+    config = replace(built.config, vector_index="hnsw")
+    build_index(config, built.embedder, lambda stage, done, total: calls.append((stage, done, total)))
+    assert [call for call in calls if call[0] == "vectors"] == [("vectors", 0, 4), ("vectors", 2, 4), ("vectors", 4, 4)]
+    first = calls.index(("writing", 0, 6))
+    assert calls[first + 1 : first + 5] == [("vectors", 0, 4), ("vectors", 2, 4), ("vectors", 4, 4), ("writing", 1, 6)]
 
 
 def test_damaged_embedding_cache_is_started_afresh(built):
