@@ -2,25 +2,39 @@
 feedback, and reports on the index.
 
 It composes the rooms that do the work: qa/page/conversation.py (follow-ups, what a turn searches),
-qa/page/highlight.py (the sentences that answer), qa/page/render.py (the HTML), qa/feedback.py (the log)
-and qa/page/background_rebuild.py (the index panel and rebuilds). The page's events (qa/page/events.py) call it.
+qa/page/highlight.py (the sentences that answer), qa/page/render.py (the HTML), qa/page/scope.py (the
+filter), qa/documents/samples.py (the sample questions), qa/feedback.py (the log) and
+qa/page/background_rebuild.py (the index panel and rebuilds). The page's events (qa/page/events.py) call it.
 """
 
 import logging
 import threading
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from qa.assistant import Assistant
 from qa.decision.outcomes import NOT_FOUND
+from qa.documents.samples import questions_from_headings, read_questions_file
 from qa.errors import FeedbackError, QAError
 from qa.feedback import record_feedback
 from qa.page.background_rebuild import IndexMonitor, IndexStatus
 from qa.page.conversation import Turn, plan_turn
 from qa.page.highlight import Highlighter
 from qa.page.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error
+from qa.page.scope import render_scope
+from qa.text import language
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CorpusView:
+    """What the page shows of the served corpus: its collections with their document counts, its documents
+    (sources, sorted) and its sample questions."""
+
+    collections: tuple[tuple[str, int], ...] = ()
+    documents: tuple[str, ...] = ()
+    samples: tuple[str, ...] = ()
 
 
 class Chat:
@@ -35,13 +49,16 @@ class Chat:
         self.index_monitor = IndexMonitor(assistant, auto_rebuild)
         self.rebuilds = self.index_monitor.rebuilds
         self._sections: tuple[object, SectionTexts] | None = None
+        self._heading_samples: tuple[object, int, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
 
-    def reply(self, question: str, history: list[Turn]) -> Turn:
-        """Answer `question` after `history`: the new turn, its reply rendered in `shown` (an error message if it failed)."""
-        turn = plan_turn(question, history)
+    def reply(self, question: str, history: list[Turn], within: tuple[str, ...] = ()) -> Turn:
+        """Answer `question` after `history`, searching only `within` (collections and documents; () for the
+        whole corpus): the new turn, its reply rendered in `shown` (an error message if it failed, as when
+        `within` names something the index does not hold)."""
+        turn = plan_turn(question, history, within)
         try:
-            answer = self.assistant.ask(turn.searched)
+            answer = self.assistant.ask(turn.searched, within=turn.within or None)
             found = answer.outcome != NOT_FOUND
             # The question as retrieval read it: the highlighter embeds and tokenizes nothing of it again.
             highlights = self.highlighter.highlight(answer.asked or answer.question, answer.passages) if found else None
@@ -52,7 +69,30 @@ class Chat:
             log.error("answering %r failed:\n%s", turn.searched, traceback.format_exc())
             return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
-        return replace(turn, shown=render_answer(answer, turn, highlights, sections))
+        shown = render_scope(answer.within, language(turn.question)) + render_answer(answer, turn, highlights, sections)
+        return replace(turn, shown=shown)
+
+    def corpus_view(self, samples: int) -> CorpusView:
+        """The served corpus's collections and documents, and up to `samples` sample questions: those of the
+        corpus's .questions.txt, else drawn from its headings (qa/documents/samples.py). An index that
+        cannot be loaded shows nothing (the index panel says why)."""
+        written = read_questions_file(self.assistant.config.corpus_dir)
+        try:
+            collections, documents = self.assistant.collections(), self.assistant.documents()
+            questions = written[:samples] if written is not None else self._questions_from_headings(samples)
+        except QAError as error:
+            log.warning("the page shows no documents: %s", error)
+            return CorpusView(samples=tuple(written[:samples]) if written else ())
+        return CorpusView(tuple(collections), tuple(documents), tuple(questions))
+
+    def _questions_from_headings(self, count: int) -> tuple[str, ...]:
+        """Sample questions from the headings of the index now served, drawn once per index."""
+        index = self.assistant.index
+        with self._lock:
+            if self._heading_samples is None or self._heading_samples[0] is not index or self._heading_samples[1] != count:
+                headings = ((p.source, p.path or p.section) for p in index.passages)  # the innermost heading: its last part
+                self._heading_samples = (index, count, tuple(questions_from_headings(headings, count)))
+            return self._heading_samples[2]
 
     def sections(self) -> SectionTexts:
         """Section texts of the index now served (rebuilt after the index is replaced)."""

@@ -1,7 +1,9 @@
 """A conversation on the chat page: the turns, which questions are follow-ups, and what each one searches.
 
 A short question that refers back ("具体是怎么做的？", "why?") is searched together with the
-conversation's topic, the last question that stood alone. The language of a question (Chinese when
+conversation's topic, the last question that stood alone. Each turn keeps the collections and
+documents it was limited to (the page's filter, which stays set from question to question, so a
+follow-up searches where its topic was searched unless the visitor changes it). The language of a question (Chinese when
 it contains Chinese characters, English otherwise) decides the language of the page's labels.
 """
 
@@ -37,7 +39,8 @@ def is_follow_up(question: str) -> bool:
 
 @dataclass(frozen=True)
 class Turn:
-    """One question of a conversation: as typed, as searched, and the standalone question it builds on."""
+    """One question of a conversation: as typed, as searched, the standalone question it builds on, and the
+    collections and documents it was limited to (`within`; () for the whole corpus)."""
 
     question: str
     searched: str
@@ -45,14 +48,16 @@ class Turn:
     answer: Answer | None = None
     error: str | None = None
     shown: str = ""  # the reply as rendered in the chat (HTML)
+    within: tuple[str, ...] = ()
 
     @property
     def combined(self) -> bool:
         return self.searched != self.question
 
 
-def plan_turn(question: str, history: list[Turn]) -> Turn:
-    """The turn for `question` after `history`: a follow-up is searched together with the current topic.
+def plan_turn(question: str, history: list[Turn], within: tuple[str, ...] = ()) -> Turn:
+    """The turn for `question` after `history`, limited to `within`: a follow-up is searched together with
+    the current topic.
 
     The topic is the last question that stood alone, so a chain of follow-ups ("具体呢？", "效果呢？")
     keeps referring to it rather than to each other.
@@ -60,5 +65,5 @@ def plan_turn(question: str, history: list[Turn]) -> Turn:
     question = " ".join(question.split())
     previous = next((turn for turn in reversed(history) if turn.error is None), None)
     if previous is not None and is_follow_up(question):
-        return Turn(question=question, searched=f"{previous.topic} {question}", topic=previous.topic)
-    return Turn(question=question, searched=question, topic=question)
+        return Turn(question=question, searched=f"{previous.topic} {question}", topic=previous.topic, within=tuple(within))
+    return Turn(question=question, searched=question, topic=question, within=tuple(within))

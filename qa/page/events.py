@@ -1,5 +1,5 @@
-"""The chat page's events: what asking, voting, rebuilding, adding and removing documents and showing a
-cited page do, as the methods of `PageEvents`.
+"""The chat page's events: what asking, choosing what to search, voting, rebuilding, adding and removing
+documents and showing a cited page do, as the methods of `PageEvents`.
 
 Each method takes what Gradio hands the event (the components' values, a `gr.Request`) and returns or
 yields the components' new values, so it can be called without a browser. qa/page/layout.py wires them
@@ -20,12 +20,13 @@ import gradio as gr
 
 from qa.assistant import check_length
 from qa.documents.ocr import OCR_CACHE_FILE
-from qa.documents.uploads import add_document, corpus_documents, remove_document
+from qa.documents.uploads import add_document, remove_document
 from qa.errors import PageViewError, QAError, QuestionError, UploadError, public_message
-from qa.page.chat import Chat
+from qa.page.chat import Chat, CorpusView
 from qa.page.conversation import Turn
 from qa.page.pdf_view import SHOWN_SUFFIXES, show_cited_page
 from qa.page.render import INTERNAL_ERROR, chat_messages, render_status
+from qa.page.scope import collection_choices, render_collections, render_filter, scope
 
 BOX_CHARS = 1000  # the question box takes this many characters; the server cuts a longer question to it
 LOGIN_HINT = "(start the page with --auth-file or QA_AUTH)"
@@ -37,6 +38,7 @@ NEEDS_LOGIN = {
     "removal": "删除文档需要登录 · Removing documents needs a login",
 }
 REBUILD_POLL = 0.5  # seconds between two looks at a running rebuild, for the index panel
+SAMPLES = 5  # sample questions the page shows at most
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class PageEvents:
 
     def __init__(self, chat: Chat, rebuild_allowed: bool, max_turns: int):
         self.chat = chat
+        self.laid_out: CorpusView | None = None  # what the page was laid out with (build_page sets it)
         self.rebuild_allowed = rebuild_allowed
         self.max_turns = max_turns
         config = chat.assistant.config
@@ -86,12 +89,43 @@ class PageEvents:
             question = question[:BOX_CHARS]
         return "", chat_messages(turns, pending=question), question
 
-    def answer(self, pending: str | None, turns: list[Turn]):
-        """Answer the pending question: (the chat's messages, the turns kept)."""
+    def answer(self, pending: str | None, turns: list[Turn], collections: list[str] | None = None, documents: list[str] | None = None):
+        """Answer the pending question within the chosen collections and documents (none: the whole corpus):
+        (the chat's messages, the turns kept)."""
         if pending is None:
             return gr.skip(), gr.skip()
-        turns = (turns + [self.chat.reply(pending, turns)])[-self.max_turns :]  # what the state keeps and the page resends
+        reply = self.chat.reply(pending, turns, scope(collections, documents))
+        turns = (turns + [reply])[-self.max_turns :]  # what the state keeps and the page resends
         return chat_messages(turns), turns
+
+    def show_scope(self, collections: list[str] | None, documents: list[str] | None):
+        """The line under the question box that says what the next questions search, and its clear button:
+        both hidden while nothing is chosen."""
+        within = scope(collections, documents)
+        return gr.HTML(render_filter(within), visible=bool(within)), gr.Button(visible=bool(within))
+
+    def clear_scope(self):
+        """No collection and no document chosen: the next questions search the whole corpus."""
+        return [], []
+
+    def corpus_view(self) -> CorpusView:
+        """The served corpus's collections, documents and sample questions, as the page shows them."""
+        return self.chat.corpus_view(SAMPLES)
+
+    def load_corpus(self):
+        """On opening the page: the document list (never laid out with the page: qa/page/layout.py), and the
+        collections, the documents panel and the samples where they differ from what the page was laid
+        out with (a rebuild since)."""
+        view = self.corpus_view()
+        updates = corpus_updates(view)
+        if view == self.laid_out:
+            return tuple(update if kind is gr.Dropdown else gr.skip() for kind, update in zip(CORPUS_COMPONENTS, updates))
+        return updates
+
+    def refresh_corpus(self, collections: list[str] | None, documents: list[str] | None):
+        """After a rebuild: the filter's choices, the documents panel and the samples afresh, what was chosen
+        kept where the index still holds it."""
+        return corpus_updates(self.corpus_view(), collections, documents)
 
     def rate(self, turns: list[Turn], vote: gr.LikeData, request: gr.Request) -> None:
         """Record a thumb on an answer (a second click on the same thumb takes the vote back)."""
@@ -124,15 +158,10 @@ class PageEvents:
         """The index panel, its advice suited to what this visitor may do."""
         return render_status(self.chat.status(), rebuild_allowed=may_rebuild(self.rebuild_allowed, request.username))
 
-    def document_choices(self, request: gr.Request) -> gr.Dropdown:
-        """The corpus's documents for the remove list; none for a visitor who may not remove them."""
-        allowed = may_rebuild(self.rebuild_allowed, request.username)
-        return gr.Dropdown(choices=corpus_documents(self.corpus_dir) if allowed else [], value=None)
-
     def add_documents(self, files: list[str] | None, replace: bool, request: gr.Request):
-        """Add the uploaded files to the corpus and rebuild: yields (index panel, document list, upload box)."""
+        """Add the uploaded files to the corpus and rebuild: yields (index panel, upload box)."""
         if self._refused_without_login("upload", request):
-            yield render_status(self.chat.status(), rebuild_allowed=False), gr.skip(), None
+            yield render_status(self.chat.status(), rebuild_allowed=False), None
             return
         added = []
         for upload in files or []:
@@ -143,44 +172,51 @@ class PageEvents:
                 log.warning("upload from %s refused: %s", request_address(request), error)
                 gr.Warning(f"未添加 · Not added: {public_message(str(error))}")
         if not added:
-            yield render_status(self.chat.status(), rebuild_allowed=True), gr.skip(), None
+            yield render_status(self.chat.status(), rebuild_allowed=True), None
             return
         log.info("added to the corpus from %s: %s", request_address(request), ", ".join(added))
         gr.Info(f"已添加 · Added: {'、'.join(added)}; 正在重建索引 · rebuilding the index")
-        for panel, listed in self.rebuild_for_change(request):
-            yield panel, listed, None
+        for panel in self.rebuild_for_change():
+            yield panel, None
 
-    def remove_documents(self, source: str | None, request: gr.Request):
-        """Move a document out of the corpus (into corpus/.removed/) and rebuild: yields (index panel, document list)."""
+    def remove_documents(self, sources: list[str] | str | None, request: gr.Request):
+        """Move the documents chosen in the filter out of the corpus (into corpus/.removed/) and rebuild:
+        yields the index panel."""
         if self._refused_without_login("removal", request):
-            yield render_status(self.chat.status(), rebuild_allowed=False), gr.skip()
+            yield render_status(self.chat.status(), rebuild_allowed=False)
             return
-        if not source:
-            gr.Warning("请先选择要删除的文档 · Choose the document to remove first")
-            yield gr.skip(), gr.skip()
+        sources = [sources] if isinstance(sources, str) else list(sources or [])
+        if not sources:
+            gr.Warning("请先在“限定范围”的文档列表中选择要删除的文档 · Choose the documents to remove in the filter's document list first")
+            yield gr.skip()
             return
-        try:
-            kept = remove_document(self.corpus_dir, source)
-        except UploadError as error:
-            gr.Warning(public_message(str(error)))
-            yield gr.skip(), self.document_choices(request)
+        removed = []
+        for source in sources:
+            try:
+                kept = remove_document(self.corpus_dir, source)
+            except UploadError as error:
+                gr.Warning(public_message(str(error)))
+                continue
+            log.info("removed from the corpus by %s: %s (kept as %s)", request_address(request), source, kept)
+            removed.append(source)
+        if not removed:
+            yield gr.skip()
             return
-        log.info("removed from the corpus by %s: %s (kept as %s)", request_address(request), source, kept)
-        gr.Info(f"已删除 · Removed: {source}（保存在 corpus/.removed/ · kept in corpus/.removed/）; 正在重建索引 · rebuilding the index")
-        yield from self.rebuild_for_change(request)
+        gr.Info(f"已删除 · Removed: {'、'.join(removed)}（保存在 corpus/.removed/ · kept in corpus/.removed/）; 正在重建索引 · rebuilding the index")
+        yield from self.rebuild_for_change()
 
-    def rebuild_for_change(self, request: gr.Request):
-        """Rebuild after documents were added or removed, yielding the index panel and the document list."""
+    def rebuild_for_change(self):
+        """Rebuild after documents were added or removed, yielding the index panel until it is over."""
         chat = self.chat
         while chat.rebuilds.state().running:  # it may have read the corpus before the change: wait, then rebuild
-            yield render_status(chat.status(), rebuild_allowed=True), gr.skip()
+            yield render_status(chat.status(), rebuild_allowed=True)
             time.sleep(REBUILD_POLL)
         chat.rebuilds.start()
-        yield render_status(chat.status(max_age=0), rebuild_allowed=True), self.document_choices(request)
+        yield render_status(chat.status(max_age=0), rebuild_allowed=True)
         while chat.rebuilds.state().running:
-            yield render_status(chat.status(), rebuild_allowed=True), gr.skip()
+            yield render_status(chat.status(), rebuild_allowed=True)
             time.sleep(REBUILD_POLL)
-        yield render_status(chat.status(max_age=0), rebuild_allowed=True), gr.skip()
+        yield render_status(chat.status(max_age=0), rebuild_allowed=True)
 
     def cited_pages(self, turns: list[Turn]):
         """The pages of PDFs and images the latest answer cites, for the page view's list (the view cleared)."""
@@ -221,6 +257,31 @@ class PageEvents:
         log.warning("%s refused from %s: needs a login", action, request_address(request))
         gr.Warning(f"{NEEDS_LOGIN[action]} {LOGIN_HINT}")
         return True
+
+
+def corpus_settings(view: CorpusView, collections: list[str] | None = None, documents: list[str] | None = None) -> list[dict]:
+    """The settings of the components that show the corpus, for `view`: the filter, its collections, its
+    documents, the documents panel's summary, then each sample button; what was chosen is kept where
+    `view` still holds it. The layout takes them as arguments, `corpus_updates` as updates."""
+    names = {name for name, _ in view.collections}
+    held = set(view.documents)
+    samples = list(view.samples[:SAMPLES]) + [None] * (SAMPLES - len(view.samples[:SAMPLES]))
+    return [
+        {"visible": len(view.documents) > 1},
+        {"choices": collection_choices(view.collections), "value": [c for c in collections or [] if c in names],
+         "visible": bool(view.collections)},
+        {"choices": list(view.documents), "value": [d for d in documents or [] if d in held], "multiselect": True},
+        {"value": render_collections(view.collections, view.documents)},
+        *({"value": text, "visible": True} if text else {"visible": False} for text in samples),
+    ]
+
+
+CORPUS_COMPONENTS = (gr.Accordion, gr.CheckboxGroup, gr.Dropdown, gr.HTML) + (gr.Button,) * SAMPLES
+
+
+def corpus_updates(view: CorpusView, collections: list[str] | None = None, documents: list[str] | None = None) -> tuple:
+    """`corpus_settings` as the updates an event returns."""
+    return tuple(kind(**settings) for kind, settings in zip(CORPUS_COMPONENTS, corpus_settings(view, collections, documents)))
 
 
 def _note(text: str, kind: str = "qa-page-note") -> str:

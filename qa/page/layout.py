@@ -1,8 +1,11 @@
 """The chat page's layout: its components, and which event (qa/page/events.py) each one triggers.
 
-The chat box, the question box and sample questions, the cited-page view, the index panel with its
-rebuild button, and the documents panel. The buttons that change something are shown only where a
-visitor without a login may use them. The styles and the scrolling script are package data
+The chat box, the question box with the filter under it (collections, and a document list to type
+into; what is chosen is said under the box and cleared with one click), the sample questions (the
+corpus's own: qa/documents/samples.py), the cited-page view, the index panel with its rebuild button,
+and the documents panel (the collections with their counts; adding documents, and removing those
+chosen in the filter). The buttons that change something are shown only where a visitor without a
+login may use them. The styles and the scrolling script are package data
 (qa/page/static/page.css, qa/page/static/scroll.js). The page sends no analytics.
 """
 
@@ -13,16 +16,7 @@ import gradio as gr
 from qa.config import PageSettings
 from qa.documents.corpus import SUPPORTED_SUFFIXES
 from qa.page.chat import Chat
-from qa.page.events import BOX_CHARS, LOGIN_HINT, PageEvents
-
-# For the seed corpus (Zhejiang common-prosperity cases); any question about the corpus works.
-SAMPLE_QUESTIONS = [
-    "民生实事项目是怎么确定的？",
-    "小微企业园怎样帮助块状经济转型？",
-    "检查检验结果互认给群众带来什么好处？",
-    "Which hospitals share medical test results?",
-    "What do courtesy landmarks have to do with civic culture?",
-]
+from qa.page.events import BOX_CHARS, LOGIN_HINT, PageEvents, corpus_settings
 
 PLACEHOLDER = (
     '<div class="qa-placeholder"><p><b>用中文或英文提问，回答只引用文档原文，并注明出处。</b><br>'
@@ -45,6 +39,9 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
     """
     settings = settings or PageSettings()
     events = PageEvents(chat, rebuild_allowed, settings.max_turns)
+    # The corpus as the page is laid out with it; each visitor's page load sends only what a rebuild changed since.
+    events.laid_out = view = events.corpus_view()
+    shown = corpus_settings(view)
     scroll_script = static_text("scroll.js")
     private = dict(api_visibility="private")
     with gr.Blocks(title="政策文件问答 · Policy Q&A", analytics_enabled=False) as page:
@@ -80,6 +77,17 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                         max_length=BOX_CHARS,
                     )
                     ask_button = gr.Button("提问 · Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=90)
+                with gr.Row(equal_height=False, elem_id="qa-filter-row"):
+                    scope_line = gr.HTML(visible=False, elem_id="qa-filter-line", scale=5)
+                    clear_scope = gr.Button("清除范围 · Clear", size="sm", visible=False, elem_id="qa-filter-clear",
+                                            scale=1, min_width=90)
+                with gr.Accordion("限定范围 · Search only in…", open=False, elem_id="qa-filter", **shown[0]) as filter_box:
+                    collections = gr.CheckboxGroup(label="合集 · Collections", elem_id="qa-collections", **shown[1])
+                    # Typing filters the list: with 1,500 documents, the way to find one. The list comes with the
+                    # page load (events.load_corpus), not in the page's config, which would hold it four times
+                    # (the choices, and three descriptions of the API's values): 600 KB for 1,512 documents.
+                    documents = gr.Dropdown(label="文档 · Documents", filterable=True, info="输入名称筛选 · type to filter",
+                                            elem_id="qa-documents", **{**shown[2], "choices": []})
                 new_chat = gr.Button("新对话 · New conversation", size="sm", elem_id="qa-new")
                 with gr.Accordion("原文页面 · The cited page", open=False, elem_id="qa-page-view"):
                     page_choice = gr.Dropdown(label="最近回答引用的 PDF 或图片页面 · Pages of PDFs and images the latest answer cites",
@@ -89,21 +97,21 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                                           buttons=["fullscreen"], elem_id="qa-page-image")
             with gr.Column(scale=1, min_width=260):
                 gr.Markdown("**示例问题 · Sample questions**")
-                samples = [gr.Button(text, size="sm", elem_classes="qa-sample") for text in SAMPLE_QUESTIONS]
+                samples = [gr.Button(size="sm", elem_classes="qa-sample", **sample) for sample in shown[4:]]
                 with gr.Accordion("索引 · Index", open=True):
                     status = gr.HTML(elem_id="qa-index-status")
                     rebuild_button = gr.Button("重建索引 · Rebuild index", elem_id="qa-rebuild", visible=rebuild_allowed)
                     if not rebuild_allowed:
                         gr.Markdown(f"重建索引需要登录 · Rebuilding from the page needs a login {LOGIN_HINT}.")
                 with gr.Accordion("文档 · Documents", open=False, elem_id="qa-documents-panel"):
+                    panel = gr.HTML(elem_id="qa-collections-panel", **shown[3])
                     upload = gr.File(label="添加文档 · Add documents", file_count="multiple", file_types=list(SUPPORTED_SUFFIXES),
                                      height=110, visible=rebuild_allowed, elem_id="qa-upload")
                     replace = gr.Checkbox(label="替换同名文件 · Replace files of the same name", value=False,
                                           visible=rebuild_allowed, elem_id="qa-replace")
-                    documents = gr.Dropdown(label="文档 · Documents", choices=[], value=None, visible=rebuild_allowed,
-                                            elem_id="qa-documents")
-                    remove_button = gr.Button("删除所选文档 · Remove the chosen document", size="sm", variant="stop",
-                                              visible=rebuild_allowed, elem_id="qa-remove")
+                    # The documents to remove are chosen in the filter's list: one list of documents on the page.
+                    remove_button = gr.Button("删除“限定范围”中选择的文档 · Remove the documents chosen under “Search only in”",
+                                              size="sm", variant="stop", visible=rebuild_allowed, elem_id="qa-remove")
                     if not rebuild_allowed:
                         gr.Markdown(f"添加或删除文档需要登录 · Adding and removing documents needs a login {LOGIN_HINT}.")
                 timer = gr.Timer(10)
@@ -118,19 +126,29 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
             (
                 trigger(show_question, [source, turns], [question, chatbot, pending], concurrency_limit=None, **private)
                 .then(None, js=scroll_script)
-                .then(answer, [pending, turns], [chatbot, turns], concurrency_id="answer", **private)
+                .then(answer, [pending, turns, collections, documents], [chatbot, turns], concurrency_id="answer", **private)
                 .then(None, js=scroll_script)
                 .then(cited_pages, turns, [page_choice, page_note, page_image], concurrency_limit=None, **private)
             )
         page_choice.input(events.show_page, [page_choice, turns], [page_note, page_image], concurrency_limit=2, **private)
-        upload.upload(events.add_documents, [upload, replace], [status, documents, upload], concurrency_limit=1, **private)
-        remove_button.click(events.remove_documents, documents, [status, documents], concurrency_limit=1, **private)
-        page.load(events.document_choices, None, documents, **private)
+        show_scope, refresh_corpus = events.show_scope, events.refresh_corpus
+        for chosen in (collections, documents):
+            chosen.change(show_scope, [collections, documents], [scope_line, clear_scope], concurrency_limit=None,
+                          show_progress="hidden", **private)
+        clear_scope.click(events.clear_scope, None, [collections, documents], concurrency_limit=None, **private)
+        corpus = [filter_box, collections, documents, panel, *samples]
+        upload.upload(events.add_documents, [upload, replace], [status, upload], concurrency_limit=1, **private).then(
+            refresh_corpus, [collections, documents], corpus, concurrency_limit=None, **private)
+        remove_button.click(events.remove_documents, documents, status, concurrency_limit=1, **private).then(
+            refresh_corpus, [collections, documents], corpus, concurrency_limit=None, **private)
+        page.load(events.load_corpus, None, corpus, **private)
         new_chat.click(lambda: ([], [], ""), None, [chatbot, turns, question], **private)
         chatbot.clear(lambda: [], None, turns, **private)  # the chat box's own bin icon
         chatbot.like(events.rate, [turns], None, **private)
-        rebuild_button.click(events.rebuild, None, status, concurrency_limit=1, **private)
+        rebuild_button.click(events.rebuild, None, status, concurrency_limit=1, **private).then(
+            refresh_corpus, [collections, documents], corpus, concurrency_limit=None, **private)
         page.load(show_status, None, status, **private)
         timer.tick(show_status, None, status, concurrency_limit=None, **private)
         gr.api(events.ask_api, api_name="ask", concurrency_id="answer")
     return page
+

@@ -173,6 +173,32 @@ def test_a_sample_question_and_a_thumbs_up_go_to_the_feedback_log(page, site):
     assert [r["rating"] for r in wait_for_records(site["config"].feedback_file, 2)] == ["up", "cleared"]
 
 
+def test_the_document_picker_limits_the_next_questions_until_cleared(page):
+    question = dev_question("d14")["question"]  # 哪些级别的医院之间检查结果互认？ -> the seed's case 9
+    page.locator("#qa-filter").get_by_text("限定范围").first.click()
+    picker = page.locator("#qa-documents input")
+    picker.click()
+    picker.fill("mark")  # typing filters the list
+    assert page.get_by_role("option").all_inner_texts() == ["markup.md"]
+    page.get_by_role("option", name="markup.md").click()
+    line = page.locator("#qa-filter-line")
+    line.get_by_text("仅在 markup.md 中查找").wait_for()
+    reply = page.locator("#qa-chat .bot-row").last  # the scope is said above the answer
+    answer = ask(page, question)
+    assert reply.locator(".qa-scope").inner_text() == "仅在 markup.md 中查找"
+    assert set(answer.locator(".qa-source").all_text_contents()) == {"markup.md"}
+
+    follow = ask(page, "具体是怎么做的？")  # a follow-up keeps the scope
+    assert reply.locator(".qa-scope").inner_text() == "仅在 markup.md 中查找"
+    assert set(follow.locator(".qa-source").all_text_contents()) == {"markup.md"}
+
+    page.locator("#qa-filter-clear").click()
+    line.wait_for(state="hidden")
+    whole = ask(page, question)
+    assert reply.locator(".qa-scope").count() == 0
+    assert whole.locator(".qa-source").first.inner_text() == "浙江高质量发展建设共同富裕示范区第二批典型经验.md"
+
+
 def test_english_question_gets_english_labels(page):
     answer = ask(page, dev_question("d21")["question"])  # Which regulation covers mutual recognition of medical test results?
     labels = answer.inner_text()

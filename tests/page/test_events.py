@@ -23,6 +23,7 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from qa.config import Config, PageSettings
+from qa.page.chat import CorpusView
 from qa.page.conversation import Turn
 from qa.page.events import BOX_CHARS
 from qa.page.layout import build_page
@@ -41,7 +42,10 @@ class CannedChat:
         self.assistant = SimpleNamespace(config=Config())
         self.asked = []
 
-    def reply(self, question: str, history: list[Turn]) -> Turn:
+    def corpus_view(self, samples: int) -> CorpusView:
+        return CorpusView()
+
+    def reply(self, question: str, history: list[Turn], within: tuple[str, ...] = ()) -> Turn:
         self.asked.append(question)
         return Turn(question, question, question, shown=f"<p>answer {len(self.asked)}</p>")
 

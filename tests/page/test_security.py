@@ -140,7 +140,7 @@ def test_a_public_page_without_login_refuses_rebuild_and_feedback(public_page):
     visitor = PageSession(public_page["url"])
     builds = sorted((public_page["index"] / "builds").iterdir())
     visitor.event("show_question", [QUESTION, None])
-    answered = visitor.event("answer", [None, None])
+    answered = visitor.event("answer", [None, None, [], []])
     assert answered[-1]["success"] and "qa-answer" in json.dumps(answered[-1]["output"], ensure_ascii=False)
 
     vote = visitor.event("rate", [None], event_data={"index": [1, None], "value": "", "liked": True})
@@ -181,8 +181,8 @@ def test_every_change_a_visitor_without_login_tries_is_refused_alike(tmp_path, c
     with pytest.warns(UserWarning) as warned:
         assert events.rate([], LIKE, anonymous) is None
         assert list(events.rebuild(anonymous)) == [panel]
-        assert list(events.add_documents([str(tmp_path / "新.md")], False, anonymous)) == [(panel, gr.skip(), None)]
-        assert list(events.remove_documents("旧.md", anonymous)) == [(panel, gr.skip())]
+        assert list(events.add_documents([str(tmp_path / "新.md")], False, anonymous)) == [(panel, None)]
+        assert list(events.remove_documents(["旧.md"], anonymous)) == [panel]
     hint = "(start the page with --auth-file or QA_AUTH)"
     assert [str(w.message) for w in warned] == [
         f"反馈需要登录 · Feedback needs a login {hint}",

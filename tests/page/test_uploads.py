@@ -177,7 +177,7 @@ def test_adding_and_removing_needs_a_login_on_a_public_page_and_then_rebuilds(sm
     with pytest.warns(UserWarning, match=r"^添加文档需要登录 · Adding documents needs a login"):
         list(events["add_documents"]([str(upload)], False, gr.Request(username=None)))
     with pytest.warns(UserWarning, match=r"^删除文档需要登录 · Removing documents needs a login"):
-        list(events["remove_documents"]("医保.md", gr.Request(username=None)))
+        list(events["remove_documents"](["医保.md"], gr.Request(username=None)))
     assert listing(corpus) == ["医保.md"]
 
     list(events["add_documents"]([str(upload)], False, gr.Request(username="ann")))  # returns once rebuilt
@@ -186,7 +186,7 @@ def test_adding_and_removing_needs_a_login_on_a_public_page_and_then_rebuilds(sm
     with pytest.warns(UserWarning, match=r"^未添加 · Not added: 茶旅.md is already in the corpus"):
         list(events["add_documents"]([str(upload)], False, gr.Request(username="ann")))
 
-    list(events["remove_documents"]("茶旅.md", gr.Request(username="ann")))
+    list(events["remove_documents"](["茶旅.md"], gr.Request(username="ann")))
     assert corpus_documents(corpus) == ["医保.md"]
     assert {p.source for p in small.index.passages} == {"医保.md"}
 
@@ -439,5 +439,5 @@ def test_over_http_only_a_file_uploaded_from_the_page_is_added(tmp_path_factory,
         assert "已重建 · Rebuilt: 2 文档 documents" in json.dumps(added[-1]["output"], ensure_ascii=False)
 
         for name in ("../医保.md", "/etc/passwd", ".removed"):
-            refused = visitor.event("remove_documents", [name])
+            refused = visitor.event("remove_documents", [[name]])
             assert listing(corpus) == ["医保.md", "茶旅.md"], (name, refused[-1])
