@@ -25,6 +25,7 @@ memory never reach another's figures.
 """
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -64,7 +65,7 @@ def write_corpus(folder: Path, documents: int, passages: int, seed: int = 22) ->
     pool = sentences()
     draw = random.Random(seed)
     folder.mkdir(parents=True)
-    chars_per_document = passages * 100 // documents  # passages are ~100 characters (120 at most)
+    chars_per_document = passages * 73 // documents  # passages hold ~73 characters (120 at most)
     for number in range(documents):
         lines = [f"# 第{number + 1}号文件：{draw.choice(pool)[:12]}", ""]
         written, section = 0, 0
@@ -93,7 +94,6 @@ def phase_fill(work: Path) -> dict:
     from qa.embeddings.cache import CACHE_FILE, EmbeddingCache
     from qa.embeddings.model import Embedder
     from qa.embeddings.second_encoder import DIMENSION, SecondEncoder
-    from qa.indexing.embedding import tokenizer_name
     from qa.passages import make_passages
 
     config = Config(corpus_dir=work / "corpus", index_dir=work / "index")
@@ -102,7 +102,9 @@ def phase_fill(work: Path) -> dict:
     texts = list(dict.fromkeys(p.embedding_text() for p in make_passages(documents, config.max_passage_chars)))
     embedder = Embedder.from_config(config)
     rng = np.random.default_rng(2024)
-    with EmbeddingCache(config.index_dir / CACHE_FILE, embedder.cache_name, tokenizer_name(config.keyword_tokenizer)) as cache:
+    # As a build opens it (the second encoder's vectors in float16 where the cache keeps them so).
+    float16 = {"float16": [SecondEncoder.name]} if "float16" in inspect.signature(EmbeddingCache).parameters else {}
+    with EmbeddingCache(config.index_dir / CACHE_FILE, embedder.cache_name, **float16) as cache:
         for model, dimension in ((embedder.cache_name, 384), (SecondEncoder.name, DIMENSION)):
             for start in range(0, len(texts), 8192):
                 chunk = texts[start : start + 8192]

@@ -128,8 +128,11 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
             second = second_vectors(passages, second_encoder, progress)  # qa/embeddings/second_encoder.py
             timings["second"], timed = time.perf_counter() - timed, time.perf_counter()
-            measured = background(passages, vectors, keywords, second, second_encoder, embedder, config, cache, last,
-                                  progress)  # qa/indexing/background.py
+            # qa/indexing/background.py: the previous build's, while few passages changed since it was measured
+            measured, changed = background(
+                passages, vectors, keywords, second, second_encoder, embedder, config, cache, last, old, progress
+            )
+            manifest["background"] = {"passages_changed": changed}
             timings["background"], timed = time.perf_counter() - timed, time.perf_counter()
             folder = write_index(
                 config.index_dir, manifest, passages, vectors,

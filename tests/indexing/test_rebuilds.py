@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import qa.indexing.background
 from qa.assistant import Assistant
 from qa.config import Config
 from qa.decision.background import Background, background_questions
@@ -176,6 +177,29 @@ def test_a_rebuild_of_the_same_passages_reuses_the_relevance_background(built, m
     (built.config.corpus_dir / "交通.txt").write_text("公交线路延伸到乡村。\n", encoding="utf-8")
     build_index(built.config, built.embedder)
     assert Background.read(current_build(built.config.index_dir)).fingerprint != before.fingerprint
+
+
+def test_the_background_is_reused_until_enough_passages_changed(built, monkeypatch):
+    """Up to DRIFT of the passages may change, counted from build to build, before the background is
+    measured again (here DRIFT is a half: 2 of the 4 passages)."""
+    monkeypatch.setattr("qa.indexing.background.DRIFT", 0.5)
+    measured = []
+    real = qa.indexing.background.measure_background
+    monkeypatch.setattr("qa.indexing.background.measure_background", lambda *args: measured.append(1) or real(*args))
+    first = Background.read(current_build(built.config.index_dir))
+    corpus = built.config.corpus_dir
+
+    (corpus / "交通.txt").write_text("公交线路延伸到乡村。\n", encoding="utf-8")  # one passage edited
+    assert build_index(built.config, built.embedder).passages == 4
+    assert (measured, load_index(built.config.index_dir).manifest["background"]) == ([], {"passages_changed": 1})
+    assert Background.read(current_build(built.config.index_dir)) == first
+    (corpus / "新.txt").write_text("新设立乡村振兴青年创业基金。\n", encoding="utf-8")  # one added: 2 of 5
+    build_index(built.config, built.embedder)
+    assert (measured, load_index(built.config.index_dir).manifest["background"]) == ([], {"passages_changed": 2})
+    (corpus / "新.txt").write_text("乡村振兴青年创业基金每个项目最高资助十万元。\n", encoding="utf-8")  # 3 > 2.5
+    build_index(built.config, built.embedder)
+    assert (measured, load_index(built.config.index_dir).manifest["background"]) == ([1], {"passages_changed": 0})
+    assert Background.read(current_build(built.config.index_dir)).fingerprint != first.fingerprint
 
 
 def test_a_rebuild_reads_only_the_files_that_changed(built, embedder, tmp_path, monkeypatch):
