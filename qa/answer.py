@@ -52,6 +52,8 @@ class Answer:
     answered_from: float = 1.0
     # The question as retrieval read it (its vectors and keyword concepts), for the highlighter to reuse.
     asked: Question | None = field(default=None, compare=False, repr=False)
+    # The collections and documents the question was limited to (qa/search/scope.py); empty: the whole corpus.
+    within: tuple[str, ...] = ()
 
     @property
     def answered(self) -> bool:
@@ -71,6 +73,7 @@ class Answer:
             "answered": self.answered,
             "confidence": self.confidence,
             "passages": [asdict(passage) for passage in self.passages],
+            "within": list(self.within),
         }
         if self.notes:
             result["notes"] = list(self.notes)
@@ -86,8 +89,10 @@ def passage_scores(confidence: float, hits: list[Hit]) -> list[float]:
     return [round(min(MAX_SCORE, confidence) * share, 3) for share in relative]  # capped before scaling: no ties at the cap
 
 
-def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = None, notes: list[str] | None = None) -> Answer:
-    """The answer citing `hits` (best first) by the judgement of the first; not found without hits or judgement."""
+def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = None, notes: list[str] | None = None,
+                within: tuple[str, ...] = ()) -> Answer:
+    """The answer citing `hits` (best first) by the judgement of the first; not found without hits or judgement.
+    `within`: the collections and documents the question was limited to."""
     if judgement is None:
         judgement = NOTHING_FOUND
     elif not hits:  # nothing to cite: not found, against the question's own bar
@@ -116,4 +121,5 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
         uncertain_from=judgement.uncertain_from,
         answered_from=judgement.answered_from,
         asked=hits[0].question if hits else None,
+        within=tuple(within),
     )

@@ -2,6 +2,7 @@
 
 import threading
 import unicodedata
+from collections.abc import Sequence
 
 from qa.answer import Answer, make_answer
 from qa.config import MAX_K, Config
@@ -98,28 +99,52 @@ class Assistant:
         mixes Chinese and English. The passage model is left for a rebuild that needs it (qa/embeddings/model.py)."""
         self.ask(WARM_UP_QUESTION)
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        return self.ask_many([question], k)[0]
+    def ask(self, question: str, k: int | None = None, within: Sequence[str] | None = None) -> Answer:
+        """Answer one question (see `ask_many`)."""
+        return self.ask_many([question], k, within)[0]
 
-    def ask_many(self, questions: list[str], k: int | None = None) -> list[Answer]:
-        """Answer several questions with one embedding pass (one model call for all of them)."""
+    def ask_many(self, questions: list[str], k: int | None = None, within: Sequence[str] | None = None) -> list[Answer]:
+        """Answer several questions with one embedding pass (one model call for all of them).
+
+        `k`: how many passages to cite (None: `config.top_k`). `within`: None or no names for the whole
+        corpus, else the collections (folders of the corpus: "民法典", "司法解释/民事") and documents (a
+        source, "民法典/人格权编.md", or a name only one document has, "个体工商户条例") to search, each
+        answer's `within` saying which; ScopeError for a name that names nothing (qa/search/scope.py)."""
         cleaned = [clean_question(question, self.config.max_question_chars) for question in questions]
         if k is not None and (type(k) is not int or not 1 <= k <= MAX_K):  # the page's API passes k through
             raise QuestionError(f"k, the number of passages, must be a whole number from 1 to {MAX_K}, not {k!r}")
         k = k or self.config.top_k
         _, retriever, background = self._serving()
+        scope = retriever.library.scope(within)
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
         # Not the second encoder in a thread beside e5: each sets the process's BLAS thread count
         # through threadpoolctl while it runs, which OpenBLAS does not support from two threads at once.
-        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable)
+        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable,
+                                      within=scope)
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, self.calibration
         )
         return [
-            make_answer(question, hits, judgement, notes=_shortened(original, question, self.embedder.max_tokens))
+            make_answer(question, hits, judgement, notes=_shortened(original, question, self.embedder.max_tokens),
+                        within=scope.names if scope else ())
             for original, question, hits, judgement in zip(cleaned, readable, found, judgements)
         ]
+
+    def resolve_within(self, within: Sequence[str] | None) -> tuple[str, ...]:
+        """The collections and documents `within` names (as `ask_many` takes them), as answers will say them
+        (`Answer.within`): a name only one document has becomes its source. ScopeError as in `ask_many`."""
+        scope = self._serving()[1].library.scope(within)
+        return scope.names if scope else ()
+
+    def collections(self) -> list[tuple[str, int]]:
+        """The collections of the served index (the corpus's folders, nested ones too) and how many documents
+        each holds, its subfolders' included, sorted by name; read from the index once per build."""
+        return list(self._serving()[1].library.collections)
+
+    def documents(self) -> list[str]:
+        """The documents of the served index by source (their paths in the corpus), sorted."""
+        return list(self._serving()[1].library.documents)
 
     def rebuild(self, progress: Progress | None = None) -> BuildReport:
         report = build_index(self.config, self.embedder, progress)

@@ -162,16 +162,20 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
 @click.argument("question")
 @click.option("-k", "--k", "k", type=click.IntRange(1, MAX_K), help=f"How many passages to cite [{Config.top_k}].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
+@click.option("--in", "within", multiple=True, metavar="PATH",
+              help="Search only this collection (a folder of the corpus) or document (its path in the corpus, or its "
+                   "name); repeat for several.")
 @INDEX_OPTION
 @MODEL_OPTION
 @_user_errors
-def ask(question, k, as_json, index_dir, model):
+def ask(question, k, as_json, within, index_dir, model):
     """Answer QUESTION with the passages that answer it; '-' reads one question per line from stdin.
 
     \b
     Examples:
       qa ask "哪些级别的医院之间检查结果互认？"
       qa ask --json "What are the courtesy landmarks?"
+      qa ask --in 民法典 --in 司法解释/民事 "邻居装修噪音扰民怎么办？"   # only these collections
       printf '问题一\\n问题二\\n' | qa ask --json -
     """
     from qa.assistant import Assistant
@@ -179,10 +183,11 @@ def ask(question, k, as_json, index_dir, model):
     config = _config(index_dir=index_dir, model=model)
     assistant = Assistant(config)
     assistant.index  # load and check before reading any input, so a bad index fails fast
+    assistant.resolve_within(within)  # and the names of --in, before reading any input
     questions = read_stdin_questions() if question == "-" else [(1, question)]
     for number, text in questions:
         try:
-            answer = assistant.ask(text, k)
+            answer = assistant.ask(text, k, within)
         except QAError as error:
             if question != "-":
                 raise
@@ -194,6 +199,8 @@ def ask(question, k, as_json, index_dir, model):
         if as_json:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
+            if answer.within:
+                click.echo(f"within: {', '.join(answer.within)}")
             print_answer(answer)
 
 

@@ -66,6 +66,10 @@ class RayError(QAError):
     """`qa build --ray` cannot run: Ray is not installed, or the cluster cannot be started or reached."""
 
 
+class ScopeError(QAError):
+    """A question is limited to a collection or document the index does not hold; the message names the nearest ones."""
+
+
 class StoreError(QAError):
     """The store that holds the passages (Milvus) cannot be opened, reached, written or read."""
 

@@ -132,6 +132,7 @@ def write_corpus(folder: Path, docs: dict[str, str]) -> Path:
     corpus = folder / "corpus"
     corpus.mkdir(parents=True)
     for name, text in docs.items():
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)  # a name may hold folders: "民法典/总则编.md"
         (corpus / name).write_text(text, encoding="utf-8")
     return corpus
 

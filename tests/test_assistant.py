@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa.assistant import MAX_K, clean_question
-from qa.errors import QuestionError
+from qa.errors import QuestionError, ScopeError
 
 from .conftest import case_number
 from .questions import CHEROKEE, EMOJI, EMPTY, HTML, LONG, NOT_TEXT, QUESTION, RIGHT_TO_LEFT, TOO_LONG, check_answer
@@ -112,6 +112,32 @@ def test_questions_outside_the_corpus_get_a_normal_answer_that_is_not_answered(s
 def test_a_real_question_with_odd_characters_around_it_is_still_answered(seed_assistant, decoration):
     answer = seed_assistant.ask(decoration + QUESTION + decoration)
     assert answer.outcome != "not_found" and case_number(answer.passages[0].section) == 1
+
+
+# --- the scope of a question (within) ------------------------------------------------------------
+
+SEED_DOCUMENT = "浙江高质量发展建设共同富裕示范区第二批典型经验.md"
+
+
+def test_within_names_a_document_by_its_source_or_its_name(seed_assistant):
+    assert seed_assistant.collections() == [] and seed_assistant.documents() == [SEED_DOCUMENT]
+    whole = seed_assistant.ask(QUESTION)
+    for within in ([SEED_DOCUMENT], (SEED_DOCUMENT.removesuffix(".md"),), SEED_DOCUMENT):
+        answer = seed_assistant.ask(QUESTION, within=within)
+        assert answer.within == (SEED_DOCUMENT,) and answer.to_json()["within"] == [SEED_DOCUMENT]
+        assert answer.passages == whole.passages  # the whole corpus is one document
+    assert seed_assistant.resolve_within(["./" + SEED_DOCUMENT]) == (SEED_DOCUMENT,)
+    assert seed_assistant.resolve_within(None) == seed_assistant.resolve_within([]) == ()
+
+
+def test_a_bad_scope_is_refused_before_anything_is_searched(seed_assistant):
+    with pytest.raises(ScopeError) as error:
+        seed_assistant.ask_many([QUESTION, QUESTION], within=["典型经验", 3])
+    assert str(error.value) == (
+        f'"典型经验" is neither a collection nor a document of the corpus; its documents are: {SEED_DOCUMENT}; '
+        "3 is not the name of a collection or document (text)")
+    with pytest.raises(QuestionError):  # the question is checked first
+        seed_assistant.ask("  ", within=["典型经验"])
 
 
 # --- random text (hypothesis) ---------------------------------------------------------------------

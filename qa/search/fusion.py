@@ -37,7 +37,9 @@ class Evidence:
 
     Candidate evidence (qa/search/candidates.py) holds only some passages and sections; its
     `dense_low` and `section_dense_low` (one per question) are the corpus's lowest similarities,
-    where min-max normalisation starts (None: the lowest in the arrays, which then hold every passage)."""
+    where min-max normalisation starts (None: the lowest in the arrays, which then hold every passage),
+    and for a question limited to a scope `dense_high` and `section_dense_high` the corpus's highest,
+    where it ends (None: the highest in the arrays, which then hold the corpus's nearest passage)."""
 
     dense: np.ndarray
     keyword: np.ndarray
@@ -46,6 +48,8 @@ class Evidence:
     section_coverage: np.ndarray
     dense_low: np.ndarray | None = None
     section_dense_low: np.ndarray | None = None
+    dense_high: np.ndarray | None = None
+    section_dense_high: np.ndarray | None = None
     # The second encoder's similarities for English questions (`add_second_opinion`): which questions
     # have them, and arrays shaped as `dense` and `section_dense`. None: no second opinion.
     english: np.ndarray | None = None
@@ -61,11 +65,11 @@ def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
         return evidence.dense
     if method == "keyword":
         # Ties among passages without any keyword fall back to the dense order.
-        return evidence.keyword + 1e-3 * min_max(evidence.dense, evidence.dense_low)
+        return evidence.keyword + 1e-3 * min_max(evidence.dense, evidence.dense_low, evidence.dense_high)
     if method == "rrf":
         return _rrf(evidence.dense, config.rrf_k) + np.where(evidence.keyword > 0, _rrf(evidence.keyword, config.rrf_k), 0)
-    dense = min_max(evidence.dense, evidence.dense_low)
-    section_dense = min_max(evidence.section_dense, evidence.section_dense_low)
+    dense = min_max(evidence.dense, evidence.dense_low, evidence.dense_high)
+    section_dense = min_max(evidence.section_dense, evidence.section_dense_low, evidence.section_dense_high)
     keyword_weight: float | np.ndarray = config.keyword_weight
     if evidence.english is not None:  # English questions: the second encoder's share, less keyword weight
         share = np.where(evidence.english, config.english_second_weight, 0.0)[:, None]
@@ -80,13 +84,14 @@ def fuse(evidence: Evidence, groups: np.ndarray, config: Config) -> np.ndarray:
 
 
 def add_second_opinion(evidence: Evidence, groups: np.ndarray, written: list[str], members: np.ndarray,
-                       starts: np.ndarray, second, config: Config) -> None:
+                       starts: np.ndarray, second, config: Config, within: np.ndarray | None = None) -> None:
     """Give the English questions among `written` (the questions as written) the second encoder's similarities,
     in `evidence.second` and `evidence.section_second`; nothing when none is English or `second` is None.
 
     Column j of the evidence is passage `members[j]`, of section column `groups[j]`, and the sections start
     at columns `starts`; `second` is the SecondOpinion over the passages. The `english_second_reads` best
-    columns by the first fusion are re-read; the others get the lowest of theirs, so that they rank below
+    columns by the first fusion are re-read (of the columns flagged by `within`, when a question is limited
+    to a scope: those that can be cited); the others get the lowest of theirs, so that they rank below
     once normalised."""
     english = np.array([script(question) == "en" for question in written])
     if second is None or not english.any():
@@ -94,10 +99,11 @@ def add_second_opinion(evidence: Evidence, groups: np.ndarray, written: list[str
     scores = fuse(evidence, groups, config)
     reads = config.english_second_reads
     similarities = np.zeros_like(evidence.dense)
+    columns = np.arange(scores.shape[1]) if within is None else np.flatnonzero(within)
     for row in np.flatnonzero(english):
-        best = np.arange(scores.shape[1])
+        best = columns
         if len(best) > reads:
-            best = np.argpartition(-scores[row], reads)[:reads]
+            best = columns[np.argpartition(-scores[row, columns], reads)[:reads]]
         similarity = second.of_passages(members[best]) @ second.questions([written[row]])[0]
         similarities[row] = similarity.min()
         similarities[row, best] = similarity
@@ -106,11 +112,13 @@ def add_second_opinion(evidence: Evidence, groups: np.ndarray, written: list[str
     evidence.english = english
 
 
-def min_max(scores: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
+def min_max(scores: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None) -> np.ndarray:
     """Each row rescaled to 0..1 (its worst to its best), so dense and keyword scores can be added;
-    `low`, one per row, is the worst when the row holds only some of the scores (candidates)."""
+    `low` and `high`, one per row, are the worst and the best when the row holds only some of the scores
+    (candidates)."""
     low = scores.min(axis=1, keepdims=True) if low is None else np.asarray(low, dtype=scores.dtype).reshape(-1, 1)
-    span = scores.max(axis=1, keepdims=True) - low
+    high = scores.max(axis=1, keepdims=True) if high is None else np.asarray(high, dtype=scores.dtype).reshape(-1, 1)
+    span = high - low
     return (scores - low) / np.where(span > 0, span, 1)
 
 

@@ -502,23 +502,37 @@ class Matches:
         np.add.at(self._bm25, self._rows, values)
         self._coverage = None
 
-    def top(self, count: int, ties: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
+    def top(self, count: int, ties: int = 2, within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """The texts (sorted) with about the `count` best BM25 scores, their scores and the best of them.
 
         Texts tied with the last are kept, up to `ties` × `count` in all. The texts are chosen by the rare
         concepts, their scores count all. Exact when no concept is common: the texts are those of the
-        `count` best scores (and those tied with the last), the score the best."""
+        `count` best scores (and those tied with the last), the score the best.
+
+        `within` (a flag per text): the texts are chosen among those flagged, and the best is still the
+        whole index's, as without it (scores are relative to it, qa/search/candidates.py)."""
+        if within is None:
+            chosen, exact = self._top(self._rows, count, ties)
+            return chosen, exact, float(exact.max()) if len(exact) else 0.0
+        chosen, exact = self._top(self._rows[within[self._rows]], count, ties)
+        if self.common:  # the whole index's best as `top` without `within` finds it
+            _, everywhere = self._top(self._rows, count, ties)
+        else:  # exact: every concept is summed in `_bm25`
+            everywhere = self._bm25[self._rows]
+        return chosen, exact, max(float(everywhere.max()) if len(everywhere) else 0.0, float(exact.max()) if len(exact) else 0.0)
+
+    def _top(self, rows: np.ndarray, count: int, ties: int) -> tuple[np.ndarray, np.ndarray]:
+        """`top` among `rows` (entries of `_rows`): the texts chosen and their exact scores."""
         # A text is in `_rows` at most once per rare concept, so the count × concepts best entries there hold
         # at least `count` texts: the texts of the `count` best scores (and those tied) score at least the
         # lowest of those entries. Only texts that do are sorted out (not every text matched, nor the corpus).
-        scores, most = self._bm25[self._rows], count * len(self.rare)
-        near = self._rows
+        scores, most = self._bm25[rows], count * len(self.rare)
+        near = rows
         if len(near) > most:
             near = near[scores >= np.partition(scores, len(scores) - most)[len(scores) - most]]
         near = np.unique(near)
         chosen = near[_best(self._bm25[near], count, ties)]
-        exact = self.scores_of(chosen)
-        return chosen, exact, float(exact.max()) if len(exact) else 0.0
+        return chosen, self.scores_of(chosen)
 
     def scores_of(self, rows: np.ndarray) -> np.ndarray:
         """BM25 of the texts `rows` (sorted): `KeywordIndex.scores` for those texts only."""

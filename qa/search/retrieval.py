@@ -12,9 +12,18 @@ scipy products, no loop over passages) and ranks by its fusion (qa/search/fusion
 
 A small corpus scores every passage for every question; a large one only candidates
 (qa/search/candidates.py). The best passages are grown into citations (qa/search/citations.py).
+
+A search limited to a scope (`within`: collections and documents, qa/search/scope.py; `library`
+resolves names into one) ranks only the scope's passages, by the scores the whole corpus gives them:
+scoring every passage, the ranking is the unlimited one with the other passages left out (they are
+never candidates to cite), so k hits of the scope come back at the cost of an unlimited search; scoring
+candidates, they are chosen within the scope. A citation never leaves its section, nor a section its
+document, so no citation crosses the scope's edge. English questions' second opinion re-reads the best
+passages of the scope.
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -27,8 +36,9 @@ from qa.search.citations import Citations
 from qa.search.fusion import Evidence, add_second_opinion, fuse, relative
 from qa.search.keyword import KeywordIndex, load_keywords
 from qa.search.question import Question, read_questions
+from qa.search.scope import Library
 from qa.search.sections import Sections
-from qa.store.base import PassageIndex
+from qa.store.base import PassageIndex, Scope
 
 
 @dataclass(frozen=True)
@@ -82,31 +92,44 @@ class HybridRetriever:
         opinion = second and SecondOpinion(second, index.passages, read_second_vectors(index.folder, len(index.passages)))
         return cls(index.passages, index.vector_matrix(), load_keywords(index), embedder, config, index=index, second=opinion)
 
-    def search(self, question: str, k: int) -> list[Hit]:
-        return self.search_many([question], k)[0]
+    @cached_property
+    def library(self) -> Library:
+        """The collections and documents of these passages, which resolve the names a search is limited to
+        (`library.scope(names)`); read from the passages at first use."""
+        return Library(self.passages)
 
-    def search_many(self, questions: list[str], k: int, written: list[str] | None = None) -> list[list[Hit]]:
-        """The k best hits of each question. `written`: the questions as the user wrote them, when
-        `questions` are their conversions to the corpus's script (see qa/search/question.py)."""
+    def search(self, question: str, k: int, within: Scope | None = None) -> list[Hit]:
+        return self.search_many([question], k, within=within)[0]
+
+    def search_many(self, questions: list[str], k: int, written: list[str] | None = None,
+                    within: Scope | None = None) -> list[list[Hit]]:
+        """The k best hits of each question (of the scope `within`, if given: `library.scope(names)`).
+        `written`: the questions as the user wrote them, when `questions` are their conversions to the
+        corpus's script (see qa/search/question.py)."""
         if not self.passages or not questions:
             return [[] for _ in questions]
-        return self.search_read(self.read(questions, written), k)
+        return self.search_read(self.read(questions, written), k, within)
 
     def read(self, questions: list[str], written: list[str] | None = None) -> list[Question]:
         """The questions embedded and analysed once (qa.search.question.read_questions), for `search_read`."""
         return read_questions(questions, written or questions, self.embedder, self.keywords)
 
-    def search_read(self, asked: list[Question], k: int) -> list[list[Hit]]:
-        """The k best hits of each question already read (`read`); each hit carries its question."""
+    def search_read(self, asked: list[Question], k: int, within: Scope | None = None) -> list[list[Hit]]:
+        """The k best hits of each question already read (`read`), of the scope `within` if given; each
+        hit carries its question."""
         if not self.passages or not asked:
             return [[] for _ in asked]
         if not self.score_all:
-            return [self._candidate_hits(question, k) for question in asked]
-        evidence = self.evidence(asked)
+            return [self._candidate_hits(question, k, within) for question in asked]
+        evidence = self.evidence(asked, within)
         scores = fuse(evidence, self.groups, self.config)
         results = []
         for row, question in enumerate(asked):
-            windows = self.citations.windows(_best_first(scores[row], head=16 * k), scores[row], k)
+            if within is None:
+                ranking = _best_first(scores[row], head=16 * k)
+            else:  # the scope's passages in the corpus's ranking: the others are never cited
+                ranking = (within.rows[i] for i in _best_first(scores[row, within.rows], head=16 * k))
+            windows = self.citations.windows(ranking, scores[row], k)
             results.append([
                 Hit(
                     self.citations.span(first, last, anchor=anchor),
@@ -120,9 +143,10 @@ class HybridRetriever:
             ])
         return results
 
-    def evidence(self, asked: list[Question]) -> Evidence:
+    def evidence(self, asked: list[Question], within: Scope | None = None) -> Evidence:
         """Every kind of evidence for every passage and section, for questions already read (`read`),
-        with the second opinion for English ones (qa/search/fusion.py)."""
+        with the second opinion for English ones (qa/search/fusion.py), which re-reads passages of the
+        scope `within` if given."""
         concepts = [self.keywords.concept_ids(question.concepts) for question in asked]  # one vocabulary for both indexes
         dense = np.stack([question.vector for question in asked]) @ self.vectors.T
         evidence = Evidence(
@@ -134,22 +158,23 @@ class HybridRetriever:
             section_coverage=self.section_keywords.concept_coverage(concepts),
         )
         add_second_opinion(evidence, self.groups, [question.written for question in asked],
-                           np.arange(len(self.passages)), self.sections.first, self.second, self.config)
+                           np.arange(len(self.passages)), self.sections.first, self.second, self.config,
+                           within=None if within is None else within.mask)
         return evidence
 
-    def candidates(self, question: Question) -> tuple[np.ndarray, np.ndarray, Evidence]:
-        """The passages worth scoring for one question already read, and their evidence (members, sections,
-        Evidence of 1 × members and 1 × sections; qa/search/candidates.py), with the second opinion for an
-        English one. Only for a retriever that scores candidates (`score_all` False)."""
-        members, sections, evidence = self.chooser.choose(question)
+    def candidates(self, question: Question, within: Scope | None = None) -> tuple[np.ndarray, np.ndarray, Evidence]:
+        """The passages worth scoring for one question already read (of the scope `within`, if given), and
+        their evidence (members, sections, Evidence of 1 × members and 1 × sections; qa/search/candidates.py),
+        with the second opinion for an English one. Only for a retriever that scores candidates (`score_all` False)."""
+        members, sections, evidence = self.chooser.choose(question, within)
         local = np.repeat(np.arange(len(sections)), self.sections.sizes(sections))
         starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
         add_second_opinion(evidence, local, [question.written], members, starts, self.second, self.config)
         return members, sections, evidence
 
-    def _candidate_hits(self, question: Question, k: int) -> list[Hit]:
+    def _candidate_hits(self, question: Question, k: int, within: Scope | None = None) -> list[Hit]:
         """The k best hits of one question, scoring only its candidates (see `candidates`)."""
-        members, sections, evidence = self.candidates(question)
+        members, sections, evidence = self.candidates(question, within)
         local = np.repeat(np.arange(len(sections)), self.sections.sizes(sections))
         scores = fuse(evidence, local, self.config)[0]
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.

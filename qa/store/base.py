@@ -22,9 +22,13 @@ A `Store` answers:
 
 and the `PassageIndex` that `open` gives answers, in every store:
 
-    search(question_vectors, k)                 the k nearest passages by cosine similarity
-    candidates(question_vectors, k, questions)  the passages the store proposes for scoring, best first
+    search(question_vectors, k, within)                 the k nearest passages by cosine similarity
+    candidates(question_vectors, k, questions, within)  the passages the store proposes for scoring, best first
     vector_matrix(), rows_of(keys), approximate, stale, passages, manifest, model, folder
+
+`within` (a `Scope`, None for the whole index) limits a search to some collections and documents inside
+the store's own search (a FAISS selector, a Milvus filter expression), so that k passages of the scope
+still come back however small a part of the index it is.
 """
 
 import dataclasses
@@ -42,6 +46,24 @@ from qa.errors import REBUILD_HINT, IndexCorruptError
 from qa.passages import Passage
 
 KEYS = "keys.npy"  # the stable key of passage n, in every store's build folder
+
+
+@dataclass(frozen=True, eq=False)
+class Scope:
+    """The part of an index a search is limited to, resolved from names by qa/search/scope.py.
+
+    `names`: the collections and documents named, as resolved (a collection is a folder of the corpus, a
+    document its source path); `collections` and `documents`: the same names by kind; `sources`: every
+    document in scope, sorted; `rows`: the passages in scope (sorted rows of the index) and `mask` the
+    same as one flag per passage.
+    """
+
+    names: tuple[str, ...]
+    collections: tuple[str, ...]
+    documents: tuple[str, ...]
+    sources: tuple[str, ...]
+    rows: np.ndarray
+    mask: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -164,14 +186,17 @@ class PassageIndex:
         """Keys the vector index holds for passages that are gone; searches skip them. None by default."""
         return np.zeros(0, np.int64)
 
-    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """For each question vector, the rows and cosine similarities of its k nearest passages, best first."""
+    def search(self, question_vectors: np.ndarray, k: int, within: Scope | None = None) -> list[list[tuple[int, float]]]:
+        """For each question vector, the rows and cosine similarities of its k nearest passages, best first;
+        with `within`, its k nearest passages of that scope."""
         raise NotImplementedError
 
-    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str]) -> list[list[int]]:
+    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str],
+                   within: Scope | None = None) -> list[list[int]]:
         """For each question (its vector and its text), the rows of the passages worth scoring, best first:
-        its k nearest here; a store that also searches by keywords adds its own best (qa/store/milvus.py)."""
-        return [[row for row, _ in hits] for hits in self.search(question_vectors, k)]
+        its k nearest here; a store that also searches by keywords adds its own best (qa/store/milvus.py).
+        With `within`, only passages of that scope."""
+        return [[row for row, _ in hits] for hits in self.search(question_vectors, k, within)]
 
 
 class Store:

@@ -21,12 +21,16 @@ before the previous version, which no reader can ask for any more, are deleted.
 
 Questions are answered by the same fusion, relevance decision and citation windows as the local
 store (qa/search/retrieval.py): Milvus proposes the candidates by a hybrid search (the dense nearest and
-the BM25 best, fused by reciprocal rank), and the retriever scores them and their sections.
+the BM25 best, fused by reciprocal rank), and the retriever scores them and their sections. A question
+limited to collections and documents adds a filter on the source in the passage field to both searches
+(`passage["source"] like "民法典/%" or passage["source"] == "刑法/刑法.md"`), so Milvus itself returns
+only their passages.
 
 Milvus Lite opens a .db file in one process at a time: a second process gets StoreError (stop the
 page before building from a shell, or use a Milvus server, which any number of processes share).
 """
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -36,7 +40,7 @@ import numpy as np
 from qa.config import Config
 from qa.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, StoreError
 from qa.passages import Passage
-from qa.store.base import KEYS, Build, PassageIndex, Store, read_keys
+from qa.store.base import KEYS, Build, PassageIndex, Scope, Store, read_keys
 from qa.text import to_simplified
 
 NEVER = 2**62  # "removed" of a passage still in the corpus
@@ -239,6 +243,21 @@ def _visible(version: int) -> str:
     return f"added <= {version} and removed > {version}"
 
 
+def _within(scope: Scope) -> str:
+    """A filter expression for the passages of `scope`, on the source in each row's passage field: a
+    collection by the prefix of its sources (`like "民法典/%"`), a document by its source. Milvus's `like`
+    cannot escape its wildcards, so a collection whose name holds % or _ is named by its documents."""
+    names = [json.dumps(source, ensure_ascii=False) for source in scope.documents]
+    prefixes = []
+    for collection in scope.collections:
+        if "%" in collection or "_" in collection or "\\" in collection:
+            names += [json.dumps(source, ensure_ascii=False) for source in scope.sources if source.startswith(collection + "/")]
+        else:
+            prefixes.append(json.dumps(collection + "/%", ensure_ascii=False))
+    terms = [f'passage["source"] like {prefix}' for prefix in prefixes] + [f'passage["source"] == {name}' for name in names]
+    return "(" + " or ".join(terms) + ")"
+
+
 class MilvusIndex(PassageIndex):
     """An index whose passages and vectors are served by Milvus at one version (see the module note).
 
@@ -286,25 +305,31 @@ class MilvusIndex(PassageIndex):
     def vector_matrix(self) -> np.ndarray:
         return self.matrix
 
-    def search(self, question_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def search(self, question_vectors: np.ndarray, k: int, within: Scope | None = None) -> list[list[tuple[int, float]]]:
         """For each question vector, the rows and cosine similarities of its k nearest passages by
-        Milvus's dense search (inner product over normalised vectors), best first."""
-        return self._ask(question_vectors, k, None)
+        Milvus's dense search (inner product over normalised vectors), best first; with `within`, of
+        that scope's passages (a filter expression on their source)."""
+        return self._ask(question_vectors, k, None, within)
 
-    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str]) -> list[list[int]]:
+    def candidates(self, question_vectors: np.ndarray, k: int, questions: list[str],
+                   within: Scope | None = None) -> list[list[int]]:
         """For each question, the rows of its k nearest passages by Milvus's dense search and its k best
-        by Milvus's BM25 over `questions`, fused by reciprocal rank: best first, at most 2k."""
-        return [[row for row, _ in hits] for hits in self._ask(question_vectors, k, questions)]
+        by Milvus's BM25 over `questions`, fused by reciprocal rank: best first, at most 2k; with
+        `within`, of that scope's passages."""
+        return [[row for row, _ in hits] for hits in self._ask(question_vectors, k, questions, within)]
 
-    def _ask(self, question_vectors: np.ndarray, k: int, questions: list[str] | None) -> list[list[tuple[int, float]]]:
+    def _ask(self, question_vectors: np.ndarray, k: int, questions: list[str] | None,
+             within: Scope | None = None) -> list[list[tuple[int, float]]]:
         """Rows and scores from Milvus: cosines by the dense search alone (no `questions`), else
-        reciprocal-rank scores of the hybrid search."""
+        reciprocal-rank scores of the hybrid search; only passages of `within` if given."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        k = min(k, len(self.passages))
+        k = min(k, len(self.passages) if within is None else len(within.rows))
         if k == 0 or not len(question_vectors):
             return [[] for _ in range(len(question_vectors))]
         where = _visible(self.manifest["store"]["version"])
+        if within is not None:
+            where = f"{where} and {_within(within)}"
         data = [np.asarray(vector, dtype=np.float32).tolist() for vector in question_vectors]
         client, name = self.store.client, self.store.collection
         try:
@@ -323,5 +348,6 @@ class MilvusIndex(PassageIndex):
         results = []
         for hits in found:
             rows = self.rows_of(np.array([hit["entity"]["key"] if "entity" in hit else hit["key"] for hit in hits], dtype=np.int64))
-            results.append([(int(row), float(hit["distance"])) for row, hit in zip(rows, hits) if row >= 0])
+            results.append([(int(row), float(hit["distance"])) for row, hit in zip(rows, hits)
+                            if row >= 0 and (within is None or within.mask[row])])
         return results

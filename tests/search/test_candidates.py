@@ -25,17 +25,17 @@ MORE = [
 ]
 
 
-def hits_of(retriever: HybridRetriever, questions: list[str]) -> tuple[list, np.ndarray]:
+def hits_of(retriever: HybridRetriever, questions: list[str], within=None) -> tuple[list, np.ndarray]:
     """The cited spans of each question's hits, and their numbers (score, similarity, keyword, coverage)."""
-    found = retriever.search_many(questions, 5)
+    found = retriever.search_many(questions, 5, within=within)
     spans = [[(h.passage.id, h.passage.source, h.passage.start, h.passage.end) for h in hits] for hits in found]
     numbers = np.array([[h.score, h.similarity, h.keyword, h.coverage] for hits in found for h in hits])
     return spans, numbers
 
 
-def assert_same_hits(candidates: HybridRetriever, every: HybridRetriever, questions: list[str]) -> None:
-    spans, numbers = hits_of(candidates, questions)
-    expected_spans, expected_numbers = hits_of(every, questions)
+def assert_same_hits(candidates: HybridRetriever, every: HybridRetriever, questions: list[str], within=None) -> None:
+    spans, numbers = hits_of(candidates, questions, within)
+    expected_spans, expected_numbers = hits_of(every, questions, within)
     assert spans == expected_spans
     # Equal but for float32 rounding: one matrix-vector product against one matrix-matrix product.
     np.testing.assert_allclose(numbers, expected_numbers, atol=1e-5)
@@ -85,6 +85,19 @@ def test_candidates_give_the_full_hits_on_a_mid_size_corpus(mid_size):
     members, _, _ = candidates.candidates(candidates.read(["哪些级别的医院之间检查结果互认？"])[0])
     assert 0 < len(members) < len(every.passages) / 2
     assert_same_hits(candidates, every, DEV + MORE)
+
+
+def test_candidates_of_a_scope_score_as_every_passage_does_on_a_mid_size_corpus(mid_size):
+    """Limited to some of the 40 documents (qa/search/scope.py), candidates are chosen within them and scored
+    as over the whole corpus: the same hits, spans and numbers as scoring every passage and keeping theirs."""
+    every, _ = mid_size
+    candidates = candidate_scoring(every, candidate_nearest=30)
+    documents = every.library.documents
+    for names in ([documents[3]], documents[10:20], documents[::7]):
+        scope = every.library.scope(names)
+        members, _, _ = candidates.candidates(candidates.read(["哪些级别的医院之间检查结果互认？"])[0], scope)
+        assert 0 < len(members) <= len(scope.rows) and scope.mask[members].all()
+        assert_same_hits(candidates, every, DEV + MORE, within=scope)
 
 
 def test_the_lowest_similarity_is_estimated_from_a_probe_when_the_corpus_is_larger(mid_size):
