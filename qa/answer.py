@@ -12,7 +12,10 @@ weak answer's passages all read weak. Scores are capped at 0.99: no estimate is 
 
 `to_json` is what `qa ask --json` prints and the page's /ask returns; `version` says its shape
 (2: `outcome` and `confidence` added; `answered` kept, true only for "answered"; each passage's
-`page` added later, null where the source has no pages, so readers of version 2 are unaffected).
+`page` added later, null where the source has no pages, so readers of version 2 are unaffected;
+3: each passage's `citation` as people cite it, and the parts it is made of: the document's `title` and
+version `date`, the `headings` it sits under and the unit's `label`, "" where the document gives none; not
+named "path": gradio_client takes any object with a "path" for a file to download).
 """
 
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +25,7 @@ from qa.decision.relevance import NOTHING_FOUND, Judgement
 from qa.search.question import Question
 from qa.search.retrieval import Hit
 
-JSON_VERSION = 2
+JSON_VERSION = 3
 MAX_SCORE = 0.99
 
 
@@ -36,6 +39,12 @@ class CitedPassage:
     start: int
     end: int
     page: int | None = None  # the page (PDF page, slide) the passage starts on; None where the source has none
+    # How people cite it (qa/passages.py Passage.citation), and its parts: 《title》 headings › label.
+    citation: str = ""
+    title: str = ""
+    date: str = ""
+    headings: str = ""  # the headings above it, outermost first, joined by " › "
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,11 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
             start=hit.passage.start,
             end=hit.passage.end,
             page=hit.passage.page,
+            citation=hit.passage.citation(),
+            title=hit.passage.title,
+            date=hit.passage.date,
+            headings=hit.passage.path,
+            label=hit.passage.label,
         )
         for rank, (hit, score) in enumerate(zip(hits, scores), start=1)
     ]

@@ -88,10 +88,15 @@ def print_answer(answer) -> None:
     for passage in answer.passages:
         weak = "  (weak match)" if answer.outcome == NOT_FOUND or passage.score < answer.uncertain_from else ""
         page = f", page {passage.page}" if passage.page is not None else ""
-        click.echo(
-            f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source}{page} · {passage.section} "
-            f"(characters {passage.start}–{passage.end})"
-        )
+        if passage.label:  # a unit of the document's structure: cited as people cite it, the file below
+            date = f" ({passage.date})" if passage.date else ""
+            click.echo(f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.citation}{date}")
+            click.echo(f"    {passage.source}{page}, characters {passage.start}–{passage.end}")
+        else:
+            click.echo(
+                f"[{passage.rank}] {passage.score:.0%}{weak}  {passage.source}{page} · {passage.section} "
+                f"(characters {passage.start}–{passage.end})"
+            )
         click.echo(f"    {passage.text}")
 
 

@@ -37,6 +37,7 @@ LABELS = {
         "case": "案例 {number}",
         "source": "来源文件",
         "page": "第 {page} 页",
+        "date": "版本 {date}",
         "offsets": "第 {start}–{end} 字",
         "relevance": "相关度",
         "relevance_means": "相关度：估计这段原文回答了问题的把握（按未参与校准的问题检验）",
@@ -62,6 +63,7 @@ LABELS = {
         "case": "Case {number}",
         "source": "Source file",
         "page": "page {page}",
+        "date": "version of {date}",
         "offsets": "characters {start}–{end}",
         "relevance": "relevance",
         "relevance_means": "relevance: the estimated chance that the passage answers the question (checked on questions not used to calibrate it)",
@@ -249,10 +251,16 @@ def _render_passage(
     head = [f'<span class="qa-ref">[{passage.rank}]</span>']
     if number is not None:
         head.append(f'<span class="qa-case">{labels["case"].format(number=_text(number))}</span>')
-    if title:
+    if passage.label:  # a unit of the document's structure, cited as people cite it: 《title》 path › label
+        if passage.title:
+            head.append(f'<span class="qa-doc-title">《{_text(passage.title)}》</span>')
+        where = " › ".join(part for part in (passage.headings, passage.label) if part)
+        head.append(f'<span class="qa-title">{_text(where)}</span>')
+    elif title:
         head.append(f'<span class="qa-title">{_text(title)}</span>')
     meta = (
         f'<span class="qa-source" title="{labels["source"]}">{_text(passage.source)}</span>'
+        + (f'<span class="qa-date">{labels["date"].format(date=passage.date)}</span>' if passage.label and passage.date else "")
         + (f'<span class="qa-page">{labels["page"].format(page=passage.page)}</span>' if passage.page is not None else "")
         + f'<span class="qa-offsets">{labels["offsets"].format(start=passage.start, end=passage.end)}</span>'
         f'<span class="qa-score" title="{labels["relevance"]} {passage.score:.2f}">{labels["relevance"]} '
