@@ -129,13 +129,15 @@ def phase_build(work: Path) -> dict:
 
     report = build_index(config, Embedder.from_config(config), progress)
     seconds = time.perf_counter() - started
-    # A stage lasts from its first progress call to the next stage's first call.
-    firsts: dict[str, float] = {}
-    for at, stage, _, _ in calls:
-        firsts.setdefault(stage, at)
-    order = sorted(firsts, key=firsts.get)
-    stages = {stage: (firsts[after] if after else seconds) - firsts[stage] for stage, after in zip(order, [*order[1:], None])}
-    totals = {stage: max((total for _, s, _, total in calls if s == stage), default=0) for stage in order}
+    # The time between two progress calls counts for the stage of the later one (the work it reports);
+    # the writing steps apart: "writing 1/6" is the time until step 1 of 6 was reported.
+    stages: dict[str, float] = {}
+    last = 0.0
+    for at, stage, done, total in [*calls, (seconds, "finishing", 0, 0)]:
+        name = f"{stage} {done}/{total}" if stage == "writing" and done else stage
+        stages[name] = stages.get(name, 0.0) + at - last
+        last = at
+    totals = {stage: max((total for _, s, _, total in calls if s == stage), default=0) for stage in stages}
     return {"seconds": seconds, "passages": report.passages, "embedded": report.embedded, "stages": stages,
             "totals": totals, "progress_calls": len(calls), "peak_mb": peak_mb(),
             "report_stages": report.seconds_by_stage}
@@ -192,7 +194,8 @@ def timed_qa_with_memory(checkout: Path, work: Path, *arguments: str) -> dict:
     command = [sys.executable, "-c", code, sys.executable, "-c",
                "import sys; sys.argv[0] = 'qa'; from qa.cli import main; main()", *arguments,
                *(["--corpus", str(work / "corpus")] if arguments[0] != "ask" else []), "--index", str(work / "index")]
-    output = subprocess.run(command, env=checkout_env(checkout), capture_output=True, text=True, check=True)
+    # In the checkout's folder: `python -c` puts the working folder before PYTHONPATH on the module path.
+    output = subprocess.run(command, env=checkout_env(checkout), cwd=checkout, capture_output=True, text=True, check=True)
     result = json.loads(output.stdout.strip().splitlines()[-1])
     if result["rc"] not in ((0, 2) if arguments[0] == "status" else (0,)):
         raise SystemExit(f"qa {' '.join(arguments)} in {checkout} failed:\n{result['stderr']}")
@@ -246,7 +249,7 @@ def measure(checkout: Path, template: Path, work: Path, edits: int) -> dict:
     print(f"[{label}] full build (vectors cached): {build['seconds']:.1f} s, {build['passages']:,} passages, "
           f"peak {build['peak_mb']:,.0f} MB, {build['progress_calls']} progress calls", flush=True)
     for stage, seconds in build["stages"].items():
-        print(f"[{label}]     {stage:12} {seconds:7.1f} s  (total {build['totals'][stage]:,})")
+        print(f"[{label}]     {stage:12} {seconds:7.1f} s" + (f"  (total {build['totals'][stage]:,})" if build["totals"][stage] else ""))
     figures["sizes"] = size = sizes(work)
     figures["cache"] = held = cache_contents(work)
     passages = build["passages"]

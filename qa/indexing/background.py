@@ -36,22 +36,23 @@ DRIFT = 0.01
 
 
 def background(
-    passages: list[Passage], vectors: np.ndarray, keywords: KeywordIndex, second: np.ndarray,
+    passages: list[Passage], texts: list[str], vectors: np.ndarray, keywords: KeywordIndex, second: np.ndarray,
     second_encoder: CachedSecond, embedder: Embedder, config: Config, cache: EmbeddingCache, previous: Build | None,
-    old: list[Passage] | None = None, progress: Progress | None = None,
+    old_texts: list[str] | None = None, progress: Progress | None = None,
 ) -> tuple[Background, int]:
     """How generic off-topic questions score on this corpus (see qa/decision/background.py), and how many
     passages changed since it was measured (for the manifest's "background").
 
     Their vectors are kept in the embedding cache (after the first build a rebuild loads no model for
-    them), and the second encoder reads the passages they find from `second`, the build's vectors. The
-    background of the build `previous` (whose passages are `old`) is reused as it is when it was
+    them), and the second encoder reads the passages they find from `second`, the build's vectors. `texts`
+    are the passages' keyword texts (`Passage.keyword_text`, what the model reads too), `old_texts` those
+    of the build `previous`, whose background is reused as it is when it was
     measured with the same settings, on the same passages or on passages that differ by at most `DRIFT`
     of them (see the module note). progress("background", done, total): questions searched, of all of
     them (once 0 of 0 when the previous build's background is reused).
     """
     progress = progress or (lambda stage, done, total: None)
-    fingerprint = background_fingerprint(passages, embedder, config)
+    fingerprint = background_fingerprint(texts, embedder, config)
     if previous is not None:
         try:
             before = Background.read(previous.folder)
@@ -59,8 +60,8 @@ def background(
             if before.fingerprint == fingerprint:
                 progress("background", 0, 0)
                 return before, changed
-            if old is not None and _settings_of(before.fingerprint) == _settings_of(fingerprint):
-                changed += changed_passages(old, passages)
+            if old_texts is not None and _settings_of(before.fingerprint) == _settings_of(fingerprint):
+                changed += changed_passages(old_texts, texts)
                 if changed <= DRIFT * len(passages):
                     progress("background", 0, 0)
                     return before, changed
@@ -92,10 +93,10 @@ def background(
     return dataclasses.replace(measured, fingerprint=fingerprint), 0
 
 
-def changed_passages(old: list[Passage], new: list[Passage]) -> int:
-    """How many passages (by what the keyword index and the model read) an edit from `old` to `new`
-    changed: the larger of those added and those removed (an edited passage is one of each)."""
-    before, after = Counter(p.keyword_text() for p in old), Counter(p.keyword_text() for p in new)
+def changed_passages(old: list[str], new: list[str]) -> int:
+    """How many passages an edit changed, from keyword texts `old` to `new` (what the keyword index and
+    the model read): the larger of those added and those removed (an edited passage is one of each)."""
+    before, after = Counter(old), Counter(new)
     return max(sum((after - before).values()), sum((before - after).values()))
 
 
@@ -108,9 +109,9 @@ def _settings_of(fingerprint: str) -> str:
 _SEARCH_CHUNK = 32
 
 
-def background_fingerprint(passages: list[Passage], embedder: Embedder, config: Config) -> str:
+def background_fingerprint(texts: list[str], embedder: Embedder, config: Config) -> str:
     """"settings:passages", two hashes: of what decides the background's scores but the passages (the
-    models, the retrieval settings, the background questions), and of the passages."""
+    models, the retrieval settings, the background questions), and of the passages' keyword texts `texts`."""
     settings = hashlib.sha256()
     # "matched passage": the second encoder reads the passage that matched, with its title (not the citation).
     named = (embedder.model_name, SecondEncoder.name, "matched passage", config.fusion, config.keyword_tokenizer, config.keyword_weight,
@@ -119,6 +120,6 @@ def background_fingerprint(passages: list[Passage], embedder: Embedder, config: 
     settings.update(repr(named).encode())
     settings.update(background_questions_file().read_bytes())
     digest = hashlib.sha256()
-    for passage in passages:
-        digest.update(passage.keyword_text().encode() + b"\x1f")  # holds what the model reads too
+    for text in texts:
+        digest.update(text.encode() + b"\x1f")  # holds what the model reads too
     return f"{settings.hexdigest()}:{digest.hexdigest()}"

@@ -202,22 +202,22 @@ _TOKENIZE_CHUNK = 2000
 
 
 def keyword_index(
-    passages: list[Passage], tokenizer: str, previous: tuple[list[Passage], KeywordIndex] | None = None,
+    texts: list[str], tokenizer: str, previous: tuple[list[str], KeywordIndex] | None = None,
     progress: Progress | None = None,
 ) -> KeywordIndex:
-    """The keyword index of `passages` (row i = passage i); progress("keywords", done, total) as it tokenizes.
+    """The keyword index of the passages whose keyword texts (`Passage.keyword_text`) are `texts` (row i =
+    passage i); progress("keywords", done, total) as it tokenizes.
 
-    `previous`: the passages of the previous build and its keyword index, made with the same tokens
-    (`tokenizer_name`); a passage whose keyword text it indexed takes its row of counts, and only the
-    others are tokenized (jieba reads ~3,000 passages a second: a one-file edit of 100,000 passages
+    `previous`: the keyword texts of the previous build's passages and its keyword index, made with the
+    same tokens (`tokenizer_name`); a passage whose keyword text it indexed takes its row of counts, and
+    only the others are tokenized (jieba reads ~3,000 passages a second: a one-file edit of 100,000 passages
     would otherwise spend half a minute here). The result holds the same terms and counts as an index
     built afresh, its vocabulary in another order (which no score depends on)."""
     progress = progress or (lambda stage, done, total: None)
-    texts = [passage.keyword_text() for passage in passages]
     rows = np.full(len(texts), -1, dtype=np.int64)
     if previous is not None:
-        old_passages, old = previous
-        row_of = {passage.keyword_text(): row for row, passage in enumerate(old_passages)}
+        old_texts, old = previous
+        row_of = {text: row for row, text in enumerate(old_texts)}
         rows = np.fromiter((row_of.get(text, -1) for text in texts), dtype=np.int64, count=len(texts))
     new = np.flatnonzero(rows < 0)
     progress("keywords", 0, len(new))

@@ -15,7 +15,6 @@ answers vanish; the build reports it as kept, `qa status` keeps listing it as un
 replaced as soon as the file can be read again. Deleting the file is how a document is withdrawn.
 """
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -123,14 +122,16 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             manifest["keyword_tokens"] = tokenizer_name(config.keyword_tokenizer)
             # BM25 beside the vectors (qa/search/keyword.py): unchanged passages keep the previous build's counts.
             timed = time.perf_counter()
-            keywords = keyword_index(passages, config.keyword_tokenizer, _previous_keywords(last, old, manifest), progress)
+            texts = [passage.keyword_text() for passage in passages]  # what the keyword index reads
+            old_texts = [passage.keyword_text() for passage in old] if old is not None else None
+            keywords = keyword_index(texts, config.keyword_tokenizer, _previous_keywords(last, old_texts, manifest), progress)
             timings["keywords"], timed = time.perf_counter() - timed, time.perf_counter()
             second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
             second = second_vectors(passages, second_encoder, progress)  # qa/embeddings/second_encoder.py
             timings["second"], timed = time.perf_counter() - timed, time.perf_counter()
             # qa/indexing/background.py: the previous build's, while few passages changed since it was measured
             measured, changed = background(
-                passages, vectors, keywords, second, second_encoder, embedder, config, cache, last, old, progress
+                passages, texts, vectors, keywords, second, second_encoder, embedder, config, cache, last, old_texts, progress
             )
             manifest["background"] = {"passages_changed": changed}
             timings["background"], timed = time.perf_counter() - timed, time.perf_counter()
@@ -177,10 +178,10 @@ def _previous_passages(last: Build | None) -> list[Passage] | None:
         return None  # nothing trustworthy to keep: every file is read, unreadable ones reported as skipped
 
 
-def _previous_keywords(last: Build | None, old: list[Passage] | None, manifest: dict) -> tuple[list[Passage], KeywordIndex] | None:
-    """The previous build's passages and keyword index when its tokens are made as this build's are
-    (`manifest`'s "keyword_tokens"), for `keyword_index` to take unchanged passages' counts from; None
-    when there is none, or it cannot be trusted (everything is tokenized)."""
+def _previous_keywords(last: Build | None, old: list[str] | None, manifest: dict) -> tuple[list[str], KeywordIndex] | None:
+    """The keyword texts of the previous build's passages (`old`) and its keyword index, when its tokens
+    are made as this build's are (`manifest`'s "keyword_tokens"), for `keyword_index` to take unchanged
+    passages' counts from; None when there is none, or it cannot be trusted (everything is tokenized)."""
     if last is None or old is None or last.manifest.get("keyword_tokens") != manifest["keyword_tokens"]:
         return None
     try:
@@ -216,8 +217,19 @@ def _passages_in_order(
             passages.extend(make_passages([by_source[source]], max_chars, len(passages), max_unit_chars))
         elif source in kept:
             first = len(passages)  # not inside the generator: extend() grows the list as it reads
-            passages.extend(dataclasses.replace(p, id=first + n) for n, p in enumerate(kept[source]))
+            passages.extend(_numbered(p, first + n) for n, p in enumerate(kept[source]))
     return passages
+
+
+def _numbered(passage: Passage, number: int) -> Passage:
+    """`passage` as passage `number`: itself when it has that number already (passages are immutable),
+    else a copy of its fields as they are (`dataclasses.replace` runs `__init__` again: a second for the
+    100,000 passages of a rebuild whose edit shifted the numbers of the files after it)."""
+    if passage.id == number:
+        return passage
+    copy = object.__new__(Passage)
+    copy.__dict__.update(vars(passage), id=number)
+    return copy
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
