@@ -272,12 +272,11 @@ class LocalStore(Store):
     def _add(self, mapped: faiss.IndexIDMap2, vectors: np.ndarray, keys: np.ndarray) -> None:
         """Add `vectors` under `keys`; to an approximate index in chunks, saying how far it got through
         `progress` (HNSW takes about a minute for 100,000 vectors on two cores)."""
-        report = self.progress or (lambda done, total: None)
-        if isinstance(faiss.downcast_index(mapped.index), faiss.IndexFlat):  # exact: added in a moment
-            report = lambda done, total: None  # noqa: E731
-        chunk = len(keys) if isinstance(faiss.downcast_index(mapped.index), faiss.IndexFlat) else _ADD_CHUNK
+        exact = isinstance(faiss.downcast_index(mapped.index), faiss.IndexFlat)  # added in a moment: nothing to say
+        report = (None if exact else self.progress) or (lambda done, total: None)
+        chunk = max(len(keys), 1) if exact else _ADD_CHUNK
         report(0, len(keys))
-        for start in range(0, len(keys), max(chunk, 1)):
+        for start in range(0, len(keys), chunk):
             mapped.add_with_ids(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32), keys[start : start + chunk])
             report(min(start + chunk, len(keys)), len(keys))
 
