@@ -8,18 +8,29 @@ Questions (in scope = the corpus answers it):
     cmrc→seed    the same CMRC questions asked of the seed corpus (out: real outside questions)
     seed→cmrc    the seed questions asked of the CMRC paragraphs (out)
     drcd in      DRCD dev questions on their own paragraphs: never fitted on, reported only
+    statutes in  STARD training questions on the statute library (../shared/eval/statutes: 1,512 laws)
+    statutes out eval/statutes_out_of_scope.tsv on the statute library (near misses: local, foreign and
+                 repealed law; far: unrelated)
     dev          ../shared/eval/dev_questions.tsv on the seed: a smoke test, never fitted on
 
 Every group is asked through the real assistant (real indexes built in --work, kept between runs),
-so the evidence is exactly what `qa ask` computes. The fit is a logistic regression over
-qa.decision.calibration.FEATURES with each group weighted equally within its class. Thresholds:
+so the evidence is exactly what `qa ask` computes. The outcomes are defined by what they promise:
 
-Per language (Chinese in either script, English), since English questions sit lower:
+    answered    the first passages cite the answer: a right passage among the first 3 (the case, the
+                document, a relevant article; `cites`), with probability ANSWERED_PRECISION or more
+    not found   the corpus has nothing on it
+
+so the confidence is a logistic regression over qa.decision.calibration.FEATURES of `cites` (an
+out-of-scope question never cites its answer), with each group weighted equally within its class.
+What places the outcomes on a corpus is the corpus itself: the dense and second-encoder evidence are
+measured against how off-topic questions score on it (qa/decision/background.py), the coverage against
+its own keyword statistics; the weights are shared by every corpus. Thresholds, per language (Chinese
+in either script, English), since English questions sit lower:
 
     uncertain_from  the lowest of the language's in-scope groups' 0.5th percentiles: below it, "not found"
-    answered_from   the lowest value at which at most 7% of the language's near misses and 1% of
-                    its other out-of-scope questions of every group reach it: from there on, "answered"
-                    (7% in sample came to 11% held out, below the one in seven that issue 10 allows)
+    answered_from   the lowest value at which, on every corpus, at least ANSWERED_PRECISION of the
+                    questions reaching it cite their answer, and at most 7% of the language's near
+                    misses and 1% of its other out-of-scope questions of every group reach it
 
 The logistic has, besides the five kinds of evidence, an English indicator and English-only
 copies of dense, second and coverage (qa.decision.calibration.expand_evidence).
@@ -52,16 +63,24 @@ sys.path.insert(0, str(PROJECT))
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.decision.calibration import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence  # noqa: E402
-from qa.evaluation import RANKED, outcome_table, read_squad, read_tsv_questions  # noqa: E402
+from qa.evaluation import RANKED, cites_answer, outcome_table, read_squad, read_stard_questions, read_tsv_questions  # noqa: E402
 from qa.text import language, script  # noqa: E402
 
 EVAL = PROJECT / "eval"
 SHARED = PROJECT.parent / "shared" / "eval"
+STATUTES = SHARED / "statutes"
 FOLDS = 10
 NEAR_ANSWERED = 0.07
+ANSWERED_PRECISION = 0.9
 OTHER_ANSWERED = 0.01
 IN_DECLINED = 0.005
 MIN_GROUP = 20  # groups smaller than this (CMRC's three traditional-script questions) set no threshold
+
+
+CORPUS_OF = {  # group -> the corpus its questions are asked of
+    "seed in": "seed", "seed out": "seed", "cmrc in": "cmrc", "cmrc→seed": "seed", "seed→cmrc": "cmrc",
+    "drcd in": "drcd", "dev": "seed", "statutes in": "statutes", "statutes out": "statutes",
+}
 
 
 def stable_fold(text: str) -> int:
@@ -88,7 +107,7 @@ def ask(assistant: Assistant, questions: list[str]) -> list:
     return answers
 
 
-def collect(work: Path, groups: set[str] | None = None) -> list[dict]:
+def collect(work: Path, groups: set[str] | None = None, statutes_index: Path | None = None) -> list[dict]:
     """One row per (question, corpus) with its group, class, fold, script and evidence; only the
     rows of `groups` when given (None: all)."""
     if not SHARED.exists():
@@ -96,6 +115,8 @@ def collect(work: Path, groups: set[str] | None = None) -> list[dict]:
     seed_in = read_tsv_questions(EVAL / "seed_in_scope.tsv")
     seed_out = read_tsv_questions(EVAL / "seed_out_of_scope.tsv")
     dev = read_tsv_questions(SHARED / "dev_questions.tsv")
+    stard = read_stard_questions(STATUTES / "stard_train.jsonl")
+    statutes_out = read_tsv_questions(EVAL / "statutes_out_of_scope.tsv")
     cmrc = squad_corpus(SHARED / "cmrc2018_trial.json", work / "cmrc-corpus")
     drcd = squad_corpus(SHARED / "drcd_dev.json", work / "drcd-corpus")
     seed_fold = {q.id: (q.case - 1 if q.in_scope else stable_fold(q.id)) for q in seed_in + seed_out}
@@ -106,20 +127,27 @@ def collect(work: Path, groups: set[str] | None = None) -> list[dict]:
         ("cmrc→seed", "seed", cmrc, False, lambda q: stable_fold(q.source)),
         ("seed→cmrc", "cmrc", seed_in + seed_out, False, lambda q: seed_fold[q.id]),
         ("drcd in", "drcd", drcd, True, lambda q: -1),
+        ("statutes in", "statutes", stard, True, lambda q: stable_fold(q.id)),
+        ("statutes out", "statutes", statutes_out, False, lambda q: stable_fold(q.id)),
         ("dev", "seed", dev, None, lambda q: -1),
     ]
+    assert {step[0]: step[1] for step in plan} == CORPUS_OF
     if groups is not None:
         unknown = groups - {group for group, *_ in plan}
         if unknown:
             sys.exit(f"unknown groups {sorted(unknown)}; the groups are {[group for group, *_ in plan]}")
         plan = [step for step in plan if step[0] in groups]
     assistants = {}
-    for name, corpus in (("seed", PROJECT / "corpus"), ("cmrc", work / "cmrc-corpus"), ("drcd", work / "drcd-corpus")):
+    corpora = (("seed", PROJECT / "corpus"), ("cmrc", work / "cmrc-corpus"), ("drcd", work / "drcd-corpus"),
+               ("statutes", STATUTES / "corpus"))
+    for name, corpus in corpora:
         if not any(step[1] == name for step in plan):
             continue
         print(f"index of {name}", file=sys.stderr)
-        assistants[name] = Assistant(Config(corpus_dir=corpus, index_dir=work / f"{name}-index"))
-        assistants[name].rebuild()
+        index = statutes_index if name == "statutes" and statutes_index else work / f"{name}-index"
+        assistants[name] = Assistant(Config(corpus_dir=corpus, index_dir=index))
+        if index != statutes_index:  # the library's index is built once, outside (about 20 minutes)
+            assistants[name].rebuild()
     rows = []
     for group, corpus, questions, in_scope, fold in plan:
         print(f"{group}: {len(questions)} questions", file=sys.stderr)
@@ -130,6 +158,7 @@ def collect(work: Path, groups: set[str] | None = None) -> list[dict]:
                 "in_scope": question.in_scope if in_scope is None else in_scope,
                 "fitted": group not in ("drcd in", "dev"), "evidence": answer.evidence,
                 "right": bool(answer.passages) and question.is_right_document(answer.passages[0]),
+                "cites": cites_answer(question, answer),  # what "answered" promises: a right passage in the first 3
             })
     return rows
 
@@ -173,31 +202,53 @@ def thresholds(rows: list[dict], confidence: np.ndarray) -> dict[str, tuple[floa
     """Per language (qa.text.language): (uncertain_from, answered_from) by the rules in the docstring."""
     found = {}
     for name in LANGUAGES:
-        inside, outside = {}, {}
+        inside, outside, cited = {}, {}, {}
         for row, value in zip(rows, confidence):
             if language(row["question"]) != name:
                 continue
+            cited.setdefault(corpus_of(row), []).append((value, cites(row)))
             if row["in_scope"]:
                 inside.setdefault((row["group"], row["script"]), []).append(value)
             else:
                 outside.setdefault("near" if row["kind"] == "near" else row["group"], []).append(value)
-        uncertain_from = float(min(np.quantile(values, IN_DECLINED) for values in inside.values() if len(values) >= MIN_GROUP))
+        lows = [np.quantile(values, IN_DECLINED) for values in inside.values() if len(values) >= MIN_GROUP]
+        if not lows:  # no in-scope questions in this language (a corpus held out): the other language's bar
+            continue
+        uncertain_from = float(min(lows))
         answered_from = 1.0
         for candidate in np.round(np.arange(1.0, 0.0, -0.005), 3):
             fine = all(
                 np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
                 for key, values in outside.items()
                 if len(values) >= MIN_GROUP
-            )
+            ) and all(precise(answers, candidate) for answers in cited.values())
             if not fine:
                 break
             answered_from = float(candidate)
         found[name] = (round(min(uncertain_from, answered_from), 4), answered_from)
+    for name in LANGUAGES:
+        found.setdefault(name, next(iter(found.values())))
     return found
 
 
+def cites(row: dict) -> bool:
+    """Whether the question's first 3 passages cite its answer (rows collected before `cites` was: its first passage)."""
+    return bool(row["in_scope"] and row.get("cites", row["right"]))
+
+
+def corpus_of(row: dict) -> str:
+    """The corpus a row's question was asked of."""
+    return CORPUS_OF[row["group"]]
+
+
+def precise(answers: list[tuple[float, bool]], bar: float) -> bool:
+    """Whether at least ANSWERED_PRECISION of the questions at or above `bar` cite their answer (few: yes)."""
+    reached = [cited for value, cited in answers if value >= bar]
+    return len(reached) < MIN_GROUP or np.mean(reached) >= ANSWERED_PRECISION
+
+
 def calibrate(rows: list[dict]) -> Calibration:
-    w = fit_logistic(features(rows), np.array([row["in_scope"] for row in rows], dtype=float), class_weights(rows))
+    w = fit_logistic(features(rows), np.array([cites(row) for row in rows], dtype=float), class_weights(rows))
     calibration = Calibration(dict(zip(FEATURES, (round(float(v), 5) for v in w[1:]))), round(float(w[0]), 5), {})
     # Thresholds from the plain score: the bar that Calibration.confidence keeps detail evidence above is
     # the one being found, and below it only detail evidence (which in-scope questions hardly ever show) differs.
@@ -219,12 +270,48 @@ def outcomes_by_group(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
     ])
 
 
+def answered_correct(rows: list[dict], outcomes: list[str]) -> dict[str, dict]:
+    """Per group: how many were answered, and the share of those whose first 3 passages cite the answer."""
+    found: dict[str, list[bool]] = {}
+    for row, outcome in zip(rows, outcomes):
+        if outcome == "answered":
+            found.setdefault(row["group"], []).append(cites(row))
+    return {group: {"answered": len(values), "correct": round(float(np.mean(values)), 4)} for group, values in sorted(found.items())}
+
+
+def reliability_table(rows: list[dict], confidence: list[float], bins: int = 10) -> list[dict]:
+    """Predicted confidence against the share that cite their answer, in equal bins of confidence."""
+    table = []
+    for i in range(bins):
+        inside = [(value, cites(row)) for row, value in zip(rows, confidence) if min(bins - 1, int(value * bins)) == i]
+        table.append({"from": i / bins, "to": (i + 1) / bins, "n": len(inside),
+                      "confidence": round(float(np.mean([v for v, _ in inside])), 3) if inside else None,
+                      "correct": round(float(np.mean([c for _, c in inside])), 3) if inside else None})
+    return table
+
+
+def held_out_decisions(rows: list[dict], fold_of) -> tuple[list[str], list[float]]:
+    """Each fitted row's outcome and confidence by a calibration fitted without its fold (`fold_of(row)`);
+    "" and nan for rows never fitted on."""
+    outcomes, confidence = [""] * len(rows), [float("nan")] * len(rows)
+    fitted = [row for row in rows if row["fitted"]]
+    for fold in sorted({fold_of(row) for row in fitted}):
+        calibration = calibrate([row for row in fitted if fold_of(row) != fold])
+        for i, row in enumerate(rows):
+            if row["fitted"] and fold_of(row) == fold:
+                outcomes[i] = decide(calibration, row)
+                confidence[i] = calibration.confidence(evidence(row), row["question"]) if row["evidence"] else 0.0
+    return outcomes, confidence
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"), help="indexes and corpora kept between runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave qa/decision/data/relevance.json as it is")
     parser.add_argument("--reuse", action="store_true", help="refit on the evidence the last run collected (--work/rows.json)")
     parser.add_argument("--groups", help="comma-separated groups to ask again; the others' evidence comes from the last run")
+    parser.add_argument("--statutes-index", type=Path,
+                        help="the statute library's index, built beforehand (default: --work/statutes-index, built here)")
     args = parser.parse_args()
     rows_file = args.work / "rows.json"
     if args.reuse:
@@ -232,31 +319,50 @@ def main():
     elif args.groups:
         groups = {group.strip() for group in args.groups.split(",")}
         kept = [row for row in json.loads(rows_file.read_text(encoding="utf-8")) if row["group"] not in groups]
-        rows = kept + collect(args.work, groups)
+        rows = kept + collect(args.work, groups, args.statutes_index)
         rows_file.write_text(json.dumps(rows, ensure_ascii=False))
     else:
-        rows = collect(args.work)
+        rows = collect(args.work, statutes_index=args.statutes_index)
         rows_file.write_text(json.dumps(rows, ensure_ascii=False))
     fitted = [row for row in rows if row["fitted"]]
-    held_out = [""] * len(rows)
-    for fold in range(FOLDS):
-        calibration = calibrate([row for row in fitted if row["fold"] != fold])
-        for i, row in enumerate(rows):
-            if row["fitted"] and row["fold"] == fold:
-                held_out[i] = decide(calibration, row)
+    held_out, held_confidence = held_out_decisions(rows, lambda row: row["fold"])
+    # A whole corpus held out: fitted on the others, decided on it (does the placement carry to a corpus never seen?)
+    by_corpus, _ = held_out_decisions(rows, corpus_of)
     final = calibrate(fitted)
     in_sample = [decide(final, row) for row in rows]
     unseen = [(row, outcome) for row, outcome in zip(rows, in_sample) if not row["fitted"]]
+    fitted_at = [i for i, row in enumerate(rows) if row["fitted"]]
     report = {
-        "held_out": outcomes_by_group([row for row in rows if row["fitted"]], [o for o in held_out if o]),
-        "in_sample": outcomes_by_group(fitted, [o for row, o in zip(rows, in_sample) if row["fitted"]]),
+        "held_out": outcomes_by_group(fitted, [held_out[i] for i in fitted_at]),
+        "in_sample": outcomes_by_group(fitted, [in_sample[i] for i in fitted_at]),
+        "corpus_held_out": outcomes_by_group(fitted, [by_corpus[i] for i in fitted_at]),
         "never_fitted": outcomes_by_group([row for row, _ in unseen], [o for _, o in unseen]),
+        "answered_correct": {
+            "held_out": answered_correct(fitted, [held_out[i] for i in fitted_at]),
+            "in_sample": answered_correct(fitted, [in_sample[i] for i in fitted_at]),
+            "corpus_held_out": answered_correct(fitted, [by_corpus[i] for i in fitted_at]),
+        },
+        "reliability_held_out": {
+            corpus: reliability_table([rows[i] for i in fitted_at if corpus_of(rows[i]) == corpus],
+                                      [held_confidence[i] for i in fitted_at if corpus_of(rows[i]) == corpus])
+            for corpus in sorted({corpus_of(row) for row in fitted})
+        },
     }
-    print(f"\n{'group':30} {'n':>5}   {'held out: answered uncertain not found':>40}   {'in sample: answered uncertain not found':>40}")
+    columns = "answered uncertain not found"
+    print(f"\n{'group':30} {'n':>5}   {'held out: ' + columns:>40}   {'in sample: ' + columns:>40}   {'corpus held out: ' + columns:>46}")
     for name, shares in report["held_out"].items():
-        other = report["in_sample"][name]
+        other, alone = report["in_sample"][name], report["corpus_held_out"][name]
         print(f"{name:30} {shares['n']:5d}   {shares['answered']:14.3f} {shares['uncertain']:9.3f} {shares['not_found']:9.3f}"
-              f"       {other['answered']:14.3f} {other['uncertain']:9.3f} {other['not_found']:9.3f}")
+              f"       {other['answered']:14.3f} {other['uncertain']:9.3f} {other['not_found']:9.3f}"
+              f"       {alone['answered']:14.3f} {alone['uncertain']:9.3f} {alone['not_found']:9.3f}")
+    print("\nanswered questions whose first 3 passages cite the answer (held out / in sample / corpus held out):")
+    for name in sorted({row["group"] for row in fitted}):
+        shares = [report["answered_correct"][kind].get(name) for kind in ("held_out", "in_sample", "corpus_held_out")]
+        print(f"{name:30} " + "   ".join(f"{s['correct']:.3f} of {s['answered']:4d}" if s else "    —      " for s in shares))
+    print("\nreliability held out (confidence bin: n, mean confidence, share citing the answer):")
+    for corpus, table in report["reliability_held_out"].items():
+        print(f"  {corpus}: " + "  ".join(f"{b['from']:.1f}-{b['to']:.1f} {b['n']} {b['confidence']:.2f}/{b['correct']:.2f}"
+                                         for b in table if b["n"]))
     print("\nnever fitted on (final calibration):")
     for name, shares in report["never_fitted"].items():
         print(f"{name:30} {shares['n']:5d}   answered {shares['answered']:.3f} uncertain {shares['uncertain']:.3f} not found {shares['not_found']:.3f}")

@@ -29,10 +29,11 @@ def test_ask_json_structure(index_dir):
     assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages", "within"}
     assert answer["within"] == []  # the whole corpus
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
-    assert (answer["version"], answer["outcome"], answer["answered"]) == (2, "answered", True)
+    assert (answer["version"], answer["outcome"], answer["answered"]) == (3, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
     top = answer["passages"][0]
-    assert set(top) == {"rank", "score", "source", "section", "text", "start", "end", "page"}
+    assert set(top) == {"rank", "score", "source", "section", "text", "start", "end", "page",
+                        "citation", "title", "date", "headings", "label"}
     assert top["page"] is None  # Markdown has no pages
     assert case_number(top["section"]) == 9
     # The first card shows the answer's confidence (to 3 decimals, capped at 0.99).
