@@ -112,7 +112,8 @@ def progress_bars():
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
-    counted = {"reading": ("reading", "file"), "embedding": ("embedding", "passage"),
+    counted = {"reading": ("reading", "file"), "cache": ("converting the embedding cache", "vector"),
+               "embedding": ("embedding", "passage"),
                "keywords": ("keyword index", "passage"), "second": ("second encoder", "passage"),
                "background": ("background", "question"), "vectors": ("vector index", "vector")}
 

@@ -26,7 +26,7 @@ rebuild now takes from the previous build, are dropped); one of a newer format i
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,18 +73,22 @@ class EmbeddingCache:
     """Vectors by (name, text) in one SQLite file. Open one per build, with `with`.
 
     `model`: the name `get` and `put` use by default; `float16`: names whose vectors are kept in
-    float16 (and given back as float32). Opening starts a new generation; rows read or written are
-    marked with it, and `forget_unused()` deletes rows of the names this build used that are older
-    than the previous generation. The cache never fails a build: if the file cannot be used, it
+    float16 (and given back as float32); `progress(done, total)`: the vectors converted so far when
+    the file is of format 1 (10 seconds for 180,000 vectors; the compacting that follows says nothing).
+
+    Opening starts a new generation; rows read or written are marked with it, and `forget_unused()`
+    deletes rows of the names this build used that are older than the previous generation. The cache never fails a build: if the file cannot be used, it
     works in memory for this build and says why in `problem`.
     """
 
-    def __init__(self, path: Path, model: str, float16: Iterable[str] = ()):
+    def __init__(self, path: Path, model: str, float16: Iterable[str] = (), progress: Callable[[int, int], None] | None = None):
         self.path = Path(path)
         self.model = model
         self.models = {model}  # every name whose vectors this build read or wrote (see `get`)
         self.float16 = frozenset(float16)
         self._names: dict[str, tuple[int, str]] = {}  # name -> (names.id, dtype), as read or written
+        self._progress = progress or (lambda done, total: None)  # of converting a format-1 cache
+        self.converted: str | None = None  # what converting a format-1 cache did, for the build's notes
         self.connection, self.problem = open_cache(self.path, self._prepare, "embedding cache", "every passage is embedded")
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
@@ -108,6 +112,7 @@ class EmbeddingCache:
         """Convert a format-1 cache (vectors in a WITHOUT ROWID table by model and 32-byte key, keyword
         tokens beside them) in one transaction, then compact the file. Its vectors are read back as they
         were written (float32), and kept in float16 for the names in `float16`."""
+        before = self.path.stat().st_size if self.path.exists() else 0
         with self._transaction(connection):
             old = "vectors" in tables and {row[1] for row in connection.execute("PRAGMA table_info(vectors)")} >= {"model", "key", "used", "vector"}
             if old:
@@ -117,8 +122,11 @@ class EmbeddingCache:
             for statement in _SCHEMA:
                 connection.execute(statement)
             if old:
+                total, done = connection.execute("SELECT count(*) FROM format1_vectors").fetchone()[0], 0
+                self._progress(0, total)
                 rows = connection.execute("SELECT model, key, used, vector FROM format1_vectors ORDER BY model, key")
                 while chunk := rows.fetchmany(_CONVERT_ROWS):
+                    done += len(chunk)
                     by_name: dict[str, list] = {}
                     for model, key, used, vector in chunk:
                         if isinstance(vector, bytes) and len(vector) % 4 == 0 and len(key) == 32:
@@ -127,9 +135,12 @@ class EmbeddingCache:
                         name_id, dtype = self._name(model, create=True, connection=connection)
                         vectors = [np.frombuffer(vector, dtype=np.float32).astype(dtype).tobytes() for _, _, vector in found]
                         self._insert(connection, name_id, [key for key, _, _ in found], vectors, [used for _, used, _ in found])
+                    self._progress(min(done, total), total)
                 connection.execute("DROP TABLE format1_vectors")
             connection.execute(f"PRAGMA user_version = {FORMAT}")
-        _set_page_size(connection)  # and give the space back: format 1 took ~3.5 times the room
+        _set_page_size(connection)  # and give the space back: format 1 took ~4 times the room
+        self.converted = (f"embedding cache {self.path} converted to a compact format: "
+                          f"{before / 2**20:,.0f} MB -> {self.path.stat().st_size / 2**20:,.0f} MB")
 
     def _name(self, name: str, create: bool = False, connection: sqlite3.Connection | None = None) -> tuple[int, str] | None:
         """(names.id, dtype) of `name`; None if it has no vectors here, unless `create` (inside a transaction)."""

@@ -94,7 +94,8 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             Problem(source, f"page {page}: {reason}") for source, summary in ocr_done.items() for page, reason in summary.unreadable.items()
         ]
         cache_file = config.index_dir / CACHE_FILE
-        with EmbeddingCache(cache_file, embedder.cache_name, float16=[SecondEncoder.name]) as cache:
+        converting = lambda done, total: progress("cache", done, total)  # noqa: E731  (a cache of format 1, once)
+        with EmbeddingCache(cache_file, embedder.cache_name, float16=[SecondEncoder.name], progress=converting) as cache:
             vectors, embedded, reused, vectors_by = passage_vectors(
                 [passage.embedding_text() for passage in passages], cache, embedder, progress, timings, config
             )
@@ -148,8 +149,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             cache.forget_unused()  # only after a successful build: a failed one must not cost the cache
             ocr.keep([hashes[source] for source in unread])  # their scans are read again after a change of reader
             ocr.forget_unused()
-            if cache.problem:
-                notes.append(cache.problem)
+            notes += [note for note in (cache.converted, cache.problem) if note]
     return BuildReport(
         documents=len(sources),
         passages=len(passages),

@@ -13,6 +13,8 @@ from qa.indexing.changes import CorpusChanges
 #                of them after a change of reader (after each file; none when nothing changed)
 #   "ocr"        pages read by OCR, of the pages of the file being read that need it (after each page;
 #                only while reading a scanned PDF or an image, between two "reading" calls)
+#   "cache"      vectors converted, of those an embedding cache written by an earlier version holds (once
+#                per cache, after each chunk of 4,096; none otherwise)
 #   "passages"   passages whose vectors the embedding cache already had, of all passages (once)
 #   "model"      0 of 1 while the embedding model loads, 1 of 1 once loaded (only if something needs embedding)
 #   "embedding"  passages embedded, of those the cache did not have (after each batch; once with 0 of 0 if none)

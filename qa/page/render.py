@@ -345,6 +345,7 @@ _STAGES = {
     "starting": "准备 starting",
     "reading": "读取文件 reading files",
     "ocr": "文字识别 OCR of scanned pages",
+    "cache": "转换向量缓存 converting the embedding cache",
     "passages": "复用已有向量 reusing cached passages",
     "model": "加载模型 loading the model",
     "embedding": "向量化 embedding passages",
@@ -364,7 +365,7 @@ def _render_rebuild(state: RebuildState) -> str:
         if state.total:
             counts = f' <progress max="{state.total}" value="{state.done}"></progress> {state.done}/{state.total}'
             spent = time.time() - (state.stage_started or time.time())
-            if state.stage in ("embedding", "ocr", "keywords", "second", "background", "vectors") and state.done and spent > 0:
+            if state.stage in ("cache", "embedding", "ocr", "keywords", "second", "background", "vectors") and state.done and spent > 0:
                 rate = state.done / spent
                 counts += f" · {rate:.1f}/s · 约 about {(state.total - state.done) / rate:.0f} s 剩余 left"
         return (

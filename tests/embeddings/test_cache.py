@@ -99,8 +99,11 @@ def test_a_cache_of_format_1_is_converted_with_its_vectors(tmp_path):
     write_format_1(path, {E5: e5, SECOND: second})
     before = path.stat().st_size
 
-    with EmbeddingCache(path, E5, float16=[SECOND]) as cache:
+    progress = []
+    with EmbeddingCache(path, E5, float16=[SECOND], progress=lambda done, total: progress.append((done, total))) as cache:
         assert cache.problem is None and cache.generation == 5  # the builds counted before go on
+        assert progress == [(0, 600), (600, 600)]  # one chunk of 4,096 rows at most
+        assert cache.converted.startswith(f"embedding cache {path} converted to a compact format: ")
         found = cache.get(TEXTS[:300])
         assert all(np.array_equal(vector, row) for vector, row in zip(found, e5))
         assert np.array_equal(np.stack(cache.get(TEXTS[:300], model=SECOND)), second.astype(np.float16).astype(np.float32))

@@ -3,6 +3,7 @@
 Real corpora in temporary folders, the real model, real processes killed with SIGKILL.
 """
 
+import hashlib
 import os
 import select
 import signal
@@ -22,7 +23,7 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.decision.background import Background, background_questions
 from qa.documents.corpus import read_corpus, read_document
-from qa.embeddings.cache import CACHE_FILE, text_key
+from qa.embeddings.cache import CACHE_FILE, EmbeddingCache, text_key
 from qa.embeddings.model import Embedder
 from qa.embeddings.question_encoder import PASSAGE
 from qa.embeddings.second_encoder import SecondEncoder
@@ -35,6 +36,7 @@ from qa.search.keyword import KeywordIndex, load_keywords
 from qa.store.folder import current_build, load_index
 
 from ..documents.test_readers import POLICY_PAGE_1, POLICY_PAGE_2, make_docx, make_pdf
+from ..embeddings.test_cache import FORMAT_1
 from ..helpers import PROJECT, QA, kill_builds_while_renaming, make_corpus, start_interruptible
 
 DOCS = {
@@ -383,6 +385,36 @@ def test_an_approximate_index_reports_the_vectors_it_adds(built, monkeypatch):
     assert [call for call in calls if call[0] == "vectors"] == [("vectors", 0, 4), ("vectors", 2, 4), ("vectors", 4, 4)]
     first = calls.index(("writing", 0, 6))
     assert calls[first + 1 : first + 5] == [("vectors", 0, 4), ("vectors", 2, 4), ("vectors", 4, 4), ("writing", 1, 6)]
+
+
+def test_a_cache_of_format_1_is_converted_and_its_vectors_reused(built):
+    """The cache an earlier version wrote (format 1) is converted when a build opens it, with progress
+    and a note; its vectors are those the build uses, so nothing is embedded again."""
+    config = built.config
+    path = config.index_dir / CACHE_FILE
+    before = built.ask("哪些医院之间检查结果互认？").to_json()
+    texts = [p.embedding_text() for p in built.index.passages]
+    with EmbeddingCache(path, built.embedder.cache_name, float16=[SecondEncoder.name]) as cache:
+        names = [*built.index.manifest["passage_vectors"], SecondEncoder.name]  # float32 or bfloat16 passages
+        rows = {name: cache.get(texts, model=name) for name in names}
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    connection = sqlite3.connect(path)
+    connection.executescript(FORMAT_1)
+    connection.executemany("INSERT INTO vectors VALUES (?, ?, 1, ?)", [
+        (name, hashlib.sha256(text.encode()).digest(), vector.astype(np.float32).tobytes())
+        for name, vectors in rows.items() for text, vector in zip(texts, vectors) if vector is not None
+    ])
+    connection.commit()
+    connection.close()
+
+    calls, fresh = [], Embedder(config.model)
+    report = build_index(config, fresh, lambda stage, done, total: calls.append((stage, done, total)))
+    assert (report.embedded, report.reused) == (0, 4) and "model" not in fresh.__dict__
+    assert [call for call in calls if call[0] == "cache"] == [("cache", 0, 8), ("cache", 8, 8)]
+    assert [note.split(":")[0] for note in report.notes] == [f"embedding cache {path} converted to a compact format"]
+    assert Assistant(config, built.embedder).ask("哪些医院之间检查结果互认？").to_json() == before
+    assert build_index(config, fresh).notes == []  # converted once
 
 
 def test_damaged_embedding_cache_is_started_afresh(built):
