@@ -154,8 +154,8 @@ class CachedSecond:
         self.cache = cache
         self.encoder = encoder or SecondEncoder()
 
-    def embed(self, texts: list[str], progress=None) -> np.ndarray:
-        """Vectors of `texts` (float32 holding float16 values); `progress(done, total)` after each chunk
+    def embed(self, texts: list[str], progress=None, dtype=np.float32) -> np.ndarray:
+        """Vectors of `texts` (float16 values, as `dtype`); `progress(done, total)` after each chunk
         encoded, of the texts the cache lacks (once 0 of 0 when it has them all)."""
         found = self.cache.get(texts, model=self.encoder.name)
         missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
@@ -170,8 +170,8 @@ class CachedSecond:
             progress(start + len(chunk), len(missing))
         rows = [vector if vector is not None else fresh[text] for text, vector in zip(texts, found)]
         if not rows:
-            return np.zeros((0, SECOND_DIMENSION), dtype=np.float32)
-        return np.stack(rows).astype(SECOND_STORED).astype(np.float32)
+            return np.zeros((0, SECOND_DIMENSION), dtype=dtype)
+        return np.stack(rows).astype(SECOND_STORED).astype(dtype, copy=False)
 
 
 # Passages the second encoder reads between two saves to the cache (and progress reports): ~10 s each on a core.
@@ -182,7 +182,7 @@ def second_vectors(passages: list[Passage], second_encoder: CachedSecond, progre
     """The second encoder's vector of every passage's embedding text, stored with the build (SECOND_FILE);
     progress("second", done, total) as it encodes the passages the cache lacks."""
     report = (lambda done, total: progress("second", done, total)) if progress else None
-    return second_encoder.embed([passage.embedding_text() for passage in passages], report).astype(SECOND_STORED)
+    return second_encoder.embed([passage.embedding_text() for passage in passages], report, dtype=SECOND_STORED)
 
 
 def cached_vectors(cache: EmbeddingCache, texts: list[str], model: str, encode) -> np.ndarray:
