@@ -1,5 +1,8 @@
 """Measure retrieval quality: question sets in, flat `metric@k` numbers out (`qa eval`).
 
+Longer than most modules: three question formats with their exact error messages, and every metric
+defined here, next to the code that computes it, so that a figure in the README can be checked here.
+
 Three formats of question set (see ../shared/eval/README.md and ../shared/eval/statutes/README.md):
 
 - a TSV like dev_questions.tsv (id, lang, kind, case, evidence, question) about a corpus whose

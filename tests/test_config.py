@@ -186,8 +186,8 @@ def test_status_and_the_page_report_a_chunking_or_model_change_since_the_build(t
     corpus, index = built.corpus_dir, built.index_dir
 
     result = run_qa("status", "--corpus", str(corpus), "--index", str(index))
-    chunking = ("chunking: the index was built with max_passage_chars 40, splitter sentences-v2, "
-                "the settings say max_passage_chars 120, splitter sentences-v2")
+    chunking = ("chunking: the index was built with max_passage_chars 40, max_unit_chars 300, splitter structure-v3, "
+                "the settings say max_passage_chars 120, max_unit_chars 300, splitter structure-v3")
     assert result.exit_code == 2
     assert result.stdout.endswith(
         f"Corpus: {corpus} unchanged since the build.\n"

@@ -37,8 +37,9 @@ def assert_same_hits(candidates: HybridRetriever, every: HybridRetriever, questi
     spans, numbers = hits_of(candidates, questions, within)
     expected_spans, expected_numbers = hits_of(every, questions, within)
     assert spans == expected_spans
-    # Equal but for float32 rounding: one matrix-vector product against one matrix-matrix product.
-    np.testing.assert_allclose(numbers, expected_numbers, atol=1e-5)
+    # Equal but for float32 rounding: one matrix-vector product against one matrix-matrix product, and the
+    # keyword weights (float32, memory-mapped from keywords.npz) summed over candidates or over every passage.
+    np.testing.assert_allclose(numbers, expected_numbers, atol=5e-5)
 
 
 def both_ways(index, embedder, config) -> tuple[HybridRetriever, HybridRetriever]:
