@@ -89,7 +89,9 @@ def heading_topic(heading: str, source: str = "") -> str | None:
 
 
 def heading_question(topic: str) -> str:
-    """The sample question about `topic`, in its language."""
+    """The sample question about `topic`, in its language; a heading that is a question already is asked as it is."""
+    if topic.endswith(("？", "?")):
+        return topic
     if _CJK.search(topic):
         return f"关于「{topic}」有哪些规定？"
     return f'What do the documents say about "{topic}"?'

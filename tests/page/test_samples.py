@@ -4,7 +4,7 @@ the corpus's .questions.txt, else questions drawn from its own headings; never a
 import pytest
 
 from qa.documents.corpus import list_sources
-from qa.documents.samples import QUESTIONS_FILE, heading_topic, questions_from_headings, read_questions_file
+from qa.documents.samples import QUESTIONS_FILE, heading_question, heading_topic, questions_from_headings, read_questions_file
 
 from ..conftest import SEED_CORPUS
 
@@ -93,3 +93,8 @@ def test_an_english_heading_gives_an_english_question():
     assert questions_from_headings([("rules/a.md", "2 Refunds for late delivery")], 5) == [
         'What do the documents say about "Refunds for late delivery"?'
     ]
+
+
+def test_a_heading_that_is_a_question_is_asked_as_it_is():
+    assert heading_question("我是“自愿”加班怎么办？") == "我是“自愿”加班怎么办？"
+    assert heading_question("名誉权和荣誉权") == "关于「名誉权和荣誉权」有哪些规定？"
