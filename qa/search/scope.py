@@ -22,7 +22,6 @@ the scopes asked for most recently are kept.
 """
 
 import difflib
-import re
 import threading
 import unicodedata
 from bisect import bisect_left
@@ -31,12 +30,12 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from qa.documents.structure import fallback_title
 from qa.errors import ScopeError
 from qa.passages import Passage
 from qa.store.base import Scope
 
 # A version date at the end of a file name: 个体工商户条例(2016-02-06).md
-_DATE_AT_END = re.compile(r"\s*[(（]\d{4}-\d{1,2}-\d{1,2}[)）]$")
 _STATE = "中华人民共和国"  # the title of a national law or regulation begins with the state's name
 _KEPT_SCOPES = 64
 _SUGGESTIONS = 3  # at most, whose names are at least _CLOSE alike (difflib's ratio) and within _MARGIN of the closest
@@ -73,8 +72,8 @@ class Library:
         self._names: dict[str, set[str]] = {}
         for passage in first_passage:
             stem = PurePosixPath(passage.source).stem
-            title = getattr(passage, "title", "") or ""
-            names = {stem, _DATE_AT_END.sub("", stem), title, title.removeprefix(_STATE)}
+            title = passage.title
+            names = {stem, fallback_title(passage.source), title, title.removeprefix(_STATE)}
             for name in (names | {unicodedata.normalize("NFKC", name) for name in names}) - {""}:
                 self._names.setdefault(name, set()).add(passage.source)
         self._scopes: dict[tuple[str, ...], Scope] = {}  # the most recently asked for last

@@ -11,23 +11,19 @@ from qa.passages import Passage
 
 def section_groups(passages: list[Passage]) -> np.ndarray:
     """Group number of each passage: consecutive passages of one source and section share one."""
-    groups = np.zeros(len(passages), dtype=np.int64)
-    for i in range(1, len(passages)):
-        same = passages[i].source == passages[i - 1].source and passages[i].section == passages[i - 1].section
-        groups[i] = groups[i - 1] + (0 if same else 1)
-    return groups
+    return _runs([(p.source, p.section) for p in passages])
 
 
 def unit_groups(passages: list[Passage]) -> np.ndarray:
     """Unit number of each passage: consecutive passages of one section under one label and path (the parts
     of one article, or a section's text outside articles and items) share one."""
-    units = np.zeros(len(passages), dtype=np.int64)
-    for i in range(1, len(passages)):
-        before, passage = passages[i - 1], passages[i]
-        same = (passage.source, passage.section, passage.label, passage.path) == (
-            before.source, before.section, before.label, before.path)
-        units[i] = units[i - 1] + (0 if same else 1)
-    return units
+    return _runs([(p.source, p.section, p.label, p.path) for p in passages])
+
+
+def _runs(keys: list[tuple]) -> np.ndarray:
+    """Run number of each key: consecutive equal keys share one, numbered from 0."""
+    starts = np.fromiter((i > 0 and keys[i] != keys[i - 1] for i in range(len(keys))), dtype=np.int64, count=len(keys))
+    return np.cumsum(starts)
 
 
 class Sections:
