@@ -58,6 +58,14 @@ class EvaluationError(QAError):
     """A question set for `qa eval` cannot be read or does not match its format."""
 
 
+class TuneError(QAError):
+    """`qa tune` cannot run as asked: problems in its labelled files, an output folder that exists or is the model in use."""
+
+
+class TuneInterrupted(TuneError):
+    """`qa tune` was stopped; its checkpoint is kept, and the same command goes on from it."""
+
+
 class ServeError(QAError):
     """The chat page cannot listen where it was told: the port is busy or the address is not this computer's."""
 
