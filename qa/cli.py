@@ -386,6 +386,61 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
     serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report)
 
 
+@main.command()
+@click.argument("labelled", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--feedback", "feedback_file", type=click.Path(path_type=Path),
+              help="Also learn from the chat page's thumbs up and down (its feedback log, e.g. feedback/feedback.jsonl).")
+@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="New folder for the tuned model (never the model in use, never an existing folder).")
+@click.option("--tuned-index", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of the library's index built with the tuned model, for its figures and for use [OUTPUT.index].")
+@CORPUS_OPTION
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--fold", default="1/5", show_default=True, metavar="I/N",
+              help="Hold out fold I of N (the folds of `qa eval --fold`) and train on the others.")
+@click.option("--epochs", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(2, 1024), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=5e-5, show_default=True)
+@click.option("--general", type=click.Path(path_type=Path, dir_okay=False),
+              help="A general SQuAD-format question set (e.g. ../shared/eval/cmrc2018_trial.json): its doc@1 before and after.")
+@click.option("--skip-problems", is_flag=True, help="Leave out the lines of the labelled files that cannot be used (listed) instead of stopping.")
+@_user_errors
+def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, model, fold, epochs, batch_size,
+         learning_rate, general, skip_problems):
+    """Fine-tune the embedding model on LABELLED questions (STARD-format .jsonl files, or TSVs of question<TAB>SOURCE:START-END)
+    and/or the feedback log, holding a fold out; build the library's index with the tuned model and compare.
+
+    Runs on the CPU, with progress and the time left; Ctrl-C stops it with a checkpoint, and the same command goes on.
+    A tuned model lower than the model in use on the held-out fold (hit@5, recall@10 or MRR@10) is refused.
+
+    \b
+    Examples:
+      qa tune ../shared/eval/statutes/stard_train.jsonl --corpus ../shared/eval/statutes/corpus --index /work/statutes \\
+              --output /work/tuned-model --general ../shared/eval/cmrc2018_trial.json
+      qa tune --feedback feedback/feedback.jsonl --output ~/models/tuned-on-feedback
+    """
+    from qa.evaluation import parse_fold
+    from qa.terminal import print_tune_step
+    from qa.tuning.training import TuneSettings
+    from qa.tuning.tune import tune as run_tune
+
+    if not labelled and feedback_file is None:
+        raise click.UsageError("give labelled question files, --feedback, or both")
+    config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    settings = TuneSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, fold=parse_fold(fold))
+    tuned_index = tuned_index or output.with_name(output.name + ".index")
+    report = run_tune(config, list(labelled), feedback_file, output, tuned_index, settings, general=general,
+                      skip_problems=skip_problems, say=say, step_progress=print_tune_step, build_progress=progress_bars())
+    for line in report.table():
+        click.echo(line)
+    if not report.installable:
+        raise QAError(f"the tuned model is lower than {config.model} on the held-out fold ({', '.join(report.worse)}): "
+                      f"not for use; it stays in {output} for a look, marked so in its card")
+    click.echo(f"The tuned model is no worse on the held-out fold. To use it:\n"
+               f"  export QA_MODEL={shlex.quote(str(output.resolve()))} QA_INDEX={shlex.quote(str(tuned_index.resolve()))}")
+
+
 @main.group()
 def model():
     """Manage the embedding model."""

@@ -141,3 +141,10 @@ def progress_bars():
                 bars.pop(stage).close()
 
     return progress
+
+
+def print_tune_step(step) -> None:
+    """A line per training step of `qa tune` (qa/tuning/training.py StepProgress): the step, its loss, the time left."""
+    left = int(round(step.seconds_left))
+    clock = f"{left // 3600} h {left % 3600 // 60:02d} min" if left >= 3600 else f"{left // 60} min {left % 60:02d} s"
+    click.echo(f"training: step {step.step}/{step.steps}, loss {step.loss:.3f}, {clock} left", err=True)

@@ -1,0 +1,215 @@
+"""Fine-tune a sentence-transformers model on (question, positive, negative) triplets, on the CPU, resumable.
+
+The loss is sentence-transformers' MultipleNegativesRankingLoss: each question is scored against its positive,
+its hard negative and every other passage of the batch, and learns to rank its positive first. A batch never
+holds two triplets of one question or one positive passage twice (`batches`), since either would be a right
+answer counted as a wrong one. The loop is a plain torch loop over the loss (sentence-transformers' own trainer
+needs the `datasets` and `accelerate` packages, which this project does not install), with:
+
+- the word-embedding matrix frozen by default (TuneSettings.freeze_word_embeddings): 96 of the bundled model's
+  118 million weights are that matrix, 250,000 tokens × 384; its gradient and optimiser state would be most of a
+  step's time and memory on two cores, and a thousand questions cannot retrain it; the 12 layers above it learn;
+- bfloat16 autocast where the CPU computes bfloat16 natively (as the project embeds passages, qa/embeddings/model.py),
+  the weights and optimiser in float32;
+- a checkpoint (the trainable weights, the optimiser, the schedule, the step) every `checkpoint_every` steps and
+  when stopped (Ctrl-C or SIGTERM): the same command then goes on from there, with the same batches (seeded);
+- progress after every step with the time left, from the mean time of the steps done so far.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from qa.errors import ModelError, TuneError, TuneInterrupted
+from qa.tuning.negatives import Triplet
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """How `qa tune` trains and what it holds out. The defaults are what the README's figures were measured with."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup: float = 0.1  # share of the steps over which the learning rate rises from 0
+    max_seq_length: int = 128  # tokens a text is cut to while training (questions and the project's passages fit)
+    freeze_word_embeddings: bool = True
+    hard_negatives: int = 1  # triplets per positive passage, each with another hard negative
+    fold: tuple[int, int] = (1, 5)  # (I, N): fold I of N is held out, as `qa eval --fold I/N` picks it
+    seed: int = 0
+    checkpoint_every: int = 10  # steps
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "fold": f"{self.fold[0]}/{self.fold[1]}"}
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Where training stands after a step: steps done of all, the step's loss, and the time left in seconds."""
+
+    step: int
+    steps: int
+    loss: float
+    seconds_left: float
+
+
+def batches(triplets: list[Triplet], batch_size: int, seed: int) -> list[list[int]]:
+    """The triplets' positions in batches of at most `batch_size`, shuffled by `seed`: no batch holds two triplets
+    of one question or one positive text twice (a full batch that cannot take one starts the next)."""
+    order = list(range(len(triplets)))
+    random.Random(seed).shuffle(order)
+    result: list[list[int]] = []
+    open_batches: list[tuple[list[int], set[str], set[str]]] = []
+    for position in order:
+        triplet = triplets[position]
+        for batch, questions, positives in open_batches:
+            if len(batch) < batch_size and triplet.question_id not in questions and triplet.positive not in positives:
+                batch.append(position)
+                questions.add(triplet.question_id)
+                positives.add(triplet.positive)
+                break
+        else:
+            open_batches.append(([position], {triplet.question_id}, {triplet.positive}))
+        full = [b for b in open_batches if len(b[0]) >= batch_size]
+        for done in full:
+            result.append(done[0])
+            open_batches.remove(done)
+    result.extend(batch for batch, _, _ in open_batches)
+    return result
+
+
+def plan_hash(base: str, triplets: list[Triplet], settings: TuneSettings) -> str:
+    """What a checkpoint belongs to: the base model, the triplets and the settings; a checkpoint of another plan is not resumed."""
+    digest = hashlib.sha256(json.dumps([base, settings.to_json()], sort_keys=True).encode())
+    for triplet in triplets:
+        digest.update(json.dumps(triplet.to_json(), ensure_ascii=False, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_model(name: str):
+    """The sentence-transformers model `name` (the bundled one, a hub name or a folder), on the CPU, float32."""
+    from qa.embeddings.model import Embedder
+
+    return Embedder(name, device="cpu").model
+
+
+def train(
+    base: str, triplets: list[Triplet], output: Path, work: Path, settings: TuneSettings,
+    progress: Callable[[StepProgress], None] | None = None, say: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Fine-tune the model `base` on `triplets` and write it, a sentence-transformers folder, to `output`.
+
+    `work` keeps the checkpoint: a run stopped (TuneInterrupted) goes on from its last checkpoint when called
+    again with the same base, triplets and settings. `output` must not exist; it appears whole, at the end.
+    Returns `output`."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from qa.embeddings.model import native_bfloat16
+
+    if not triplets:
+        raise TuneError("no training pairs: nothing to tune on")
+    torch.manual_seed(settings.seed)
+    model = load_model(base)
+    served_length = model.max_seq_length
+    model.max_seq_length = min(served_length, settings.max_seq_length)
+    if settings.freeze_word_embeddings:
+        for name, parameter in model.named_parameters():
+            if "word_embeddings" in name:
+                parameter.requires_grad_(False)
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    loss_function = MultipleNegativesRankingLoss(model)
+    optimizer = torch.optim.AdamW(trainable.values(), lr=settings.learning_rate)
+    epochs = [batches(triplets, settings.batch_size, settings.seed + epoch) for epoch in range(settings.epochs)]
+    schedule = [batch for epoch in epochs for batch in epoch]
+    warmup = max(1, round(settings.warmup * len(schedule)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(schedule) - step) / max(1, len(schedule) - warmup)))
+    )
+    plan = plan_hash(base, triplets, settings)
+    checkpoint = work / CHECKPOINT
+    step = 0
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("plan") == plan:
+            model.load_state_dict(saved["weights"], strict=False)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            step = saved["step"]
+            say(f"going on from the checkpoint in {work}: step {step} of {len(schedule)}")
+        else:
+            say(f"the checkpoint in {work} is of other pairs or settings: starting afresh")
+
+    def save_checkpoint() -> None:
+        partial = checkpoint.with_suffix(".partial")
+        torch.save({"plan": plan, "step": step, "weights": {n: p.detach().clone() for n, p in trainable.items()},
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, partial)
+        os.replace(partial, checkpoint)
+
+    query_prompt = (model.prompts or {}).get("query", "")
+    passage_prompt = (model.prompts or {}).get("passage", "")
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if native_bfloat16() else contextlib.nullcontext
+    model.train()
+    started, first_step = time.monotonic(), step
+    with _sigterm_as_interrupt():
+        try:
+            while step < len(schedule):
+                batch = [triplets[i] for i in schedule[step]]
+                features = [
+                    model.preprocess([query_prompt + t.question for t in batch]),
+                    model.preprocess([passage_prompt + t.positive for t in batch]),
+                    model.preprocess([passage_prompt + t.negative for t in batch]),
+                ]
+                with autocast():
+                    loss = loss_function(features, torch.arange(len(batch)))
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step % settings.checkpoint_every == 0 and step < len(schedule):
+                    save_checkpoint()
+                if progress:
+                    per_step = (time.monotonic() - started) / (step - first_step)
+                    progress(StepProgress(step, len(schedule), float(loss.detach()), per_step * (len(schedule) - step)))
+        except KeyboardInterrupt:
+            save_checkpoint()
+            raise TuneInterrupted(
+                f"stopped at step {step} of {len(schedule)}; the checkpoint is in {work}: run the same command again to go on"
+            ) from None
+    model.max_seq_length = served_length
+    model.eval()
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        model.save(str(partial))
+        os.replace(partial, output)
+    except OSError as error:
+        raise ModelError(f"cannot write the tuned model to {output}: {error.strerror or error}") from None
+    checkpoint.unlink(missing_ok=True)
+    return output
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a `kill`, a stopping service) stops training as Ctrl-C does: with a checkpoint."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,167 @@
+"""`qa tune` from start to end: labels → held-out fold → hard negatives → training → tuned index → figures → card.
+
+Each stage keeps what it made in a work folder beside the output (`.NAME.tune/`), so a stopped tune, run again
+with the same command, goes on where it stopped: the triplets and the "before" figures are read back, training
+goes on from its checkpoint, and the tuned index is brought up to date by the build, whose embedding cache keeps
+the passages already embedded with the tuned model. The work folder is removed once the card is written.
+
+The output is never the model in use, its index never the index in use, and an existing folder is never
+replaced: only a folder this tune made itself (its card names the same plan) is gone on with.
+"""
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
+from qa.errors import TuneError
+from qa.evaluation import evaluate, evaluate_file, fold_of
+from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
+from qa.tuning.pairs import Labels, PassageFinder, read_labels
+from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
+from qa.tuning.training import StepProgress, TuneSettings, plan_hash, train
+
+MAX_LISTED = 30  # problems listed in the error; the rest counted
+
+
+def work_folder(output: Path) -> Path:
+    return output.parent / f".{output.name}.tune"
+
+
+def check_output(config: Config, output: Path, tuned_index: Path) -> None:
+    """TuneError when the output is the model in use (or the bundled model's folder) or the index in use."""
+    output, tuned_index = output.resolve(), tuned_index.resolve()
+    in_use = {model_dir().resolve()}
+    if config.model != DEFAULT_MODEL_NAME and Path(config.model).exists():
+        in_use.add(Path(config.model).resolve())
+    if output in in_use:
+        raise TuneError(f"{output} is the model in use: a tune never overwrites it; give another --output folder")
+    if tuned_index == Path(config.index_dir).resolve():
+        raise TuneError(f"{tuned_index} is the index in use: give the tuned model's index another folder (--tuned-index)")
+    if output == tuned_index:
+        raise TuneError("the tuned model and its index need two folders")
+
+
+def tune(
+    config: Config, inputs: list[Path], feedback: Path | None, output: Path, tuned_index: Path,
+    settings: TuneSettings = TuneSettings(), general: Path | None = None, skip_problems: bool = False,
+    say: Callable[[str], None] = lambda message: None, step_progress: Callable[[StepProgress], None] | None = None,
+    build_progress=None,
+) -> TuneReport:
+    """Tune `config.model` on the labelled questions of `inputs` and `feedback` over the index in `config.index_dir`
+    (built from `config.corpus_dir`), write the model to `output` and its index to `tuned_index`, and return the
+    report (also the card in `output`). TuneError for problems in the inputs (all listed; `skip_problems` lists
+    them and goes on without those lines), no question in the held-out fold or none to train on, or an output
+    that may not be written."""
+    from qa.assistant import Assistant
+    from qa.evaluation import RANKED
+
+    output, tuned_index = Path(output), Path(tuned_index)
+    check_output(config, output, tuned_index)
+    work = work_folder(output)
+    if output.exists() and not work.exists():  # not a tune of ours that stopped half-way
+        raise TuneError(f"{output} exists: a tune never replaces a folder; give a new --output folder")
+    assistant = Assistant(config)
+    finder = PassageFinder(assistant.index.passages)
+    labels = read_labels(list(inputs), feedback, finder)
+    _check_labels(labels, skip_problems, say)
+    held_fold, folds = settings.fold
+    held = [q for q in labels.questions if fold_of(q.id, folds) == held_fold]
+    training = [q for q in labels.questions if fold_of(q.id, folds) != held_fold]
+    if not held or not training:
+        raise TuneError(f"fold {held_fold}/{folds} holds {len(held)} of the {len(labels.questions)} labelled questions: "
+                        "a tune needs questions both to train on and to hold out; label more questions")
+    report = TuneReport(
+        base=config.model, output=output, index=tuned_index,
+        inputs=[str(p) for p in [*inputs, *([feedback] if feedback else [])]], settings=settings.to_json(),
+        counts={"questions": len(labels.questions), "held-out questions": len(held), "training questions": len(training),
+                "training pairs": sum(len(q.positives) for q in training), "lines left out": len(labels.problems)},
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    saved = work / "before.json"
+    state = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else None
+    if state is None or state["questions"] != [q.id for q in labels.questions] or state["settings"] != settings.to_json():
+        say(f"asking the {len(labels.questions)} labelled questions of {config.index_dir} (the hard negatives and the figures before)")
+        started = time.monotonic()
+        answers = ask_all(labels.questions, lambda texts: assistant.ask_many(texts, RANKED))
+        negatives = {q.id: mined_negatives(q, a, finder) for q, a in zip(labels.questions, answers)}
+        found = triplets(training, negatives, finder, settings.hard_negatives, settings.seed)
+        before = _figures(labels, held, training, answers)
+        if general is not None:
+            say(f"measuring {config.model} on {general}")
+            before["general"] = _general(config, config.model, general, work / "general-before")
+        state = {"questions": [q.id for q in labels.questions], "settings": settings.to_json(), "before": before,
+                 "triplets": [t.to_json() for t in found], "seconds": time.monotonic() - started}
+        (work / "before.json").write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+    report.before = state["before"]
+    report.seconds["asking and mining"] = state["seconds"]
+    found = [Triplet.from_json(row) for row in state["triplets"]]
+    report.counts["training triplets"] = len(found)
+    plan = plan_hash(config.model, found, settings)
+    card = read_card(output) if output.exists() else None
+    if output.exists() and (card is None or card.get("plan") != plan):
+        raise TuneError(f"{output} exists: a tune never replaces a folder; give a new --output folder")
+    if card is None:
+        say(f"training on {len(found)} triplets of {len(training)} questions ({settings.epochs} epoch(s), batches of {settings.batch_size})")
+        started = time.monotonic()
+        train(config.model, found, output, work, settings, step_progress, say)
+        report.seconds["training"] = time.monotonic() - started
+        _save_card(report, plan)
+    else:
+        report.seconds.update(card.get("seconds", {}))
+        report.after.update({key: value for key, value in card.get("after", {}).items() if key == "general"})
+        say(f"{output} is this tune's model, trained already: going on with its index")
+    if general is not None and "general" not in report.after:  # before the library's index, the longest stage: a stopped tune has this figure already
+        say(f"measuring the tuned model on {general}")
+        report.after["general"] = _general(config, str(output), general, work / "general-after")
+        _save_card(report, plan)
+    say(f"building the library's index with the tuned model in {tuned_index}")
+    started = time.monotonic()
+    tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index))
+    tuned.rebuild(build_progress)
+    report.seconds["tuned index"] = time.monotonic() - started
+    answers = ask_all(labels.questions, lambda texts: tuned.ask_many(texts, RANKED))
+    report.after.update(_figures(labels, held, training, answers))
+    _save_card(report, plan)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _save_card(report: TuneReport, plan: str) -> None:
+    write_card(report)
+    card = report.output / "tune.json"
+    facts = json.loads(card.read_text(encoding="utf-8"))
+    card.write_text(json.dumps({**facts, "plan": plan}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]) -> None:
+    for note in labels.notes:
+        say(note)
+    if not labels.problems:
+        return
+    listed = [str(problem) for problem in labels.problems[:MAX_LISTED]]
+    more = len(labels.problems) - len(listed)
+    if more:
+        listed.append(f"… and {more} more")
+    if skip_problems:
+        for line in listed:
+            say(f"left out: {line}")
+        return
+    raise TuneError(f"{len(labels.problems)} line(s) of the labelled files cannot be used "
+                    "(fix them, or give --skip-problems to leave them out):\n  " + "\n  ".join(listed))
+
+
+def _figures(labels: Labels, held, training, answers) -> dict[str, dict[str, float]]:
+    """qa eval's metrics of the held-out and training questions, from the answers to all of `labels.questions`."""
+    by_id = {q.id: a for q, a in zip(labels.questions, answers)}
+    return {
+        name: evaluate([q.eval_question() for q in group], [by_id[q.id] for q in group]).metrics
+        for name, group in (("held-out", held), ("in-sample", training))
+    }
+
+
+def _general(config: Config, model: str, path: Path, index: Path) -> dict[str, float]:
+    report = evaluate_file(path, config.with_overrides(model=model), index_dir=index)
+    return {GENERAL_METRIC: report.metrics[GENERAL_METRIC]}
