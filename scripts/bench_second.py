@@ -9,10 +9,11 @@ of the statute library's Markdown laws (../shared/eval/statutes/corpus), documen
 the first --passages of them. Printed, with the load average (a shared machine's load moves from minute
 to minute, so only figures of one run are compared):
 
-  passages  passages/s of the package's pass as the build ran it before (64 texts a call, one BLAS thread),
-            of the batch pass on 1 thread and on --threads threads (one per core by default), each
-            --rounds times in turn (median); the least cosine of the new vectors to the old, and how far
-            apart their float16 numbers (as second.npy stores them) are.
+  passages  the build's second-encoder stage (second_vectors through CachedSecond, an empty embedding
+            cache in a temporary folder, progress reported): passages/s with the package's pass as the
+            build ran it before (64 texts a call, one BLAS thread), and with the batch pass on 1 thread and
+            on --threads threads (one per core by default), each --rounds times in turn (median); how the
+            stored float16 vectors (second.npy's) compare with before's.
   question  one question at a time (the dev questions, tests/data/dev_questions.tsv): median ms of the
             path questions take (the package's pass, one BLAS thread), of that pass on --threads BLAS
             threads, and of the batch pass on a single question (for comparison: it is not used there).
@@ -23,6 +24,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,24 +35,26 @@ sys.path.insert(0, str(PROJECT))
 
 from qa.config import Config  # noqa: E402
 from qa.documents.corpus import list_sources, read_corpus  # noqa: E402
+from qa.embeddings.cache import EmbeddingCache  # noqa: E402
 from qa.embeddings.second_encoder import SecondEncoder  # noqa: E402
-from qa.passages import make_passages  # noqa: E402
+from qa.indexing.embedding import CachedSecond, second_vectors  # noqa: E402
+from qa.passages import Passage, make_passages  # noqa: E402
 
 STATUTES = PROJECT.parent / "shared" / "eval" / "statutes" / "corpus"
 DEV_QUESTIONS = PROJECT / "tests" / "data" / "dev_questions.tsv"
 
 
-def passage_texts(corpus: Path, count: int, seed: int = 25) -> list[str]:
-    """The embedding texts of the first `count` passages of the corpus's documents in a seeded order."""
+def corpus_passages(corpus: Path, count: int, seed: int = 25) -> list[Passage]:
+    """The first `count` passages of the corpus's documents in a seeded order, as a build makes them."""
     paths = list_sources(corpus)
     random.Random(seed).shuffle(paths)
-    config, texts = Config(), []
+    config, passages = Config(), []
     for start in range(0, len(paths), 20):
         documents, _ = read_corpus(corpus, paths[start : start + 20])
-        texts += [p.embedding_text() for p in make_passages(documents, config.max_passage_chars, max_unit_chars=config.max_unit_chars)]
-        if len(texts) >= count:
-            return texts[:count]
-    return texts
+        passages += make_passages(documents, config.max_passage_chars, max_unit_chars=config.max_unit_chars)
+        if len(passages) >= count:
+            break
+    return passages[:count]
 
 
 def questions() -> list[str]:
@@ -71,7 +75,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
-    texts = passage_texts(args.corpus, args.passages)
+    passages = corpus_passages(args.corpus, args.passages)
+    texts = [passage.embedding_text() for passage in passages]
     encoder = SecondEncoder(remembered=0)
     encoder.embed(["载入"])  # the model, loaded before any timing
     use, batch_encoder, blas = encoder._model
@@ -79,34 +84,40 @@ def main() -> None:
     print(f"{len(texts)} passages of {args.corpus}, {np.mean([len(t) for t in tokens]):.0f} tokens each on average; "
           f"{os.cpu_count()} cores; load {load()}")
 
-    def package(batch: list[str]) -> np.ndarray:  # the build's second-encoder stage before the batch pass
-        return np.concatenate([use.encode(batch[start : start + 64]) for start in range(0, len(batch), 64)])
+    class Before:  # the second encoder as it was: the package's pass, 64 texts a call
+        name = SecondEncoder.name
 
-    def batch_pass(threads: int):
+        def embed(self, batch: list[str]) -> np.ndarray:
+            vectors = np.concatenate([use.encode(batch[start : start + 64]) for start in range(0, len(batch), 64)])
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def batch_pass(threads: int) -> SecondEncoder:
         fresh = SecondEncoder(threads=threads, remembered=0)
         fresh._model = encoder._model
-        return fresh.embed
+        return fresh
 
-    runs = {"package pass (before)": package, "batch pass, 1 thread": batch_pass(1),
+    runs = {"package pass (before)": Before(), "batch pass, 1 thread": batch_pass(1),
             f"batch pass, {args.threads} threads": batch_pass(args.threads)}
     seconds = {name: [] for name in runs}
-    vectors = {}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            vectors[name] = run(texts)
-            seconds[name].append(time.perf_counter() - started)
-    before = vectors["package pass (before)"]
+    stored, reports = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for round in range(args.rounds):
+            for number, (name, second_encoder) in enumerate(runs.items()):
+                # The build's stage (qa/indexing/embedding.py: second_vectors) over an empty cache.
+                with EmbeddingCache(Path(folder) / f"{round}-{number}.sqlite", "e5", float16=[SecondEncoder.name]) as cache:
+                    progress = []
+                    started = time.perf_counter()
+                    stored[name] = second_vectors(passages, CachedSecond(cache, second_encoder), lambda *report: progress.append(report))
+                    seconds[name].append(time.perf_counter() - started)
+                    reports[name] = len(progress)
+    before = stored["package pass (before)"].astype(np.float32)
     base = statistics.median(seconds["package pass (before)"])
-    print(f"\npassages (median of {args.rounds}; load {load()})")
+    print(f"\na build's second-encoder stage, empty cache (median of {args.rounds}; load {load()})")
     for name, times in seconds.items():
-        new = vectors[name]
-        cosine = float(np.min(_cosines(new, before)))
-        new16, before16 = new.astype(np.float16), before.astype(np.float16)
-        largest = float(np.abs(new16.astype(np.float32) - before16.astype(np.float32)).max())
+        new = stored[name].astype(np.float32)
         print(f"  {name:28s} {len(texts) / statistics.median(times):7.0f} passages/s  x{base / statistics.median(times):4.2f}"
-              f"  least cosine to before 1 - {1 - cosine:.1e}; as float16: {np.mean(new16 == before16):.2%} of numbers equal, "
-              f"largest difference {largest:.1e}")
+              f"  ({reports[name]} progress reports)  stored float16 vectors: least cosine to before 1 - {1 - np.min(_cosines(new, before)):.1e},"
+              f" {np.mean(new == before):.2%} of numbers equal, largest difference {np.abs(new - before).max():.1e}")
 
     asked = questions()
     one_question = {
