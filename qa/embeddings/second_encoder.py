@@ -74,7 +74,7 @@ class SecondEncoder:
         if self._model is None:
             self._model = _load_use()
         use, batch_encoder, blas = self._model
-        token_lists = use._sp.encode(texts, out_type=int, add_bos=True, add_eos=True)
+        token_lists = use._sp.encode(texts, out_type=int, add_bos=True, add_eos=True, num_threads=1)  # no pool for a question
         if sum(map(len, token_lists)) <= QUESTION_TOKENS:
             vectors = use.encode(texts)  # the package limits BLAS to its one thread itself
         else:
