@@ -20,7 +20,11 @@ PASSAGES = [
 ]
 ARTICLE_2 = ("有经营能力的公民，依照本条例规定经工商行政管理部门登记，从事工商业经营的，为个体工商户。\n\n"
              "个体工商户可以个人经营，也可以家庭经营。\n\n个体工商户的合法权益受法律保护，任何单位和个人不得侵害。\n")
-ARTICLE_34_END = "物业服务合同应当对物业管理事项、服务质量、服务费用、双方的权利义务、专项维修资金的管理与使用、物业管理用房、合同期限、违约责任等内容进行约定。"
+ARTICLE_34_END = ("物业服务合同应当对物业管理事项、服务质量、服务费用、双方的权利义务、专项维修资金的管理与使用、"
+                  "物业管理用房、合同期限、违约责任等内容进行约定。")
+
+
+CRIMINAL_LAW_1 = "为了惩罚犯罪，保护人民，根据宪法，结合我国同犯罪作斗争的具体经验及实际情况，制定本法。"  # in no passage
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def test_bad_lines_are_each_reported_by_number_with_the_reason(tmp_path, finder)
         good,
         '{"id": 2, "question": "cut short',
         {"id": 3, "question": "个体户能家庭经营吗？"},
-        {"id": 4, "question": "个体户受法律保护吗？", "articles": [{"name": "刑法第一条", "text": "为了惩罚犯罪，保护人民，根据宪法，结合我国同犯罪作斗争的具体经验及实际情况，制定本法。"}]},
+        {"id": 4, "question": "个体户受法律保护吗？", "articles": [{"name": "刑法第一条", "text": CRIMINAL_LAW_1}]},
         {"id": 1, "question": "又问一次", "articles": [{"name": "第二条", "text": ARTICLE_2}]},
         "[1, 2]",
         {"id": 5, "question": "空的条文", "articles": [{"name": "第九条", "text": " \n"}]},
