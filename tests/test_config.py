@@ -37,7 +37,7 @@ DOCS = {
     "农业.md": "# 农业\n\n## 茶叶\n\n推进茶旅融合发展，建设茶文化公园。\n",
 }
 BAD_VALUES = [
-    ("QA_PRECISION", "fp8", "QA_PRECISION must be one of auto, float32, bfloat16, not 'fp8'"),
+    ("QA_PRECISION", "fp8", "QA_PRECISION must be one of auto, float32, bfloat16, int8, not 'fp8'"),
     ("QA_PORT", "http", "QA_PORT must be a port number from 1 to 65535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a port number from 1 to 65535, not '70000'"),
     ("QA_AUTO_REBUILD", "maybe", "QA_AUTO_REBUILD must be one of 1, 0, true, false, yes, no, on, off, not 'maybe'"),
@@ -57,7 +57,7 @@ def test_a_bad_value_is_a_config_error_naming_the_variable_the_value_and_the_all
 # One bad value of each kind of check, in the environment variables' words with the field's name.
 BAD_FIELDS = [
     ("fusion", "best", "fusion must be one of dense, keyword, rrf, sum, sections, not 'best'"),
-    ("precision", "fp8", "precision must be one of auto, float32, bfloat16, not 'fp8'"),
+    ("precision", "fp8", "precision must be one of auto, float32, bfloat16, int8, not 'fp8'"),
     ("store", "s3", "store must be one of local, milvus, not 's3'"),
     ("vector_index", "annoy", "vector_index must be one of auto, flat, hnsw, ivf, not 'annoy'"),
     ("keyword_tokenizer", "chars", "keyword_tokenizer must be one of bigrams, words, words+bigrams, not 'chars'"),

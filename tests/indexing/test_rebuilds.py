@@ -25,7 +25,6 @@ from qa.decision.background import Background, background_questions
 from qa.documents.corpus import read_corpus, read_document
 from qa.embeddings.cache import CACHE_FILE, EmbeddingCache, text_key
 from qa.embeddings.model import Embedder
-from qa.embeddings.question_encoder import PASSAGE
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import BuildLockedError
 from qa.indexing.changes import corpus_changes
@@ -296,8 +295,8 @@ def cached_names(config: Config, text: str) -> list[str]:
 
 
 def test_vectors_of_a_small_rebuild_are_filed_under_what_made_them(tmp_path, embedder):
-    """Passages embedded in bfloat16 by the model, then one edited passage embedded in float32 without
-    the model: each vector is cached and counted under its own name; a build that loads the model
+    """Passages embedded in bfloat16 by the model, then one edited passage embedded in float32 by ONNX
+    Runtime: each vector is cached and counted under its own name; a build that loads the model
     again makes the float32 one again in bfloat16, so a large build leaves one kind of vector."""
     config = make_corpus(tmp_path, DOCS)
     model = Embedder(precision="bfloat16")
@@ -310,15 +309,15 @@ def test_vectors_of_a_small_rebuild_are_filed_under_what_made_them(tmp_path, emb
     path.write_text(DOCS["农业.md"].replace("推进茶旅融合发展。", "在山区乡镇试点无人机配送快递。"), encoding="utf-8")
     small = Embedder(precision="bfloat16")
     report = build_index(config, small)
-    assert "model" not in small.__dict__  # embedded by the numpy encoder
+    assert "model" not in small.__dict__  # embedded by ONNX Runtime, in float32
     assert (report.embedded, report.vectors_by) == (1, {bfloat16: 3, float32: 1})
     index = load_index(config.index_dir)
     assert index.manifest["passage_vectors"] == {bfloat16: 3, float32: 1}
     edited = next(p for p in index.passages if "无人机" in p.text)
     assert cached_names(config, edited.embedding_text()) == [float32]  # never filed as bfloat16
-    numpy_vector = small.question_encoder.encode([edited.embedding_text()], prompt=PASSAGE)[0]
+    onnx_vector = small.encoder.encode(["passage: " + edited.embedding_text()])[0]
     # Row `id` of the matrix in passage order: an updated vector index stores new vectors at its end.
-    assert np.array_equal(index.vector_matrix()[edited.id], numpy_vector)
+    assert np.array_equal(index.vector_matrix()[edited.id], onnx_vector)
 
     again = Embedder(precision="bfloat16")  # a small rebuild reuses the float32 vector it made
     report = build_index(config, again)

@@ -154,21 +154,21 @@ def test_build_records_the_index_type_and_answers_alike(tmp_path, embedder):
 
 
 def test_precision_names_the_cached_vectors():
-    from qa.embeddings.model import Embedder, native_bfloat16
+    from qa.embeddings.model import Embedder
 
     name = Config().model
     assert Embedder(precision="float32").cache_name == name
     assert Embedder(precision="bfloat16").cache_name == f"{name} (bfloat16 passages)"
-    # "auto" picks bfloat16 only on a CPU that computes it natively, never for an explicit GPU.
-    assert Embedder().passage_precision == ("bfloat16" if native_bfloat16() else "float32")
-    assert Embedder(device="cuda").passage_precision == "float32"
+    assert Embedder(precision="int8").cache_name == f"{name} (int8 passages)"
+    assert Embedder().passage_precision == "float32"  # on ONNX Runtime, or torch where the model cannot be exported
+    assert Embedder(device="cuda").passage_precision == "float32" and Embedder(device="cuda").encoder is None
 
 
 def test_unknown_precision_is_refused():
     from qa.embeddings.model import Embedder
     from qa.errors import ModelError
 
-    with pytest.raises(ModelError, match=r"^unknown precision 'fp8' \(QA_PRECISION\); choose one of auto, float32, bfloat16$"):
+    with pytest.raises(ModelError, match=r"^unknown precision 'fp8' \(QA_PRECISION\); choose one of auto, float32, bfloat16, int8$"):
         Embedder(precision="fp8")
 
 

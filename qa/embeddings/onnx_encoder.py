@@ -1,0 +1,113 @@
+"""Questions and passages encoded by ONNX Runtime: the model's own tokenizer and its export, no torch.
+
+The export (qa/embeddings/onnx_export.py) computes the model's sentence embedding from token ids;
+this module feeds it: the model's tokenizer.json through `tokenizers` (the library sentence-transformers'
+fast tokenizer runs), cut at the model's token limit, padded per batch with the model's pad token,
+then one session run, then L2 normalisation (a model without a Normalize module is normalised here,
+as sentence-transformers' normalize_embeddings does).
+
+Threads: a question is a small product, and on a shared machine threads waiting for each other make
+it slower than one thread alone (measured: 1 thread 16-21 ms, 2 threads 16-22 ms, spinning threads
+28-39 ms), so the session that encodes questions and a rebuild's few passages has one thread. A build's
+many passages go through a second session with `Config.threads` threads (created only then, as it
+holds its own copy of the weights). Threads never spin while waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from qa.errors import ModelError
+
+_TOKENS_PER_BATCH = 8192  # texts encoded together up to this many tokens, padding included (bounded memory)
+
+
+class OnnxEncoder:
+    """Encodes texts with one exported model file; `record` is the export's (onnx_export.current_export)."""
+
+    def __init__(self, model_folder: Path, model_file: Path, record: dict, threads: int = 1):
+        self.model_folder = Path(model_folder)
+        self.model_file = Path(model_file)
+        self.threads = threads
+        self.max_tokens = int(record["max_tokens"])
+        self.dimension = int(record["dimension"])
+        self.prompts = dict(record.get("prompts") or {})
+        self._pad_token = record.get("pad_token")
+        self._lock = threading.Lock()  # one run at a time: the session's threads are the machine's share
+
+    @cached_property
+    def tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.model_folder / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.max_tokens)
+        return tokenizer
+
+    @cached_property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.token_to_id(self._pad_token) if self._pad_token else None
+        return 0 if pad is None else pad
+
+    @cached_property
+    def session(self):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            return onnxruntime.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own types for a missing or damaged file
+            raise ModelError(
+                f"cannot load the ONNX export of the embedding model, {self.model_file}: {str(error).splitlines()[0][:300]}; "
+                f"delete {self.model_file.parent} (it is made again on the next run)"
+            ) from None
+
+    def load(self) -> None:
+        """Read the tokenizer and the model now (a second each), not at the first question."""
+        self.tokenizer, self.session  # noqa: B018 (cached properties)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised float32 vectors, one row per text (prompt included); a text is read up to `max_tokens` tokens."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # No token spans 32 characters, so what lies beyond cannot change the first max_tokens tokens.
+        encodings = self.tokenizer.encode_batch([text[: self.max_tokens * 32] for text in texts])
+        order = np.argsort([-len(encoding.ids) for encoding in encodings], kind="stable")  # similar lengths pad least
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            longest = len(encodings[order[start]].ids)
+            stop = start + max(1, _TOKENS_PER_BATCH // max(longest, 1))
+            batch = order[start:stop]
+            vectors[batch] = self._run([encodings[i].ids for i in batch], longest)
+            start = stop
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, np.float32(1e-12))
+
+    def _run(self, ids: list[list[int]], width: int) -> np.ndarray:
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, tokens in enumerate(ids):
+            input_ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        with self._lock:
+            (vectors,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+        return vectors
+
+    def readable_part(self, question: str, prompt: str = "") -> str:
+        """The beginning of `question` that the model reads after `prompt`: all of it, or the part whose
+        tokens fit in `max_tokens` (what sentence-transformers keeps; it silently ignores the rest)."""
+        cut = question[: self.max_tokens * 32]
+        encoding = self.tokenizer.encode(prompt + cut)
+        if not encoding.overflowing and len(cut) == len(question):
+            return question
+        ends = [end for (start, end), special in zip(encoding.offsets, encoding.special_tokens_mask) if not special]
+        return question[: max(0, max(ends, default=0) - len(prompt))]
