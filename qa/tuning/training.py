@@ -191,6 +191,8 @@ def train(
     partial = output.with_name(f".{output.name}.partial")
     try:
         model.save(str(partial))
+        for path in partial.rglob("*"):  # safetensors writes its file private; a model is not a secret
+            path.chmod(0o755 if path.is_dir() else 0o644)
         os.replace(partial, output)
     except OSError as error:
         raise ModelError(f"cannot write the tuned model to {output}: {error.strerror or error}") from None
