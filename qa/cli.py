@@ -1,6 +1,6 @@
 """The `qa` command: parse flags, call the library, print. No logic of its own.
 
-Longer than most modules: one click command per user task (ask, build, status, eval, serve, model,
+Longer than most modules: one click command per user task (ask, build, status, eval, tune, serve, model,
 import-cases), each with its flags, help and examples, is what a command-line module is.
 
 `qa serve` starts the chat page (qa/page/server.py); app.py is the same command under another name.
