@@ -21,7 +21,9 @@ Sections (--only picks some):
            bfloat16 autocast and bfloat16 weights, ONNX Runtime in float32 and int8, by threads;
            each variant's cosine to sentence-transformers' float32.
   ask      one-shot `qa ask "question"` processes over the seed index (start-up included): p50 of
-           `--ask-rounds` runs; with `--compare`, the other checkouts' in turns with this one's.
+           `--ask-rounds` runs; with `--compare`, the other checkouts' in turns with this one's. Then
+           what one more question costs in one `qa ask --json -` process (80 held-out seed questions
+           against one), and the question encoder alone on the same questions.
   page     app.py started on a free 127.0.0.1 port over a built index with the model converted (a
            warm start): seconds until gradio_client gets its first answer, then the latency of
            answers through the API; the page's peak memory. `--compare CHECKOUT` also starts another
@@ -462,6 +464,42 @@ def one_shot_ask(args, work: Path) -> None:
         results["one_shot_ask" if project == PROJECT else f"one_shot_ask {label(project)}"] = figures
         print(f"   {label(project)}: one-shot `qa ask` p50 {figures['p50']:.1f} s "
               f"(runs: {', '.join(f'{second:.1f}' for second in seconds[project])} s)")
+    marginal_question(args, index_dir, work, projects)
+
+
+def marginal_question(args, index_dir: Path, work: Path, projects: list[Path]) -> None:
+    """What one more question costs in `qa ask --json -` (questions one a line on stdin): the seed's
+    held-out questions (eval/seed_in_scope.tsv) asked in one process, less one question asked alone,
+    per extra question; against the question encoder alone on the same questions, in this process."""
+    questions = [q.question for q in read_tsv_questions(PROJECT / "eval" / "seed_in_scope.tsv")][:80]
+
+    def stream(project: Path, batch: list[str]) -> float:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-c", QA_COMMAND, "ask", "--json", "--index", str(index_dir), "-"], input="\n".join(batch) + "\n",
+            capture_output=True, text=True, cwd=work, env=dict(os.environ, PYTHONPATH=str(project)),
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"qa ask --json - of {label(project)} failed:\n{result.stderr}")
+        return time.perf_counter() - started
+
+    embedder = Embedder()
+    embedder.embed_questions(questions[:2])
+    encode = []
+    for question in questions:
+        started = time.perf_counter()
+        embedder.embed_questions([question])
+        encode.append(time.perf_counter() - started)
+    encoder = statistics.median(encode)
+    for project in projects:
+        rounds = [(stream(project, questions) - stream(project, questions[:1])) / (len(questions) - 1) for _ in range(args.rounds)]
+        marginal = statistics.median(rounds)
+        results["marginal_question" if project == PROJECT else f"marginal_question {label(project)}"] = marginal
+        print(f"   {label(project)}: `qa ask --json -`, {len(questions)} seed questions: {ms(marginal)} a question beyond the "
+              f"first (median of {len(rounds)}: {', '.join(ms(r) for r in rounds)}; target <= 15 ms)")
+    results["question_encoder_alone"] = encoder
+    print(f"   this checkout's question encoder alone: p50 {ms(encoder)}; one more question in `qa ask --json -` = "
+          f"{results['marginal_question'] / encoder:.2f}x it (target <= 1.5x)")
 
 
 def page_startup(args, work: Path) -> None:
