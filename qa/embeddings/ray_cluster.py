@@ -10,7 +10,8 @@ of the build (reading, keyword index, writing, the cache) stays in the `qa build
 texts go out and vectors come back, each batch with its texts, so order does not matter and every
 batch is saved to the embedding cache as it arrives. Each replica also gives the second encoder's
 vectors of its texts (qa/embeddings/second_encoder.py: the build stores them for the relevance decision), so
-that the build process does not encode them all at one core's speed (~275 passages/s: 20 h for 20M).
+that the build process does not encode them all at one core's speed (~275 passages/s by the package's pass,
+~2.5x that by qa/embeddings/second_batch.py's: 8 h for 20M).
 
 Ray is an optional extra (`pip install -e '.[ray]'` in the checkout): it is large, and one machine embeds as
 fast without it (on 2 cores two one-thread actors match one two-thread process).

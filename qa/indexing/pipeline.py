@@ -127,7 +127,7 @@ def build_index(config: Config, embedder: Embedder, progress: Progress | None = 
             old_texts = [passage.keyword_text() for passage in old] if old is not None else None
             keywords = keyword_index(texts, config.keyword_tokenizer, _previous_keywords(last, old_texts, manifest), progress)
             timings["keywords"], timed = time.perf_counter() - timed, time.perf_counter()
-            second_encoder = CachedSecond(cache)  # one encoder for passages and background questions
+            second_encoder = CachedSecond(cache, threads=config.threads)  # one encoder for passages and background questions
             second = second_vectors(passages, second_encoder, progress)  # qa/embeddings/second_encoder.py
             timings["second"], timed = time.perf_counter() - timed, time.perf_counter()
             # qa/indexing/background.py: the previous build's, while few passages changed since it was measured
