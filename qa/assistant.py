@@ -89,17 +89,7 @@ class Assistant:
             return self._served
 
     def _load(self) -> tuple[PassageIndex, HybridRetriever, Background]:
-        # The question encoder's tokenizer and ONNX session load (~1.5 s) while the index loads: the
-        # session's load leaves the GIL. Joined before the first question can use them.
-        encoder = self.embedder.encoder
-        loading = threading.Thread(target=encoder.load, name="question encoder", daemon=True) if encoder else None
-        if loading:
-            loading.start()
-        try:
-            index = load_index(self.config.index_dir, model=self.config.model)
-        finally:
-            if loading:
-                loading.join()
+        index = load_index(self.config.index_dir, model=self.config.model)
         return index, HybridRetriever.from_index(index, self.embedder, self.config, self.second), Background.read(index.folder)
 
     def warm_up(self) -> None:
