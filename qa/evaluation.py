@@ -262,42 +262,47 @@ def read_stard_questions(path: Path) -> list[EvalQuestion]:
         if not line.strip():
             continue
 
-        def bad(reason: str) -> EvaluationError:
-            return EvaluationError(f"{path} line {number}: {reason}")
-
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise bad(f"not JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(row, dict):
-            raise bad('expected a JSON object {"id", "question", "articles"}')
-        missing = [key for key in ("id", "question", "articles") if key not in row]
-        if missing:
-            raise bad("missing " + ", ".join(f'"{key}"' for key in missing))
-        qid = row["id"]
-        if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
-            raise bad(f"id must be a number or a non-empty string, not {json.dumps(qid, ensure_ascii=False)}")
-        qid = str(qid).strip()
+            qid, question, articles = read_stard_line(line)
+        except ValueError as error:
+            raise EvaluationError(f"{path} line {number}: {error}") from None
         if qid in lines:  # folds and misses are by id
-            raise bad(f"id {qid} again (first on line {lines[qid]})")
+            raise EvaluationError(f"{path} line {number}: id {qid} again (first on line {lines[qid]})")
         lines[qid] = number
-        if not isinstance(row["question"], str):
-            raise bad("question must be a string")
-        if not isinstance(row["articles"], list) or not row["articles"]:
-            raise bad('articles must be a non-empty list of {"name", "text"}')
-        texts: list[str] = []
-        for place, article in enumerate(row["articles"], start=1):
-            if not isinstance(article, dict) or not isinstance(article.get("name"), str) or not isinstance(article.get("text"), str):
-                raise bad(f'article {place} must be an object {{"name", "text"}} with two strings')
-            text = _WHITESPACE.sub("", article["text"])
-            if not text:  # an empty article would be found in every passage
-                raise bad(f"article {place} ({article['name']}) has no text")
-            if text not in texts:
-                texts.append(text)
-        questions.append(EvalQuestion(qid, row["question"].strip(), articles=tuple(texts)))
+        questions.append(EvalQuestion(qid, question, articles=tuple(dict.fromkeys(text for _, text in articles))))
     if not questions:
         raise EvaluationError(f"{path} holds no questions")
     return questions
+
+
+def read_stard_line(line: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """One line of a STARD-format .jsonl file: (id, question, [(article name, its text without whitespace)]);
+    ValueError saying what is wrong with a line that is not the format (`qa eval` and `qa tune` read it alike)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError('expected a JSON object {"id", "question", "articles"}')
+    missing = [key for key in ("id", "question", "articles") if key not in row]
+    if missing:
+        raise ValueError("missing " + ", ".join(f'"{key}"' for key in missing))
+    qid = row["id"]
+    if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
+        raise ValueError(f"id must be a number or a non-empty string, not {json.dumps(qid, ensure_ascii=False)}")
+    if not isinstance(row["question"], str):
+        raise ValueError("question must be a string")
+    if not isinstance(row["articles"], list) or not row["articles"]:
+        raise ValueError('articles must be a non-empty list of {"name", "text"}')
+    articles = []
+    for place, article in enumerate(row["articles"], start=1):
+        if not isinstance(article, dict) or not isinstance(article.get("name"), str) or not isinstance(article.get("text"), str):
+            raise ValueError(f'article {place} must be an object {{"name", "text"}} with two strings')
+        text = _WHITESPACE.sub("", article["text"])
+        if not text:  # an empty article would be found in every passage
+            raise ValueError(f"article {place} ({article['name']}) has no text")
+        articles.append((article["name"], text))
+    return str(qid).strip(), row["question"].strip(), articles
 
 
 def read_questions(path: Path) -> list[EvalQuestion]:

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa.evaluation import EvalQuestion, article_windows
+from qa.evaluation import EvalQuestion, article_windows, read_stard_line
 from qa.feedback import read_feedback_log
 from qa.passages import Passage
 
@@ -173,47 +173,25 @@ def read_stard(path: Path, finder: PassageFinder, labels: Labels) -> list[Labell
             labels.problems.append(Problem(path, number, reason))
 
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            bad(f"not JSON ({error.msg} at column {error.colno})")
+            qid, text, articles = read_stard_line(line)
+        except ValueError as error:
+            bad(str(error))
             continue
-        if not isinstance(row, dict):
-            bad('expected a JSON object {"id", "question", "articles"}')
-            continue
-        missing = [key for key in ("id", "question", "articles") if key not in row]
-        if missing:
-            bad("missing " + ", ".join(f'"{key}"' for key in missing))
-            continue
-        qid = row["id"]
-        if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
-            bad(f"id must be a number or a non-empty string, not {json.dumps(qid, ensure_ascii=False)}")
-            continue
-        qid = str(qid).strip()
         if qid in first_line:
             bad(f"id {qid} again (first on line {first_line[qid]})")
             continue
         first_line[qid] = number
-        if not isinstance(row["question"], str) or not row["question"].strip():
+        if not text:
             bad("question must be a non-empty string")
             continue
-        if not isinstance(row["articles"], list) or not row["articles"]:
-            bad('articles must be a non-empty list of {"name", "text"}')
-            continue
-        question = LabelledQuestion(qid, row["question"].strip(), where=f"{path} line {number}")
-        for place, article in enumerate(row["articles"], start=1):
-            if not isinstance(article, dict) or not isinstance(article.get("name"), str) or not isinstance(article.get("text"), str):
-                bad(f'article {place} must be an object {{"name", "text"}} with two strings')
-                break
-            text = _WHITESPACE.sub("", article["text"])
-            if not text:
-                bad(f"article {place} ({article['name']}) has no text")
-                break
-            passage = finder.article(text)
+        question = LabelledQuestion(qid, text, where=f"{path} line {number}")
+        for place, (name, article) in enumerate(articles, start=1):
+            passage = finder.article(article)
             if passage is None:
-                bad(f"article {place} ({article['name']}): its text is found nowhere in the corpus's passages")
+                bad(f"article {place} ({name}): its text is found nowhere in the corpus's passages")
                 break
-            if text not in question.articles:
-                question.articles.append(text)
+            if article not in question.articles:
+                question.articles.append(article)
             if passage not in question.positives:
                 question.positives.append(passage)
         else:
