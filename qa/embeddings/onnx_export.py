@@ -65,16 +65,21 @@ class ExportRefused(Exception):
 
 
 def export_folder(model_folder: Path) -> Path:
-    """Where the export of the model in `model_folder` lives: its onnx/ subfolder, or a folder under
+    """Where the export of the model in `model_folder` is written: its onnx/ subfolder, or a folder under
     cache_dir()/encoders/ when that cannot be written."""
-    inside = model_folder / "onnx"
+    inside, cached = _places(model_folder)
     try:
         inside.mkdir(exist_ok=True)
         tempfile.TemporaryFile(dir=inside).close()
         return inside
     except OSError:
-        digest = hashlib.sha256(str(model_folder.resolve()).encode()).hexdigest()[:12]
-        return cache_dir() / "encoders" / f"{model_folder.name}-{digest}"
+        return cached
+
+
+def _places(model_folder: Path) -> tuple[Path, Path]:
+    """The two places an export may be: beside the model, and in the cache."""
+    digest = hashlib.sha256(str(model_folder.resolve()).encode()).hexdigest()[:12]
+    return model_folder / "onnx", cache_dir() / "encoders" / f"{model_folder.name}-{digest}"
 
 
 def model_files(model_folder: Path) -> dict[str, list[int]]:
@@ -91,17 +96,19 @@ def model_files(model_folder: Path) -> dict[str, list[int]]:
 def current_export(model_folder: Path) -> dict | None:
     """The record of a usable export of the model in `model_folder`, or None if there is none, it was
     made from other model files or by other code, or it was refused (then `record["refused"]` says why)."""
-    folder = export_folder(model_folder)
-    try:
-        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if record.get("format") != FORMAT or record.get("model_files") != model_files(model_folder):
-        return None
-    if record.get("refused") is None and not all((folder / name).is_file() for name in (FLOAT32_FILE, f"{FLOAT32_FILE}.data")):
-        return None
-    record["folder"] = str(folder)
-    return record
+    files = model_files(model_folder)
+    for folder in _places(model_folder):  # read where it is, without trying to write there: this runs at every start
+        try:
+            record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("format") != FORMAT or record.get("model_files") != files:
+            continue
+        if record.get("refused") is None and not all((folder / name).is_file() for name in (FLOAT32_FILE, f"{FLOAT32_FILE}.data")):
+            continue
+        record["folder"] = str(folder)
+        return record
+    return None
 
 
 def export(model, model_folder: Path, say: Callable[[str], None] | None = None) -> dict:
