@@ -65,6 +65,7 @@ sys.path.insert(0, str(PROJECT))
 from qa.assistant import Assistant  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.decision.calibration import FEATURES, LANGUAGES, Calibration, calibration_path, expand_evidence  # noqa: E402
+from qa.decision.fitting import IN_DECLINED, MIN_GROUP, NEAR_ANSWERED, OTHER_ANSWERED, answered_bar, fit_logistic, precise  # noqa: E402
 from qa.evaluation import RANKED, cites_answer, outcome_table, read_squad, read_stard_questions, read_tsv_questions  # noqa: E402
 from qa.text import language, script  # noqa: E402
 
@@ -72,11 +73,8 @@ EVAL = PROJECT / "eval"
 SHARED = PROJECT.parent / "shared" / "eval"
 STATUTES = SHARED / "statutes"
 FOLDS = 10
-NEAR_ANSWERED = 0.07
-ANSWERED_PRECISION = 0.9
-OTHER_ANSWERED = 0.01
-IN_DECLINED = 0.005
-MIN_GROUP = 20  # groups smaller than this (CMRC's three traditional-script questions) set no threshold
+# The promises' figures and the rules that place the bars are shared with `qa calibrate` (qa/decision/fitting.py);
+# MIN_GROUP: groups smaller than it (CMRC's three traditional-script questions) set no threshold.
 
 
 CORPUS_OF = {  # group -> the corpus its questions are asked of
@@ -165,22 +163,6 @@ def collect(work: Path, groups: set[str] | None = None, statutes_index: Path | N
     return rows
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, steps: int = 4000, l2: float = 1e-3) -> np.ndarray:
-    """Weights (bias first) of a weighted logistic regression, by Newton's method (small L2 for stability)."""
-    x1 = np.hstack([np.ones((len(x), 1)), x])
-    weight = weight / weight.sum()
-    w = np.zeros(x1.shape[1])
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-np.clip(x1 @ w, -60, 60)))
-        gradient = x1.T @ (weight * (p - y)) + l2 * np.r_[0, w[1:]]
-        hessian = (x1 * (weight * p * (1 - p))[:, None]).T @ x1 + l2 * np.diag(np.r_[0, np.ones(len(w) - 1)])
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return w
-
-
 def features(rows: list[dict]) -> np.ndarray:
     return np.array([[evidence(row).get(name, 0.0) for name in FEATURES] for row in rows], dtype=np.float64)
 
@@ -217,16 +199,11 @@ def thresholds(rows: list[dict], confidence: np.ndarray) -> dict[str, tuple[floa
         if not lows:  # no in-scope questions in this language (a corpus held out): the other language's bar
             continue
         uncertain_from = float(min(lows))
-        answered_from = 1.0
-        for candidate in np.round(np.arange(1.0, 0.0, -0.005), 3):
-            fine = all(
-                np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
-                for key, values in outside.items()
-                if len(values) >= MIN_GROUP
-            ) and all(precise(answers, candidate) for answers in cited.values())
-            if not fine:
-                break
-            answered_from = float(candidate)
+        answered_from = answered_bar(lambda candidate: all(
+            np.mean(np.asarray(values) >= candidate) <= (NEAR_ANSWERED if key == "near" else OTHER_ANSWERED)
+            for key, values in outside.items()
+            if len(values) >= MIN_GROUP
+        ) and all(precise(answers, candidate) for answers in cited.values()))
         found[name] = (round(min(uncertain_from, answered_from), 4), answered_from)
     for name in LANGUAGES:
         found.setdefault(name, next(iter(found.values())))
@@ -241,12 +218,6 @@ def cites(row: dict) -> bool:
 def corpus_of(row: dict) -> str:
     """The corpus a row's question was asked of."""
     return CORPUS_OF[row["group"]]
-
-
-def precise(answers: list[tuple[float, bool]], bar: float) -> bool:
-    """Whether at least ANSWERED_PRECISION of the questions at or above `bar` cite their answer (few: yes)."""
-    reached = [cited for value, cited in answers if value >= bar]
-    return len(reached) < MIN_GROUP or np.mean(reached) >= ANSWERED_PRECISION
 
 
 def calibrate(rows: list[dict]) -> Calibration:
