@@ -15,7 +15,8 @@ weak answer's passages all read weak. Scores are capped at 0.99: no estimate is 
 `page` added later, null where the source has no pages, so readers of version 2 are unaffected;
 3: each passage's `citation` as people cite it, and the parts it is made of: the document's `title` and
 version `date`, the `headings` it sits under and the unit's `label`, "" where the document gives none; not
-named "path": gradio_client takes any object with a "path" for a file to download).
+named "path": gradio_client takes any object with a "path" for a file to download; 4: `calibration`, which
+calibration judged the answer: "index", the index's own (`qa calibrate`), or "shipped").
 """
 
 from dataclasses import asdict, dataclass, field, replace
@@ -25,7 +26,7 @@ from qa.decision.relevance import NOTHING_FOUND, Judgement
 from qa.search.question import Question
 from qa.search.retrieval import Hit
 
-JSON_VERSION = 3
+JSON_VERSION = 4
 MAX_SCORE = 0.99
 
 
@@ -63,6 +64,7 @@ class Answer:
     asked: Question | None = field(default=None, compare=False, repr=False)
     # The collections and documents the question was limited to (qa/search/scope.py); empty: the whole corpus.
     within: tuple[str, ...] = ()
+    calibration: str = "shipped"  # which calibration judged it: "index" (the index's own) or "shipped"
 
     @property
     def answered(self) -> bool:
@@ -83,6 +85,7 @@ class Answer:
             "confidence": self.confidence,
             "passages": [asdict(passage) for passage in self.passages],
             "within": list(self.within),
+            "calibration": self.calibration,
         }
         if self.notes:
             result["notes"] = list(self.notes)
@@ -105,7 +108,8 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
     if judgement is None:
         judgement = NOTHING_FOUND
     elif not hits:  # nothing to cite: not found, against the question's own bar
-        judgement = replace(NOTHING_FOUND, uncertain_from=judgement.uncertain_from, answered_from=judgement.answered_from)
+        judgement = replace(NOTHING_FOUND, uncertain_from=judgement.uncertain_from, answered_from=judgement.answered_from,
+                            calibration=judgement.calibration)
     scores = passage_scores(judgement.confidence, hits)
     passages = [
         CitedPassage(
@@ -136,4 +140,5 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
         answered_from=judgement.answered_from,
         asked=hits[0].question if hits else None,
         within=tuple(within),
+        calibration=judgement.calibration,
     )

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from qa.answer import Answer, make_answer
 from qa.config import MAX_K, Config
 from qa.decision.background import Background
-from qa.decision.calibration import load_calibration
+from qa.decision.calibration import Calibration, load_calibration
 from qa.decision.relevance import judge
+from qa.decision.verdict import index_calibration, model_identity
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import QuestionError
@@ -60,7 +61,8 @@ class Assistant:
     """Answers questions from the index in `config.index_dir`; loads the index and model on first use.
 
     `rebuild` replaces the served index only once the new one is complete and loaded, so questions
-    asked during a rebuild are answered from the old index.
+    asked during a rebuild are answered from the old index. The answers are judged by the index's own
+    calibration where `qa calibrate` fitted one with this model (qa/decision/verdict.py), else by the shipped one.
     """
 
     def __init__(self, config: Config, embedder: Embedder | None = None):
@@ -68,9 +70,9 @@ class Assistant:
         self.embedder = embedder or Embedder.from_config(config)
         # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/fusion.py).
         self.second = SecondEncoder()
-        self.calibration = load_calibration()
-        # The served index, its retriever and its background, replaced together in one assignment.
-        self._served: tuple[PassageIndex, HybridRetriever, Background] | None = None
+        self.shipped_calibration = load_calibration()
+        # The served index, its retriever, its background and the calibration that judges on it, replaced together in one assignment.
+        self._served: tuple[PassageIndex, HybridRetriever, Background, Calibration] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -82,15 +84,24 @@ class Assistant:
         """The keyword index of the index now served (qa/search/keyword.py)."""
         return self._serving()[1].keywords
 
-    def _serving(self) -> tuple[PassageIndex, HybridRetriever, Background]:
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration that judges answers on the index now served: its own (`qa calibrate`) or the shipped one."""
+        return self._serving()[3]
+
+    def _serving(self) -> tuple[PassageIndex, HybridRetriever, Background, Calibration]:
         with self._lock:
             if self._served is None:
                 self._served = self._load()
             return self._served
 
-    def _load(self) -> tuple[PassageIndex, HybridRetriever, Background]:
+    def _load(self) -> tuple[PassageIndex, HybridRetriever, Background, Calibration]:
         index = load_index(self.config.index_dir, model=self.config.model)
-        return index, HybridRetriever.from_index(index, self.embedder, self.config, self.second), Background.read(index.folder)
+        calibration, note = index_calibration(self.config.index_dir, lambda: model_identity(self.embedder), self.shipped_calibration)
+        if note:  # once per load of the index: the model changed since the verdict was fitted
+            self.embedder.say(note)
+        retriever = HybridRetriever.from_index(index, self.embedder, self.config, self.second)
+        return index, retriever, Background.read(index.folder), calibration
 
     def warm_up(self) -> None:
         """Load what answering takes, so that the first question is as quick as the next: the index, the
@@ -114,7 +125,7 @@ class Assistant:
         if k is not None and (type(k) is not int or not 1 <= k <= MAX_K):  # the page's API passes k through
             raise QuestionError(f"k, the number of passages, must be a whole number from 1 to {MAX_K}, not {k!r}")
         k = k or self.config.top_k
-        _, retriever, background = self._serving()
+        _, retriever, background, calibration = self._serving()
         scope = retriever.library.scope(within)
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
@@ -123,7 +134,7 @@ class Assistant:
         found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable,
                                       within=scope)
         judgements = judge(
-            readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, self.calibration
+            readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, calibration
         )
         return [
             make_answer(question, hits, judgement, notes=_shortened(original, question, self.embedder.max_tokens),

@@ -1,6 +1,6 @@
 """The `qa` command: parse flags, call the library, print. No logic of its own.
 
-Longer than most modules: one click command per user task (ask, build, status, eval, tune, serve, model,
+Longer than most modules: one click command per user task (ask, build, status, eval, tune, calibrate, serve, model,
 import-cases), each with its flags, help and examples, is what a command-line module is.
 
 `qa serve` starts the chat page (qa/page/server.py); app.py is the same command under another name.
@@ -439,6 +439,39 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
                       f"not for use; it stays in {output} for a look, marked so in its card")
     click.echo(f"The tuned model is no worse on the held-out fold. To use it:\n"
                f"  export QA_MODEL={shlex.quote(str(output.resolve()))} QA_INDEX={shlex.quote(str(tuned_index.resolve()))}")
+
+
+@main.command()
+@click.argument("labelled", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out-of-scope", "out_of_scope", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Questions the library does not answer, a `qa eval` TSV with case 0 (e.g. eval/statutes_out_of_scope.tsv): "
+                   "they check the answered bar; without them it is never placed below the shipped one. Repeat for several.")
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="Folds held out in turn for the figures.")
+@click.option("--skip-problems", is_flag=True, help="Leave out the lines of the labelled files that cannot be used (listed) instead of stopping.")
+@_user_errors
+def calibrate(labelled, out_of_scope, index_dir, model, folds, skip_problems):
+    """Fit the answered/uncertain/not-found decision of the current index and model on LABELLED questions (the files
+    `qa tune` reads: STARD-format .jsonl, or TSVs of question<TAB>SOURCE:START-END), report it on held-out folds
+    next to the shipped calibration, and store it with the index (INDEX/verdict.json) for `qa ask` and the page.
+
+    It is used while the index's model is the one it was fitted with; run it again after a tune or a model change.
+
+    \b
+    Examples:
+      qa calibrate ../shared/eval/statutes/stard_train.jsonl --out-of-scope eval/statutes_out_of_scope.tsv --index /work/statutes
+      QA_MODEL=/work/tuned-model qa calibrate ../shared/eval/statutes/stard_train.jsonl --index /work/statutes-tuned
+    """
+    from qa.decision.verdict import verdict_path
+    from qa.tuning.verdict import calibrate as fit_verdict
+    from qa.tuning.verdict import table
+
+    config = _config(index_dir=index_dir, model=model)
+    verdict = fit_verdict(config, list(labelled), list(out_of_scope), folds=folds, skip_problems=skip_problems, say=say)
+    for line in table(verdict):
+        click.echo(line)
+    click.echo(f"Wrote {verdict_path(config.index_dir)}: answers on this index are judged by it while its model is {config.model}.")
 
 
 @main.group()

@@ -66,6 +66,10 @@ class TuneInterrupted(TuneError):
     """`qa tune` was stopped; its checkpoint is kept, and the same command goes on from it."""
 
 
+class CalibrationError(QAError):
+    """An index's own verdict cannot be fitted (too few labelled questions) or read (a damaged verdict.json)."""
+
+
 class ServeError(QAError):
     """The chat page cannot listen where it was told: the port is busy or the address is not this computer's."""
 

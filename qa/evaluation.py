@@ -417,9 +417,14 @@ def cites_answer(question: EvalQuestion, answer: Answer) -> bool:
 def reliability(questions: list[EvalQuestion], answers: list[Answer]) -> list[dict]:
     """The answers' confidence against how often they are correct (cites_answer), in BINS equal bins of confidence:
     per bin {"from", "to", "n", "confidence": mean, "correct": share}, the last two None in an empty bin."""
+    return reliability_bins([(answer.confidence, cites_answer(question, answer)) for question, answer in zip(questions, answers)])
+
+
+def reliability_bins(judged: list[tuple[float, bool]]) -> list[dict]:
+    """`reliability` of (confidence, correct) pairs: also what `qa calibrate` reports of confidences it computed itself."""
     bins: list[list[tuple[float, bool]]] = [[] for _ in range(BINS)]
-    for question, answer in zip(questions, answers):
-        bins[min(BINS - 1, max(0, int(answer.confidence * BINS)))].append((answer.confidence, cites_answer(question, answer)))
+    for confidence, correct in judged:
+        bins[min(BINS - 1, max(0, int(confidence * BINS)))].append((confidence, correct))
     return [
         {"from": round(i / BINS, 2), "to": round((i + 1) / BINS, 2), "n": len(found),
          "confidence": _share(c for c, _ in found) if found else None, "correct": _share(ok for _, ok in found) if found else None}

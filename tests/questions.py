@@ -31,8 +31,10 @@ def check_answer(answer: dict, calibration, k: int = 5) -> None:
     assert [p["rank"] for p in passages] == list(range(1, k + 1))
     scores = [p["score"] for p in passages]
     assert all(0 <= score <= 0.99 for score in scores) and scores == sorted(scores, reverse=True)
-    assert answer["version"] == 3 and 0 <= answer["confidence"] <= 1
-    assert answer["outcome"] == calibration.outcome(answer["confidence"], answer["question"])
+    assert answer["version"] == 4 and 0 <= answer["confidence"] <= 1
+    judging = calibration.for_question(answer["question"])
+    assert answer["calibration"] == judging.name
+    assert answer["outcome"] == judging.outcome(answer["confidence"], answer["question"])
     assert answer["answered"] is (answer["outcome"] == "answered")
     for p in passages:
         assert CORPUS_TEXT[p["source"]][p["start"] : p["end"]] == p["text"]

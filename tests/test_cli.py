@@ -26,10 +26,10 @@ def test_ask_json_structure(index_dir):
     result = run_qa("ask", "--json", "--k", "3", "--index", index_dir, "哪些级别的医院之间检查结果互认？")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages", "within"}
-    assert answer["within"] == []  # the whole corpus
+    assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages", "within", "calibration"}
+    assert answer["within"] == [] and answer["calibration"] == "shipped"  # the whole corpus; no verdict of its own
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
-    assert (answer["version"], answer["outcome"], answer["answered"]) == (3, "answered", True)
+    assert (answer["version"], answer["outcome"], answer["answered"]) == (4, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
     top = answer["passages"][0]
     assert set(top) == {"rank", "score", "source", "section", "text", "start", "end", "page",

@@ -2,8 +2,12 @@
 
 The weights and thresholds are fitted by scripts/fit_relevance.py and written to
 qa/decision/data/relevance.json (fitted on part of the questions, reported on parts it never saw; the
-file records both). English questions get weights of their own for dense, second and coverage (e5
-matches them to Chinese text weakly) and thresholds of their own.
+file records both): the shipped calibration. English questions get weights of their own for dense, second
+and coverage (e5 matches them to Chinese text weakly) and thresholds of their own.
+
+An index may have a calibration of its own, fitted by `qa calibrate` on its library's labelled questions
+(qa/decision/verdict.py); it holds thresholds only for the languages it had questions in, and questions in
+the others are judged by the shipped one (`fallback`).
 """
 
 import json
@@ -22,6 +26,7 @@ FEATURES = ("dense", "second", "coverage", "absent", "no_figure", "english", *(f
 # right topic without the figure asked for, so it moves a question between "answered" and "uncertain" only.
 DETAIL_FEATURES = ("no_figure",)
 LANGUAGES = ("zh", "en")
+SHIPPED, INDEX = "shipped", "index"  # the calibration in qa/decision/data; an index's own (qa/decision/verdict.py)
 CALIBRATION_FILE = "relevance.json"  # in qa/decision/data, written by scripts/fit_relevance.py
 DATA = Path(__file__).resolve().parent / "data"  # shipped as package data (pyproject.toml)
 
@@ -42,6 +47,14 @@ class Calibration:
     bias: float
     thresholds: dict[str, tuple[float, float]]  # "zh"/"en" -> (uncertain_from, answered_from)
     fitted: dict = field(default_factory=dict)  # what it was fitted on and how it did, as the script wrote it
+    name: str = SHIPPED  # which calibration this is, as an answer names it: SHIPPED or INDEX
+    fallback: "Calibration | None" = field(default=None, repr=False)  # for languages without thresholds here
+
+    def for_question(self, question: str) -> "Calibration":
+        """The calibration that judges `question`: this one, or its fallback for a language it has no thresholds for."""
+        if language(question) in self.thresholds or self.fallback is None:
+            return self
+        return self.fallback
 
     def score(self, evidence: dict[str, float]) -> float:
         """The logistic function of the weighted evidence, 0..1."""
@@ -82,13 +95,19 @@ def load_calibration(path: Path | None = None) -> Calibration:
     """The calibration in `path` (default: the one shipped in qa/decision/data); QAError if it is unusable."""
     path = Path(path) if path is not None else calibration_path()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        weights = dict(zip(data["features"], (float(w) for w in data["weights"]), strict=True))
-        thresholds = {name: (float(low), float(high)) for name, (low, high) in data["thresholds"].items()}
-        calibration = Calibration(weights, float(data["bias"]), thresholds, data.get("fitted", {}))
+        return calibration_from_json(json.loads(path.read_text(encoding="utf-8")), LANGUAGES)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise QAError(f"the relevance calibration {path} cannot be read ({error}); run scripts/fit_relevance.py") from None
+
+
+def calibration_from_json(data: dict, languages=LANGUAGES) -> Calibration:
+    """The Calibration that `Calibration.to_json` wrote, with thresholds for exactly `languages`; ValueError,
+    KeyError or TypeError saying what is wrong with it."""
+    weights = dict(zip(data["features"], (float(w) for w in data["weights"]), strict=True))
+    thresholds = {name: (float(low), float(high)) for name, (low, high) in data["thresholds"].items()}
     unknown = set(weights) - set(FEATURES)
-    if unknown or set(thresholds) != set(LANGUAGES) or not all(0 <= low <= high <= 1 for low, high in thresholds.values()):
-        raise QAError(f"the relevance calibration {path} is not one this version can use; run scripts/fit_relevance.py")
-    return calibration
+    if unknown:
+        raise ValueError(f"unknown evidence {sorted(unknown)}")
+    if set(thresholds) != set(languages) or not all(0 <= low <= high <= 1 for low, high in thresholds.values()):
+        raise ValueError(f"thresholds must be 0 <= uncertain_from <= answered_from <= 1 for {', '.join(languages)}")
+    return Calibration(weights, float(data["bias"]), thresholds, data.get("fitted", {}))

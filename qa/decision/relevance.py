@@ -25,7 +25,7 @@ outcome (qa/decision/outcomes.py) is "answered" at or above `answered_from`, "no
 from dataclasses import dataclass
 
 from qa.decision.background import Background, second_similarities
-from qa.decision.calibration import Calibration, expand_evidence
+from qa.decision.calibration import SHIPPED, Calibration, expand_evidence
 from qa.decision.evidence import absent_names, asks_figure, holds_figure
 from qa.decision.outcomes import NOT_FOUND
 from qa.text import script
@@ -41,6 +41,7 @@ class Judgement:
     evidence: dict[str, float]
     uncertain_from: float = 0.0
     answered_from: float = 1.0
+    calibration: str = SHIPPED  # which calibration judged it: the shipped one or the index's own (qa/decision/verdict.py)
 
 
 NOTHING_FOUND = Judgement(NOT_FOUND, 0.0, {})  # a question without any hit
@@ -51,7 +52,8 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
 
     `keywords` is the corpus's KeywordIndex (for `contains`), `second` the SecondOpinion over the
     corpus's passages: it reads the passage that matched (`hit.passage.id`) with its section title,
-    not the whole citation, so that its vector is the one the build stored.
+    not the whole citation, so that its vector is the one the build stored. `calibration` judges each question
+    by its `for_question` (an index's own calibration, or the shipped one for a language it was not fitted on).
     """
     asked = [(question, hit) for question, hit in zip(questions, best) if hit is not None]
     similarities = second_similarities(second, [q for q, _ in asked], [hit.passage.id for _, hit in asked])
@@ -65,9 +67,11 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
             "absent": float(absent_names(question, keywords.contains)),
             "no_figure": float(asks_figure(question) and not holds_figure(hit.passage.text)),
         }, written_in)
-        confidence = calibration.confidence(evidence, question)
-        judged[id(hit)] = Judgement(calibration.outcome(confidence, question), confidence, evidence, *calibration.bar(question))
+        judging = calibration.for_question(question)
+        confidence = judging.confidence(evidence, question)
+        judged[id(hit)] = Judgement(judging.outcome(confidence, question), confidence, evidence, *judging.bar(question), judging.name)
     return [
-        judged[id(hit)] if hit is not None else Judgement(NOT_FOUND, 0.0, {}, *calibration.bar(question))
+        judged[id(hit)] if hit is not None
+        else Judgement(NOT_FOUND, 0.0, {}, *calibration.for_question(question).bar(question), calibration.for_question(question).name)
         for question, hit in zip(questions, best)
     ]

@@ -66,7 +66,7 @@ def tune(
     assistant = Assistant(config)
     finder = PassageFinder(assistant.index.passages)
     labels = read_labels(list(inputs), feedback, finder)
-    _check_labels(labels, skip_problems, say)
+    check_labels(labels, skip_problems, say)
     held_fold, folds = settings.fold
     held = [q for q in labels.questions if fold_of(q.id, folds) == held_fold]
     training = [q for q in labels.questions if fold_of(q.id, folds) != held_fold]
@@ -136,7 +136,9 @@ def _save_card(report: TuneReport, plan: str) -> None:
     card.write_text(json.dumps({**facts, "plan": plan}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def _check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]) -> None:
+def check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]) -> None:
+    """Say the labels' notes; TuneError listing the problems of the labelled files (`skip_problems`: say them and go on).
+    `qa calibrate` reads its labelled files the same way."""
     for note in labels.notes:
         say(note)
     if not labels.problems:
