@@ -16,7 +16,9 @@ weak answer's passages all read weak. Scores are capped at 0.99: no estimate is 
 3: each passage's `citation` as people cite it, and the parts it is made of: the document's `title` and
 version `date`, the `headings` it sits under and the unit's `label`, "" where the document gives none; not
 named "path": gradio_client takes any object with a "path" for a file to download; 4: `calibration`, which
-calibration judged the answer: "index", the index's own (`qa calibrate`), or "shipped").
+calibration judged the answer: "index", the index's own (`qa calibrate`), or "shipped"; and `composed`, the
+written answer with its sentences checked against the cards (qa/compose/), present only when one was asked
+for: `qa ask --compose`, the API's `compose`).
 """
 
 from dataclasses import asdict, dataclass, field, replace
@@ -65,6 +67,9 @@ class Answer:
     # The collections and documents the question was limited to (qa/search/scope.py); empty: the whole corpus.
     within: tuple[str, ...] = ()
     calibration: str = "shipped"  # which calibration judged it: "index" (the index's own) or "shipped"
+    # The written answer (a qa.compose.Composition: it comes after this stage, so it is not imported here);
+    # None when none was asked for.
+    composed: object = field(default=None, compare=False, repr=False)
 
     @property
     def answered(self) -> bool:
@@ -89,6 +94,8 @@ class Answer:
         }
         if self.notes:
             result["notes"] = list(self.notes)
+        if self.composed is not None:
+            result["composed"] = self.composed.to_json()
         return result
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from qa.config import (
     STORES,
     Config,
     PageSettings,
+    composer_settings_from_env,
     config_from_env,
     page_settings_from_env,
     parse_host_names,
@@ -31,7 +33,8 @@ from qa.config import (
 )
 from qa.documents.cases import import_cases
 from qa.errors import ConfigError, QAError
-from qa.terminal import count, print_answer, print_build_report, progress_bars, read_stdin_questions, say
+from qa.terminal import count, print_answer, print_build_report, print_composing, progress_bars, read_stdin_questions, say
+from qa.text import language
 
 CORPUS_OPTION = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), help=f"Corpus folder [{Config.corpus_dir}/ or $QA_CORPUS].")
 INDEX_OPTION = click.option("--index", "index_dir", type=click.Path(path_type=Path), help=f"Index folder [{Config.index_dir}/ or $QA_INDEX].")
@@ -168,10 +171,13 @@ def build(corpus_dir, index_dir, model, watch, interval, ray_address, store, mil
 @click.option("--in", "within", multiple=True, metavar="PATH",
               help="Search only this collection (a folder of the corpus) or document (its path in the corpus, or its "
                    "name); repeat for several.")
+@click.option("--compose", is_flag=True,
+              help="Also write an answer from the cited passages with the language model at QA_LLM_URL, every sentence "
+                   "checked against the passages it cites (not for \"not found\"; see README, Written answers).")
 @INDEX_OPTION
 @MODEL_OPTION
 @_user_errors
-def ask(question, k, as_json, within, index_dir, model):
+def ask(question, k, as_json, within, index_dir, model, compose):
     """Answer QUESTION with the passages that answer it; '-' reads one question per line from stdin.
 
     \b
@@ -180,11 +186,14 @@ def ask(question, k, as_json, within, index_dir, model):
       qa ask --json "What are the courtesy landmarks?"
       qa ask --in 民法典 --in 司法解释/民事 "邻居装修噪音扰民怎么办？"   # only these collections
       printf '问题一\\n问题二\\n' | qa ask --json -
+      QA_LLM_URL=http://127.0.0.1:8000/v1 qa ask --compose "企业是否必须为从事危险作业的职工缴纳工伤保险费？"
     """
     from qa.assistant import Assistant
+    from qa.compose.composer import Composer
 
     config = _config(index_dir=index_dir, model=model)
     assistant = Assistant(config)
+    composer = Composer.for_assistant(composer_settings_from_env(), assistant) if compose else None
     assistant.index  # load and check before reading any input, so a bad index fails fast
     assistant.resolve_within(within)  # and the names of --in, before reading any input
     questions = read_stdin_questions() if question == "-" else [(1, question)]
@@ -200,10 +209,14 @@ def ask(question, k, as_json, within, index_dir, model):
                 click.echo(json.dumps({"question": shown, "error": str(error)}, ensure_ascii=False))
             continue
         if as_json:
+            if composer is not None:
+                answer = replace(answer, composed=composer.compose(answer))
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
         else:
             if answer.within:
                 click.echo(f"within: {', '.join(answer.within)}")
+            if composer is not None:
+                print_composing(composer.stream(answer), english=language(text) == "en")
             print_answer(answer)
 
 
@@ -223,8 +236,11 @@ def ask(question, k, as_json, within, index_dir, model):
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also add the metrics as one row to this CSV file (a header first when it is new).")
+@click.option("--compose", is_flag=True,
+              help="Also have the language model at QA_LLM_URL write each answer and report how many of its sentences "
+                   "the cited passages support, and how often it cites a relevant one.")
 @_user_errors
-def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, fold, as_json, csv_path):
+def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_chars, fold, as_json, csv_path, compose):
     """Measure retrieval and the answer/uncertain/not-found decision on QUESTIONS: TSV files like
     eval/seed_in_scope.tsv (asked together), STARD-format .jsonl files (questions with the texts of
     their relevant articles, asked with out-of-scope TSVs), or one SQuAD-format .json.
@@ -242,14 +258,18 @@ def eval_command(questions, corpus_dir, index_dir, model, fusion, max_passage_ch
       qa eval --fold 2/5 ../shared/eval/statutes/stard_train.jsonl --index /tmp/statutes-index   # held-out fold 2 of 5
       qa eval --json ../shared/eval/cmrc2018_trial.json --index /tmp/cmrc-index
       qa eval --csv results.csv --fusion rrf eval/seed_in_scope.tsv   # one row per run
+      QA_LLM_URL=http://127.0.0.1:8000/v1 qa eval --compose --fold 1/20 ../shared/eval/statutes/stard_train.jsonl --index /tmp/statutes-index
     """
     from qa.evaluation import append_csv, evaluate_file, parse_fold
 
     config = _config(index_dir=index_dir, model=model, fusion=fusion, max_passage_chars=max_passage_chars)
+    composing = composer_settings_from_env() if compose else None
+    if composing is not None and not composing.enabled:
+        raise ConfigError("--compose needs a language model: set QA_LLM_URL to an OpenAI-compatible API (see README, Written answers)")
     squad = any(path.suffix.lower() == ".json" for path in questions)
     building = corpus_dir is not None or squad
     report = evaluate_file(list(questions), config, corpus_dir=corpus_dir, index_dir=index_dir if building else None,
-                           fold=parse_fold(fold) if fold is not None else None)
+                           fold=parse_fold(fold) if fold is not None else None, composing=composing)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
     else:
@@ -277,9 +297,25 @@ def _print_eval_report(report, squad: bool) -> None:
     else:
         click.echo(f"in scope wrongly declined {report.wrongly_declined:.3f}")
     _print_reliability(report)
+    if report.composing is not None:
+        _print_composing(report.composing)
     click.echo(f"\n{'outcomes':24} {'n':>5} {'answered':>9} {'uncertain':>10} {'not found':>10}")
     for group, shares in report.outcomes.items():
         click.echo(f"{group:24} {shares['n']:5d} {shares['answered']:9.3f} {shares['uncertain']:10.3f} {shares['not_found']:10.3f}")
+
+
+def _print_composing(figures: dict) -> None:
+    """The written answers' figures (qa/evaluation.py composition_figures)."""
+
+    def figure(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    click.echo(f"\nwritten answers {figures['composed']} ({figures['failed']} failed), {figures['sentences']} sentences checked: "
+               f"supported {figure(figures['supported_share'])}   fully supported answers {figure(figures['fully_supported'])}")
+    click.echo(f"citation precision {figure(figures['citation_precision'])}   answers citing a relevant passage "
+               f"{figure(figures['cites_relevant'])}   {figures['seconds_p50'] or 0:.1f} s each (median)")
+    for note in figures["notes"]:
+        click.echo(f"note: {note}")
 
 
 def _print_reliability(report) -> None:
@@ -383,7 +419,7 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
         host=host, port=port, auth=read_auth_file(auth_file) if auth_file else None, auto_rebuild=auto_rebuild, share=share,
         public_names=parse_host_names(",".join(public_names), "--public-name") if public_names else None,
     )
-    serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report)
+    serve_page(config, settings, say=say, progress=progress_bars(), show_report=print_build_report, composing=composer_settings_from_env())
 
 
 @main.command()

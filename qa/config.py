@@ -21,16 +21,20 @@ value set in code is refused as early as one read from the environment.
     QA_LOGIN_FAILURES, QA_LOGIN_LOCKOUT
     QA_MODEL_DIR, QA_CACHE_DIR                    where the converted model and the dictionary
                                                   table are cached (model_dir(), cache_dir())
+    QA_LLM_URL, QA_LLM_MODEL, QA_LLM_KEY (or      fields of ComposerSettings: the language model that
+    QA_LLM_KEY_FILE), QA_LLM_TIMEOUT,             writes an answer from the cited passages (qa/compose/)
+    QA_LLM_MAX_TOKENS, QA_LLM_OPTIONS
 
 An empty variable counts as not set.
 """
 
 import ipaddress
+import json
 import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa.errors import ConfigError
@@ -192,6 +196,33 @@ class PageSettings:
         return replace(self, **{key: value for key, value in values.items() if value is not None})
 
 
+@dataclass(frozen=True)
+class ComposerSettings:
+    """The language model that writes an answer from the cited passages (qa/compose/): any OpenAI-compatible
+    chat endpoint (vLLM, Ollama, llama.cpp's server, a provider). Without `llm_url` nothing is composed."""
+
+    llm_url: str | None = None  # the API's base, e.g. http://127.0.0.1:8000/v1 (QA_LLM_URL)
+    llm_model: str | None = None  # None: the endpoint's only (or first) model, asked once (QA_LLM_MODEL)
+    # The API key (QA_LLM_KEY, or QA_LLM_KEY_FILE: better, it stays out of the process list and shell history);
+    # never shown: repr leaves it out, and errors never quote it.
+    llm_key: str | None = field(default=None, repr=False)
+    # The longest a reader waits for a written answer, from asking to the last word: past it the extractive
+    # answer stands alone with a note (QA_LLM_TIMEOUT).
+    llm_timeout: float = 60.0
+    llm_max_tokens: int = 800  # the longest answer asked for (QA_LLM_MAX_TOKENS)
+    # Fields added to every request as given (QA_LLM_OPTIONS, a JSON object): what an engine needs beyond the
+    # standard API, e.g. {"chat_template_kwargs": {"enable_thinking": false}} for Qwen3 on vLLM.
+    llm_options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.llm_url)
+
+    def with_overrides(self, **values) -> "ComposerSettings":
+        """A copy with the given fields replaced; None values are ignored (flags not given)."""
+        return replace(self, **{key: value for key, value in values.items() if value is not None})
+
+
 # --- reading and checking values ---------------------------------------------------------------------
 
 
@@ -284,6 +315,41 @@ def _seconds(name: str, value: str) -> float:
     if not 0 < seconds < float("inf"):
         raise ConfigError(f"{name} must be a number of seconds greater than 0, not {value!r}")
     return seconds
+
+
+def _endpoint(name: str, value: str) -> str:
+    """An http(s) URL, without a trailing slash."""
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ConfigError(f"{name} must be the http:// or https:// address of an OpenAI-compatible API (e.g. http://127.0.0.1:8000/v1), not {value!r}")
+    return value.rstrip("/")
+
+
+def _json_object(name: str, value: str) -> tuple[tuple[str, object], ...]:
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ConfigError(f"{name} must be a JSON object ({error})") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{name} must be a JSON object such as {{\"temperature\": 0.2}}, not {value!r}")
+    return tuple(parsed.items())
+
+
+def read_key_file(name: str, value: str) -> str:
+    """The API key in the file `value`: its text, stripped. ConfigError if it cannot be read, is empty, or
+    every user of this computer may read it (the key is never quoted)."""
+    path = Path(value).expanduser()
+    try:
+        mode = path.stat().st_mode
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{name} {path} cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} {path} is not UTF-8 text") from None
+    if mode & 0o006:
+        raise ConfigError(f"{name} {path} holds a key but every user of this computer may read or change it (mode {mode & 0o777:o}): run chmod 600 {path}")
+    if not key:
+        raise ConfigError(f"{name} {path} is empty: write the API key in it")
+    return key
 
 
 def _port(name: str, value: str) -> int:
@@ -462,6 +528,13 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QA_LOGIN_LOCKOUT": ("login_lockout", _seconds),
     "QA_MODEL_DIR": ("model_dir", _path),
     "QA_CACHE_DIR": ("cache_dir", _path),
+    "QA_LLM_URL": ("llm_url", _endpoint),
+    "QA_LLM_MODEL": ("llm_model", _text),
+    "QA_LLM_KEY": ("llm_key", _text),
+    "QA_LLM_KEY_FILE": ("llm_key", read_key_file),
+    "QA_LLM_TIMEOUT": ("llm_timeout", _seconds),
+    "QA_LLM_MAX_TOKENS": ("llm_max_tokens", _count),
+    "QA_LLM_OPTIONS": ("llm_options", _json_object),
 }
 
 
@@ -489,6 +562,12 @@ def page_settings_from_env(environ: Mapping[str, str] | None = None) -> PageSett
     """The default page settings with QA_HOST, QA_PORT, QA_AUTH, QA_AUTO_REBUILD (or Gradio's names) applied."""
     fields = set(PageSettings.__dataclass_fields__)
     return PageSettings().with_overrides(**read_environment(environ, tuple(fields)))
+
+
+def composer_settings_from_env(environ: Mapping[str, str] | None = None) -> ComposerSettings:
+    """The composer's settings from QA_LLM_* (none set: composing is off)."""
+    fields = set(ComposerSettings.__dataclass_fields__)
+    return ComposerSettings().with_overrides(**read_environment(environ, tuple(fields)))
 
 
 def model_dir(environ: Mapping[str, str] | None = None) -> Path:

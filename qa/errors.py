@@ -94,6 +94,10 @@ class UploadError(QAError):
     """A document added to or removed from the corpus from the chat page is refused: its type, size or name."""
 
 
+class ComposeError(QAError):
+    """The language model gave no written answer (down, slow, refused, garbage); the extractive answer stands."""
+
+
 class PageViewError(QAError):
     """A cited page cannot be shown: the source is not a PDF inside the corpus folder, or has no such page."""
 

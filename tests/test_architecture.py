@@ -98,7 +98,7 @@ def test_every_path_the_architecture_names_exists():
     assert missing == []
     # Every file of a stage's table row exists in that stage's folder (`corpus.py` in the documents row).
     rows = re.findall(r"^\| \w[^|]* \| `(qa/\w+/)` \|(.*)\|$", text, re.M)
-    assert len(rows) == 6  # documents, embeddings, store, indexing, search, decision
+    assert len(rows) == 7  # documents, embeddings, store, indexing, search, decision, compose
     for folder, files in rows:
         for name in re.findall(r"`([\w/]+(?:\.py|\.json|/))`", files):
             assert (PROJECT / folder / name).exists(), f"{folder}{name}"

@@ -19,6 +19,7 @@ from qa.config import (
     Config,
     PageSettings,
     cache_dir,
+    composer_settings_from_env,
     config_from_env,
     model_dir,
     page_settings_from_env,
@@ -44,6 +45,10 @@ BAD_VALUES = [
     ("QA_DEVICE", "gpu", "QA_DEVICE must be one of cpu, cuda, cuda:N, mps, xpu, xpu:N, not 'gpu'"),
     ("QA_MAX_FILE_MB", "-3", "QA_MAX_FILE_MB must be a number of megabytes greater than 0, not '-3'"),
     ("QA_AUTH", "ann", "QA_AUTH must look like user:password[,user2:password2], not 'ann'"),
+    ("QA_LLM_URL", "localhost:8000", "QA_LLM_URL must be the http:// or https:// address of an OpenAI-compatible API "
+                                     "(e.g. http://127.0.0.1:8000/v1), not 'localhost:8000'"),
+    ("QA_LLM_TIMEOUT", "0", "QA_LLM_TIMEOUT must be a number of seconds greater than 0, not '0'"),
+    ("QA_LLM_OPTIONS", "[1]", "QA_LLM_OPTIONS must be a JSON object such as {\"temperature\": 0.2}, not '[1]'"),
 ]
 
 
@@ -235,3 +240,22 @@ def test_folders_given_as_text_are_paths():
     config = Config(corpus_dir="corpus", index_dir="index", feedback_file="feedback/log.jsonl")
     assert (config.corpus_dir, config.index_dir, config.feedback_file) == (Path("corpus"), Path("index"), Path("feedback/log.jsonl"))
     assert config.with_overrides(index_dir="elsewhere").index_dir == Path("elsewhere")
+
+
+def test_the_language_model_s_settings_and_its_key_which_is_never_shown(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-the-file\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    settings = composer_settings_from_env({
+        "QA_LLM_URL": "http://127.0.0.1:8000/v1/", "QA_LLM_KEY_FILE": str(key_file), "QA_LLM_TIMEOUT": "12.5",
+        "QA_LLM_OPTIONS": '{"chat_template_kwargs": {"enable_thinking": false}}', "QA_MODEL": "not-for-the-llm",
+    })
+    assert (settings.enabled, settings.llm_url, settings.llm_key, settings.llm_timeout, settings.llm_model) == (
+        True, "http://127.0.0.1:8000/v1", "sk-from-the-file", 12.5, None)
+    assert dict(settings.llm_options) == {"chat_template_kwargs": {"enable_thinking": False}}
+    assert "sk-from-the-file" not in repr(settings)
+    assert not composer_settings_from_env({}).enabled
+    key_file.chmod(0o644)  # every user may read it: refused, without quoting the key
+    with pytest.raises(ConfigError) as raised:
+        composer_settings_from_env({"QA_LLM_KEY_FILE": str(key_file)})
+    assert "chmod 600" in str(raised.value) and "sk-from-the-file" not in str(raised.value)

@@ -10,9 +10,11 @@ qa/page/background_rebuild.py (the index panel and rebuilds). The page's events 
 import logging
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from qa.assistant import Assistant
+from qa.compose.composer import Composer, Composition, worth_composing
 from qa.decision.outcomes import NOT_FOUND
 from qa.documents.samples import questions_from_headings, read_questions_file
 from qa.errors import FeedbackError, QAError
@@ -20,7 +22,7 @@ from qa.feedback import record_feedback
 from qa.page.background_rebuild import IndexMonitor, IndexStatus
 from qa.page.conversation import Turn, plan_turn
 from qa.page.highlight import Highlighter
-from qa.page.render import INTERNAL_ERROR, SectionTexts, render_answer, render_error
+from qa.page.render import COMPOSED_SLOT, INTERNAL_ERROR, SectionTexts, render_answer, render_composed, render_error
 from qa.page.scope import render_scope
 from qa.text import language
 
@@ -40,11 +42,14 @@ class CorpusView:
 class Chat:
     """The page's service: answers turns, records feedback, tracks the index.
 
-    `auto_rebuild`: start a rebuild by itself when the corpus changed since the index was built.
+    `auto_rebuild`: start a rebuild by itself when the corpus changed since the index was built; `composer`:
+    the language model that writes an answer above the cards (None: the page quotes the passages only).
     """
 
-    def __init__(self, assistant: Assistant, highlighter: Highlighter | None = None, auto_rebuild: bool = False):
+    def __init__(self, assistant: Assistant, highlighter: Highlighter | None = None, auto_rebuild: bool = False,
+                 composer: Composer | None = None):
         self.assistant = assistant
+        self.composer = composer
         self.highlighter = highlighter or Highlighter(assistant.embedder, lambda: assistant.keywords, assistant.config)
         self.index_monitor = IndexMonitor(assistant, auto_rebuild)
         self.rebuilds = self.index_monitor.rebuilds
@@ -70,7 +75,29 @@ class Chat:
             return replace(turn, error=INTERNAL_ERROR, shown=render_error(INTERNAL_ERROR, turn.question))
         turn = replace(turn, answer=answer)
         shown = render_scope(answer.within, language(turn.question)) + render_answer(answer, turn, highlights, sections)
+        if self.composer is None or not worth_composing(answer):  # no written answer will come: the page as without one
+            shown = shown.replace(COMPOSED_SLOT, "")
         return replace(turn, shown=shown)
+
+    def compose(self, turn: Turn) -> Iterator[Turn]:
+        """`turn` with its written answer as it comes, then checked (or a note why there is none); nothing
+        when the page has no composer or the answer is not worth composing ("not found", an error)."""
+        if self.composer is None or turn.answer is None or not worth_composing(turn.answer):
+            return
+        question = turn.question
+        yield self._with_composition(turn, Composition("", model=self.composer.settings.llm_model or "", done=False), question)
+        try:
+            for composition in self.composer.stream(turn.answer):
+                yield self._with_composition(turn, composition, question)
+        except Exception:  # a bug must not take the extractive answer away: it stays, the log says why
+            log.error("composing an answer to %r failed:\n%s", turn.searched, traceback.format_exc())
+            yield self._with_composition(turn, Composition("", note=INTERNAL_ERROR), question)
+
+    @staticmethod
+    def _with_composition(turn: Turn, composition: Composition, question: str) -> Turn:
+        shown = turn.shown.replace(COMPOSED_SLOT, render_composed(composition, question), 1)
+        answer = replace(turn.answer, composed=composition) if composition.done else turn.answer
+        return replace(turn, answer=answer, shown=shown)
 
     def corpus_view(self, samples: int) -> CorpusView:
         """The served corpus's collections and documents, and up to `samples` sample questions: those of the

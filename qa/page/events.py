@@ -14,6 +14,7 @@ import html
 import logging
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -21,7 +22,7 @@ import gradio as gr
 from qa.assistant import check_length
 from qa.documents.ocr import OCR_CACHE_FILE
 from qa.documents.uploads import add_document, remove_document
-from qa.errors import PageViewError, QAError, QuestionError, UploadError, public_message
+from qa.errors import ComposeError, PageViewError, QAError, QuestionError, UploadError, public_message
 from qa.page.chat import Chat, CorpusView
 from qa.page.conversation import Turn
 from qa.page.pdf_view import SHOWN_SUFFIXES, show_cited_page
@@ -97,6 +98,16 @@ class PageEvents:
         reply = self.chat.reply(pending, turns, scope(collections, documents))
         turns = (turns + [reply])[-self.max_turns :]  # what the state keeps and the page resends
         return chat_messages(turns), turns
+
+    def compose(self, turns: list[Turn]):
+        """The written answer to the latest turn, as it comes: (the chat's messages, the turns kept); nothing
+        changes when the page has no composer or the answer is not worth composing."""
+        updated = False
+        for composed in self.chat.compose(turns[-1]) if turns else ():
+            turns, updated = turns[:-1] + [composed], True
+            yield chat_messages(turns), turns
+        if not updated:
+            yield gr.skip(), gr.skip()
 
     def show_scope(self, collections: list[str] | None, documents: list[str] | None):
         """The line under the question box that says what the next questions search, and its clear button:
@@ -239,10 +250,16 @@ class PageEvents:
             return _note(f"无法显示此页 · The page cannot be shown: {public_message(str(error))}", "qa-error"), None
         return _note(view.note), view.image
 
-    def ask_api(self, question: str, k: int = 0, request: gr.Request = None) -> dict:
-        """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5)."""
+    def ask_api(self, question: str, k: int = 0, compose: bool = False, request: gr.Request = None) -> dict:
+        """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5).
+        compose: also the written answer (`composed`), on a page started with a language model (QA_LLM_URL)."""
         try:
-            return self.chat.assistant.ask(question, k or None).to_json()
+            answer = self.chat.assistant.ask(question, k or None)
+            if compose:
+                if self.chat.composer is None:
+                    raise ComposeError("this page has no language model to write answers: start it with QA_LLM_URL set")
+                answer = replace(answer, composed=self.chat.composer.compose(answer))
+            return answer.to_json()
         except QAError as error:  # the caller's to fix: one line in the log, no traceback
             log.warning("/ask refused from %s: %s", request_address(request), error)
             raise gr.Error(public_message(str(error)), print_exception=False) from None

@@ -18,6 +18,7 @@ from qa.documents.corpus import SUPPORTED_SUFFIXES
 from qa.page.chat import Chat
 from qa.page.events import BOX_CHARS, LOGIN_HINT, PageEvents, corpus_settings
 
+COMPOSING = 4  # written answers streamed at once, across all visitors: a language model server serves a few in parallel
 PLACEHOLDER = (
     '<div class="qa-placeholder"><p><b>用中文或英文提问，回答只引用文档原文，并注明出处。</b><br>'
     "Ask in Chinese or English: every answer quotes the documents and says where each passage comes from.</p>"
@@ -121,6 +122,7 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
         # of the group holds), so each handler is taken from `events` once and the same object wired
         # everywhere it is used: the page load's limit of 1 holds for the timer's status updates too.
         show_question, answer, cited_pages, show_status = events.show_question, events.answer, events.cited_pages, events.show_status
+        compose = events.compose
         triggers = [(question.submit, question), (ask_button.click, question)] + [(s.click, s) for s in samples]
         for trigger, source in triggers:  # a sample button's value is its question
             (
@@ -129,6 +131,9 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                 .then(answer, [pending, turns, collections, documents], [chatbot, turns], concurrency_id="answer", **private)
                 .then(None, js=scroll_script)
                 .then(cited_pages, turns, [page_choice, page_note, page_image], concurrency_limit=None, **private)
+                # A written answer, when the page has a language model: its own queue, so a slow model never holds
+                # up the next question's retrieval.
+                .then(compose, turns, [chatbot, turns], concurrency_id="compose", concurrency_limit=COMPOSING, **private)
             )
         page_choice.input(events.show_page, [page_choice, turns], [page_note, page_image], concurrency_limit=2, **private)
         show_scope, refresh_corpus = events.show_scope, events.refresh_corpus

@@ -17,6 +17,8 @@ import time
 from datetime import datetime
 
 from qa.answer import Answer, CitedPassage
+from qa.compose.check import unsupported_mark
+from qa.compose.composer import Composition
 from qa.decision.outcomes import ANSWERED, NOT_FOUND, UNCERTAIN
 from qa.errors import public_message
 from qa.page.conversation import Turn
@@ -25,6 +27,8 @@ from qa.page.index_status import IndexStatus, RebuildState
 from qa.passages import Passage
 from qa.text import language, split_case
 
+# Where a written answer goes in an answer's HTML (qa/page/chat.py Chat.compose puts it there as it comes).
+COMPOSED_SLOT = '<div class="qa-composed-slot"></div>'
 # What a visitor sees when answering fails unexpectedly (a bug): the details go to the server's log only.
 INTERNAL_ERROR = "服务器内部错误，详情已记入服务器日志 · an internal error occurred; the details are in the server's log"
 
@@ -54,6 +58,11 @@ LABELS = {
         "weak_matches": "最接近的 {count} 个段落：弱匹配，仅供参考，不是答案",
         "note": "说明",
         "error": "无法回答",
+        "composed": "撰写的回答",
+        "composed_by": "由 {model} 根据下列引用段落撰写，每句已与所引段落核对",
+        "composing": "正在撰写…",
+        "composed_checked": "{supported}/{checked} 句在所引段落中找到依据",
+        "composed_failed": "未能撰写回答，以下是原文摘录",
     },
     "en": {
         "searched": "Searched for",
@@ -83,6 +92,11 @@ LABELS = {
         "weak_matches": "The {count} closest passages: weak matches, for reference only, not an answer",
         "note": "Note",
         "error": "Cannot answer",
+        "composed": "Written answer",
+        "composed_by": "written by {model} from the cited passages below; every sentence checked against the passages it cites",
+        "composing": "Writing…",
+        "composed_checked": "{supported} of {checked} sentences found in the passages they cite",
+        "composed_failed": "No written answer; the passages below quote the sources",
     },
 }
 
@@ -222,6 +236,7 @@ def render_answer(
             f'<div class="qa-uncertain-line"><strong>{labels["uncertain"]}</strong></div>'
             f'<p class="qa-uncertain-detail">{labels[_uncertain_detail(answer)]}</p>'
         )
+    out.append(COMPOSED_SLOT)
     best = highlights.best
     if best is not None:
         out.append(
@@ -236,6 +251,32 @@ def render_answer(
         out.append(_render_passage(passage, labels, highlights, sections, passage.score < uncertain_from, scale))
     out.append("</div></div>")
     return "".join(out)
+
+
+def render_composed(composition: Composition, question: str) -> str:
+    """A written answer as safe single-line HTML: each sentence with its citations as on the cards, a sentence
+    the passages it cites do not support marked with the reason; while it comes, the text so far; when
+    there is none, one line that says why (the extractive answer below stands)."""
+    lang = language(question)
+    labels = LABELS[lang]
+    if composition.note:
+        return f'<div class="qa-composed qa-composed-failed">{labels["composed_failed"]} ({_text(public_message(composition.note))})</div>'
+    head = f'<div class="qa-label">{labels["composed"]} <span class="qa-aside">{labels["composed_by"].format(model=_text(composition.model))}</span></div>'
+    if not composition.done:
+        return (f'<div class="qa-composed qa-composing">{head}<div class="qa-composed-text">{_text(composition.text)}</div>'
+                f'<div class="qa-aside">{labels["composing"]}</div></div>')
+    sentences = []
+    for sentence in composition.sentences:
+        if sentence.supported is False:
+            reason = unsupported_mark(sentence, english=lang == "en")
+            sentences.append(f'<span class="qa-unsupported" title="{_text(reason)}">{_text(sentence.text)}</span>'
+                             f'<span class="qa-unsupported-mark">⚠ {_text(reason)}</span>')
+        else:
+            sentences.append(f'<span class="qa-sentence">{_text(sentence.text)}</span>')
+    checked = [sentence for sentence in composition.sentences if sentence.supported is not None]
+    tally = labels["composed_checked"].format(supported=sum(bool(s.supported) for s in checked), checked=len(checked))
+    return (f'<div class="qa-composed">{head}<div class="qa-composed-text">{" ".join(sentences)}</div>'
+            f'<div class="qa-aside qa-composed-tally">{tally}</div></div>')
 
 
 def _render_passage(

@@ -19,7 +19,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from qa.assistant import Assistant
-from qa.config import Config, PageSettings
+from qa.compose.composer import Composer
+from qa.config import ComposerSettings, Config, PageSettings
 from qa.errors import ServeError
 from qa.indexing.report import Progress
 from qa.page.access import Gate, LoginThrottle, body_limit, host_names, is_loopback
@@ -108,11 +109,13 @@ def serve(
     say: Say | None = None,
     progress: Progress | None = None,
     show_report: Callable | None = None,
+    composing: ComposerSettings | None = None,
 ) -> None:
     """Set up (the model converted, the index built if it cannot be used), then serve the page until interrupted.
 
     `say` hears what happens, one line each, `progress` follows a build and `show_report` gets its
-    BuildReport. Raises QAError before serving: ServeError when the address cannot be used.
+    BuildReport; `composing` names the language model that writes answers (None or not enabled: none).
+    Raises QAError before serving: ServeError when the address cannot be used.
     """
     say = say or (lambda message: None)
     # Set for the whole process: whatever Gradio starts besides this page (a --share tunnel) sends no analytics either.
@@ -124,7 +127,10 @@ def serve(
         show_report(report)
     install_model(config, say)  # said, if it happens: loading would otherwise convert the model silently
     assistant.warm_up()  # the first question as quick as the next (torch is loaded only by a rebuild that needs it)
-    chat = Chat(assistant, auto_rebuild=settings.auto_rebuild)
+    composer = Composer.for_assistant(composing, assistant) if composing is not None and composing.enabled else None
+    if composer is not None:
+        say(f"Written answers come from the language model at {composing.llm_url} (QA_LLM_URL); every sentence is checked against the passages it cites.")
+    chat = Chat(assistant, auto_rebuild=settings.auto_rebuild, composer=composer)
     if settings.auto_rebuild:
         chat.watch()
     rebuild_allowed = (is_loopback(settings.host) and not settings.share) or settings.auth is not None

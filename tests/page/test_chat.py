@@ -7,6 +7,7 @@ rebuild tests use the real model and real indexes (the seed's, and tiny corpora 
 import json
 import re
 
+import gradio as gr
 import pytest
 
 from qa.answer import Answer, CitedPassage
@@ -19,6 +20,7 @@ from qa.page.chat import Chat
 from qa.page.conversation import Turn, is_follow_up, plan_turn
 from qa.page.highlight import Highlighter, Highlights, Sentence
 from qa.page.index_status import IndexStatus, RebuildState
+from qa.page.layout import build_page
 from qa.page.render import SectionTexts, chat_messages, render_answer, render_error, render_status
 from qa.passages import Passage, split_sentences
 from qa.search.keyword import KeywordIndex
@@ -427,3 +429,15 @@ def test_a_cited_span_covering_several_index_passages_is_marked_as_one():
     merged = cited(section="1 甲", source="a.md", start=4, text="第二句。\n\n第三句。")
     assert merged.end == 14
     assert SectionTexts(passages).pieces(merged) == [("第一句。", False), ("第二句。\n第三句。", True), ("第四句。", False)]
+
+
+def test_without_a_language_model_nothing_is_composed_and_the_api_says_why(seed_assistant):
+    chat = Chat(seed_assistant)
+    turn = chat.reply(dev_question("d14")["question"], [])
+    assert "qa-composed" not in turn.shown and list(chat.compose(turn)) == []
+    assert "composed" not in turn.answer.to_json()
+    functions = {fn.name: fn.fn for fn in build_page(chat, rebuild_allowed=True).fns.values()}
+    assert [*functions["compose"]([turn])] == [(gr.skip(), gr.skip())]
+    with pytest.raises(gr.Error) as error:
+        functions["ask_api"](dev_question("d14")["question"], 0, True)
+    assert error.value.message == "this page has no language model to write answers: start it with QA_LLM_URL set"
