@@ -13,6 +13,7 @@ so that one file can be checked for escaping.
 """
 
 import html
+import re
 import time
 from datetime import datetime
 
@@ -269,14 +270,22 @@ def render_composed(composition: Composition, question: str) -> str:
     for sentence in composition.sentences:
         if sentence.supported is False:
             reason = unsupported_mark(sentence, english=lang == "en")
-            sentences.append(f'<span class="qa-unsupported" title="{_text(reason)}">{_text(sentence.text)}</span>'
+            sentences.append(f'<span class="qa-unsupported" title="{_text(reason)}">{_cited(sentence.text)}</span>'
                              f'<span class="qa-unsupported-mark">⚠ {_text(reason)}</span>')
         else:
-            sentences.append(f'<span class="qa-sentence">{_text(sentence.text)}</span>')
+            sentences.append(f'<span class="qa-sentence">{_cited(sentence.text)}</span>')
     checked = [sentence for sentence in composition.sentences if sentence.supported is not None]
     tally = labels["composed_checked"].format(supported=sum(bool(s.supported) for s in checked), checked=len(checked))
     return (f'<div class="qa-composed">{head}<div class="qa-composed-text">{" ".join(sentences)}</div>'
             f'<div class="qa-aside qa-composed-tally">{tally}</div></div>')
+
+
+def _cited(sentence: str) -> str:
+    """A written sentence as HTML text, its citations ([1], [1, 3]) set like the cards' numbers."""
+    return _CITATION.sub(lambda match: f'<sup class="qa-ref">{match.group()}</sup>', _text(sentence))
+
+
+_CITATION = re.compile(r"[\[【［]\s*\d+(?:\s*[,，、\-–~]\s*\d+)*\s*[\]】］]")
 
 
 def _render_passage(

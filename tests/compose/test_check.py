@@ -95,3 +95,14 @@ def test_the_answer_is_asked_for_in_the_questions_script():
     assert "繁體中文" in chat_messages("工傷保險費由誰繳納？", [])[0]["content"]
     assert "简体中文" in chat_messages("工伤保险费由谁缴纳？", [])[0]["content"]
     assert "Answer in English" in chat_messages("Who pays the premiums?", [])[0]["content"]
+
+
+def test_a_sentence_that_joins_what_a_card_says_to_what_it_does_not_is_caught_by_its_clause(checked_answer):
+    answer, checker = checked_answer
+    said = "互认共享考核结果与健康浙江考核、医院等级评审等挂钩"  # card [1]'s first sentence
+    assert said in answer.passages[0].text
+    whole = checker.check(f"{said}[1]。", answer.passages)[0]
+    joined = checker.check(f"{said}，每位患者可领取补贴[1]。", answer.passages)[0]
+    assert (whole.supported, whole.weakest_clause) == (True, 1.0)
+    assert joined.coverage >= 0.6  # the whole sentence alone would pass
+    assert (joined.supported, joined.reason, joined.weakest_clause) == (False, "part_unsupported", 0.0)

@@ -441,3 +441,21 @@ def test_without_a_language_model_nothing_is_composed_and_the_api_says_why(seed_
     with pytest.raises(gr.Error) as error:
         functions["ask_api"](dev_question("d14")["question"], 0, True)
     assert error.value.message == "this page has no language model to write answers: start it with QA_LLM_URL set"
+
+
+def test_a_written_answer_is_escaped_and_its_unsupported_sentences_marked():
+    from qa.compose.check import CheckedSentence
+    from qa.compose.composer import Composition
+    from qa.page.render import render_composed
+
+    sentences = (CheckedSentence('互认<img src=x onerror="alert(1)">[1]。', (1,), True),
+                 CheckedSentence("节省500亿元[1]。", (1,), False, "figure_missing", missing_figures=("500亿",)))
+    shown = render_composed(Composition("…", sentences, model="<b>m</b>"), "哪些医院互认？")
+    assert "<img" not in shown and "<b>m</b>" not in shown and "&lt;img" in shown
+    assert '<sup class="qa-ref">[1]</sup>' in shown and "1/2 句在所引段落中找到依据" in shown
+    assert '<span class="qa-unsupported-mark">⚠ 未在引文中找到依据：数字不在所引资料中</span>' in shown
+    english = render_composed(Composition("…", sentences[1:], model="m"), "Which hospitals?")
+    assert "Not found in the cited passages: states a figure that is in no cited passage" in english
+    assert "qa-composing" in render_composed(Composition("互认", model="m", done=False), "哪些医院互认？")
+    failed = render_composed(Composition("", note="the language model at http://h/v1 did not finish in 60 s"), "哪些医院互认？")
+    assert "未能撰写回答" in failed and "did not finish in 60 s" in failed
