@@ -90,7 +90,7 @@ class Composer:
         written, shown_at = "", 0.0
         try:
             if self._model is None:
-                self._model = endpoint_model(self.settings, self.settings.llm_timeout)
+                self._model = endpoint_model(self.settings, max(0.1, deadline - time.monotonic()))  # within the same deadline
             for piece in stream_chat(self.settings, self._model, chat_messages(answer.question, answer.passages), deadline):
                 written += piece
                 if time.monotonic() - shown_at >= DRAFT_INTERVAL and shown_text(written):

@@ -62,6 +62,7 @@ LABELS = {
         "composed": "撰写的回答",
         "composed_by": "由 {model} 根据下列引用段落撰写，每句已与所引段落核对",
         "composing": "正在撰写…",
+        "a_model": "语言模型",
         "composed_checked": "{supported}/{checked} 句在所引段落中找到依据",
         "composed_failed": "未能撰写回答，以下是原文摘录",
     },
@@ -96,6 +97,7 @@ LABELS = {
         "composed": "Written answer",
         "composed_by": "written by {model} from the cited passages below; every sentence checked against the passages it cites",
         "composing": "Writing…",
+        "a_model": "the language model",
         "composed_checked": "{supported} of {checked} sentences found in the passages they cite",
         "composed_failed": "No written answer; the passages below quote the sources",
     },
@@ -262,7 +264,8 @@ def render_composed(composition: Composition, question: str) -> str:
     labels = LABELS[lang]
     if composition.note:
         return f'<div class="qa-composed qa-composed-failed">{labels["composed_failed"]} ({_text(public_message(composition.note))})</div>'
-    head = f'<div class="qa-label">{labels["composed"]} <span class="qa-aside">{labels["composed_by"].format(model=_text(composition.model))}</span></div>'
+    model = composition.model or labels["a_model"]  # not known yet: the endpoint names it
+    head = f'<div class="qa-label">{labels["composed"]} <span class="qa-aside">{labels["composed_by"].format(model=_text(model))}</span></div>'
     if not composition.done:
         return (f'<div class="qa-composed qa-composing">{head}<div class="qa-composed-text">{_text(composition.text)}</div>'
                 f'<div class="qa-aside">{labels["composing"]}</div></div>')
