@@ -95,12 +95,13 @@ def test_a_server_killed_while_writing_leaves_a_note(seed_assistant, answer, tmp
     assert time.monotonic() - started < ROOMY
 
 
-def test_a_hung_server_costs_the_timeout_and_no_more(seed_assistant, answer):
+@pytest.mark.parametrize("model", ["m", None])  # None: the endpoint is first asked for its model, in the same deadline
+def test_a_hung_server_costs_the_timeout_and_no_more(seed_assistant, answer, model):
     with socket.socket() as listener:  # accepts the connection, reads the request, never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-        composer = composer_for(seed_assistant, url, llm_model="m", llm_timeout=2.0)
+        composer = composer_for(seed_assistant, url, llm_model=model, llm_timeout=2.0)
         started = time.monotonic()
         final = composer.compose(answer)
         waited = time.monotonic() - started
