@@ -400,7 +400,8 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
 
     On first start it converts the bundled model and builds the index, with progress here. Without
     --host the page is for this computer only; on another address, rebuilding and feedback need a
-    login (--auth-file or QA_AUTH). The API endpoint "/ask" returns what `qa ask --json` prints.
+    login (--auth-file or QA_AUTH). The API endpoint "/ask" returns what `qa ask --json` prints, and "/compose"
+    what `qa ask --compose --json` prints when QA_LLM_URL names a language model.
 
     \b
     Examples:

@@ -250,21 +250,29 @@ class PageEvents:
             return _note(f"无法显示此页 · The page cannot be shown: {public_message(str(error))}", "qa-error"), None
         return _note(view.note), view.image
 
-    def ask_api(self, question: str, k: int = 0, compose: bool = False, request: gr.Request = None) -> dict:
-        """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5).
-        compose: also the written answer (`composed`), on a page started with a language model (QA_LLM_URL)."""
+    def ask_api(self, question: str, k: int = 0, request: gr.Request = None) -> dict:
+        """Answer a question with cited passages; returns the JSON object of `qa ask --json`. k=0: the default (5)."""
+        return self._answer_api(question, k, request, compose=False)
+
+    def compose_api(self, question: str, k: int = 0, request: gr.Request = None) -> dict:
+        """The same with the written answer (`composed`, as `qa ask --compose --json`), on a page started with a
+        language model (QA_LLM_URL); a page without one says so."""
+        return self._answer_api(question, k, request, compose=True)
+
+    def _answer_api(self, question: str, k: int, request: gr.Request | None, compose: bool) -> dict:
+        name = "/compose" if compose else "/ask"
         try:
+            if compose and self.chat.composer is None:
+                raise ComposeError("this page has no language model to write answers: start it with QA_LLM_URL set")
             answer = self.chat.assistant.ask(question, k or None)
             if compose:
-                if self.chat.composer is None:
-                    raise ComposeError("this page has no language model to write answers: start it with QA_LLM_URL set")
                 answer = replace(answer, composed=self.chat.composer.compose(answer))
             return answer.to_json()
         except QAError as error:  # the caller's to fix: one line in the log, no traceback
-            log.warning("/ask refused from %s: %s", request_address(request), error)
+            log.warning("%s refused from %s: %s", name, request_address(request), error)
             raise gr.Error(public_message(str(error)), print_exception=False) from None
         except Exception:  # a bug: the details go to the server's log, never to the caller
-            log.error("/ask failed:\n%s", traceback.format_exc())
+            log.error("%s failed:\n%s", name, traceback.format_exc())
             raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
 
     def _refused_without_login(self, action: str, request: gr.Request) -> bool:

@@ -133,7 +133,8 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
                 .then(cited_pages, turns, [page_choice, page_note, page_image], concurrency_limit=None, **private)
                 # A written answer, when the page has a language model: its own queue, so a slow model never holds
                 # up the next question's retrieval.
-                .then(compose, turns, [chatbot, turns], concurrency_id="compose", concurrency_limit=COMPOSING, **private)
+                .then(compose, turns, [chatbot, turns], concurrency_id="compose", concurrency_limit=COMPOSING,
+                      api_name="compose_in_page", **private)  # its name left free for the /compose endpoint
             )
         page_choice.input(events.show_page, [page_choice, turns], [page_note, page_image], concurrency_limit=2, **private)
         show_scope, refresh_corpus = events.show_scope, events.refresh_corpus
@@ -155,5 +156,7 @@ def build_page(chat: Chat, rebuild_allowed: bool, settings: PageSettings | None 
         page.load(show_status, None, status, **private)
         timer.tick(show_status, None, status, concurrency_limit=None, **private)
         gr.api(events.ask_api, api_name="ask", concurrency_id="answer")
+        # Written answers through the API: an endpoint of their own, so /ask stays as it was for every client.
+        gr.api(events.compose_api, api_name="compose", concurrency_id="compose", concurrency_limit=COMPOSING)
     return page
 

@@ -439,7 +439,7 @@ def test_without_a_language_model_nothing_is_composed_and_the_api_says_why(seed_
     functions = {fn.name: fn.fn for fn in build_page(chat, rebuild_allowed=True).fns.values()}
     assert [*functions["compose"]([turn])] == [(gr.skip(), gr.skip())]
     with pytest.raises(gr.Error) as error:
-        functions["ask_api"](dev_question("d14")["question"], 0, True)
+        functions["compose_api"](dev_question("d14")["question"])
     assert error.value.message == "this page has no language model to write answers: start it with QA_LLM_URL set"
 
 

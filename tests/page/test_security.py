@@ -198,10 +198,11 @@ def test_every_change_a_visitor_without_login_tries_is_refused_alike(tmp_path, c
 # --- files ---------------------------------------------------------------------------------------------
 
 
-def test_the_only_api_endpoint_takes_a_question_and_k(public_page):
+def test_the_only_api_endpoints_take_a_question_and_k(public_page):
     endpoints = page_client(public_page["url"]).view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert list(endpoints) == ["/ask"]
-    assert [p["parameter_name"] for p in endpoints["/ask"]["parameters"]] == ["question", "k"]
+    assert list(endpoints) == ["/ask", "/compose"]  # /compose: the answer with its written answer (QA_LLM_URL)
+    for name in endpoints:
+        assert [p["parameter_name"] for p in endpoints[name]["parameters"]] == ["question", "k"]
 
 
 def test_no_file_route_serves_a_file_of_the_server(public_page, seed_assistant):
