@@ -18,7 +18,7 @@ from qa.assistant import Assistant
 from qa.config import Config
 
 from ..conftest import SEED_CORPUS, dev_question
-from ..helpers import running_language_model, running_page
+from ..helpers import page_client, running_language_model, running_page
 from . import test_browser
 from .test_browser import WAIT_MS, ask
 
@@ -88,6 +88,14 @@ def test_a_not_found_question_sends_nothing(page, site):
     time.sleep(3)  # a written answer would have started by now
     assert answer.locator(".qa-composed").count() == 0
     assert site["model"].log.read_text().count("/v1/chat/completions") == requests_before
+
+
+def test_the_compose_endpoint_returns_the_checked_written_answer(site):
+    result = page_client(site["url"]).predict(dev_question("d14")["question"], 5, api_name="/compose")
+    composed = result["composed"]
+    assert composed["text"] == site["supported"] + INVENTED and composed["model"] == "gemma-3-270m"
+    assert [(s["supported"], s["reason"]) for s in composed["sentences"]] == [(True, ""), (False, "figure_missing")]
+    assert "composed" not in page_client(site["url"]).predict(dev_question("d14")["question"], 5, api_name="/ask")
 
 
 def test_a_hung_model_leaves_the_extractive_answer_with_a_note_within_the_timeout(page, site):
