@@ -71,9 +71,9 @@ def test_an_empty_question_is_a_clean_error(client):
         client.predict("   ", api_name="/ask")
 
 
-def test_only_ask_is_offered_to_api_clients(client):
-    # The page's own events (rebuild, feedback, ...) are private: not callable by API clients.
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask"]
+def test_only_ask_and_compose_are_offered_to_api_clients(client):
+    # The page's own events (rebuild, feedback, the written answer's stream, ...) are private: not callable by API clients.
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask", "/compose"]
 
 
 def test_the_page_needs_the_login(page):
