@@ -80,18 +80,21 @@ def page_client(url: str, auth: tuple[str, str] | None = None) -> Client:
     return Client(url, auth=auth, verbose=False, httpx_kwargs={"timeout": HTTP_TIMEOUT})
 
 
-def _wait_until_served(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
+def _wait_until_served(process: subprocess.Popen, url: str, log: Path, timeout: float, name: str = "app.py",
+                       headers: dict | None = None, error: type[Exception] = PageDidNotStart) -> None:
+    """Return once `url` answers 200; `error` (ending with the tail of `log`) if `process`, called `name`, exits
+    first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise PageDidNotStart(f"app.py exited with status {process.returncode}:\n{_tail(log)}")
+            raise error(f"{name} exited with status {process.returncode}:\n{_tail(log)}")
         try:
-            if httpx.get(url, timeout=5).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:  # not listening yet
             pass
         if time.monotonic() > deadline:
-            raise PageDidNotStart(f"app.py did not serve {url} within {timeout:.0f} s:\n{_tail(log)}")
+            raise error(f"{name} did not serve {url} within {timeout:.0f} s:\n{_tail(log)}")
         time.sleep(0.2)
 
 
@@ -222,18 +225,7 @@ def running_language_model(log: Path, api_key: str | None = None, timeout: float
     with open(log, "w", encoding="utf-8") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"llama.cpp's server exited with status {process.returncode}:\n{_tail(log)}")
-                try:
-                    if httpx.get(f"{url}/models", headers=headers, timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:  # not listening yet
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"llama.cpp's server did not start in {timeout:.0f} s:\n{_tail(log)}")
-                time.sleep(0.5)
+            _wait_until_served(process, f"{url}/models", log, timeout, "llama.cpp's server", headers, RuntimeError)
             yield LanguageModelServer(url, process, log)
         finally:
             stop(process)

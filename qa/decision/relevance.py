@@ -70,8 +70,10 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
         judging = calibration.for_question(question)
         confidence = judging.confidence(evidence, question)
         judged[id(hit)] = Judgement(judging.outcome(confidence, question), confidence, evidence, *judging.bar(question), judging.name)
-    return [
-        judged[id(hit)] if hit is not None
-        else Judgement(NOT_FOUND, 0.0, {}, *calibration.for_question(question).bar(question), calibration.for_question(question).name)
-        for question, hit in zip(questions, best)
-    ]
+    return [judged[id(hit)] if hit is not None else _nothing_found(question, calibration) for question, hit in zip(questions, best)]
+
+
+def _nothing_found(question: str, calibration: Calibration) -> Judgement:
+    """"Not found" for a question without any hit, against the bar its language is judged by."""
+    judging = calibration.for_question(question)
+    return Judgement(NOT_FOUND, 0.0, {}, *judging.bar(question), judging.name)
