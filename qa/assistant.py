@@ -3,6 +3,7 @@
 import threading
 import unicodedata
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from qa.answer import Answer, make_answer
 from qa.config import MAX_K, Config
@@ -70,6 +71,7 @@ class Assistant:
         self.embedder = embedder or Embedder.from_config(config)
         # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/fusion.py).
         self.second = SecondEncoder()
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="second-encoder")  # see ask_many
         self.shipped_calibration = load_calibration()
         # The served index, its retriever, its background and the calibration that judges on it, replaced together in one assignment.
         self._served: tuple[PassageIndex, HybridRetriever, Background, Calibration] | None = None
@@ -129,10 +131,7 @@ class Assistant:
         scope = retriever.library.scope(within)
         # Dense and keyword evidence both use only what the model reads, and the answer says so.
         readable = [self.embedder.readable_part(question) for question in cleaned]
-        # Not the second encoder in a thread beside e5: each sets the process's BLAS thread count
-        # through threadpoolctl while it runs, which OpenBLAS does not support from two threads at once.
-        found = retriever.search_many([in_script(question, background.corpus_script) for question in readable], k, readable,
-                                      within=scope)
+        found = self._search(retriever, [in_script(question, background.corpus_script) for question in readable], readable, k, scope)
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, calibration
         )
@@ -141,6 +140,21 @@ class Assistant:
                         within=scope.names if scope else ())
             for original, question, hits, judgement in zip(cleaned, readable, found, judgements)
         ]
+
+    def _search(self, retriever: HybridRetriever, questions: list[str], written: list[str], k: int, scope) -> list[list]:
+        """`retriever.search_many`, with the second encoder reading the questions as written (what the decision
+        and English re-ranking ask it) in a thread while e5 encodes them: ONNX Runtime holds neither the GIL
+        nor BLAS, so the second encoder's ~3 ms a question is hidden. It is waited for before the search,
+        whose numpy products set BLAS threads through threadpoolctl as the second encoder does, which
+        OpenBLAS does not support from two threads at once."""
+        if not retriever.passages or retriever.second is None:
+            return retriever.search_many(questions, k, written, within=scope)
+        beside = self._beside.submit(retriever.second.questions, written)
+        try:
+            asked = retriever.read(questions, written)
+        finally:
+            beside.result()
+        return retriever.search_read(asked, k, scope)
 
     def resolve_within(self, within: Sequence[str] | None) -> tuple[str, ...]:
         """The collections and documents `within` names (as `ask_many` takes them), as answers will say them

@@ -118,15 +118,23 @@ class Embedder:
         name = INT8_FILE if self.precision == "int8" else FLOAT32_FILE
         return OnnxEncoder(self.model_folder, Path(self.export["folder"]) / name, self.export, threads=threads)
 
+    @property
+    def question_threads(self) -> int:
+        """Threads of the session that encodes questions: two where there are two, because a question of
+        ~20 tokens ran in 10.0-11.2 ms on two threads and 14.0-15.3 ms on one on a quiet 2-core machine
+        (and alike on a busy one); more threads were not measured (scripts/benchmark.py --only model)."""
+        return min(self.threads, 2)
+
     @cached_property
     def encoder(self):
-        """The OnnxEncoder of questions and a few passages (one thread), or None where torch encodes."""
-        return self._onnx_encoder(threads=1)
+        """The OnnxEncoder of questions and a few passages, or None where torch encodes."""
+        return self._onnx_encoder(threads=self.question_threads)
 
     @cached_property
     def bulk_encoder(self):
-        """The OnnxEncoder of a build's passages (`threads` threads, its own session), or None."""
-        return self._onnx_encoder(threads=self.threads) if self.threads > 1 else self.encoder
+        """The OnnxEncoder of a build's passages (`threads` threads: its own session where that is more
+        than the questions' session has), or None."""
+        return self._onnx_encoder(threads=self.threads) if self.threads > self.question_threads else self.encoder
 
     @property
     def passage_precision(self) -> str:

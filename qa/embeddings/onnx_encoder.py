@@ -6,11 +6,12 @@ fast tokenizer runs), cut at the model's token limit, padded per batch with the 
 then one session run, then L2 normalisation (a model without a Normalize module is normalised here,
 as sentence-transformers' normalize_embeddings does).
 
-Threads: a question is a small product, and on a shared machine threads waiting for each other make
-it slower than one thread alone (measured: 1 thread 16-21 ms, 2 threads 16-22 ms, spinning threads
-28-39 ms), so the session that encodes questions and a rebuild's few passages has one thread. A build's
-many passages go through a second session with `Config.threads` threads (created only then, as it
-holds its own copy of the weights). Threads never spin while waiting.
+Threads: a question is a small product. Spinning threads that wait for each other make it slower on a
+shared machine (measured: 1 thread 16-21 ms, 2 threads 16-22 ms, spinning threads 28-39 ms), so threads
+never spin; on a quiet machine two sleeping threads took 10-11 ms against 14-15 ms for one. The session
+that encodes questions and a rebuild's few passages therefore has up to two threads
+(Embedder.question_threads). A build's many passages go through a second session with `Config.threads`
+threads where that is more (created only then, as it holds its own copy of the weights).
 """
 
 from __future__ import annotations

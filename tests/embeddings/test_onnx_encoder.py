@@ -83,6 +83,17 @@ def test_question_vectors_match_sentence_transformers(embedder, reference):
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
 
 
+def test_questions_run_on_up_to_two_threads_and_a_build_on_all(embedder):
+    assert Embedder(threads=1).question_threads == 1 and Embedder(threads=8).question_threads == 2
+    assert embedder.encoder.threads == min(embedder.threads, 2)
+    two = Embedder(threads=2)
+    two.export = embedder.export
+    assert two.bulk_encoder is two.encoder  # no second session holding another copy of the weights
+    eight = Embedder(threads=8)
+    eight.export = embedder.export
+    assert eight.bulk_encoder is not eight.encoder and eight.bulk_encoder.threads == 8
+
+
 def test_one_question_alone_gets_the_vector_it_gets_in_a_batch(embedder):
     questions = project_questions()[:30]
     together = embedder.embed_questions(questions)

@@ -8,7 +8,8 @@ import pytest
 from qa.assistant import Assistant
 from qa.config import FUSIONS, Config
 from qa.errors import ConfigError, IndexCorruptError
-from qa.search.keyword import KEYWORDS_FILE, KeywordIndex, tokenize
+from qa.search.keyword import KEYWORDS_FILE, KeywordIndex, load_keywords, tokenize
+from qa.search.question import read_questions
 from qa.search.retrieval import HybridRetriever
 from qa.search.sections import section_groups
 
@@ -150,6 +151,25 @@ def test_every_retriever_handles_batches_and_small_k(small, fusion):
     assert [hits[0].passage.id for hits in batch] == [retriever.search(q, 2)[0].passage.id for q in questions]
     assert len(retriever.search(questions[0], 1000)) == len(small.index.passages)
     assert retriever.search_many([], 3) == []
+
+
+def test_a_converted_question_is_embedded_both_ways_in_one_encoder_call(small):
+    """The question in the corpus's script and as written go to the encoder together (one batch, one run);
+    its vector is the normalised mean of the two, its written vector the written form's alone."""
+    calls = []
+
+    class Counting:  # the real encoder, its calls counted
+        def embed_questions(self, texts):
+            calls.append(list(texts))
+            return small.embedder.embed_questions(texts)
+
+    asked = read_questions(["哪些医院检查结果互认？", "农村公路怎么养护？"], ["哪些醫院檢查結果互認？", "农村公路怎么养护？"],
+                           Counting(), load_keywords(small.index))
+    assert calls == [["哪些医院检查结果互认？", "农村公路怎么养护？", "哪些醫院檢查結果互認？"]]
+    alone = small.embedder.embed_questions(["哪些医院检查结果互认？", "哪些醫院檢查結果互認？", "农村公路怎么养护？"])
+    mean = (alone[0] + alone[1]) / np.linalg.norm(alone[0] + alone[1])
+    assert np.allclose(asked[0].vector, mean, atol=1e-5) and np.allclose(asked[0].written_vector, alone[1], atol=1e-5)
+    assert np.allclose(asked[1].vector, alone[2], atol=1e-5) and np.allclose(asked[1].written_vector, alone[2], atol=1e-5)
 
 
 def test_without_keyword_matches_the_ranking_is_the_dense_one(small):
