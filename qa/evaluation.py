@@ -14,7 +14,7 @@ Three formats of question set (see ../shared/eval/README.md and ../shared/eval/s
   articles, asked of the corpus as it is (an existing index, like a TSV) and all in scope. Out-of-scope
   TSV files (case 0 only, e.g. eval/statutes_out_of_scope.tsv) may be asked with it.
 
-Each question is asked for `RANKED` passages. What is relevant, as in sentence-transformers'
+Each question is asked for `RANKED` (10) passages, a STARD-format one for `ARTICLE_RANKED` (100). What is relevant, as in sentence-transformers'
 InformationRetrievalEvaluator: for a TSV or SQuAD file one document per question, the one that holds
 the answer, that is the case (TSV: a passage whose section starts with the question's case number) or
 the paragraph's document (SQuAD). A passage retrieves its document; r is the rank of the first
@@ -37,7 +37,8 @@ several passages is found by any piece that holds one of its first 100 character
 metrics (ARTICLE_METRICS, as the statutes README defines them), r the rank of the first passage that
 retrieves any relevant article:
 
-    hit@k        share with r <= k: some relevant article among the top k passages
+    hit@k        share with r <= k: some relevant article among the top k passages (k in ARTICLE_KS:
+                 1, 3, 5, 10 and 100)
     recall@k     mean share of a question's relevant articles retrieved by the top k passages
     mrr@10       mean of 1/r, 0 when r > 10
 
@@ -112,8 +113,11 @@ from qa.text import case_number, script
 
 KS = (1, 3, 5, 10)
 RANKED = max(KS)  # passages asked for per question
+# A STARD-format question is asked for 100: recall@100 is the figure that benchmark's papers publish.
+ARTICLE_KS = (*KS, 100)
+ARTICLE_RANKED = max(ARTICLE_KS)
 METRICS = (*(f"doc@{k}" for k in KS), *(f"passage@{k}" for k in KS), "mrr@10", "ndcg@10")
-ARTICLE_METRICS = (*(f"hit@{k}" for k in KS), *(f"recall@{k}" for k in KS), "mrr@10")
+ARTICLE_METRICS = (*(f"hit@{k}" for k in ARTICLE_KS), *(f"recall@{k}" for k in ARTICLE_KS), "mrr@10")
 PRIMARY = "passage@1"
 ARTICLE_PRIMARY = "hit@5"
 WINDOW, WINDOWS = 20, 5  # an article is found by one of its first WINDOWS windows of WINDOW characters
@@ -359,9 +363,11 @@ def fold_of(question_id: str, folds: int) -> int:
     return int(hashlib.sha256(str(question_id).encode("utf-8")).hexdigest(), 16) % folds + 1
 
 
-def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list[str] | None = None) -> EvalReport:
+def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list[str] | None = None,
+             ranked: int = RANKED) -> EvalReport:
     """Score the answers to `questions` (same order) by the definitions in the module docstring: by articles when
-    the in-scope questions have articles (a STARD file), else by their document."""
+    the in-scope questions have articles (a STARD file), else by their document. `ranked`: how many passages each
+    question was asked for; no metric@k with k beyond it."""
     if len(questions) != len(answers):
         raise EvaluationError(f"{len(questions)} questions but {len(answers)} answers")
     scoped = [(q, a) for q, a in zip(questions, answers) if q.in_scope]
@@ -371,7 +377,7 @@ def evaluate(questions: list[EvalQuestion], answers: list[Answer], skipped: list
         raise EvaluationError("questions with articles (a .jsonl file) are scored with out-of-scope questions only, "
                               "not with in-scope questions of another format")
     if with_articles:
-        metrics, fails = _article_metrics(scoped), lambda q, a: not _articles_found(q, a.passages[:5])  # hit@5, the primary
+        metrics, fails = _article_metrics(scoped, ranked), lambda q, a: not _articles_found(q, a.passages[:5])  # hit@5, the primary
     else:
         metrics, fails = _document_metrics(scoped), lambda q, a: not any(q.holds_evidence(p) for p in a.passages[:1])
     top = [a.passages[0] for _, a in scoped if a.passages]
@@ -410,10 +416,11 @@ def _document_metrics(scoped: list[tuple[EvalQuestion, Answer]]) -> dict[str, fl
     return metrics
 
 
-def _article_metrics(scoped: list[tuple[EvalQuestion, Answer]]) -> dict[str, float]:
-    """The ARTICLE_METRICS of in-scope questions with relevant articles (STARD)."""
-    metrics = {f"hit@{k}": _share(bool(_articles_found(q, a.passages[:k])) for q, a in scoped) for k in KS}
-    metrics |= {f"recall@{k}": _share(len(_articles_found(q, a.passages[:k])) / len(q.articles) for q, a in scoped) for k in KS}
+def _article_metrics(scoped: list[tuple[EvalQuestion, Answer]], ranked: int) -> dict[str, float]:
+    """The ARTICLE_METRICS of in-scope questions with relevant articles (STARD), those at k up to `ranked`."""
+    ks = [k for k in ARTICLE_KS if k <= ranked]
+    metrics = {f"hit@{k}": _share(bool(_articles_found(q, a.passages[:k])) for q, a in scoped) for k in ks}
+    metrics |= {f"recall@{k}": _share(len(_articles_found(q, a.passages[:k])) / len(q.articles) for q, a in scoped) for k in ks}
     ranks = [next((p.rank for p in a.passages if q.articles_in(p)), None) for q, a in scoped]
     metrics["mrr@10"] = _share(1 / rank if rank and rank <= 10 else 0 for rank in ranks)
     return metrics
@@ -515,9 +522,9 @@ def composition_figures(questions: list[EvalQuestion], answers: list[Answer], co
 
 
 def evaluate_questions(
-    questions: list[EvalQuestion], ask_many: Callable[[list[str]], list[Answer]], batch: int = 64
+    questions: list[EvalQuestion], ask_many: Callable[[list[str]], list[Answer]], batch: int = 64, ranked: int = RANKED
 ) -> EvalReport:
-    """Ask every question through `ask_many` (e.g. an Assistant's, with k=RANKED) and score the answers.
+    """Ask every question through `ask_many` (e.g. an Assistant's, with k=`ranked`) and score the answers.
 
     Blank questions (CMRC's trial set has two) cannot be asked; they are left out and listed in `skipped`.
     """
@@ -526,7 +533,7 @@ def evaluate_questions(
     answers: list[Answer] = []
     for start in range(0, len(questions), batch):
         answers.extend(ask_many([q.question for q in questions[start : start + batch]]))
-    return evaluate(questions, answers, skipped)
+    return evaluate(questions, answers, skipped, ranked)
 
 
 def evaluate_file(
@@ -584,19 +591,20 @@ def evaluate_file(
 
 def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport:
     """The report on `questions` asked of `assistant`; with `composing`, the written answers' figures too."""
+    ranked = ARTICLE_RANKED if any(q.articles for q in questions) else RANKED
     if composing is None:
-        return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, RANKED))
+        return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, ranked), ranked=ranked)
     from qa.compose.composer import Composer
 
     composer = Composer.for_assistant(composing, assistant)
     asked: list[tuple[str, Answer]] = []
 
     def ask_many(texts: list[str]) -> list[Answer]:
-        answers = assistant.ask_many(texts, RANKED)
+        answers = assistant.ask_many(texts, ranked)
         asked.extend(zip(texts, answers))
         return answers
 
-    report = evaluate_questions(questions, ask_many)
+    report = evaluate_questions(questions, ask_many, ranked=ranked)
     kept = [q for q in questions if q.question]
     report.composing = composition_figures(kept, [answer for _, answer in asked], composer.compose)
     return report

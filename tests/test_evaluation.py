@@ -8,6 +8,7 @@ from qa.answer import Answer, CitedPassage
 from qa.errors import EvaluationError
 from qa.evaluation import (
     ARTICLE_METRICS,
+    ARTICLE_RANKED,
     METRICS,
     EvalQuestion,
     append_csv,
@@ -145,7 +146,8 @@ def test_no_out_of_scope_question_reports_none_declined():
 
 HEADER = (
     "files,fusion,questions,in_scope,out_of_scope,doc@1,doc@3,doc@5,doc@10,passage@1,passage@3,passage@5,passage@10,"
-    "mrr@10,ndcg@10,top_chars,declined,wrongly_declined,hit@1,hit@3,hit@5,hit@10,recall@1,recall@3,recall@5,recall@10,"
+    "mrr@10,ndcg@10,top_chars,declined,wrongly_declined,hit@1,hit@3,hit@5,hit@10,hit@100,recall@1,recall@3,recall@5,recall@10,"
+    "recall@100,"
     "answered_correct,calibration_error,fold\n"
 )
 
@@ -158,11 +160,11 @@ def test_csv_rows_are_appended_under_one_header(tmp_path):
         HEADER
         # the hand-made set's figures (test_metrics_are_exact_on_a_hand_made_set); no hit@k or recall@k for a TSV,
         # no fold
-        + f"{files[0]};{files[1]},sections,6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25,,,,,,,,,0.3333,0.0,\n"
+        + f"{files[0]};{files[1]},sections,6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25,,,,,,,,,,,0.3333,0.0,\n"
         # q1 alone: right case first with the evidence, so every metric is 1 (1/1, 1/log2(2)); its top passage
         # has 12 characters; no out-of-scope question, so the declined cell is empty; answered and correct with
         # confidence 0.5: calibration error |0.5 - 1|.
-        + f"{files[0]},rrf,1,1,0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,12.0,,0.0,,,,,,,,,1.0,0.5,\n"
+        + f"{files[0]},rrf,1,1,0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,12.0,,0.0,,,,,,,,,,,1.0,0.5,\n"
     )
 
 
@@ -198,7 +200,7 @@ def test_qa_eval_prints_every_metric_and_adds_a_csv_row(tmp_path, monkeypatch):
         "answer@1 0.250   answer@3 0.500   answer@5 0.500   answer@10 0.500   top passage 4 characters on average",
         "primary: answer@1 0.250",
     ]
-    row = "6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25,,,,,,,,,0.3333,0.0,\n"
+    row = "6,4,2,0.25,0.75,0.75,0.75,0.25,0.5,0.5,0.5,0.4583,0.5327,3.8,0.5,0.25,,,,,,,,,,,0.3333,0.0,\n"
     assert results.read_text(encoding="utf-8") == f"{HEADER}{questions},sections,{row}{tmp_path / 's.json'},rrf,{row}"
 
 
@@ -346,19 +348,23 @@ STARD_ANSWERS = [
 
 def test_article_metrics_are_exact_on_a_hand_made_set():
     assert [len(article_windows(text)) for text in (A, B, G)] == [2, 2, 1]  # 40 characters: [0:20], [20:40]; G 29
-    report = evaluate(STARD_QUESTIONS, STARD_ANSWERS)
+    report = evaluate(STARD_QUESTIONS, STARD_ANSWERS, ranked=ARTICLE_RANKED)
     assert (report.questions, report.in_scope, report.out_of_scope, report.primary) == (5, 4, 1, "hit@5")
-    # r, the rank of the first passage that retrieves a relevant article: s1 1, s2 2, s3 3, s4 none within 10.
+    # r, the rank of the first passage that retrieves a relevant article: s1 1, s2 2, s3 3, s4 11.
     assert report.metrics == {
         "hit@1": 0.25,  # s1
         "hit@3": 0.75, "hit@5": 0.75, "hit@10": 0.75,  # s1, s2, s3
+        "hit@100": 1.0,  # and s4
         "recall@1": 0.125,  # (1/2 + 0 + 0 + 0) / 4
         "recall@3": 0.5417,  # (1/2 + 1 + 2/3 + 0) / 4 = 2.1667 / 4
         "recall@5": 0.6667,  # (2/2 + 1 + 2/3 + 0) / 4 = 2.6667 / 4
         "recall@10": 0.75,  # (1 + 1 + 3/3 + 0) / 4
+        "recall@100": 1.0,  # (1 + 1 + 3/3 + 1) / 4
         "mrr@10": 0.4583,  # (1/1 + 1/2 + 1/3 + 0) / 4
     }
     assert list(report.metrics) == list(ARTICLE_METRICS)
+    # Asked for 10 passages (the default), no figure at 100 is made up from them.
+    assert list(evaluate(STARD_QUESTIONS, STARD_ANSWERS).metrics) == [key for key in ARTICLE_METRICS if not key.endswith("@100")]
     assert report.misses == ["s4"]  # no relevant article in the top 5
     assert report.declined == 0.0 and report.wrongly_declined == 0.25  # o1 answered; s4 not found
     # Correct: a relevant article among the first 3 passages: s1, s2, s3; not s4, never o1.
@@ -502,7 +508,7 @@ def test_qa_eval_prints_the_article_metrics_and_the_reliability_table(tmp_path, 
     # No doc@k, passage@k nor ndcg@10 for a .jsonl; the top passages of s1-s4: (40 + 2 + 2 + 2) / 4 characters.
     assert results.read_text(encoding="utf-8") == (
         HEADER + f"{tmp_path / 'stard.jsonl'};{tmp_path / 'out.tsv'},sections,5,4,1,,,,,,,,,0.4583,,11.5,0.0,0.25,"
-        "0.25,0.75,0.75,0.75,0.125,0.5417,0.6667,0.75,0.6667,0.288,2/5\n"
+        "0.25,0.75,0.75,0.75,,0.125,0.5417,0.6667,0.75,,0.6667,0.288,2/5\n"
     )
 
 
@@ -571,9 +577,9 @@ def test_a_real_stard_evaluation_over_a_tiny_library(tmp_path, embedder):
     # its recall@1 is 1/2, and within 10 of the library's few passages it is found.
     assert (report.questions, report.in_scope, report.out_of_scope) == (4, 3, 1)
     assert report.metrics == {
-        "hit@1": 1.0, "hit@3": 1.0, "hit@5": 1.0, "hit@10": 1.0,
+        "hit@1": 1.0, "hit@3": 1.0, "hit@5": 1.0, "hit@10": 1.0, "hit@100": 1.0,
         "recall@1": 0.8333,  # (1 + 1/2 + 1) / 3
-        "recall@3": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr@10": 1.0,
+        "recall@3": 1.0, "recall@5": 1.0, "recall@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0,
     }
     assert sum(row["n"] for row in report.reliability) == 4 and report.misses == []
     assert sorted(report.outcomes) == ["in-scope", "in-scope zh-Hans", "out-of-scope", "out-of-scope far", "out-of-scope zh-Hans"]
