@@ -71,7 +71,7 @@ class Assistant:
         self.embedder = embedder or Embedder.from_config(config)
         # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/fusion.py).
         self.second = SecondEncoder()
-        self._beside = ThreadPoolExecutor(1, thread_name_prefix="second-encoder")  # see ask_many
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="second-encoder")  # see _search
         self.shipped_calibration = load_calibration()
         # The served index, its retriever, its background and the calibration that judges on it, replaced together in one assignment.
         self._served: tuple[PassageIndex, HybridRetriever, Background, Calibration] | None = None
