@@ -17,8 +17,9 @@ Three formats of question set (see ../shared/eval/README.md and ../shared/eval/s
 Each question is asked for `RANKED` (10) passages, a STARD-format one for `ARTICLE_RANKED` (100). What
 is relevant, as in sentence-transformers' InformationRetrievalEvaluator: for a TSV or SQuAD file one
 document per question, the one that holds the answer, that is the case (TSV: a passage whose section
-starts with the question's case number) or the paragraph's document (SQuAD). A passage retrieves its document; r is the rank of the first
-passage from the right document. Over the in-scope questions, for k in KS = 1, 3, 5, 10:
+starts with the question's case number) or the paragraph's document (SQuAD). A passage retrieves its
+document; r is the rank of the first passage from the right document. Over the in-scope questions,
+for k in KS = 1, 3, 5, 10:
 
     doc@k        share with r <= k: the right document (the case, for a TSV) among the top k passages'
     passage@k    share with one of the top k passages from the right document whose text, whitespace
