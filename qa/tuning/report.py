@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HELD_OUT_METRICS = ("hit@5", "recall@10", "mrr@10")
-SHOWN_METRICS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "mrr@10")
+SHOWN_METRICS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "recall@100", "mrr@10")
 GENERAL_METRIC = "doc@1"
 CARD_FILE = "tune.json"
 

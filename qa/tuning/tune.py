@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
 from qa.errors import TuneError
-from qa.evaluation import evaluate, evaluate_file, fold_of
+from qa.evaluation import ARTICLE_RANKED, evaluate, evaluate_file, fold_of
 from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
 from qa.tuning.pairs import Labels, PassageFinder, read_labels
 from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
@@ -56,7 +56,6 @@ def tune(
     them and goes on without those lines), no question in the held-out fold or none to train on, or an output
     that may not be written."""
     from qa.assistant import Assistant
-    from qa.evaluation import RANKED
 
     output, tuned_index = Path(output), Path(tuned_index)
     check_output(config, output, tuned_index)
@@ -85,7 +84,7 @@ def tune(
     if state is None or state["questions"] != [q.id for q in labels.questions] or state["settings"] != settings.to_json():
         say(f"asking the {len(labels.questions)} labelled questions of {config.index_dir} (the hard negatives and the figures before)")
         started = time.monotonic()
-        answers = ask_all(labels.questions, lambda texts: assistant.ask_many(texts, RANKED))
+        answers = ask_all(labels.questions, lambda texts: assistant.ask_many(texts, ARTICLE_RANKED))  # as `qa eval` asks them
         negatives = {q.id: mined_negatives(q, a, finder) for q, a in zip(labels.questions, answers)}
         found = triplets(training, negatives, finder, settings.hard_negatives, settings.seed)
         before = _figures(labels, held, training, answers)
@@ -122,7 +121,7 @@ def tune(
     tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index))
     tuned.rebuild(build_progress)
     report.seconds["tuned index"] = time.monotonic() - started
-    answers = ask_all(labels.questions, lambda texts: tuned.ask_many(texts, RANKED))
+    answers = ask_all(labels.questions, lambda texts: tuned.ask_many(texts, ARTICLE_RANKED))
     report.after.update(_figures(labels, held, training, answers))
     _save_card(report, plan)
     shutil.rmtree(work, ignore_errors=True)
@@ -156,10 +155,11 @@ def check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]
 
 
 def _figures(labels: Labels, held, training, answers) -> dict[str, dict[str, float]]:
-    """qa eval's metrics of the held-out and training questions, from the answers to all of `labels.questions`."""
+    """qa eval's metrics of the held-out and training questions, from the answers to all of `labels.questions`
+    (asked for ARTICLE_RANKED passages, so recall@100 among them)."""
     by_id = {q.id: a for q, a in zip(labels.questions, answers)}
     return {
-        name: evaluate([q.eval_question() for q in group], [by_id[q.id] for q in group]).metrics
+        name: evaluate([q.eval_question() for q in group], [by_id[q.id] for q in group], ranked=ARTICLE_RANKED).metrics
         for name, group in (("held-out", held), ("in-sample", training))
     }
 
