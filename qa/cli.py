@@ -436,7 +436,7 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
 @MODEL_OPTION
 @click.option("--fold", default="1/5", show_default=True, metavar="I/N",
               help="Hold out fold I of N (the folds of `qa eval --fold`) and train on the others.")
-@click.option("--epochs", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 100), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(2, 1024), default=32, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=5e-5, show_default=True)
 @click.option("--general", type=click.Path(path_type=Path, dir_okay=False),

@@ -37,7 +37,9 @@ CHECKPOINT = "checkpoint.pt"
 class TuneSettings:
     """How `qa tune` trains and what it holds out. The defaults are what the README's figures were measured with."""
 
-    epochs: int = 1
+    # Two: on the statute library's held-out fold, two epochs beat one on every figure (hit@5 0.658 against
+    # 0.641, recall@100 0.877 against 0.859) and cost CMRC's doc@1 0.007 against 0.006 (README).
+    epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 5e-5
     warmup: float = 0.1  # share of the steps over which the learning rate rises from 0
