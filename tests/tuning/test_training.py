@@ -81,7 +81,7 @@ def test_a_tiny_tune_changes_the_model_and_ranks_its_own_pairs_higher(tmp_path):
 @pytest.mark.slow  # ~25 s: two loads of the model and 4 steps
 def test_a_stopped_tune_goes_on_from_its_checkpoint(tmp_path):
     triplets = article_triplets()
-    settings = TuneSettings(batch_size=8, checkpoint_every=100)
+    settings = TuneSettings(epochs=1, batch_size=8, checkpoint_every=100)
     output, work = tmp_path / "tuned", tmp_path / "work"
     work.mkdir()
 

@@ -88,7 +88,7 @@ def library(tmp_path_factory):
     return folder
 
 
-@pytest.mark.slow  # ~2 min on 2 shared cores: two builds of 101 passages, 15 questions asked twice, 2 training steps
+@pytest.mark.slow  # ~2 min on 2 shared cores: two builds of 101 passages, 15 questions asked twice, 4 training steps (2 epochs)
 def test_a_tiny_tune_from_start_to_end(library, tmp_path):
     questions = tmp_path / "questions.jsonl"
     shutil.copy(DATA / "questions.jsonl", questions)
