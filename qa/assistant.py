@@ -146,7 +146,9 @@ class Assistant:
         and English re-ranking ask it) in a thread while e5 encodes them: ONNX Runtime holds neither the GIL
         nor BLAS, so the second encoder's ~3 ms a question is hidden. It is waited for before the search,
         whose numpy products set BLAS threads through threadpoolctl as the second encoder does, which
-        OpenBLAS does not support from two threads at once."""
+        OpenBLAS does not support from two threads at once. Here, not in HybridRetriever.read: a build reads
+        its background questions through a retriever whose second encoder writes the build's SQLite embedding
+        cache, which only the thread that opened it may use (tried: every build failed)."""
         if not retriever.passages or retriever.second is None:
             return retriever.search_many(questions, k, written, within=scope)
         beside = self._beside.submit(retriever.second.questions, written)
