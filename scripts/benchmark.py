@@ -22,8 +22,9 @@ Sections (--only picks some):
            each variant's cosine to sentence-transformers' float32.
   ask      one-shot `qa ask "question"` processes over the seed index (start-up included): p50 of
            `--ask-rounds` runs; with `--compare`, the other checkouts' in turns with this one's. Then
-           what one more question costs in one `qa ask --json -` process (80 held-out seed questions
-           against one), and the question encoder alone on the same questions.
+           what one more question costs in one `qa ask --json -` process (80 held-out seed questions,
+           timed as their answers arrive, the first to the last), and the question encoder alone on the
+           same questions.
   page     app.py started on a free 127.0.0.1 port over a built index with the model converted (a
            warm start): seconds until gradio_client gets its first answer, then the latency of
            answers through the API; the page's peak memory. `--compare CHECKOUT` also starts another
