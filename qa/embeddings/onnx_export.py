@@ -12,14 +12,15 @@ ONNX Runtime computes exactly what sentence-transformers computes; tokenising st
 model's own tokenizer.json (`tokenizers`). It is traced with the transformer's eager attention, the
 pattern onnxruntime's transformer optimiser recognises: for BERT-like models (XLM-R, the bundled
 model's, included) it fuses each layer's attention, GELU and layer norms into single operators
-(1,306 nodes become 139). A question then takes ~15% less time and a passage ~20% (the bundled model
-on 2 threads, measured in turns: 10.2 against 12.0 ms; 20.7 against 17.4 statute passages a second).
-The fused graph is checked as the traced one is, and kept only if it passes. The weights lie in a .data file beside the graph, which
+(1,306 nodes become 139). A question then takes ~15% less time, a 250-character passage ~20%, the
+statute library's shorter passages ~3% (the bundled model on 2 threads, in turns: 10.2 against 12.0
+ms; 20.7 against 17.4 and 36.8 against 35.7 passages a second). The fused graph is checked as the
+traced one is, and kept only if it passes. The weights lie in a .data file beside the graph, which
 ONNX Runtime maps into memory (a session loads in a tenth of the time, and holds a sixth of the
-memory). Before it is used, the export is checked: on texts in
-simplified and traditional Chinese and English, short and cut at the token limit, alone and in padded
-batches, every vector must have cosine >= PARITY to sentence-transformers' float32 vector, or the
-export is refused, and the project says so and encodes with torch instead.
+memory). Before it is used, the export is checked: on texts in simplified and traditional Chinese
+and English, short and cut at the token limit, alone and in padded batches, every vector must have
+cosine >= PARITY to sentence-transformers' float32 vector, or the export is refused, and the project
+says so and encodes with torch instead.
 
 model_int8.onnx has its linear layers' weights dynamically quantised to 8 bits (onnxruntime's
 quantize_dynamic): 2-3 times faster again, but its vectors move (cosine ~0.98), so it is used only
