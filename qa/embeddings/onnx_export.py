@@ -1,9 +1,9 @@
 """Write a sentence-transformers model as ONNX, checked against the model itself, for ONNX Runtime.
 
 Questions and passages are encoded by ONNX Runtime (qa/embeddings/onnx_encoder.py): on 2 cores it
-takes about half sentence-transformers' time for a question and gives 1.25 times its passages per
-second on a quiet machine, 1.6-2.6 times on a busy one (scripts/bench_encoders.py), and answering a
-question never imports torch. The export is made once
+encodes a question 2.7 times as fast as sentence-transformers and 1.25-1.4 times its passages per
+second on a quiet machine, 1.6-2.6 times on a busy one (scripts/benchmark.py --only model,
+scripts/bench_encoders.py), and answering a question never imports torch. The export is made once
 per model, with torch, when the model is installed (`qa model install`) or first used:
 
     model folder --export()--> <folder>/onnx/  model.onnx(.data), model_int8.onnx(.data), export.json
