@@ -139,7 +139,8 @@ def export(model, model_folder: Path, say: Callable[[str], None] | None = None) 
             say("exporting the embedding model to ONNX (once per model)")
             record.update(_trace(model, work / FLOAT32_FILE))
             say("checking the export against sentence-transformers")
-            record["parity"] = _parity(model, work / FLOAT32_FILE, record)
+            reference = _Reference(model, record)
+            record["parity"] = reference.parity(work / FLOAT32_FILE)
             if record["parity"] < PARITY:
                 raise ExportRefused(
                     f"its vectors differ from sentence-transformers' (cosine {record['parity']:.6f} < {PARITY})"
@@ -148,13 +149,13 @@ def export(model, model_folder: Path, say: Callable[[str], None] | None = None) 
             say("quantising a copy to 8 bits")
             try:  # from the traced graph: the quantiser cannot read the fused one's operators
                 _quantise(work / FLOAT32_FILE, work / INT8_FILE)
-                record["int8_parity"] = _parity(model, work / INT8_FILE, record)
+                record["int8_parity"] = reference.parity(work / INT8_FILE)
                 _weights_apart(work / INT8_FILE)
             except ExportRefused as refusal:  # float32 still serves; only QA_PRECISION=int8 is refused
                 (work / INT8_FILE).unlink(missing_ok=True)
                 record["int8_refused"] = str(refusal)
             say("fusing its attention for ONNX Runtime")
-            record["fused"] = _fuse(model, work / FLOAT32_FILE, record)
+            record["fused"] = _fuse(model, work / FLOAT32_FILE, reference)
             _weights_apart(work / FLOAT32_FILE)
         except ExportRefused as refusal:
             record["refused"] = str(refusal)
@@ -238,7 +239,7 @@ def _eager_attention(transformer):
             transformer.set_attn_implementation(loaded)
 
 
-def _fuse(model, path: Path, record: dict) -> list[str]:
+def _fuse(model, path: Path, reference: _Reference) -> list[str]:
     """Replace the traced graph at `path` by onnxruntime's fusion of it (attention, GELU, layer norms)
     where the architecture is one the optimiser fuses as BERT and the fused graph passes the parity
     check; returns the operators fused, [] where the traced graph stays."""
@@ -256,7 +257,7 @@ def _fuse(model, path: Path, record: dict) -> list[str]:
         operators = sorted(name for name, count in fused.get_fused_operator_statistics().items() if count)
         if operators:
             fused.save_model_to_file(str(fused_path))
-            if _parity(model, fused_path, record) >= PARITY:
+            if reference.parity(fused_path) >= PARITY:
                 fused_path.replace(path)
                 return operators
     except Exception:  # the optimiser raises many types for a graph it does not know; the traced one serves
@@ -265,21 +266,32 @@ def _fuse(model, path: Path, record: dict) -> list[str]:
     return []
 
 
-def _parity(model, path: Path, record: dict) -> float:
-    """The least cosine between the export's vectors and the model's, over PARITY_TEXTS with each prompt,
-    encoded alone and as one padded batch."""
-    from qa.embeddings.onnx_encoder import OnnxEncoder
+class _Reference:
+    """sentence-transformers' float32 vectors of PARITY_TEXTS with each of the model's prompts, encoded once
+    per export, against which each file written (traced, 8-bit, fused) is checked."""
 
-    encoder = OnnxEncoder(Path(model.tokenizer.name_or_path), path, record, threads=1)
-    least = 1.0
-    for prompt in ("", *record["prompts"].values()):
-        texts = [prompt + text for text in PARITY_TEXTS]
-        reference = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-        together = encoder.encode(texts)
-        alone = np.concatenate([encoder.encode([text]) for text in texts])
-        for vectors in (together, alone):
-            least = min(least, float(np.min(np.sum(vectors * reference, axis=1))))
-    return round(least, 7)
+    def __init__(self, model, record: dict):
+        self.model_folder = Path(model.tokenizer.name_or_path)
+        self.record = record
+        self.texts = [[prompt + text for text in PARITY_TEXTS] for prompt in ("", *record["prompts"].values())]
+        self.vectors = [
+            model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            for texts in self.texts
+        ]
+
+    def parity(self, path: Path) -> float:
+        """The least cosine between the vectors of the export at `path` and the model's, the texts encoded
+        alone and as one padded batch."""
+        from qa.embeddings.onnx_encoder import OnnxEncoder
+
+        encoder = OnnxEncoder(self.model_folder, path, self.record, threads=1)
+        least = 1.0
+        for texts, reference in zip(self.texts, self.vectors):
+            together = encoder.encode(texts)
+            alone = np.concatenate([encoder.encode([text]) for text in texts])
+            for vectors in (together, alone):
+                least = min(least, float(np.min(np.sum(vectors * reference, axis=1))))
+        return round(least, 7)
 
 
 def _weights_apart(path: Path) -> None:
