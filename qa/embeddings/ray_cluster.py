@@ -103,11 +103,13 @@ class RayEmbedding:
               ) -> Iterator[tuple[list[str], np.ndarray, str, np.ndarray]]:
         """Yield (texts, vectors, cache name of what made them, the second encoder's vectors) batch by
         batch, in the order batches finish."""
+        from qa.embeddings.model import passage_model
+
         ray = _ray()
         actors, gpus = self.workers()
         actors = min(actors, max(1, -(-len(texts) // self.config.batch_size)))  # no idle replicas loading a model
         config = self.config
-        settings = {"model_name": config.model, "device": "cuda" if gpus else config.device,
+        settings = {"model_name": passage_model(config.model), "device": "cuda" if gpus else config.device,
                     "batch_size": config.batch_size, "precision": config.precision}
         # Blocks are what Ray Data hands out to the replicas: enough for each replica to have several
         # (one block went to one replica), few enough that a block is not a trickle (about 1,024 passages

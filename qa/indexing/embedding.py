@@ -44,7 +44,8 @@ def passage_vectors(
 ) -> tuple[np.ndarray, int, int, dict[str, int]]:
     """The vector of every text, from the cache or the embedder (on Ray when `config.ray_address` is
     set); returns (vectors, texts embedded, passages reused, passages by the cache name of what made
-    their vectors)."""
+    their vectors). Passages are the passage model's to encode (`Embedder.passages`)."""
+    embedder = embedder.passages
     cached = cache.get(texts)  # the model's own vectors, under embedder.cache_name
     if len({len(vector) for vector in cached if vector is not None}) > 1:
         cache.clear()  # vectors of two dimensions under one name: the model changed behind it

@@ -68,6 +68,15 @@ def _figure(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+_LOSSES = {
+    "questions": "Only the questions' encoder learned; the passages keep the base model's vectors (passage_model.json names\n"
+                 "the model that encodes them). Loss: a softmax over every passage of the index, the question's labelled\n"
+                 "passages the right answers; word embeddings frozen unless the settings say otherwise.",
+    "both": "Loss: MultipleNegativesRankingLoss (in-batch negatives and one hard negative per pair, mined from the project's\n"
+            "own retrieval over the index built with the base model); word embeddings frozen unless the settings say otherwise.",
+}
+
+
 def write_card(report: TuneReport) -> None:
     """Write README.md and CARD_FILE into the tuned model's folder (each replaced whole)."""
     facts = report.to_json()
@@ -96,8 +105,7 @@ Verdict: {verdict}.
 {counts}
 
 ## Settings
-Loss: MultipleNegativesRankingLoss (in-batch negatives and one hard negative per pair, mined from the project's
-own retrieval over the index built with the base model); word embeddings frozen unless the settings say otherwise.
+{_LOSSES[report.settings.get("side", "both")]}
 {settings}
 
 ## Figures (before → after, over the whole library; the tuned model's index: {report.index})

@@ -1,4 +1,9 @@
-"""`qa tune` from start to end: labels → held-out fold → hard negatives → training → tuned index → figures → card.
+"""`qa tune` from start to end: labels → held-out fold → (hard negatives →) training → tuned index → figures → card.
+
+A tune of the questions' encoder (the default, qa/tuning/training.py) trains against the vectors of the index in
+use and writes a model that names its passage model (qa/embeddings/model.py PASSAGE_MODEL_FILE); its index starts
+from a copy of the index's embedding cache, so building it embeds no passage again. A tune of both sides mines a
+hard negative for each pair first, and its index embeds every passage with the tuned model.
 
 Each stage keeps what it made in a work folder beside the output (`.NAME.tune/`), so a stopped tune, run again
 with the same command, goes on where it stopped: the triplets and the "before" figures are read back, training
@@ -10,18 +15,23 @@ replaced: only a folder this tune made itself (its card names the same plan) is 
 """
 
 import json
+import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
+from qa.embeddings.cache import CACHE_FILE
+from qa.embeddings.model import PASSAGE_MODEL_FILE
 from qa.errors import TuneError
 from qa.evaluation import ARTICLE_RANKED, evaluate, evaluate_file, fold_of
 from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
 from qa.tuning.pairs import Labels, PassageFinder, read_labels
 from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
-from qa.tuning.training import StepProgress, TuneSettings, plan_hash, train
+from qa.tuning.training import StepProgress, TuneSettings, plan_hash, question_plan, train, train_questions
 
 MAX_LISTED = 30  # problems listed in the error; the rest counted
 
@@ -82,11 +92,14 @@ def tune(
     saved = work / "before.json"
     state = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else None
     if state is None or state["questions"] != [q.id for q in labels.questions] or state["settings"] != settings.to_json():
-        say(f"asking the {len(labels.questions)} labelled questions of {config.index_dir} (the hard negatives and the figures before)")
+        why = "the hard negatives and the figures before" if settings.side == "both" else "the figures before"
+        say(f"asking the {len(labels.questions)} labelled questions of {config.index_dir} ({why})")
         started = time.monotonic()
         answers = ask_all(labels.questions, lambda texts: assistant.ask_many(texts, ARTICLE_RANKED))  # as `qa eval` asks them
-        negatives = {q.id: mined_negatives(q, a, finder) for q, a in zip(labels.questions, answers)}
-        found = triplets(training, negatives, finder, settings.hard_negatives, settings.seed)
+        found = []
+        if settings.side == "both":
+            negatives = {q.id: mined_negatives(q, a, finder) for q, a in zip(labels.questions, answers)}
+            found = triplets(training, negatives, finder, settings.hard_negatives, settings.seed)
         before = _figures(labels, held, training, answers)
         if general is not None:
             say(f"measuring {config.model} on {general}")
@@ -95,17 +108,28 @@ def tune(
                  "triplets": [t.to_json() for t in found], "seconds": time.monotonic() - started}
         (work / "before.json").write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
     report.before = state["before"]
-    report.seconds["asking and mining"] = state["seconds"]
-    found = [Triplet.from_json(row) for row in state["triplets"]]
-    report.counts["training triplets"] = len(found)
-    plan = plan_hash(config.model, found, settings)
+    report.seconds["asking and mining" if settings.side == "both" else "asking"] = state["seconds"]
+    if settings.side == "questions":
+        vectors = assistant.index.vector_matrix()
+        pairs = [(q.question, q.positives) for q in training]
+        plan = question_plan(config.model, pairs, vectors, settings)
+    else:
+        found = [Triplet.from_json(row) for row in state["triplets"]]
+        report.counts["training triplets"] = len(found)
+        plan = plan_hash(config.model, found, settings)
     card = read_card(output) if output.exists() else None
     if output.exists() and (card is None or card.get("plan") != plan):
         raise TuneError(f"{output} exists: a tune never replaces a folder; give a new --output folder")
     if card is None:
-        say(f"training on {len(found)} triplets of {len(training)} questions ({settings.epochs} epoch(s), batches of {settings.batch_size})")
         started = time.monotonic()
-        train(config.model, found, output, work, settings, step_progress, say)
+        if settings.side == "questions":
+            say(f"training the questions' encoder on {len(training)} questions against the {len(vectors)} passages of "
+                f"{config.index_dir} ({settings.epochs} epoch(s), batches of {settings.batch_size})")
+            names = {PASSAGE_MODEL_FILE: json.dumps({"passage_model": _passage_model(assistant)}, ensure_ascii=False) + "\n"}
+            train_questions(config.model, pairs, vectors, output, work, settings, step_progress, say, files=names)
+        else:
+            say(f"training on {len(found)} triplets of {len(training)} questions ({settings.epochs} epoch(s), batches of {settings.batch_size})")
+            train(config.model, found, output, work, settings, step_progress, say)
         report.seconds["training"] = time.monotonic() - started
         _save_card(report, plan)
     else:
@@ -114,10 +138,14 @@ def tune(
         say(f"{output} is this tune's model, trained already: going on with its index")
     if general is not None and "general" not in report.after:  # before the library's index, the longest stage: a stopped tune has this figure already
         say(f"measuring the tuned model on {general}")
+        if settings.side == "questions":
+            _copy_cache(work / "general-before", work / "general-after")
         report.after["general"] = _general(config, str(output), general, work / "general-after")
         _save_card(report, plan)
     say(f"building the library's index with the tuned model in {tuned_index}")
     started = time.monotonic()
+    if settings.side == "questions":
+        _copy_cache(config.index_dir, tuned_index)  # its passages' vectors are the index's: none is embedded again
     tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index))
     tuned.rebuild(build_progress)
     report.seconds["tuned index"] = time.monotonic() - started
@@ -126,6 +154,25 @@ def tune(
     _save_card(report, plan)
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _passage_model(assistant) -> str:
+    """The name of the model that encodes the index's passages, a local folder by its absolute path."""
+    name = assistant.embedder.passages.model_name
+    return str(Path(name).expanduser().resolve()) if name != DEFAULT_MODEL_NAME and Path(name).expanduser().exists() else name
+
+
+def _copy_cache(index_dir: Path, tuned_index: Path) -> None:
+    """Start the tuned index's embedding cache as a copy of the index's (SQLite's backup: whole, even while
+    another process writes it), unless it has one already (a stopped tune, gone on with)."""
+    source, target = Path(index_dir) / CACHE_FILE, Path(tuned_index) / CACHE_FILE
+    if target.exists() or not source.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(partial)) as writing:
+        reading.backup(writing)
+    os.replace(partial, target)
 
 
 def _save_card(report: TuneReport, plan: str) -> None:

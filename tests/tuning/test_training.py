@@ -1,5 +1,6 @@
 """Training (qa/tuning/training.py): batches without a right answer counted wrong; a tiny real tune of the bundled
-model that ranks its own pairs higher; a stopped tune that goes on from its checkpoint."""
+model that ranks its own pairs higher, of both sides and of the questions' side alone; a stopped tune that goes
+on from its checkpoint."""
 
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from qa.config import DEFAULT_MODEL_NAME
 from qa.errors import TuneInterrupted
 from qa.tuning.negatives import Triplet
-from qa.tuning.training import CHECKPOINT, TuneSettings, batches, train
+from qa.tuning.training import CHECKPOINT, TuneSettings, batches, train, train_questions
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -98,3 +99,50 @@ def test_a_stopped_tune_goes_on_from_its_checkpoint(tmp_path):
     assert said == [f"going on from the checkpoint in {work}: step 1 of 4"]
     assert steps == [2, 3, 4]
     assert (output / "model.safetensors").is_file()
+
+
+@pytest.mark.slow  # ~100 s on 2 shared cores: the tuned model's ONNX export is most of it
+def test_a_questions_tune_ranks_its_own_pairs_higher_against_the_same_passage_vectors(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from qa.embeddings.model import PASSAGE_MODEL_FILE, Embedder, passage_model
+    from qa.tuning.training import load_model
+
+    triplets = article_triplets()
+    base = load_model(DEFAULT_MODEL_NAME)
+    passages = list(dict.fromkeys(t for triplet in triplets for t in (triplet.positive, triplet.negative)))
+    vectors = base.encode(passages, prompt_name="passage", normalize_embeddings=True)
+    rows: dict[str, list[int]] = {}
+    for triplet in triplets:
+        rows.setdefault(triplet.question, []).append(passages.index(triplet.positive))
+    questions = list(rows.items())
+    assert len(questions) == 14  # one question's only article is the next one's negative: no triplet
+
+    def first_ranks(model) -> list[int]:
+        asked = model.encode([question for question, _ in questions], prompt_name="query", normalize_embeddings=True)
+        scores = asked @ vectors.T
+        return [int((scores[i] > scores[i, right].max()).sum()) + 1 for i, (_, right) in enumerate(questions)]
+
+    named = {PASSAGE_MODEL_FILE: json.dumps({"passage_model": DEFAULT_MODEL_NAME})}
+    output = train_questions(DEFAULT_MODEL_NAME, questions, vectors, tmp_path / "tuned", tmp_path / "work",
+                             TuneSettings(epochs=3, batch_size=8, learning_rate=1e-4), files=named)
+    tuned = SentenceTransformer(str(output), device="cpu")
+    assert sum(first_ranks(tuned)) < sum(first_ranks(base))
+    assert tuned.prompts == base.prompts and tuned.max_seq_length == base.max_seq_length
+    assert not (tmp_path / "work" / CHECKPOINT).exists()
+    # The tuned folder encodes questions; its passages are the base model's, filed under the base model's name.
+    assert passage_model(str(output)) == DEFAULT_MODEL_NAME
+    served = Embedder(str(output))
+    assert served.passages.model_name == DEFAULT_MODEL_NAME
+    assert served.cache_name_for("float32") == DEFAULT_MODEL_NAME
+    assert np.min(np.sum(served.embed_passages(passages[:4]) * vectors[:4], axis=1)) > 0.9999
+    assert np.min(np.sum(served.embed_questions(["谁可以成为个体工商户？"]) * tuned.encode(
+        ["谁可以成为个体工商户？"], prompt_name="query", normalize_embeddings=True), axis=1)) > 0.9999
+
+
+def test_an_unknown_side_is_refused():
+    from qa.errors import TuneError
+
+    with pytest.raises(TuneError, match="unknown side 'passages': choose one of questions, both"):
+        TuneSettings(side="passages")
+    assert TuneSettings().epochs == 3 and TuneSettings(side="both").epochs == 2 and TuneSettings(epochs=5).epochs == 5

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.config import Config, model_dir
+from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
+from qa.embeddings.model import PASSAGE_MODEL_FILE
 from qa.errors import TuneError
 from qa.tuning.report import TuneReport, read_card, write_card
 from qa.tuning.tune import check_output
@@ -88,14 +89,15 @@ def library(tmp_path_factory):
     return folder
 
 
-@pytest.mark.slow  # ~2 min on 2 shared cores: two builds of 101 passages, 15 questions asked twice, 4 training steps (2 epochs)
-def test_a_tiny_tune_from_start_to_end(library, tmp_path):
+@pytest.mark.slow  # ~1-2 min each on 2 shared cores: a build of 101 passages, 15 questions asked twice, 3-6 training steps
+@pytest.mark.parametrize("side", ["questions", "both"])
+def test_a_tiny_tune_from_start_to_end(library, tmp_path, side):
     questions = tmp_path / "questions.jsonl"
     shutil.copy(DATA / "questions.jsonl", questions)
     with open(questions, "a", encoding="utf-8") as file:  # a line the command must report, not skip
         file.write('{"id": 7, "question": "没有条文"}\n')
     flags = ["--corpus", str(library / "corpus"), "--index", str(library / "index"), "--output", str(tmp_path / "tuned"),
-             "--batch-size", "8", "--learning-rate", "1e-4"]
+             "--side", side, "--batch-size", "8", "--learning-rate", "1e-4"]
     refused = run_qa("tune", str(questions), *flags)
     assert refused.exit_code == 1
     assert (f"Error: 1 line(s) of the labelled files cannot be used (fix them, or give --skip-problems to leave them out):\n"
@@ -105,8 +107,9 @@ def test_a_tiny_tune_from_start_to_end(library, tmp_path):
     result = run_qa("tune", str(questions), *flags, "--skip-problems")
     assert f'left out: {questions} line 16: missing "articles"' in result.output
     card = read_card(tmp_path / "tuned")
-    assert card["counts"] == {"questions": 15, "held-out questions": 5, "training questions": 10, "training pairs": 15,
-                              "lines left out": 1, "training triplets": 15}
+    counts = {"questions": 15, "held-out questions": 5, "training questions": 10, "training pairs": 15, "lines left out": 1}
+    assert card["counts"] == (counts if side == "questions" else {**counts, "training triplets": 15})
+    assert card["settings"]["side"] == side and card["settings"]["epochs"] == (3 if side == "questions" else 2)
     assert set(card["before"]) == set(card["after"]) == {"held-out", "in-sample"}
     # The in-sample questions were trained on: their ranking rises. Held out, the verdict follows the figures.
     assert card["after"]["in-sample"]["mrr@10"] > card["before"]["in-sample"]["mrr@10"]
@@ -116,8 +119,13 @@ def test_a_tiny_tune_from_start_to_end(library, tmp_path):
                 in result.output)
     else:
         assert result.exit_code == 1 and "QA_MODEL" not in result.output
-    assert (tmp_path / "tuned.index" / "current" / "manifest.json").is_file()
-    assert json.loads((tmp_path / "tuned.index" / "current" / "manifest.json").read_text())["model"] == str(tmp_path / "tuned")
+    manifest = json.loads((tmp_path / "tuned.index" / "current" / "manifest.json").read_text())
+    assert manifest["model"] == str(tmp_path / "tuned")
+    # A questions' tune keeps the passages' vectors: its index took all 101 from the copied cache, the base model's.
+    made_by = DEFAULT_MODEL_NAME if side == "questions" else str(tmp_path / "tuned")
+    assert manifest["passage_vectors"] == {made_by: 101}
+    assert (json.loads((tmp_path / "tuned" / PASSAGE_MODEL_FILE).read_text()) == {"passage_model": DEFAULT_MODEL_NAME}
+            if side == "questions" else not (tmp_path / "tuned" / PASSAGE_MODEL_FILE).exists())
     assert not (tmp_path / ".tuned.tune").exists()  # the work folder goes once the card is written
 
     again = run_qa("tune", str(questions), *flags[:-4], "--batch-size", "4", "--skip-problems")
