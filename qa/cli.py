@@ -478,8 +478,9 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
     if not report.installable:
         raise QAError(f"the tuned model is lower than {config.model} on the held-out fold ({', '.join(report.worse)}): "
                       f"not for use; it stays in {output} for a look, marked so in its card")
+    precision = f" QA_PRECISION={report.precision}" if report.precision != config.precision else ""
     click.echo(f"The tuned model is no worse on the held-out fold. To use it:\n"
-               f"  export QA_MODEL={shlex.quote(str(output.resolve()))} QA_INDEX={shlex.quote(str(tuned_index.resolve()))}")
+               f"  export QA_MODEL={shlex.quote(str(output.resolve()))} QA_INDEX={shlex.quote(str(tuned_index.resolve()))}{precision}")
 
 
 @main.command()

@@ -34,6 +34,7 @@ class TuneReport:
     before: dict[str, dict[str, float]] = field(default_factory=dict)
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = "auto"  # QA_PRECISION of the tuned index: a questions' tune keeps its index's passage vectors
 
     @property
     def worse(self) -> list[str]:
@@ -49,7 +50,7 @@ class TuneReport:
         return {
             "base": self.base, "output": str(self.output), "index": str(self.index), "inputs": self.inputs,
             "settings": self.settings, "counts": self.counts, "before": self.before, "after": self.after,
-            "seconds": self.seconds, "worse": self.worse, "installable": self.installable,
+            "seconds": self.seconds, "precision": self.precision, "worse": self.worse, "installable": self.installable,
         }
 
     def table(self) -> list[str]:

@@ -56,8 +56,8 @@ class TuneSettings:
     epochs: int | None = None  # None: DEFAULT_EPOCHS of the side
     batch_size: int = 32
     learning_rate: float = 5e-5
-    # Questions side: the softmax's scale over cosines (1 / temperature).
-    scale: float = 50.0
+    # Questions side: the softmax's scale over cosines, 1 / temperature: e5 was trained at a temperature of 0.01.
+    scale: float = 100.0
     warmup: float = 0.1  # share of the steps over which the learning rate rises from 0
     max_seq_length: int = 128  # tokens a text is cut to while training (questions and the project's passages fit)
     freeze_word_embeddings: bool = True

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
+from qa.config import DEFAULT_MODEL_NAME, PRECISIONS, Config, model_dir
 from qa.embeddings.cache import CACHE_FILE
 from qa.embeddings.model import PASSAGE_MODEL_FILE
 from qa.errors import TuneError
@@ -83,7 +83,7 @@ def tune(
         raise TuneError(f"fold {held_fold}/{folds} holds {len(held)} of the {len(labels.questions)} labelled questions: "
                         "a tune needs questions both to train on and to hold out; label more questions")
     report = TuneReport(
-        base=config.model, output=output, index=tuned_index,
+        base=config.model, output=output, index=tuned_index, precision=config.precision,
         inputs=[str(p) for p in [*inputs, *([feedback] if feedback else [])]], settings=settings.to_json(),
         counts={"questions": len(labels.questions), "held-out questions": len(held), "training questions": len(training),
                 "training pairs": sum(len(q.positives) for q in training), "lines left out": len(labels.problems)},
@@ -146,7 +146,8 @@ def tune(
     started = time.monotonic()
     if settings.side == "questions":
         _copy_cache(config.index_dir, tuned_index)  # its passages' vectors are the index's: none is embedded again
-    tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index))
+        report.precision = _passage_precision(assistant)
+    tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index, precision=report.precision))
     tuned.rebuild(build_progress)
     report.seconds["tuned index"] = time.monotonic() - started
     answers = ask_all(labels.questions, lambda texts: tuned.ask_many(texts, ARTICLE_RANKED))
@@ -160,6 +161,14 @@ def _passage_model(assistant) -> str:
     """The name of the model that encodes the index's passages, a local folder by its absolute path."""
     name = assistant.embedder.passages.model_name
     return str(Path(name).expanduser().resolve()) if name != DEFAULT_MODEL_NAME and Path(name).expanduser().exists() else name
+
+
+def _passage_precision(assistant) -> str:
+    """The precision most of the index's passage vectors were made in: the tuned index takes them from the cache
+    as they are (they are what the questions' encoder learned against), and a later rebuild must ask for them so."""
+    made = assistant.index.manifest.get("passage_vectors") or {}
+    by_name = {assistant.embedder.passages.cache_name_for(p): p for p in PRECISIONS if p != "auto"}
+    return by_name.get(max(made, key=made.get), assistant.config.precision) if made else assistant.config.precision
 
 
 def _copy_cache(index_dir: Path, tuned_index: Path) -> None:
