@@ -17,6 +17,7 @@ from qa.errors import QuestionError
 from qa.indexing.changes import CorpusChanges, corpus_changes
 from qa.indexing.pipeline import build_index
 from qa.indexing.report import BuildReport, Progress
+from qa.search.fusion import with_model_weights
 from qa.search.retrieval import HybridRetriever
 from qa.store.base import PassageIndex
 from qa.store.folder import load_index
@@ -67,7 +68,7 @@ class Assistant:
     """
 
     def __init__(self, config: Config, embedder: Embedder | None = None):
-        self.config = config
+        self.config = with_model_weights(config)  # a tuned model's own fusion weights (qa/search/fusion.py)
         self.embedder = embedder or Embedder.from_config(config)
         # The second opinion: on relevance (qa/decision/relevance.py) and on English questions' ranking (qa/search/fusion.py).
         self.second = SecondEncoder()

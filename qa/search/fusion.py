@@ -15,14 +15,40 @@ languages weakly, so the second encoder (qa/embeddings/second_encoder.py, USE-mu
 align translations) re-reads the `english_second_reads` best passages and takes `english_second_weight`
 of the dense evidence, passage and section, while the keyword evidence (through dictionary
 translations) weighs `english_keyword_weight`.
+
+A model tuned on a library (`qa tune`) carries the weights fitted with it on that library's training questions
+(WEIGHTS_FILE in its folder): a tuned encoder's dense evidence is stronger than the bundled model's, and the
+keyword share that suits the bundled model holds it back (`with_model_weights`).
 """
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from qa.config import Config
+from qa.errors import ModelError
 from qa.text import script
+
+WEIGHTS_FILE = "retrieval.json"  # in a tuned model's folder: {"keyword_weight": …, "section_weight": …, …}
+FITTED_WEIGHTS = ("keyword_weight", "section_weight")
+
+
+def with_model_weights(config: Config) -> Config:
+    """`config` with the FITTED_WEIGHTS its model's folder carries (WEIGHTS_FILE), if it carries any.
+    ModelError for a file that cannot be read or holds a weight outside 0..1."""
+    path = Path(config.model).expanduser() / WEIGHTS_FILE
+    if not path.is_file():
+        return config
+    try:
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+        weights = {name: float(fitted[name]) for name in FITTED_WEIGHTS if name in fitted}
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelError(f"cannot read {path} (the retrieval weights fitted with this model): {error}") from None
+    if any(not 0 <= weight <= 1 for weight in weights.values()):
+        raise ModelError(f"{path}: a weight outside 0..1 ({weights}); run `qa tune` again or delete the file")
+    return config.with_overrides(**weights)
 
 
 @dataclass

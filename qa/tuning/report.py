@@ -35,6 +35,7 @@ class TuneReport:
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     precision: str = "auto"  # QA_PRECISION of the tuned index: a questions' tune keeps its index's passage vectors
+    weights: dict = field(default_factory=dict)  # the fusion weights fitted with the model (qa/tuning/weights.py)
 
     @property
     def worse(self) -> list[str]:
@@ -50,7 +51,7 @@ class TuneReport:
         return {
             "base": self.base, "output": str(self.output), "index": str(self.index), "inputs": self.inputs,
             "settings": self.settings, "counts": self.counts, "before": self.before, "after": self.after,
-            "seconds": self.seconds, "precision": self.precision, "worse": self.worse, "installable": self.installable,
+            "seconds": self.seconds, "precision": self.precision, "weights": self.weights, "worse": self.worse, "installable": self.installable,
         }
 
     def table(self) -> list[str]:
@@ -109,6 +110,9 @@ Verdict: {verdict}.
 {_LOSSES[report.settings.get("side", "both")]}
 {settings}
 
+## Retrieval weights
+{_weights(report.weights)}
+
 ## Figures (before → after, over the whole library; the tuned model's index: {report.index})
 Held-out: the questions of the held-out fold, never trained on; in-sample: the training folds; general: a general
 question set's doc@1, what the general model lost.
@@ -118,6 +122,13 @@ question set's doc@1, what the general model lost.
 ## Time
 {seconds}
 """)
+
+
+def _weights(weights: dict) -> str:
+    if not weights:
+        return "Not fitted yet: the defaults."
+    return (f"Keyword {weights['keyword_weight']}, section {weights['section_weight']} (retrieval.json), fitted on "
+            f"{weights['fitted on']}; every Assistant with this model takes them.")
 
 
 def read_card(folder: Path) -> dict | None:

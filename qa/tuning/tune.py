@@ -1,5 +1,8 @@
 """`qa tune` from start to end: labels → held-out fold → (hard negatives →) training → tuned index → figures → card.
 
+Once the tuned index is built, the keyword and section weights are fitted on the training questions and written
+into the tuned model's folder (qa/tuning/weights.py), and the figures after are asked with them.
+
 A tune of the questions' encoder (the default, qa/tuning/training.py) trains against the vectors of the index in
 use and writes a model that names its passage model (qa/embeddings/model.py PASSAGE_MODEL_FILE); its index starts
 from a copy of the index's embedding cache, so building it embeds no passage again. A tune of both sides mines a
@@ -28,10 +31,12 @@ from qa.embeddings.cache import CACHE_FILE
 from qa.embeddings.model import PASSAGE_MODEL_FILE
 from qa.errors import TuneError
 from qa.evaluation import ARTICLE_RANKED, evaluate, evaluate_file, fold_of
+from qa.search.fusion import WEIGHTS_FILE
 from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
 from qa.tuning.pairs import Labels, PassageFinder, read_labels
 from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
 from qa.tuning.training import StepProgress, TuneSettings, plan_hash, question_plan, train, train_questions
+from qa.tuning.weights import fit_weights, write_weights
 
 MAX_LISTED = 30  # problems listed in the error; the rest counted
 
@@ -147,9 +152,20 @@ def tune(
     if settings.side == "questions":
         _copy_cache(config.index_dir, tuned_index)  # its passages' vectors are the index's: none is embedded again
         report.precision = _passage_precision(assistant)
-    tuned = Assistant(config.with_overrides(model=str(output), index_dir=tuned_index, precision=report.precision))
+    tuned_config = config.with_overrides(model=str(output), index_dir=tuned_index, precision=report.precision)
+    tuned = Assistant(tuned_config)
     tuned.rebuild(build_progress)
     report.seconds["tuned index"] = time.monotonic() - started
+    weights = output / WEIGHTS_FILE
+    if not weights.exists():  # else fitted before a stop, and the index above was built with them
+        say(f"fitting the keyword and section weights on the {len(training)} training questions")
+        started = time.monotonic()
+        write_weights(output, fit_weights(tuned_config, training, tuned.embedder, say))
+        report.seconds["weights"] = time.monotonic() - started
+        tuned = Assistant(tuned_config, tuned.embedder)  # takes them
+        say("measuring the index's background again with those weights")
+        tuned.rebuild(build_progress)
+    report.weights = json.loads(weights.read_text(encoding="utf-8"))
     answers = ask_all(labels.questions, lambda texts: tuned.ask_many(texts, ARTICLE_RANKED))
     report.after.update(_figures(labels, held, training, answers))
     _save_card(report, plan)

@@ -237,3 +237,25 @@ def test_a_one_passage_corpus(embedder):
         hits = retriever.search("低散乱", 5)
         assert [hit.passage for hit in hits] == [passage]
         assert hits[0].keyword == 1.0 and hits[0].coverage == 1.0
+
+
+def test_a_tuned_models_fitted_weights_replace_the_defaults_and_a_bad_file_is_a_named_error(tmp_path):
+    import json
+
+    from qa.errors import ModelError
+    from qa.search.fusion import WEIGHTS_FILE, with_model_weights
+
+    model = tmp_path / "tuned"
+    model.mkdir()
+    config = Config(model=str(model))
+    assert with_model_weights(config) == config  # no file: the defaults
+    (model / WEIGHTS_FILE).write_text(json.dumps({"keyword_weight": 0.05, "section_weight": 0.1, "tried": []}))
+    fitted = with_model_weights(config)
+    assert (fitted.keyword_weight, fitted.section_weight) == (0.05, 0.1)
+    assert Assistant(config).config == fitted  # every Assistant with the model takes them
+    (model / WEIGHTS_FILE).write_text('{"keyword_weight": 3}')
+    with pytest.raises(ModelError, match="retrieval.json: a weight outside 0..1"):
+        with_model_weights(config)
+    (model / WEIGHTS_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read .*retrieval.json \\(the retrieval weights fitted with this model\\)"):
+        with_model_weights(config)

@@ -10,8 +10,10 @@ import pytest
 from qa.config import DEFAULT_MODEL_NAME, Config, model_dir
 from qa.embeddings.model import PASSAGE_MODEL_FILE
 from qa.errors import TuneError
+from qa.search.fusion import WEIGHTS_FILE
 from qa.tuning.report import TuneReport, read_card, write_card
 from qa.tuning.tune import check_output
+from qa.tuning.weights import KEYWORD_WEIGHTS, SECTION_WEIGHTS
 
 from ..helpers import run_qa
 
@@ -126,8 +128,33 @@ def test_a_tiny_tune_from_start_to_end(library, tmp_path, side):
     assert manifest["passage_vectors"] == {made_by: 101}
     assert (json.loads((tmp_path / "tuned" / PASSAGE_MODEL_FILE).read_text()) == {"passage_model": DEFAULT_MODEL_NAME}
             if side == "questions" else not (tmp_path / "tuned" / PASSAGE_MODEL_FILE).exists())
+    # The fusion weights were fitted on the training questions, every pair tried recorded, and the model carries them.
+    weights = json.loads((tmp_path / "tuned" / WEIGHTS_FILE).read_text())
+    assert card["weights"] == weights and len(weights["tried"]) == len(KEYWORD_WEIGHTS) * len(SECTION_WEIGHTS)
+    assert weights["fitted on"] == "10 training questions, hit@5 + recall@10 + mrr@10"
+    best = max(sum(row[key] for key in ("hit@5", "recall@10", "mrr@10")) for row in weights["tried"])
+    chosen = next(row for row in weights["tried"] if (row["keyword_weight"], row["section_weight"]) ==
+                  (weights["keyword_weight"], weights["section_weight"]))
+    assert sum(chosen[key] for key in ("hit@5", "recall@10", "mrr@10")) == best
     assert not (tmp_path / ".tuned.tune").exists()  # the work folder goes once the card is written
 
     again = run_qa("tune", str(questions), *flags[:-4], "--batch-size", "4", "--skip-problems")
     assert again.exit_code == 1
     assert f"Error: {tmp_path / 'tuned'} exists: a tune never replaces a folder; give a new --output folder" in again.output
+
+
+def test_a_questions_tune_asks_its_index_for_the_precision_the_passage_vectors_were_made_in():
+    from types import SimpleNamespace
+
+    from qa.embeddings.model import Embedder
+    from qa.tuning.tune import _passage_precision
+
+    embedder = Embedder(DEFAULT_MODEL_NAME)
+
+    def assistant(made: dict, precision: str = "auto"):  # what `_passage_precision` reads of an Assistant
+        return SimpleNamespace(index=SimpleNamespace(manifest={"passage_vectors": made}), embedder=embedder,
+                               config=Config(precision=precision))
+
+    assert _passage_precision(assistant({f"{DEFAULT_MODEL_NAME} (bfloat16 passages)": 9, DEFAULT_MODEL_NAME: 1})) == "bfloat16"
+    assert _passage_precision(assistant({DEFAULT_MODEL_NAME: 10}, "bfloat16")) == "float32"
+    assert _passage_precision(assistant({}, "int8")) == "int8"  # an index that does not say: the settings'
