@@ -184,7 +184,10 @@ def _passage_precision(assistant) -> str:
     as they are (they are what the questions' encoder learned against), and a later rebuild must ask for them so."""
     made = assistant.index.manifest.get("passage_vectors") or {}
     by_name = {assistant.embedder.passages.cache_name_for(p): p for p in PRECISIONS if p != "auto"}
-    return by_name.get(max(made, key=made.get), assistant.config.precision) if made else assistant.config.precision
+    precision = by_name.get(max(made, key=made.get)) if made else None
+    if precision is None or precision == assistant.embedder.passages.passage_precision:
+        return assistant.config.precision  # what the settings make already ("auto" is float32)
+    return precision
 
 
 def _copy_cache(index_dir: Path, tuned_index: Path) -> None:

@@ -149,12 +149,11 @@ def test_a_questions_tune_asks_its_index_for_the_precision_the_passage_vectors_w
     from qa.embeddings.model import Embedder
     from qa.tuning.tune import _passage_precision
 
-    embedder = Embedder(DEFAULT_MODEL_NAME)
-
     def assistant(made: dict, precision: str = "auto"):  # what `_passage_precision` reads of an Assistant
-        return SimpleNamespace(index=SimpleNamespace(manifest={"passage_vectors": made}), embedder=embedder,
-                               config=Config(precision=precision))
+        return SimpleNamespace(index=SimpleNamespace(manifest={"passage_vectors": made}),
+                               embedder=Embedder(DEFAULT_MODEL_NAME, precision=precision), config=Config(precision=precision))
 
     assert _passage_precision(assistant({f"{DEFAULT_MODEL_NAME} (bfloat16 passages)": 9, DEFAULT_MODEL_NAME: 1})) == "bfloat16"
     assert _passage_precision(assistant({DEFAULT_MODEL_NAME: 10}, "bfloat16")) == "float32"
+    assert _passage_precision(assistant({DEFAULT_MODEL_NAME: 10})) == "auto"  # the settings make float32 already
     assert _passage_precision(assistant({}, "int8")) == "int8"  # an index that does not say: the settings'
