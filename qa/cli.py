@@ -444,10 +444,13 @@ def serve(corpus_dir, index_dir, model, host, port, public_names, auth_file, aut
 @click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=5e-5, show_default=True)
 @click.option("--general", type=click.Path(path_type=Path, dir_okay=False),
               help="A general SQuAD-format question set (e.g. ../shared/eval/cmrc2018_trial.json): its doc@1 before and after.")
+@click.option("--out-of-scope", "out_of_scope", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Questions the library does not answer (a `qa eval` TSV with case 0), for the tuned index's verdict, "
+                   "as `qa calibrate` takes them. Repeat for several.")
 @click.option("--skip-problems", is_flag=True, help="Leave out the lines of the labelled files that cannot be used (listed) instead of stopping.")
 @_user_errors
 def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, model, fold, side, epochs, batch_size,
-         learning_rate, general, skip_problems):
+         learning_rate, general, out_of_scope, skip_problems):
     """Fine-tune the embedding model on LABELLED questions (STARD-format .jsonl files, or TSVs of question<TAB>SOURCE:START-END)
     and/or the feedback log, holding a fold out; build the library's index with the tuned model and compare.
     By default only the questions' encoder learns: the passages keep their vectors, so its index embeds nothing again.
@@ -457,8 +460,8 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
 
     \b
     Examples:
-      qa tune ../shared/eval/statutes/stard_train.jsonl --corpus ../shared/eval/statutes/corpus --index /work/statutes \\
-              --output /work/tuned-model --general ../shared/eval/cmrc2018_trial.json
+      qa tune ../shared/eval/statutes/stard_train.jsonl --out-of-scope eval/statutes_out_of_scope.tsv \\
+              --corpus ../shared/eval/statutes/corpus --index /work/statutes --output /work/tuned-model --general ../shared/eval/cmrc2018_trial.json
       qa tune --feedback feedback/feedback.jsonl --output ~/models/tuned-on-feedback
     """
     from qa.evaluation import parse_fold
@@ -472,7 +475,7 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
     settings = TuneSettings(side=side, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, fold=parse_fold(fold))
     tuned_index = tuned_index or output.with_name(output.name + ".index")
     report = run_tune(config, list(labelled), feedback_file, output, tuned_index, settings, general=general,
-                      skip_problems=skip_problems, say=say, step_progress=print_tune_step, build_progress=progress_bars())
+                      out_of_scope=list(out_of_scope), skip_problems=skip_problems, say=say, step_progress=print_tune_step, build_progress=progress_bars())
     for line in report.table():
         click.echo(line)
     if not report.installable:

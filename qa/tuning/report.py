@@ -18,6 +18,7 @@ from pathlib import Path
 HELD_OUT_METRICS = ("hit@5", "recall@10", "mrr@10")
 SHOWN_METRICS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "recall@100", "mrr@10")
 GENERAL_METRIC = "doc@1"
+VERDICT_SHOWN = ("answered", "answered citing", "not found")
 CARD_FILE = "tune.json"
 
 
@@ -63,6 +64,10 @@ class TuneReport:
                 continue
             cells = [f"{key} {_figure(before.get(key))} → {_figure(after.get(key))}" for key in keys]
             lines.append(f"{name:10} " + "   ".join(cells))
+        before, after = self.before.get("held-out", {}), self.after.get("held-out", {})
+        if "answered" in after:  # the verdict's, before (the index in use) and after (the tuned index's own)
+            cells = [f"{key} {_figure(before.get(key))} → {_figure(after.get(key))}" for key in VERDICT_SHOWN]
+            lines.append(f"{'verdict':10} " + "   ".join(cells) + "   (held-out)")
         return lines
 
 

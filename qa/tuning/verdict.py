@@ -84,11 +84,14 @@ class Asked:
 
 def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (), folds: int = FOLDS,
               skip_problems: bool = False, say: Callable[[str], None] = lambda message: None,
-              progress: Callable[[int, int], None] | None = None, embedder=None) -> IndexVerdict:
+              progress: Callable[[int, int], None] | None = None, embedder=None,
+              leave_out: tuple[int, int] | None = None) -> IndexVerdict:
     """Fit the verdict of the index in `config.index_dir` with `config.model` on the questions of `labelled` (STARD
     .jsonl, TSV of question<TAB>SOURCE:START-END) and `out_of_scope` (`qa eval` TSVs, case 0), write it beside the
     index and return it. TuneError for problems in the labelled files (as `qa tune`), CalibrationError for too few
-    questions or an out-of-scope file with in-scope questions. `embedder`: the Embedder of `config.model`, if one is loaded."""
+    questions or an out-of-scope file with in-scope questions. `embedder`: the Embedder of `config.model`, if one is loaded.
+    `leave_out` (I, N): the questions of fold I of N (`qa eval --fold`) are not used, labelled or out of scope (`qa tune`
+    keeps its held-out fold clean of the verdict too)."""
     from qa.assistant import Assistant
     from qa.tuning.negatives import ask_all
     from qa.tuning.pairs import PassageFinder, read_labels
@@ -99,6 +102,9 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
     labels = read_labels(list(labelled), None, PassageFinder(assistant.index.passages))
     check_labels(labels, skip_problems, say)
     outside = [question for path in out_of_scope for question in _out_of_scope(Path(path))]
+    if leave_out is not None:
+        labels.questions = [q for q in labels.questions if fold_of(q.id, leave_out[1]) != leave_out[0]]
+        outside = [q for q in outside if fold_of(q.id, leave_out[1]) != leave_out[0]]
     counts = {name: sum(1 for q in labels.questions if language(q.question) == name) for name in LANGUAGES}
     languages = [name for name in LANGUAGES if counts[name] >= MIN_QUESTIONS]
     if not languages:
@@ -123,6 +129,7 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
     report = {
         "by": "qa calibrate", "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "index": str(config.index_dir), "labelled": [str(p) for p in labelled], "out_of_scope": [str(p) for p in out_of_scope],
+        "left out": f"fold {leave_out[0]}/{leave_out[1]}" if leave_out else None,
         "questions": {"in scope": sum(r.in_scope for r in rows), "out of scope": sum(not r.in_scope for r in rows),
                       "left out (other languages)": len(asked) - len(rows), "labelled lines left out": len(labels.problems)},
         "languages": languages, "folds": folds, "weights": chosen,

@@ -184,3 +184,19 @@ def test_the_answered_bar_rises_until_nine_in_ten_of_the_questions_reaching_it_c
             + asked(20, 0.0, in_scope=False, kind="far", start=100))
     assert (round(score(8.0), 3), round(score(5.0), 3), round(score(2.0), 3)) == (0.978, 0.738, 0.151)
     assert fit(rows, SHIPPED, refit=False).thresholds["zh"] == (round(score(2.0), 4), 0.74)
+
+
+def test_a_fold_left_out_is_used_neither_labelled_nor_out_of_scope(seed_assistant, embedder, tmp_path):
+    """What `qa tune` asks of `qa calibrate`: its held-out fold kept clean of the verdict."""
+    from qa.evaluation import fold_of
+
+    index = tmp_path / "index"
+    shutil.copytree(seed_assistant.config.index_dir, index, symlinks=True)
+    config = Config(corpus_dir=SEED_CORPUS, index_dir=index)
+    labelled = labelled_tsv(index, tmp_path / "labelled.tsv")
+    verdict = calibrate(config, [labelled], [EVAL / "seed_out_of_scope.tsv"], embedder=embedder, leave_out=(1, 5))
+    kept_in = sum(fold_of(q.question, 5) != 1 for q in read_tsv_questions(EVAL / "seed_in_scope.tsv"))
+    kept_out = sum(fold_of(q.id, 5) != 1 for q in read_tsv_questions(EVAL / "seed_out_of_scope.tsv"))
+    assert 0 < kept_in < 210 and 0 < kept_out < 192
+    assert verdict.report["questions"]["in scope"] == kept_in and verdict.report["questions"]["out of scope"] == kept_out
+    assert verdict.report["left out"] == "fold 1/5"

@@ -108,6 +108,8 @@ def test_a_tiny_tune_from_start_to_end(library, tmp_path, side):
 
     result = run_qa("tune", str(questions), *flags, "--skip-problems")
     assert f'left out: {questions} line 16: missing "articles"' in result.output
+    # 10 questions outside the held-out fold are too few for a verdict of its own: it says so and goes on.
+    assert "the tuned index keeps the shipped calibration: too few labelled questions" in result.output
     card = read_card(tmp_path / "tuned")
     counts = {"questions": 15, "held-out questions": 5, "training questions": 10, "training pairs": 15, "lines left out": 1}
     assert card["counts"] == (counts if side == "questions" else {**counts, "training triplets": 15})
