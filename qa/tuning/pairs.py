@@ -20,19 +20,23 @@ Three inputs, each read whole, every line that cannot be used listed with its li
   passage. The question's id is the searched text.
 
 A line that is not what its format says, a passage text or id found nowhere in the index, and an empty file are
-problems: `qa tune` lists them all and stops, unless told to leave those lines out (then it lists them and goes on).
+problems: `check_labels` lists them all and `qa tune` and `qa calibrate` stop, unless told to leave those lines out
+(then it lists them and they go on).
 """
 
 import bisect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.errors import TuneError
 from qa.evaluation import EvalQuestion, article_windows, read_stard_line
 from qa.feedback import read_feedback_log
 from qa.passages import Passage
 
+MAX_LISTED = 30  # problems listed in the error; the rest counted
 DOWN_NEGATIVES = 5  # a thumbs-down marks the first five cited passages: the page's five cards
 _WHITESPACE = re.compile(r"\s+")
 _SPAN = re.compile(r"^(?P<source>.+):(?P<start>\d+)-(?P<end>\d+)$")
@@ -296,3 +300,22 @@ def _vote_lines(path: Path) -> list[int]:
             except (UnicodeDecodeError, ValueError):
                 continue
     return numbers
+
+
+def check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]) -> None:
+    """Say the labels' notes; TuneError listing the problems of the labelled files (`skip_problems`: say them and go on).
+    `qa calibrate` reads its labelled files the same way."""
+    for note in labels.notes:
+        say(note)
+    if not labels.problems:
+        return
+    listed = [str(problem) for problem in labels.problems[:MAX_LISTED]]
+    more = len(labels.problems) - len(listed)
+    if more:
+        listed.append(f"… and {more} more")
+    if skip_problems:
+        for line in listed:
+            say(f"left out: {line}")
+        return
+    raise TuneError(f"{len(labels.problems)} line(s) of the labelled files cannot be used "
+                    "(fix them, or give --skip-problems to leave them out):\n  " + "\n  ".join(listed))

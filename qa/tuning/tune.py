@@ -35,12 +35,10 @@ from qa.errors import TuneError
 from qa.evaluation import ARTICLE_RANKED, evaluate, evaluate_file, fold_of
 from qa.search.fusion import WEIGHTS_FILE
 from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
-from qa.tuning.pairs import Labels, PassageFinder, read_labels
+from qa.tuning.pairs import Labels, PassageFinder, check_labels, read_labels
 from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
 from qa.tuning.training import StepProgress, TuneSettings, plan_hash, question_plan, train, train_questions
 from qa.tuning.weights import fit_weights, write_weights
-
-MAX_LISTED = 30  # problems listed in the error; the rest counted
 
 
 def work_folder(output: Path) -> Path:
@@ -234,25 +232,6 @@ def _save_card(report: TuneReport, plan: str) -> None:
     card = report.output / "tune.json"
     facts = json.loads(card.read_text(encoding="utf-8"))
     card.write_text(json.dumps({**facts, "plan": plan}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
-def check_labels(labels: Labels, skip_problems: bool, say: Callable[[str], None]) -> None:
-    """Say the labels' notes; TuneError listing the problems of the labelled files (`skip_problems`: say them and go on).
-    `qa calibrate` reads its labelled files the same way."""
-    for note in labels.notes:
-        say(note)
-    if not labels.problems:
-        return
-    listed = [str(problem) for problem in labels.problems[:MAX_LISTED]]
-    more = len(labels.problems) - len(listed)
-    if more:
-        listed.append(f"… and {more} more")
-    if skip_problems:
-        for line in listed:
-            say(f"left out: {line}")
-        return
-    raise TuneError(f"{len(labels.problems)} line(s) of the labelled files cannot be used "
-                    "(fix them, or give --skip-problems to leave them out):\n  " + "\n  ".join(listed))
 
 
 def _figures(labels: Labels, held, training, answers) -> dict[str, dict[str, float]]:

@@ -94,8 +94,7 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
     keeps its held-out fold clean of the verdict too)."""
     from qa.assistant import Assistant
     from qa.tuning.negatives import ask_all
-    from qa.tuning.pairs import PassageFinder, read_labels
-    from qa.tuning.tune import check_labels
+    from qa.tuning.pairs import PassageFinder, check_labels, read_labels
 
     started = time.monotonic()
     assistant = Assistant(config, embedder)
