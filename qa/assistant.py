@@ -5,6 +5,8 @@ import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from qa.answer import Answer, make_answer
 from qa.config import MAX_K, Config
 from qa.decision.background import Background
@@ -18,6 +20,7 @@ from qa.indexing.changes import CorpusChanges, corpus_changes
 from qa.indexing.pipeline import build_index
 from qa.indexing.report import BuildReport, Progress
 from qa.search.fusion import with_model_weights
+from qa.search.memory import index_memory
 from qa.search.retrieval import HybridRetriever
 from qa.store.base import PassageIndex
 from qa.store.folder import load_index
@@ -83,6 +86,11 @@ class Assistant:
         return self._serving()[0]
 
     @property
+    def retriever(self) -> HybridRetriever:
+        """The retriever of the index now served (its `memory` is what `qa remember` fits the weight of)."""
+        return self._serving()[1]
+
+    @property
     def keywords(self):
         """The keyword index of the index now served (qa/search/keyword.py)."""
         return self._serving()[1].keywords
@@ -104,6 +112,9 @@ class Assistant:
         if note:  # once per load of the index: the model changed since the verdict was fitted
             self.embedder.say(note)
         retriever = HybridRetriever.from_index(index, self.embedder, self.config, self.second)
+        retriever.memory, note = index_memory(self.config.index_dir, index.passages, lambda: model_identity(self.embedder))
+        if note:  # once per load: written with another model, or passages a rebuild no longer has
+            self.embedder.say(note)
         return index, retriever, Background.read(index.folder), calibration
 
     def warm_up(self) -> None:
@@ -141,6 +152,14 @@ class Assistant:
                         within=scope.names if scope else ())
             for original, question, hits, judgement in zip(cleaned, readable, found, judgements)
         ]
+
+    def question_vectors(self, questions: list[str]) -> np.ndarray:
+        """The vectors `ask_many` compares `questions` with the passages by (each in the corpus's script,
+        averaged with the question as written when they differ: qa/search/question.py), one row each."""
+        _, retriever, background, _ = self._serving()
+        readable = [self.embedder.readable_part(clean_question(q, self.config.max_question_chars)) for q in questions]
+        asked = retriever.read([in_script(question, background.corpus_script) for question in readable], readable)
+        return np.stack([question.vector for question in asked]) if asked else np.zeros((0, 0), dtype=np.float32)
 
     def _search(self, retriever: HybridRetriever, questions: list[str], written: list[str], k: int, scope) -> list[list]:
         """`retriever.search_many`, with the second encoder reading the questions as written (what the decision

@@ -1,6 +1,6 @@
 """The `qa` command: parse flags, call the library, print. No logic of its own.
 
-Longer than most modules: one click command per user task (ask, build, status, eval, tune, calibrate, serve, model,
+Longer than most modules: one click command per user task (ask, build, status, eval, tune, calibrate, remember, serve, model,
 import-cases), each with its flags, help and examples, is what a command-line module is.
 
 `qa serve` starts the chat page (qa/page/server.py); app.py is the same command under another name.
@@ -292,6 +292,9 @@ def _print_eval_report(report, squad: bool) -> None:
     click.echo("   ".join(shown(key) for key in report.metrics if key not in second))
     click.echo("   ".join(shown(key) for key in second) + f"   top passage {report.top_chars:.0f} characters on average")
     click.echo(f"primary: {shown(report.primary)}")
+    if report.remembered:
+        click.echo(f"note: the index remembers {report.remembered} of these questions (`qa remember`): their passages are lifted "
+                   "for them, so these figures are in sample; ask questions it does not remember, or a fold it was not given")
     if report.declined is not None:
         click.echo(f"out of scope declined {report.declined:.3f}   in scope wrongly declined {report.wrongly_declined:.3f}")
     else:
@@ -345,6 +348,7 @@ def status(corpus_dir, index_dir, model):
     Exits with status 0 when the index is current, 2 when something changed, 1 when there is no index.
     """
     from qa.indexing.changes import changes_since
+    from qa.search.memory import read_memory
     from qa.store.folder import checked_build
 
     config = _config(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
@@ -359,6 +363,11 @@ def status(corpus_dir, index_dir, model):
         click.echo(f"Store: Milvus at {store['uri']}, collection {store['collection']}, version {store['version']}")
     else:
         click.echo("Store: local (FAISS files in the index folder)")
+    remembered = read_memory(config.index_dir)
+    if remembered is not None:
+        facts = remembered[0]
+        click.echo(f"Remembers: {count(len(facts['questions']), 'labelled question')}, lift weight {float(facts['weight']):g} "
+                   f"(`qa remember`, {facts.get('written_at', '?')}, with {facts['model']['name']})")
     changes = changes_since(manifest, config)
     if not (changes.added or changes.changed or changes.removed):
         click.echo(f"Corpus: {config.corpus_dir} unchanged since the build.")
@@ -517,6 +526,41 @@ def calibrate(labelled, out_of_scope, index_dir, model, folds, skip_problems):
     for line in table(verdict):
         click.echo(line)
     click.echo(f"Wrote {verdict_path(config.index_dir)}: answers on this index are judged by it while its model is {config.model}.")
+
+
+@main.command()
+@click.argument("labelled", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--feedback", "feedback_file", type=click.Path(path_type=Path),
+              help="Also remember the chat page's thumbs-up passages (its feedback log, e.g. feedback/feedback.jsonl).")
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--skip-problems", is_flag=True, help="Leave out the lines of the labelled files that cannot be used (listed) instead of stopping.")
+@_user_errors
+def remember(labelled, feedback_file, index_dir, model, skip_problems):
+    """Remember LABELLED questions (the files `qa tune` reads: STARD-format .jsonl, or TSVs of
+    question<TAB>SOURCE:START-END) and/or the feedback log's thumbs-up beside the index (INDEX/memory.json), so
+    that a new question like one of them finds the passages that answered it higher. Nothing is trained.
+
+    The weight of the lift is fitted on the same questions, each fold asked without its own in the memory, and
+    printed with its figures; 0 (no lift) when remembering does not help. Run it again to add questions, and after
+    a model change; delete INDEX/memory.json to forget.
+
+    \b
+    Examples:
+      qa remember ../shared/eval/statutes/stard_train.jsonl --index /work/statutes
+      qa remember --feedback feedback/feedback.jsonl
+    """
+    from qa.search.memory import memory_paths
+    from qa.tuning.remember import remember as run_remember
+    from qa.tuning.remember import table
+
+    if not labelled and feedback_file is None:
+        raise click.UsageError("give labelled files, --feedback, or both")
+    config = _config(index_dir=index_dir, model=model)
+    facts = run_remember(config, list(labelled), feedback_file, skip_problems=skip_problems, say=say)
+    for line in table(facts):
+        click.echo(line)
+    click.echo(f"Wrote {memory_paths(config.index_dir)[0]}: questions on this index are compared with these while its model is {config.model}.")
 
 
 @main.group()

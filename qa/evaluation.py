@@ -199,11 +199,13 @@ class EvalReport:
     answered_correct: float | None = None  # None when nothing was answered
     fold: str | None = None  # "2/5" when only that fold's questions were asked
     composing: dict | None = None  # the written answers' figures (`composition_figures`) with --compose
+    # Questions the index remembers (`qa remember`, qa/search/memory.py): their figures are in sample for it.
+    remembered: int = 0
 
     def to_json(self) -> dict:
         """{"questions", "in_scope", "out_of_scope", "primary", the metrics ("doc@1" … "ndcg@10" or "hit@1" … "mrr@10"),
         "top_chars", "declined", "wrongly_declined", "answered_questions", "answered_correct", "calibration_error",
-        "reliability", "fold", "misses", "skipped", "outcomes"}."""
+        "reliability", "fold", "misses", "skipped", "outcomes", "remembered"}."""
         return {
             "questions": self.questions, "in_scope": self.in_scope, "out_of_scope": self.out_of_scope, "primary": self.primary,
             **self.metrics,
@@ -211,6 +213,7 @@ class EvalReport:
             "answered_questions": self.answered_questions, "answered_correct": self.answered_correct,
             "calibration_error": self.calibration_error, "reliability": [dict(row) for row in self.reliability],
             "fold": self.fold, "misses": list(self.misses), "skipped": list(self.skipped), "outcomes": self.outcomes,
+            "remembered": self.remembered,
             **({"composing": self.composing} if self.composing is not None else {}),
         }
 
@@ -593,8 +596,12 @@ def evaluate_file(
 def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport:
     """The report on `questions` asked of `assistant`; with `composing`, the written answers' figures too."""
     ranked = ARTICLE_RANKED if any(q.articles for q in questions) else RANKED
+    memory = assistant.retriever.memory
+    remembered = set(memory.questions) if memory is not None else set()
     if composing is None:
-        return evaluate_questions(questions, lambda texts: assistant.ask_many(texts, ranked), ranked=ranked)
+        report = evaluate_questions(questions, lambda texts: assistant.ask_many(texts, ranked), ranked=ranked)
+        report.remembered = sum(q.question in remembered for q in questions)
+        return report
     from qa.compose.composer import Composer
 
     composer = Composer.for_assistant(composing, assistant)
@@ -608,6 +615,7 @@ def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport
     report = evaluate_questions(questions, ask_many, ranked=ranked)
     kept = [q for q in questions if q.question]
     report.composing = composition_figures(kept, [answer for _, answer in asked], composer.compose)
+    report.remembered = sum(q.question in remembered for q in questions)
     return report
 
 

@@ -93,11 +93,12 @@ def test_metrics_are_exact_on_a_hand_made_set():
         "questions": 6, "in_scope": 4, "out_of_scope": 2, "primary": "passage@1", **report.metrics, "top_chars": 3.8,
         "declined": 0.5, "wrongly_declined": 0.25, "answered_questions": 3, "answered_correct": 0.3333, "calibration_error": 0.0,
         "reliability": report.reliability, "fold": None, "misses": ["q2", "q3", "q4"], "skipped": [], "outcomes": report.outcomes,
+        "remembered": 0,
     }
     assert list(report.to_json()) == [  # flat, in this order
         "questions", "in_scope", "out_of_scope", "primary", "doc@1", "doc@3", "doc@5", "doc@10", "passage@1", "passage@3",
         "passage@5", "passage@10", "mrr@10", "ndcg@10", "top_chars", "declined", "wrongly_declined", "answered_questions",
-        "answered_correct", "calibration_error", "reliability", "fold", "misses", "skipped", "outcomes",
+        "answered_correct", "calibration_error", "reliability", "fold", "misses", "skipped", "outcomes", "remembered",
     ]
 
 

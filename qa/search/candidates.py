@@ -65,14 +65,16 @@ class Candidates:
             self.probe = sections.members(np.sort(least))
         self._probe_vectors = np.ascontiguousarray(vectors[np.r_[self.probe[0], outer]])
 
-    def choose(self, question: Question, within: Scope | None = None) -> tuple[np.ndarray, np.ndarray, Evidence]:
+    def choose(self, question: Question, within: Scope | None = None, extra: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, Evidence]:
         """The passages worth scoring for `question` and their evidence: (members, sections, Evidence of
         1 × members and 1 × sections), members and sections sorted; with `within`, passages of that scope.
 
         The candidates are the vector index's `candidate_nearest` passages, as many best passages and
         sections by BM25 (read from the postings of the question's terms, its words in more than
         `candidate_common` passages left out of the choice: see qa.search.keyword.Matches), and all the
-        passages of their sections. Keyword scores are normalised by the corpus's best (exact when no word
+        passages of their sections and of the sections of `extra` (passages of the scope: those the question
+        memory lifts, qa/search/memory.py). Keyword scores are normalised by the corpus's best (exact when no word
         is common), similarities from the corpus's lowest to the best; the lowest is estimated as the
         lowest among the candidates and the probe.
         """
@@ -103,7 +105,10 @@ class Candidates:
                                    low=section_low, high=high, sections=True)
         nearest = np.array(nearest, dtype=np.int64)
         groups = self.sections.groups
-        sections = np.unique(np.r_[groups[nearest], groups[by_keyword], by_section])
+        extra = np.zeros(0, dtype=np.int64) if extra is None else np.asarray(extra, dtype=np.int64)
+        if within is not None:
+            extra = extra[within.mask[extra]]
+        sections = np.unique(np.r_[groups[nearest], groups[by_keyword], by_section, groups[extra]])
         if not len(sections) and within is not None:  # nothing found near it: the scope's first passages
             sections = np.unique(groups[within.rows[:nearest_count]])
         members, starts = self.sections.members(sections)

@@ -11,7 +11,9 @@ scipy products, no loop over passages) and ranks by its fusion (qa/search/fusion
     section   the same two kinds of evidence for the passage's whole section (qa/search/sections.py)
 
 A small corpus scores every passage for every question; a large one only candidates
-(qa/search/candidates.py). The best passages are grown into citations (qa/search/citations.py).
+(qa/search/candidates.py). Where the index remembers labelled questions (`qa remember`,
+qa/search/memory.py), the passages that answered the nearest of them are lifted (and are candidates).
+The best passages are grown into citations (qa/search/citations.py).
 
 A search limited to a scope (`within`: collections and documents, qa/search/scope.py; `library`
 resolves names into one) ranks only the scope's passages, by the scores the whole corpus gives them:
@@ -35,6 +37,7 @@ from qa.search.candidates import Candidates
 from qa.search.citations import Citations
 from qa.search.fusion import Evidence, add_second_opinion, fuse, relative
 from qa.search.keyword import KeywordIndex, load_keywords
+from qa.search.memory import QuestionMemory
 from qa.search.question import Question, read_questions
 from qa.search.scope import Library
 from qa.search.sections import Sections
@@ -80,6 +83,7 @@ class HybridRetriever:
         self.section_keywords = keywords.grouped(self.groups) if passages else keywords
         self.citations = Citations(passages, self.sections, config)
         self.score_all = score_all if score_all is not None else index is None or not index.approximate
+        self.memory: QuestionMemory | None = None  # the index's remembered questions (qa/search/memory.py)
         self.chooser = None  # chooses the candidates of a question when not scoring every passage
         if not self.score_all:
             if index is None:
@@ -123,8 +127,13 @@ class HybridRetriever:
             return [self._candidate_hits(question, k, within) for question in asked]
         evidence = self.evidence(asked, within)
         scores = fuse(evidence, self.groups, self.config)
+        if self.memory is not None:
+            scores = scores.copy()  # fused by "dense", the scores are the evidence's own array
         results = []
         for row, question in enumerate(asked):
+            if self.memory is not None:
+                lifted, by = self.memory.lift(question.vector)
+                scores[row, lifted] += by
             if within is None:
                 ranking = _best_first(scores[row], head=16 * k)
             else:  # the scope's passages in the corpus's ranking: the others are never cited
@@ -162,11 +171,13 @@ class HybridRetriever:
                            within=None if within is None else within.mask)
         return evidence
 
-    def candidates(self, question: Question, within: Scope | None = None) -> tuple[np.ndarray, np.ndarray, Evidence]:
-        """The passages worth scoring for one question already read (of the scope `within`, if given), and
-        their evidence (members, sections, Evidence of 1 × members and 1 × sections; qa/search/candidates.py),
-        with the second opinion for an English one. Only for a retriever that scores candidates (`score_all` False)."""
-        members, sections, evidence = self.chooser.choose(question, within)
+    def candidates(self, question: Question, within: Scope | None = None, extra: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, Evidence]:
+        """The passages worth scoring for one question already read (of the scope `within`, if given; with the
+        sections of the passages `extra`), and their evidence (members, sections, Evidence of 1 × members and
+        1 × sections; qa/search/candidates.py), with the second opinion for an English one. Only for a retriever
+        that scores candidates (`score_all` False)."""
+        members, sections, evidence = self.chooser.choose(question, within, extra)
         local = np.repeat(np.arange(len(sections)), self.sections.sizes(sections))
         starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
         add_second_opinion(evidence, local, [question.written], members, starts, self.second, self.config)
@@ -174,9 +185,15 @@ class HybridRetriever:
 
     def _candidate_hits(self, question: Question, k: int, within: Scope | None = None) -> list[Hit]:
         """The k best hits of one question, scoring only its candidates (see `candidates`)."""
-        members, sections, evidence = self.candidates(question, within)
+        lifted, by = self.memory.lift(question.vector) if self.memory is not None else (None, None)
+        members, sections, evidence = self.candidates(question, within, lifted)
         local = np.repeat(np.arange(len(sections)), self.sections.sizes(sections))
         scores = fuse(evidence, local, self.config)[0]
+        if lifted is not None and len(lifted):  # a lifted passage outside the scope is not a member: left out
+            scores = scores.copy()
+            at = np.searchsorted(members, lifted).clip(0, len(members) - 1)
+            member = members[at] == lifted
+            scores[at[member]] += by[member]
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
         order = np.argsort(-scores, kind="stable")
         position = _Positions(members)

@@ -38,6 +38,7 @@ from qa.tuning.negatives import Triplet, ask_all, mined_negatives, triplets
 from qa.tuning.pairs import Labels, PassageFinder, check_labels, read_labels
 from qa.tuning.report import GENERAL_METRIC, TuneReport, read_card, write_card
 from qa.tuning.training import StepProgress, TuneSettings, plan_hash, question_plan, train, train_questions
+from qa.tuning.verdict import without_memory
 from qa.tuning.weights import fit_weights, write_weights
 
 
@@ -79,6 +80,7 @@ def tune(
     if output.exists() and not work.exists():  # not a tune of ours that stopped half-way
         raise TuneError(f"{output} exists: a tune never replaces a folder; give a new --output folder")
     assistant = Assistant(config)
+    without_memory(assistant, say)  # the "before" figures are of the model, not of a memory of these questions
     finder = PassageFinder(assistant.index.passages)
     labels = read_labels(list(inputs), feedback, finder)
     check_labels(labels, skip_problems, say)

@@ -98,6 +98,7 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
 
     started = time.monotonic()
     assistant = Assistant(config, embedder)
+    without_memory(assistant, say)
     labels = read_labels(list(labelled), None, PassageFinder(assistant.index.passages))
     check_labels(labels, skip_problems, say)
     outside = [question for path in out_of_scope for question in _out_of_scope(Path(path))]
@@ -142,6 +143,16 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
     verdict = IndexVerdict(replace(final, fitted={"by": "qa calibrate"}), model_identity(assistant.embedder), report)
     write_verdict(config.index_dir, verdict)
     return verdict
+
+
+def without_memory(assistant, say: Callable[[str], None]) -> None:
+    """Ask with `assistant` as if its index remembered no question (qa/search/memory.py): the labelled questions
+    are the ones `qa remember` keeps, and a question that finds itself lifts its own passages. The verdict is then
+    fitted on the plain evidence; with a memory, a lifted passage's evidence is weaker, and "answered" is rarer,
+    not less sure."""
+    if assistant.retriever.memory is not None:
+        say(f"asking as if {assistant.config.index_dir} remembered no question (its memory holds labelled questions)")
+        assistant.retriever.memory = None
 
 
 def _out_of_scope(path: Path) -> list[EvalQuestion]:
