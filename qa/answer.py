@@ -18,7 +18,8 @@ version `date`, the `headings` it sits under and the unit's `label`, "" where th
 named "path": gradio_client takes any object with a "path" for a file to download; 4: `calibration`, which
 calibration judged the answer: "index", the index's own (`qa calibrate`), or "shipped"; and `composed`, the
 written answer with its sentences checked against the cards (qa/compose/), present only when one was asked
-for: `qa ask --compose`, the API's `compose`).
+for: `qa ask --compose`, the API's `compose`; 5: each passage's `asked_before`, the question the index
+remembers (`qa remember`) that this passage answered and that lifted it, "" for the others).
 """
 
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +29,7 @@ from qa.decision.relevance import NOTHING_FOUND, Judgement
 from qa.search.question import Question
 from qa.search.retrieval import Hit
 
-JSON_VERSION = 4
+JSON_VERSION = 5
 MAX_SCORE = 0.99
 
 
@@ -48,6 +49,7 @@ class CitedPassage:
     date: str = ""
     headings: str = ""  # the headings above it, outermost first, joined by " › "
     label: str = ""
+    asked_before: str = ""  # the remembered question it answered, which lifted it (qa/search/memory.py)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def make_answer(question: str, hits: list[Hit], judgement: Judgement | None = No
             date=hit.passage.date,
             headings=hit.passage.path,
             label=hit.passage.label,
+            asked_before=hit.asked_before,
         )
         for rank, (hit, score) in enumerate(zip(hits, scores), start=1)
     ]

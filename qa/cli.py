@@ -542,8 +542,9 @@ def remember(labelled, feedback_file, index_dir, model, skip_problems):
     that a new question like one of them finds the passages that answered it higher. Nothing is trained.
 
     The weight of the lift is fitted on the same questions, each fold asked without its own in the memory, and
-    printed with its figures; 0 (no lift) when remembering does not help. Run it again to add questions, and after
-    a model change; delete INDEX/memory.json to forget.
+    printed with its figures; 0 (no lift) when remembering does not help. Each run replaces the memory with the
+    questions it is given: run it again with all of them (files and log) as questions are added, and after a
+    model change; delete INDEX/memory.json to forget.
 
     \b
     Examples:

@@ -98,6 +98,8 @@ def print_answer(answer) -> None:
                 f"(characters {passage.start}–{passage.end})"
             )
         click.echo(f"    {passage.text}")
+        if passage.asked_before:
+            click.echo(f"    asked before: {passage.asked_before}")
 
 
 def print_composing(drafts, english: bool) -> None:

@@ -31,7 +31,7 @@ def check_answer(answer: dict, calibration, k: int = 5) -> None:
     assert [p["rank"] for p in passages] == list(range(1, k + 1))
     scores = [p["score"] for p in passages]
     assert all(0 <= score <= 0.99 for score in scores) and scores == sorted(scores, reverse=True)
-    assert answer["version"] == 4 and 0 <= answer["confidence"] <= 1
+    assert answer["version"] == 5 and 0 <= answer["confidence"] <= 1
     judging = calibration.for_question(answer["question"])
     assert answer["calibration"] == judging.name
     assert answer["outcome"] == judging.outcome(answer["confidence"], answer["question"])

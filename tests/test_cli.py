@@ -29,11 +29,12 @@ def test_ask_json_structure(index_dir):
     assert set(answer) == {"version", "question", "outcome", "answered", "confidence", "passages", "within", "calibration"}
     assert answer["within"] == [] and answer["calibration"] == "shipped"  # the whole corpus; no verdict of its own
     assert answer["question"] == "哪些级别的医院之间检查结果互认？"
-    assert (answer["version"], answer["outcome"], answer["answered"]) == (4, "answered", True)
+    assert (answer["version"], answer["outcome"], answer["answered"]) == (5, "answered", True)
     assert [p["rank"] for p in answer["passages"]] == [1, 2, 3]
     top = answer["passages"][0]
     assert set(top) == {"rank", "score", "source", "section", "text", "start", "end", "page",
-                        "citation", "title", "date", "headings", "label"}
+                        "citation", "title", "date", "headings", "label", "asked_before"}
+    assert top["asked_before"] == ""  # the seed's index remembers no question
     assert top["page"] is None  # Markdown has no pages
     assert case_number(top["section"]) == 9
     # The first card shows the answer's confidence (to 3 decimals, capped at 0.99).

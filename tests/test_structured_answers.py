@@ -30,7 +30,7 @@ def law(tmp_path_factory, embedder):
 def test_json_names_the_article_as_people_cite_it(law):
     _, assistant = law
     answer = assistant.ask(QUESTION).to_json()
-    assert answer["version"] == 4
+    assert answer["version"] == 5
     first = answer["passages"][0]
     assert first["citation"] == CITATION
     assert (first["title"], first["date"], first["label"]) == ("中华人民共和国民法典", "2021-01-01", "第一千零二十五条")
@@ -65,4 +65,4 @@ def test_the_seed_keeps_its_case_numbers(seed_assistant):
     assert first["label"] == "" and first["title"] == "浙江高质量发展建设共同富裕示范区第二批典型经验"
     html = render_answer(answer, plan_turn(answer.question, []))
     assert 'class="qa-case"' in html and "qa-doc-title" not in html
-    assert json.loads(json.dumps(answer.to_json()))["version"] == 4
+    assert json.loads(json.dumps(answer.to_json()))["version"] == 5

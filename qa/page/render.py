@@ -50,6 +50,7 @@ LABELS = {
         "uncertain_detail": "下面的段落可能回答了这个问题，但证据不够强，请对照原文判断。",
         "uncertain_no_figure": "问题问的是一个数字（数量、年份、比例等），下面的段落讲到了这个话题，却没有写出数字：原文可能没有写明。",
         "weak": "弱匹配",
+        "asked_before": "曾以此段答复的类似问题",
         "open_case": "在此展开整个案例 {number}",
         "open_section": "在此展开整节",
         "open_context": "在此展开上下文",
@@ -85,6 +86,7 @@ LABELS = {
             "but state none: the source may not say."
         ),
         "weak": "weak match",
+        "asked_before": "This passage answered a similar question before",
         "open_case": "Open the whole case {number} here",
         "open_section": "Open the whole section here",
         "open_context": "Open the surrounding text here",
@@ -333,6 +335,8 @@ def _render_passage(
         f'<div class="qa-meta">{meta}</div>',
         f'<div class="qa-text">{body}</div>',
     ]
+    if passage.asked_before:  # lifted by a question the index remembers (`qa remember`): say which, to check it
+        card.append(f'<div class="qa-asked-before">{labels["asked_before"]}: <q>{_text(passage.asked_before)}</q></div>')
     if sections is not None:
         if number is not None:
             summary = labels["open_case"].format(number=_text(number))

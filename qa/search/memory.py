@@ -10,7 +10,9 @@ softmax(similarity / TEMPERATURE) among them, split evenly among a question's pa
 share of the vote (0..1) times the fitted `weight` is added to its fused score (qa/search/fusion.py,
 where scores run 0..1). A question unlike any remembered one still gets votes, spread thin: a share
 needs neighbours that agree to count. The weight is fitted by `qa remember` on the remembered questions
-themselves, each asked without its own fold in the memory, and 0 is among the weights tried.
+themselves, each asked without its own fold in the memory, and 0 is among the weights tried. A cited passage
+that a remembered question with SHOWN_VOTE of the vote or more was answered by names that question (the
+cards' "asked before"), so that a lift can be checked too.
 
     index/memory.json    the questions, their passages (source and span), the weight and its figures
     index/memory.npy     the questions' vectors, one row each, in the order of memory.json
@@ -37,6 +39,8 @@ MEMORY_VECTORS = "memory.npy"
 MEMORY_FORMAT = 1
 NEIGHBOURS = 10
 TEMPERATURE = 0.02
+# A card names the remembered question that lifted it when that question had at least this share of the vote.
+SHOWN_VOTE = 0.2
 REMEMBER_HINT = "run `qa remember` with the library's labelled questions again, or delete the file"
 
 
@@ -54,16 +58,20 @@ class QuestionMemory:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def voters(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The remembered questions nearest to the question `vector` (normalised) and their votes, summing to 1."""
+        similarity = self.vectors @ vector
+        count = min(self.neighbours, len(similarity))
+        nearest = np.argpartition(-similarity, count - 1)[:count]
+        weights = np.exp((similarity[nearest] - similarity[nearest].max()) / self.temperature)
+        return nearest, weights / weights.sum()
+
     def votes(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The passages the question `vector` (normalised) is answered by as its neighbours were, and each one's
         share of their vote, summing to 1 (empty when nothing is remembered)."""
         if not len(self.rows):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        similarity = self.vectors @ vector
-        count = min(self.neighbours, len(similarity))
-        nearest = np.argpartition(-similarity, count - 1)[:count]
-        weights = np.exp((similarity[nearest] - similarity[nearest].max()) / self.temperature)
-        weights /= weights.sum()
+        nearest, weights = self.voters(vector)
         rows = np.concatenate([self.rows[i] for i in nearest])
         shares = np.concatenate([np.full(len(self.rows[i]), w / len(self.rows[i])) for i, w in zip(nearest, weights)])
         unique, where = np.unique(rows, return_inverse=True)
@@ -73,6 +81,15 @@ class QuestionMemory:
         """The passage rows to lift for the question `vector` and by how much (`weight` × their share of the vote)."""
         rows, shares = self.votes(vector)
         return rows, self.weight * shares
+
+    def asked_before(self, voters: tuple[np.ndarray, np.ndarray], first: int, last: int) -> str:
+        """The remembered question with the largest vote among `voters` (`voters(vector)`) that was answered by a
+        passage of rows first … last, if its vote is SHOWN_VOTE or more: what the card says was asked before; ""."""
+        best, best_vote = "", SHOWN_VOTE
+        for i, vote in zip(*voters):
+            if vote >= best_vote and i < len(self.questions) and ((self.rows[i] >= first) & (self.rows[i] <= last)).any():
+                best, best_vote = self.questions[i], vote
+        return best
 
     def only(self, keep: np.ndarray) -> "QuestionMemory":
         """This memory with only the questions flagged in `keep` (a fit asks a question without its own)."""

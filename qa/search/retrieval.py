@@ -51,6 +51,7 @@ class Hit:
     score: float = 0.0  # the fused ranking score (meaning depends on the fusion)
     keyword: float = 0.0  # BM25 relative to the question's best passage, 0..1
     coverage: float = 0.0  # share of the question's keyword weight found in the passage's section, 0..1
+    asked_before: str = ""  # the remembered question that this passage answered and that lifted it (qa/search/memory.py)
     # The question as retrieval read it (its vectors and keyword concepts), for what comes after to reuse.
     question: Question | None = field(default=None, compare=False, repr=False)
 
@@ -131,9 +132,11 @@ class HybridRetriever:
             scores = scores.copy()  # fused by "dense", the scores are the evidence's own array
         results = []
         for row, question in enumerate(asked):
+            voters = None
             if self.memory is not None:
                 lifted, by = self.memory.lift(question.vector)
                 scores[row, lifted] += by
+                voters = self.memory.voters(question.vector)
             if within is None:
                 ranking = _best_first(scores[row], head=16 * k)
             else:  # the scope's passages in the corpus's ranking: the others are never cited
@@ -146,6 +149,7 @@ class HybridRetriever:
                     score=float(scores[row, anchor]),
                     keyword=float(evidence.keyword[row, anchor]),
                     coverage=float(evidence.section_coverage[row, self.groups[anchor]]),
+                    asked_before=self.memory.asked_before(voters, first, last) if voters else "",
                     question=question,
                 )
                 for first, last, anchor in windows
@@ -197,6 +201,7 @@ class HybridRetriever:
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
         order = np.argsort(-scores, kind="stable")
         position = _Positions(members)
+        voters = self.memory.voters(question.vector) if lifted is not None and len(lifted) else None
         windows = self.citations.windows(members[order], _Lookup(scores, position), k)
         return [
             Hit(
@@ -205,6 +210,7 @@ class HybridRetriever:
                 score=float(scores[position[anchor]]),
                 keyword=float(evidence.keyword[0, position[anchor]]),
                 coverage=float(evidence.section_coverage[0, local[position[anchor]]]),
+                asked_before=self.memory.asked_before(voters, first, last) if voters else "",
                 question=question,
             )
             for first, last, anchor in windows

@@ -241,7 +241,7 @@ def test_seed_answers_show_falling_scores_and_a_consistent_json(seed_assistant):
         if answer.outcome != "not_found":  # (declined ones may all read 0.001)
             assert scores.count(scores[0]) == 1, (answer.question, scores)  # different passages, one first
         shown = answer.to_json()
-        assert (shown["version"], shown["outcome"], shown["answered"]) == (4, answer.outcome, answer.outcome == "answered")
+        assert (shown["version"], shown["outcome"], shown["answered"]) == (5, answer.outcome, answer.outcome == "answered")
         assert shown["outcome"] in OUTCOMES and shown["confidence"] == answer.confidence
         assert [p["rank"] for p in shown["passages"]] == [1, 2, 3, 4, 5]
         assert json.loads(json.dumps(shown, ensure_ascii=False)) == shown

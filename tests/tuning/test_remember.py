@@ -12,6 +12,8 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import CalibrationError
 from qa.evaluation import ARTICLE_RANKED, evaluate_file
+from qa.page.conversation import Turn
+from qa.page.render import render_answer
 from qa.search.memory import MEMORY_FILE, MEMORY_VECTORS, QuestionMemory, read_memory, write_memory
 from qa.tuning.pairs import PassageFinder, read_labels
 from qa.tuning.remember import WEIGHTS
@@ -40,6 +42,10 @@ def test_the_nearest_questions_vote_for_their_passages_and_the_votes_sum_to_one(
     # A question's passages share its vote evenly.
     share = dict(zip(*memory.votes(unit(0, 1, 0))))
     assert share[7] == pytest.approx(share[8]) and share[7] > share[9]
+    # A card names the remembered question with the largest vote among those its passage answered.
+    voters = memory.voters(unit(1, 0.05, 0))
+    assert memory.asked_before(voters, 5, 5) == "a" and memory.asked_before(voters, 9, 9) == "c"
+    assert memory.asked_before(voters, 7, 8) == ""  # "b" is not among the voters
     kept = memory.only(np.array([True, False, True]))
     assert kept.questions == ("a", "c") and len(kept) == 2 and [r.tolist() for r in kept.rows] == [[5], [5, 9]]
     assert [len(part) for part in QuestionMemory(np.zeros((0, 3), np.float32), (), 0.5).votes(unit(1, 0, 0))] == [0, 0]
@@ -132,8 +138,15 @@ def test_a_remembered_question_finds_its_passages_first_in_both_retrieval_paths(
     remembering = Assistant(config, embedder)
     assert len(remembering.retriever.memory) == 15
     after = ranks(remembering, questions)
-    # Each question finds itself among the remembered: its passages are lifted to the top.
+    # Each question finds itself among the remembered: its passages are lifted to the top, and the card says so.
     assert all(after[i] == 1 for i in missed), (before, after)
+    lifted = remembering.ask(questions[missed[0]].question)
+    assert lifted.passages[0].asked_before == questions[missed[0]].question
+    assert lifted.to_json()["passages"][0]["asked_before"] == questions[missed[0]].question
+    assert plain.ask(questions[missed[0]].question).to_json()["passages"][0]["asked_before"] == ""
+    text = questions[missed[0]].question
+    html = render_answer(lifted, Turn(text, text, text))
+    assert f'<div class="qa-asked-before">曾以此段答复的类似问题: <q>{text}</q></div>' in html
     # Limited to the other document, no lifted passage of this one comes back.
     source = passages[questions[missed[0]].positives[0]].source
     other = next(p.source for p in passages if p.source != source)
