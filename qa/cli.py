@@ -493,6 +493,8 @@ def tune(labelled, feedback_file, output, tuned_index, corpus_dir, index_dir, mo
     precision = f" QA_PRECISION={report.precision}" if report.precision != config.precision else ""
     click.echo(f"The tuned model is no worse on the held-out fold. To use it:\n"
                f"  export QA_MODEL={shlex.quote(str(output.resolve()))} QA_INDEX={shlex.quote(str(tuned_index.resolve()))}{precision}")
+    inputs = [shlex.quote(str(path)) for path in labelled] + (["--feedback", shlex.quote(str(feedback_file))] if feedback_file else [])
+    click.echo(f"Then, to lift what answered questions like these (README, Remembering): qa remember {' '.join(inputs)}")
 
 
 @main.command()

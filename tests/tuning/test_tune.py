@@ -121,6 +121,7 @@ def test_a_tiny_tune_from_start_to_end(library, tmp_path, side):
         assert result.exit_code == 0
         assert (f"export QA_MODEL={(tmp_path / 'tuned').resolve()} QA_INDEX={(tmp_path / 'tuned.index').resolve()}"
                 in result.output)
+        assert f"Then, to lift what answered questions like these (README, Remembering): qa remember {questions}" in result.output
     else:
         assert result.exit_code == 1 and "QA_MODEL" not in result.output
     manifest = json.loads((tmp_path / "tuned.index" / "current" / "manifest.json").read_text())
