@@ -106,6 +106,8 @@ class IndexMonitor:
             status.passages = manifest["counts"]["passages"]
             status.model = manifest["model"]
             status.built_at = manifest.get("built_at")
+            memory = self.assistant.retriever.memory
+            status.remembered = len(memory) if memory is not None else 0
         try:
             status.changes = self.changes(max_age)
         except QAError as error:

@@ -38,6 +38,7 @@ class IndexStatus:
     passages: int | None = None
     model: str | None = None
     built_at: str | None = None
+    remembered: int = 0  # labelled questions the served index remembers (`qa remember`, qa/search/memory.py)
     changes: CorpusChanges | None = None
     error: str | None = None
     rebuild: RebuildState = field(default_factory=RebuildState)

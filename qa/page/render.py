@@ -372,6 +372,7 @@ def render_status(status: IndexStatus, rebuild_allowed: bool = True) -> str:
             ("段落 Passages", str(status.passages)),
             ("模型 Model", status.model or "?"),
             ("建立 Built", built),
+            *((("记住的问题 Remembered", f"{status.remembered} (qa remember)"),) if status.remembered else ()),
         )
         rows.append(
             '<div class="qa-index-facts">'

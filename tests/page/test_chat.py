@@ -370,6 +370,7 @@ def test_status_notices_corpus_changes_and_a_rebuild_takes_them_in(tiny):
     assert (status.documents, status.passages, status.error) == (1, 1, None)
     assert not status.changes.any
     assert "语料与索引一致" in render_status(status)
+    assert status.remembered == 0 and "Remembered" not in render_status(status)  # no `qa remember`
     (tiny.config.corpus_dir / "b.md").write_text("## 2 医保\n\n检查结果互认。\n", encoding="utf-8")
     status = chat.status(max_age=0)
     assert status.changes.added == ["b.md"]

@@ -12,8 +12,9 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import CalibrationError
 from qa.evaluation import ARTICLE_RANKED, evaluate_file
+from qa.page.chat import Chat
 from qa.page.conversation import Turn
-from qa.page.render import render_answer
+from qa.page.render import render_answer, render_status
 from qa.search.memory import MEMORY_FILE, MEMORY_VECTORS, QuestionMemory, read_memory, write_memory
 from qa.tuning.pairs import PassageFinder, read_labels
 from qa.tuning.remember import WEIGHTS
@@ -137,6 +138,9 @@ def test_a_remembered_question_finds_its_passages_first_in_both_retrieval_paths(
                       for q in questions]}, vectors)
     remembering = Assistant(config, embedder)
     assert len(remembering.retriever.memory) == 15
+    status = Chat(remembering).status()  # the page's index panel says so
+    assert status.remembered == 15
+    assert '<span class="qa-fact">记住的问题 Remembered</span> 15 (qa remember)' in render_status(status)
     after = ranks(remembering, questions)
     # Each question finds itself among the remembered: its passages are lifted to the top, and the card says so.
     assert all(after[i] == 1 for i in missed), (before, after)
