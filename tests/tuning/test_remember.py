@@ -12,6 +12,7 @@ from qa.assistant import Assistant
 from qa.config import Config
 from qa.errors import CalibrationError
 from qa.evaluation import ARTICLE_RANKED, evaluate_file
+from qa.feedback import record_feedback
 from qa.page.chat import Chat
 from qa.page.conversation import Turn
 from qa.page.render import render_answer, render_status
@@ -200,3 +201,21 @@ def test_remember_needs_something_to_remember(tmp_path):
 def test_evaluate_counts_no_remembered_question_without_a_memory(library, embedder):
     report = evaluate_file(QUESTIONS, Config(corpus_dir=library / "corpus", index_dir=library / "index"), embedder=embedder)
     assert report.remembered == 0 and report.to_json()["remembered"] == 0
+
+
+def test_remember_keeps_the_page_s_thumbs_up_and_not_its_thumbs_down(library, tmp_path, embedder):
+    config = copy_of(library, tmp_path)
+    assistant = Assistant(config, embedder)
+    liked = assistant.ask("物业服务企业可以将全部物业管理委托给他人吗？")
+    disliked = assistant.ask("个体工商户可以请帮手吗？")
+    log = tmp_path / "feedback.jsonl"
+    record_feedback(log, "up", liked.question, liked.question, liked)
+    record_feedback(log, "down", disliked.question, disliked.question, disliked)
+    result = run_qa("remember", "--feedback", str(log), "--index", str(config.index_dir))
+    assert result.exit_code == 0, result.output
+    facts, _ = read_memory(config.index_dir)
+    # The thumbs-up makes its first cited passage the question's; the thumbs-down alone gives no pair (a note says so).
+    first = liked.passages[0]
+    assert [(q["question"], q["passages"]) for q in facts["questions"]] == [(liked.question, [[first.source, first.start, first.end]])]
+    assert "only thumbs-down, no passage marked helpful: no pair of its own" in result.output
+    assert facts["feedback"] == str(log) and facts["labelled"] == []
