@@ -62,6 +62,8 @@ class QuestionMemory:
         """The remembered questions nearest to the question `vector` (normalised) and their votes, summing to 1."""
         similarity = self.vectors @ vector
         count = min(self.neighbours, len(similarity))
+        if not count:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         nearest = np.argpartition(-similarity, count - 1)[:count]
         weights = np.exp((similarity[nearest] - similarity[nearest].max()) / self.temperature)
         return nearest, weights / weights.sum()
@@ -175,4 +177,4 @@ def index_memory(index_dir: Path, passages: list[Passage], identity: Callable) -
     if missing:
         note = (f"note: {missing} of the passages remembered in {path} are no longer in the index (rebuilt since): "
                 f"{len(memory)} of {len(rows)} questions are remembered; run `qa remember` again")
-    return memory, note
+    return (memory if len(memory) else None), note

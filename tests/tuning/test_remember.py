@@ -50,7 +50,8 @@ def test_the_nearest_questions_vote_for_their_passages_and_the_votes_sum_to_one(
     assert memory.asked_before(voters, 7, 8) == ""  # "b" is not among the voters
     kept = memory.only(np.array([True, False, True]))
     assert kept.questions == ("a", "c") and len(kept) == 2 and [r.tolist() for r in kept.rows] == [[5], [5, 9]]
-    assert [len(part) for part in QuestionMemory(np.zeros((0, 3), np.float32), (), 0.5).votes(unit(1, 0, 0))] == [0, 0]
+    empty = QuestionMemory(np.zeros((0, 3), np.float32), (), 0.5)
+    assert [len(part) for part in empty.votes(unit(1, 0, 0))] == [len(part) for part in empty.voters(unit(1, 0, 0))] == [0, 0]
 
 
 def test_the_memory_files_round_trip_and_a_damaged_one_is_named(tmp_path):
