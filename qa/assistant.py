@@ -20,7 +20,7 @@ from qa.indexing.changes import CorpusChanges, corpus_changes
 from qa.indexing.pipeline import build_index
 from qa.indexing.report import BuildReport, Progress
 from qa.search.fusion import with_model_weights
-from qa.search.memory import index_memory
+from qa.search.memory import index_memory, memory_stamp
 from qa.search.retrieval import HybridRetriever
 from qa.store.base import PassageIndex
 from qa.store.folder import load_index
@@ -104,6 +104,9 @@ class Assistant:
         with self._lock:
             if self._served is None:
                 self._served = self._load()
+            retriever = self._served[1]
+            if memory_stamp(self.config.index_dir) != retriever.memory_stamp:  # `qa remember` wrote it since: take it
+                self._remember(retriever, self._served[0].passages)
             return self._served
 
     def _load(self) -> tuple[PassageIndex, HybridRetriever, Background, Calibration]:
@@ -112,10 +115,16 @@ class Assistant:
         if note:  # once per load of the index: the model changed since the verdict was fitted
             self.embedder.say(note)
         retriever = HybridRetriever.from_index(index, self.embedder, self.config, self.second)
-        retriever.memory, note = index_memory(self.config.index_dir, index.passages, lambda: model_identity(self.embedder))
-        if note:  # once per load: written with another model, or passages a rebuild no longer has
-            self.embedder.say(note)
+        self._remember(retriever, index.passages)
         return index, retriever, Background.read(index.folder), calibration
+
+    def _remember(self, retriever: HybridRetriever, passages) -> None:
+        """Give `retriever` the index's memory of labelled questions as its files are now (qa/search/memory.py),
+        so that a page already serving takes a `qa remember` run at its next question."""
+        retriever.memory_stamp = memory_stamp(self.config.index_dir)
+        retriever.memory, note = index_memory(self.config.index_dir, passages, lambda: model_identity(self.embedder))
+        if note:  # once per memory: written with another model, or passages a rebuild no longer has
+            self.embedder.say(note)
 
     def warm_up(self) -> None:
         """Load what answering takes, so that the first question is as quick as the next: the index, the

@@ -17,10 +17,12 @@ cards' "asked before"), so that a lift can be checked too.
     index/memory.json    the questions, their passages (source and span), the weight and its figures
     index/memory.npy     the questions' vectors, one row each, in the order of memory.json
 
-It is used while the index's model is the one it was written with (its name, precision and files'
-fingerprint: qa/decision/verdict.py ModelIdentity); a remembered passage that a rebuild no longer has is
-left out, and the assistant says how many once. TEMPERATURE and NEIGHBOURS were chosen on the statute library's training questions, each
-left out of the memory in turn (README).
+An assistant already serving takes a new memory at its next question (Assistant._serving). It is used
+while the index's model is the one it was written with (its name, precision and files' fingerprint:
+qa/decision/verdict.py ModelIdentity); a remembered passage that a rebuild no longer has is left out, and
+the assistant says how many once. TEMPERATURE and NEIGHBOURS were chosen on the statute library's training
+questions, each left out of the memory in turn (README); in `qa remember`'s own folds, 0.05 or 20
+neighbours did no better.
 """
 
 import json
@@ -102,6 +104,16 @@ class QuestionMemory:
 
 def memory_paths(index_dir: Path) -> tuple[Path, Path]:
     return Path(index_dir) / MEMORY_FILE, Path(index_dir) / MEMORY_VECTORS
+
+
+def memory_stamp(index_dir: Path) -> tuple[int, int, int] | None:
+    """What tells that the memory was written again since (`write_memory` replaces memory.json last, whole):
+    its modification time, size and inode; None without one."""
+    try:
+        found = memory_paths(index_dir)[0].stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
 
 
 def write_memory(index_dir: Path, facts: dict, vectors: np.ndarray) -> Path:

@@ -85,6 +85,7 @@ class HybridRetriever:
         self.citations = Citations(passages, self.sections, config)
         self.score_all = score_all if score_all is not None else index is None or not index.approximate
         self.memory: QuestionMemory | None = None  # the index's remembered questions (qa/search/memory.py)
+        self.memory_stamp = None  # its file as it was when read (qa.search.memory.memory_stamp)
         self.chooser = None  # chooses the candidates of a question when not scoring every passage
         if not self.score_all:
             if index is None:

@@ -16,7 +16,7 @@ from qa.feedback import record_feedback
 from qa.page.chat import Chat
 from qa.page.conversation import Turn
 from qa.page.render import render_answer, render_status
-from qa.search.memory import MEMORY_FILE, MEMORY_VECTORS, QuestionMemory, read_memory, write_memory
+from qa.search.memory import MEMORY_FILE, MEMORY_VECTORS, QuestionMemory, memory_paths, read_memory, write_memory
 from qa.tuning.pairs import PassageFinder, read_labels
 from qa.tuning.remember import WEIGHTS
 
@@ -131,6 +131,7 @@ def test_a_remembered_question_finds_its_passages_first_in_both_retrieval_paths(
     assert plain.retriever.score_all is not approximate
     missed = [i for i, rank in enumerate(before) if rank != 1]
     assert missed, before  # the bundled model misses some of them: the memory has something to do
+    unlifted = plain.ask(questions[missed[0]].question)
     vectors = plain.question_vectors([q.question for q in questions])
     passages = plain.index.passages
     write_memory(config.index_dir, {
@@ -149,7 +150,7 @@ def test_a_remembered_question_finds_its_passages_first_in_both_retrieval_paths(
     lifted = remembering.ask(questions[missed[0]].question)
     assert lifted.passages[0].asked_before == questions[missed[0]].question
     assert lifted.to_json()["passages"][0]["asked_before"] == questions[missed[0]].question
-    assert plain.ask(questions[missed[0]].question).to_json()["passages"][0]["asked_before"] == ""
+    assert unlifted.to_json()["passages"][0]["asked_before"] == ""
     text = questions[missed[0]].question
     html = render_answer(lifted, Turn(text, text, text))
     assert f'<div class="qa-asked-before">曾以此段答复的类似问题: <q>{text}</q></div>' in html
@@ -192,6 +193,23 @@ def test_a_memory_of_another_model_or_of_passages_rebuilt_away_is_said_once(libr
                         "(rebuilt since): 1 of 2 questions are remembered; run `qa remember` again"]
     finally:
         embedder.say = was
+
+
+def test_an_assistant_already_serving_takes_a_new_memory_at_its_next_question(library, tmp_path, embedder):
+    config = copy_of(library, tmp_path)
+    serving = Assistant(config, embedder)
+    question = read_labels([QUESTIONS], None, PassageFinder(serving.index.passages)).questions[0]
+    assert serving.retriever.memory is None
+    passage = serving.index.passages[question.positives[0]]
+    write_memory(config.index_dir, {"weight": 0.5, "model": _identity(serving),
+                                    "questions": [{"id": question.id, "question": question.question,
+                                                   "passages": [[passage.source, passage.start, passage.end]]}]},
+                 serving.question_vectors([question.question]))
+    assert serving.ask(question.question).passages[0].asked_before == question.question  # `qa remember` ran meanwhile
+    assert len(serving.retriever.memory) == 1
+    for path in memory_paths(config.index_dir):
+        path.unlink()  # forgotten: the next question is asked without it
+    assert serving.ask(question.question).passages[0].asked_before == "" and serving.retriever.memory is None
 
 
 def test_remember_needs_something_to_remember(tmp_path):
