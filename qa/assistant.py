@@ -150,9 +150,8 @@ class Assistant:
         k = k or self.config.top_k
         _, retriever, background, calibration = self._serving()
         scope = retriever.library.scope(within)
-        # Dense and keyword evidence both use only what the model reads, and the answer says so.
-        readable = [self.embedder.readable_part(question) for question in cleaned]
-        found = self._search(retriever, [in_script(question, background.corpus_script) for question in readable], readable, k, scope)
+        readable, searched = self._prepared(cleaned, background)
+        found = self._search(retriever, searched, readable, k, scope)
         judgements = judge(
             readable, [hits[0] if hits else None for hits in found], retriever.keywords, background, retriever.second, calibration
         )
@@ -162,12 +161,19 @@ class Assistant:
             for original, question, hits, judgement in zip(cleaned, readable, found, judgements)
         ]
 
+    def _prepared(self, cleaned: list[str], background: Background) -> tuple[list[str], list[str]]:
+        """Of questions already cleaned, what the model reads (dense and keyword evidence both use only that, and
+        the answer says so), and that in the corpus's script, as they are searched."""
+        readable = [self.embedder.readable_part(question) for question in cleaned]
+        return readable, [in_script(question, background.corpus_script) for question in readable]
+
     def question_vectors(self, questions: list[str]) -> np.ndarray:
         """The vectors `ask_many` compares `questions` with the passages by (each in the corpus's script,
         averaged with the question as written when they differ: qa/search/question.py), one row each."""
         _, retriever, background, _ = self._serving()
-        readable = [self.embedder.readable_part(clean_question(q, self.config.max_question_chars)) for q in questions]
-        asked = retriever.read([in_script(question, background.corpus_script) for question in readable], readable)
+        cleaned = [clean_question(question, self.config.max_question_chars) for question in questions]
+        readable, searched = self._prepared(cleaned, background)
+        asked = retriever.read(searched, readable)
         return np.stack([question.vector for question in asked]) if asked else np.zeros((0, 0), dtype=np.float32)
 
     def _search(self, retriever: HybridRetriever, questions: list[str], written: list[str], k: int, scope) -> list[list]:

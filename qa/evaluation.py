@@ -600,8 +600,14 @@ def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport
     remembered = set(memory.questions) if memory is not None else set()
     if composing is None:
         report = evaluate_questions(questions, lambda texts: assistant.ask_many(texts, ranked), ranked=ranked)
-        report.remembered = sum(q.question in remembered for q in questions)
-        return report
+    else:
+        report = _ask_composing(assistant, questions, composing, ranked)
+    report.remembered = sum(q.question in remembered for q in questions)
+    return report
+
+
+def _ask_composing(assistant, questions: list[EvalQuestion], composing, ranked: int) -> EvalReport:
+    """The report on `questions` with the written answers' figures (`composing`)."""
     from qa.compose.composer import Composer
 
     composer = Composer.for_assistant(composing, assistant)
@@ -615,7 +621,6 @@ def _ask(assistant, questions: list[EvalQuestion], composing=None) -> EvalReport
     report = evaluate_questions(questions, ask_many, ranked=ranked)
     kept = [q for q in questions if q.question]
     report.composing = composition_figures(kept, [answer for _, answer in asked], composer.compose)
-    report.remembered = sum(q.question in remembered for q in questions)
     return report
 
 

@@ -73,18 +73,22 @@ class QuestionMemory:
     def votes(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The passages the question `vector` (normalised) is answered by as its neighbours were, and each one's
         share of their vote, summing to 1 (empty when nothing is remembered)."""
-        if not len(self.rows):
+        return self._shares(self.voters(vector))
+
+    def lift(self, voters: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The passage rows to lift for a question whose `voters` these are (`voters(vector)`) and by how much
+        (`weight` × their share of the vote)."""
+        rows, shares = self._shares(voters)
+        return rows, self.weight * shares
+
+    def _shares(self, voters: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        nearest, weights = voters
+        if not len(nearest):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        nearest, weights = self.voters(vector)
         rows = np.concatenate([self.rows[i] for i in nearest])
         shares = np.concatenate([np.full(len(self.rows[i]), w / len(self.rows[i])) for i, w in zip(nearest, weights)])
         unique, where = np.unique(rows, return_inverse=True)
         return unique, np.bincount(where, weights=shares)
-
-    def lift(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The passage rows to lift for the question `vector` and by how much (`weight` × their share of the vote)."""
-        rows, shares = self.votes(vector)
-        return rows, self.weight * shares
 
     def asked_before(self, voters: tuple[np.ndarray, np.ndarray], first: int, last: int) -> str:
         """The remembered question with the largest vote among `voters` (`voters(vector)`) that was answered by a

@@ -135,9 +135,9 @@ class HybridRetriever:
         for row, question in enumerate(asked):
             voters = None
             if self.memory is not None:
-                lifted, by = self.memory.lift(question.vector)
-                scores[row, lifted] += by
                 voters = self.memory.voters(question.vector)
+                lifted, by = self.memory.lift(voters)
+                scores[row, lifted] += by
             if within is None:
                 ranking = _best_first(scores[row], head=16 * k)
             else:  # the scope's passages in the corpus's ranking: the others are never cited
@@ -150,7 +150,7 @@ class HybridRetriever:
                     score=float(scores[row, anchor]),
                     keyword=float(evidence.keyword[row, anchor]),
                     coverage=float(evidence.section_coverage[row, self.groups[anchor]]),
-                    asked_before=self.memory.asked_before(voters, first, last) if voters else "",
+                    asked_before=self.memory.asked_before(voters, first, last) if voters is not None else "",
                     question=question,
                 )
                 for first, last, anchor in windows
@@ -190,7 +190,8 @@ class HybridRetriever:
 
     def _candidate_hits(self, question: Question, k: int, within: Scope | None = None) -> list[Hit]:
         """The k best hits of one question, scoring only its candidates (see `candidates`)."""
-        lifted, by = self.memory.lift(question.vector) if self.memory is not None else (None, None)
+        voters = self.memory.voters(question.vector) if self.memory is not None else None
+        lifted, by = self.memory.lift(voters) if voters is not None else (None, None)
         members, sections, evidence = self.candidates(question, within, lifted)
         local = np.repeat(np.arange(len(sections)), self.sections.sizes(sections))
         scores = fuse(evidence, local, self.config)[0]
@@ -202,7 +203,6 @@ class HybridRetriever:
         # Members are in passage order, so a stable sort breaks ties by passage as the full ranking does.
         order = np.argsort(-scores, kind="stable")
         position = _Positions(members)
-        voters = self.memory.voters(question.vector) if lifted is not None and len(lifted) else None
         windows = self.citations.windows(members[order], _Lookup(scores, position), k)
         return [
             Hit(
@@ -211,7 +211,7 @@ class HybridRetriever:
                 score=float(scores[position[anchor]]),
                 keyword=float(evidence.keyword[0, position[anchor]]),
                 coverage=float(evidence.section_coverage[0, local[position[anchor]]]),
-                asked_before=self.memory.asked_before(voters, first, last) if voters else "",
+                asked_before=self.memory.asked_before(voters, first, last) if voters is not None else "",
                 question=question,
             )
             for first, last, anchor in windows

@@ -14,6 +14,7 @@ every weight are written with the memory.
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,15 +56,13 @@ def remember(config: Config, labelled: list[Path], feedback: Path | None = None,
     say(f"fitting the weight: each of {FOLDS} folds asked with a memory of the others, under {len(WEIGHTS)} weights")
     tried = []
     retriever = assistant.retriever
+    others = {fold: memory.only(folds != fold) for fold in set(folds.tolist())}  # each fold's memory: the other folds
     try:
         for weight in WEIGHTS:
             answers = [None] * len(questions)
-            for fold in range(1, FOLDS + 1):
+            for fold, kept in others.items():
                 inside = np.flatnonzero(folds == fold)
-                if not len(inside):
-                    continue
-                others = memory.only(folds != fold)
-                retriever.memory = QuestionMemory(others.vectors, others.rows, weight) if weight and len(others) else None
+                retriever.memory = replace(kept, weight=weight) if weight and len(kept) else None
                 for i, answer in zip(inside, ask_all([questions[i] for i in inside], lambda texts: assistant.ask_many(texts, RANKED))):
                     answers[i] = answer
             metrics = evaluate([q.eval_question() for q in questions], answers, ranked=RANKED).metrics

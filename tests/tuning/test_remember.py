@@ -39,7 +39,7 @@ def test_the_nearest_questions_vote_for_their_passages_and_the_votes_sum_to_one(
     assert rows.tolist() == [5, 9]  # the two nearest questions only; "b" is not among them
     assert shares.sum() == pytest.approx(1.0)
     assert shares[0] > shares[1] > 0  # 5 has both votes, 9 half of the second
-    lifted, by = memory.lift(unit(1, 0.05, 0))
+    lifted, by = memory.lift(memory.voters(unit(1, 0.05, 0)))
     assert lifted.tolist() == [5, 9] and by == pytest.approx(0.5 * shares)
     # A question's passages share its vote evenly.
     share = dict(zip(*memory.votes(unit(0, 1, 0))))
@@ -68,16 +68,6 @@ def test_the_memory_files_round_trip_and_a_damaged_one_is_named(tmp_path):
     with pytest.raises(CalibrationError, match="not valid JSON, truncated or damaged"):
         read_memory(tmp_path)
     assert read_memory(tmp_path / "nothing") is None
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """The two regulations of tests/tuning/data built with the bundled model (101 passages)."""
-    folder = tmp_path_factory.mktemp("remember")
-    shutil.copytree(DATA / "corpus", folder / "corpus")
-    built = run_qa("build", "--corpus", str(folder / "corpus"), "--index", str(folder / "index"))
-    assert built.exit_code == 0, built.output
-    return folder
 
 
 def copy_of(library, tmp_path) -> Config:

@@ -81,16 +81,6 @@ def test_the_command_needs_something_to_learn_from(tmp_path):
     assert "give labelled question files, --feedback, or both" in result.output
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """The two regulations of tests/tuning/data built with the bundled model."""
-    folder = tmp_path_factory.mktemp("library")
-    shutil.copytree(DATA / "corpus", folder / "corpus")
-    built = run_qa("build", "--corpus", str(folder / "corpus"), "--index", str(folder / "index"))
-    assert built.exit_code == 0, built.output
-    return folder
-
-
 @pytest.mark.slow  # ~1-2 min each on 2 shared cores: a build of 101 passages, 15 questions asked twice, 3-6 training steps
 @pytest.mark.parametrize("side", ["questions", "both"])
 def test_a_tiny_tune_from_start_to_end(library, tmp_path, side):
