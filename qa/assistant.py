@@ -12,7 +12,7 @@ from qa.config import MAX_K, Config
 from qa.decision.background import Background
 from qa.decision.calibration import Calibration, load_calibration
 from qa.decision.relevance import judge
-from qa.decision.verdict import index_calibration, model_identity
+from qa.decision.verdict import index_calibration, model_identity, verdict_path
 from qa.embeddings.model import Embedder
 from qa.embeddings.second_encoder import SecondEncoder
 from qa.errors import QuestionError
@@ -23,7 +23,7 @@ from qa.search.fusion import with_model_weights
 from qa.search.memory import index_memory, memory_stamp
 from qa.search.retrieval import HybridRetriever
 from qa.store.base import PassageIndex
-from qa.store.folder import load_index
+from qa.store.folder import file_stamp, load_index
 from qa.text import in_script
 
 WARM_UP_QUESTION = "如何申请 policy subsidies？"  # both scripts: each loads dictionaries of its own
@@ -79,6 +79,7 @@ class Assistant:
         self.shipped_calibration = load_calibration()
         # The served index, its retriever, its background and the calibration that judges on it, replaced together in one assignment.
         self._served: tuple[PassageIndex, HybridRetriever, Background, Calibration] | None = None
+        self._verdict_stamp = None  # verdict.json as it was when the calibration was read (qa.store.folder.file_stamp)
         self._lock = threading.Lock()
 
     @property
@@ -101,22 +102,32 @@ class Assistant:
         return self._serving()[3]
 
     def _serving(self) -> tuple[PassageIndex, HybridRetriever, Background, Calibration]:
+        """The index served, loaded on first use. A page already serving takes what an administrator's
+        `qa remember` or `qa calibrate` wrote since at its next question: their files' stamps are checked here."""
         with self._lock:
             if self._served is None:
                 self._served = self._load()
-            retriever = self._served[1]
-            if memory_stamp(self.config.index_dir) != retriever.memory_stamp:  # `qa remember` wrote it since: take it
-                self._remember(retriever, self._served[0].passages)
+            index, retriever, background, _ = self._served
+            if memory_stamp(self.config.index_dir) != retriever.memory_stamp:
+                self._remember(retriever, index.passages)
+            if file_stamp(verdict_path(self.config.index_dir)) != self._verdict_stamp:
+                self._served = (index, retriever, background, self._judged_by())
             return self._served
 
     def _load(self) -> tuple[PassageIndex, HybridRetriever, Background, Calibration]:
         index = load_index(self.config.index_dir, model=self.config.model)
-        calibration, note = index_calibration(self.config.index_dir, lambda: model_identity(self.embedder), self.shipped_calibration)
-        if note:  # once per load of the index: the model changed since the verdict was fitted
-            self.embedder.say(note)
+        calibration = self._judged_by()
         retriever = HybridRetriever.from_index(index, self.embedder, self.config, self.second)
         self._remember(retriever, index.passages)
         return index, retriever, Background.read(index.folder), calibration
+
+    def _judged_by(self) -> Calibration:
+        """The calibration that judges answers on the index, from its verdict.json as that file is now (qa/decision/verdict.py)."""
+        self._verdict_stamp = file_stamp(verdict_path(self.config.index_dir))
+        calibration, note = index_calibration(self.config.index_dir, lambda: model_identity(self.embedder), self.shipped_calibration)
+        if note:  # once per verdict file: the model changed since it was fitted
+            self.embedder.say(note)
+        return calibration
 
     def _remember(self, retriever: HybridRetriever, passages) -> None:
         """Give `retriever` the index's memory of labelled questions as its files are now (qa/search/memory.py),

@@ -35,6 +35,7 @@ import numpy as np
 
 from qa.errors import CalibrationError
 from qa.passages import Passage
+from qa.store.folder import file_stamp
 
 MEMORY_FILE = "memory.json"
 MEMORY_VECTORS = "memory.npy"
@@ -111,13 +112,8 @@ def memory_paths(index_dir: Path) -> tuple[Path, Path]:
 
 
 def memory_stamp(index_dir: Path) -> tuple[int, int, int] | None:
-    """What tells that the memory was written again since (`write_memory` replaces memory.json last, whole):
-    its modification time, size and inode; None without one."""
-    try:
-        found = memory_paths(index_dir)[0].stat()
-    except OSError:
-        return None
-    return found.st_mtime_ns, found.st_size, found.st_ino
+    """What tells that the memory was written again since (`write_memory` replaces memory.json last, whole)."""
+    return file_stamp(memory_paths(index_dir)[0])
 
 
 def write_memory(index_dir: Path, facts: dict, vectors: np.ndarray) -> Path:

@@ -55,6 +55,17 @@ _BUILDS = "builds"
 _LOCK = ".build.lock"
 
 
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file beside the index (verdict.json, memory.json) was written again since it was read:
+    its modification time, size and inode (each is replaced whole, so a new file has a new inode); None
+    without one."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
+
+
 def make_manifest(
     model: str,
     dimension: int,

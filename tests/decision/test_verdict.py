@@ -107,6 +107,24 @@ def test_a_verdict_of_another_model_gives_way_to_the_shipped_calibration_with_on
     )  # once, for the load of the index, not for each question
 
 
+def test_an_assistant_already_serving_takes_a_new_verdict_at_its_next_question(fitted, embedder, tmp_path):
+    """A page keeps serving while an administrator runs `qa calibrate`: the next question is judged by the new
+    verdict, without a restart or a rebuild; and by the shipped calibration once the file is deleted."""
+    config, verdict, _ = fitted
+    index = tmp_path / "index"
+    shutil.copytree(config.index_dir, index, symlinks=True)
+    (index / VERDICT_FILE).unlink()
+    assistant = Assistant(config.with_overrides(index_dir=index), embedder)
+    served = assistant.index
+    assert assistant.ask(QUESTION).calibration == "shipped"
+    shutil.copy(config.index_dir / VERDICT_FILE, index / VERDICT_FILE)  # as `qa calibrate` writes it: a new file
+    answer = assistant.ask(QUESTION)
+    assert answer.calibration == "index" and (answer.uncertain_from, answer.answered_from) == verdict.calibration.thresholds["zh"]
+    assert assistant.index is served  # the index itself was not loaded again
+    (index / VERDICT_FILE).unlink()
+    assert assistant.ask(QUESTION).calibration == "shipped"
+
+
 def test_a_damaged_verdict_is_a_clear_error_naming_the_file_and_the_fix(fitted, embedder, tmp_path):
     config, _, _ = fitted
     index = tmp_path / "index"
