@@ -139,7 +139,7 @@ class Embedder:
             raise ModelError(f"QA_PRECISION=int8 is not available for this model: {record['int8_refused']}")
         return record
 
-    def _onnx_encoder(self, threads: int):
+    def _onnx_encoder(self, threads: int, runs: int = 1):
         from qa.embeddings.onnx_encoder import OnnxEncoder
         from qa.embeddings.onnx_export import FLOAT32_FILE, INT8_FILE
 
@@ -148,7 +148,7 @@ class Embedder:
                 raise ModelError("QA_PRECISION=int8 needs ONNX Runtime, and this model is encoded by torch")
             return None
         name = INT8_FILE if self.precision == "int8" else FLOAT32_FILE
-        return OnnxEncoder(self.model_folder, Path(self.export["folder"]) / name, self.export, threads=threads)
+        return OnnxEncoder(self.model_folder, Path(self.export["folder"]) / name, self.export, threads=threads, runs=runs)
 
     @property
     def question_threads(self) -> int:
@@ -164,9 +164,9 @@ class Embedder:
 
     @cached_property
     def bulk_encoder(self):
-        """The OnnxEncoder of a build's passages (`threads` threads: its own session where that is more
-        than the questions' session has), or None."""
-        return self._onnx_encoder(threads=self.threads) if self.threads > self.question_threads else self.encoder
+        """The OnnxEncoder of a build's passages: a session of its own, one thread a run and `threads` runs at
+        once (qa/embeddings/onnx_encoder.py says why); the questions' one on a single core. None where torch encodes."""
+        return self._onnx_encoder(threads=1, runs=self.threads) if self.threads > 1 else self.encoder
 
     @property
     def passage_precision(self) -> str:
@@ -274,15 +274,15 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.without_model(len(texts)):
+            # All at once, so that a build's runs at once never wait for each other between batches; the
+            # encoder reports each run.
             prompt = self.prompt("passage")
             encoder = self.encoder if len(texts) <= self.max_passages_without_model else self.bulk_encoder
-            encode, precision = lambda batch: encoder.encode([prompt + text for text in batch]), contextlib.nullcontext()
-        else:
-            encode, precision = lambda batch: self._encode(batch, "passage"), self._passage_autocast()
+            return encoder.encode([prompt + text for text in texts], progress and (lambda done: progress(done, len(texts))))
         vectors = []
-        with precision:
+        with self._passage_autocast():
             for start in range(0, len(texts), self.batch_size):
-                vectors.append(encode(list(texts[start : start + self.batch_size])))
+                vectors.append(self._encode(list(texts[start : start + self.batch_size]), "passage"))
                 if progress:
                     progress(min(start + self.batch_size, len(texts)), len(texts))
         return np.concatenate(vectors)

@@ -84,15 +84,28 @@ def test_question_vectors_match_sentence_transformers(embedder, reference):
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
 
 
-def test_questions_run_on_up_to_two_threads_and_a_build_on_all(embedder):
+def test_questions_run_on_up_to_two_threads_and_a_build_as_one_run_a_core(embedder):
     assert Embedder(threads=1).question_threads == 1 and Embedder(threads=8).question_threads == 2
-    assert embedder.encoder.threads == min(embedder.threads, 2)
-    two = Embedder(threads=2)
-    two.export = embedder.export
-    assert two.bulk_encoder is two.encoder  # no second session holding another copy of the weights
-    eight = Embedder(threads=8)
-    eight.export = embedder.export
-    assert eight.bulk_encoder is not eight.encoder and eight.bulk_encoder.threads == 8
+    assert embedder.encoder.threads == min(embedder.threads, 2) and embedder.encoder.runs == 1
+    one = Embedder(threads=1)
+    one.export = embedder.export
+    assert one.bulk_encoder is one.encoder  # one core: no second session holding another copy of the weights
+    for threads in (2, 8):
+        many = Embedder(threads=threads)
+        many.export = embedder.export
+        bulk = many.bulk_encoder
+        assert bulk is not many.encoder and (bulk.threads, bulk.runs) == (1, threads)
+
+
+def test_a_build_s_runs_at_once_give_the_vectors_of_one_run_at_a_time(embedder):
+    """Passages encoded by two one-thread runs at once, several texts to a run, are those of the questions'
+    session one text at a time; the runs' order does not leak between texts."""
+    texts = ["passage: " + text for text in project_questions()[:40]] + ["passage: " + "浙江省 共同富裕 " * 80]
+    bulk = Embedder(threads=2)
+    bulk.export = embedder.export
+    together = bulk.bulk_encoder.encode(texts)
+    alone = np.concatenate([embedder.encoder.encode([text]) for text in texts])
+    assert together.shape == (41, 384) and np.sum(together * alone, axis=1).min() >= 0.99999
 
 
 def test_one_question_alone_gets_the_vector_it_gets_in_a_batch(embedder):
