@@ -69,8 +69,9 @@ class Config:
     # rather than by loading torch, whose load costs more than it saves on a few passages (a one-file
     # edit); 0: always load it.
     max_passages_without_model: int = 64
-    # Threads that encode a build's passages (QA_THREADS); 0: one per core. A question is encoded on up to
-    # two of them (Embedder.question_threads: more were not measured; see qa/embeddings/onnx_encoder.py).
+    # Threads that encode a build's passages, each running the model on its own texts (QA_THREADS); 0: one
+    # per core. A question is encoded on up to two threads (Embedder.question_threads: more were not
+    # measured; see qa/embeddings/onnx_encoder.py).
     threads: int = 0
     # Passages are whole sentences up to this many characters (one longer sentence stays whole).
     max_passage_chars: int = 120
