@@ -179,8 +179,8 @@ class Assistant:
         return readable, [in_script(question, background.corpus_script) for question in readable]
 
     def question_vectors(self, questions: list[str]) -> np.ndarray:
-        """The vectors `ask_many` compares `questions` with the passages by (each in the corpus's script:
-        qa/search/question.py), one row each."""
+        """The vectors `ask_many` compares `questions` with the passages by (each in the corpus's script,
+        averaged with the question as written when they differ: qa/search/question.py), one row each."""
         _, retriever, background, _ = self._serving()
         cleaned = [clean_question(question, self.config.max_question_chars) for question in questions]
         readable, searched = self._prepared(cleaned, background)

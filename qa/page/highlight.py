@@ -85,7 +85,7 @@ class Highlighter:
         texts = [text for *_, text in sentences]
         keywords = self.keywords
         if isinstance(question, Question):
-            written, question_vector, concepts = question.written, question.vector, question.written_concepts(keywords.tokenizer)
+            written, question_vector, concepts = question.written, question.written_vector, question.written_concepts(keywords.tokenizer)
         else:
             written, question_vector, concepts = question, self.embedder.embed_questions([question])[0], None
         similarities = self._vectors(texts) @ question_vector
