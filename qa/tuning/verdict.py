@@ -22,11 +22,11 @@ Two fits are tried, each by the rules of the shipped fit (qa/decision/fitting.py
                       say how many questions the library does not answer it lets through
 
 Held out by construction: each question's fold (1 … FOLDS) is a hash of its id (qa/evaluation.py `fold_of`, the
-folds of `qa eval --fold`); each fold is decided by a fit made without it, and the folds' outcomes are pooled.
-The refit weights are kept when they are better held out: a lower calibration error, without breaking the
-precision promise where the shipped weights keep it. The chosen fit, made again on every question, is written
-beside the index (qa/decision/verdict.py) with the figures: the shipped calibration on the same questions, held
-out, and in sample.
+folds of `qa eval --fold`; `verdict_folds` when the file is itself one of those folds); each fold is decided by a
+fit made without it, and the folds' outcomes are pooled. The refit weights are kept when they are better held
+out: a lower calibration error, without breaking the precision promise where the shipped weights keep it. The
+chosen fit, made again on every question, is written beside the index (qa/decision/verdict.py) with the figures:
+the shipped calibration on the same questions, held out, and in sample.
 
 Only languages with MIN_QUESTIONS labelled in-scope questions or more get bars of their own; questions in the
 others are judged by the shipped calibration, and their questions are left out of the fit and the figures.
@@ -216,7 +216,7 @@ def decisions(calibration: Calibration, rows: list[Asked]) -> list[tuple[str, fl
 def held_out(rows: list[Asked], shipped: Calibration, refit: bool, folds: int) -> tuple[dict, list[tuple[str, float]]]:
     """The figures and decisions of each row by a fit made without its fold (the folds pooled)."""
     decided: list[tuple[str, float] | None] = [None] * len(rows)
-    fold = [fold_of(row.id, folds) for row in rows]
+    fold = verdict_folds(rows, folds)
     for k in range(1, folds + 1):
         inside = [i for i, f in enumerate(fold) if f == k]
         if not inside:
@@ -225,6 +225,15 @@ def held_out(rows: list[Asked], shipped: Calibration, refit: bool, folds: int) -
         for i, found in zip(inside, decisions(calibration, [rows[i] for i in inside])):
             decided[i] = found
     return figures(rows, decided), decided
+
+
+def verdict_folds(rows: list[Asked], folds: int) -> list[int]:
+    """Each row's fold for the held-out figures: its fold of `qa eval --fold` (a hash of its id); or, when the
+    questions of a language all fall in one (a labelled file that is itself one fold of `qa eval --fold`), the hash's
+    next digit in base `folds`, so that they still spread over the folds and each has a fit made without it."""
+    first = [fold_of(row.id, folds) for row in rows]
+    spread = all(len({f for f, row in zip(first, rows) if row.language == name}) > 1 for name in {row.language for row in rows})
+    return first if spread else [(fold_of(row.id, folds * folds) - 1) // folds + 1 for row in rows]
 
 
 def figures(rows: list[Asked], decided: list[tuple[str, float]]) -> dict:

@@ -218,3 +218,19 @@ def test_a_fold_left_out_is_used_neither_labelled_nor_out_of_scope(seed_assistan
     assert 0 < kept_in < 210 and 0 < kept_out < 192
     assert verdict.report["questions"]["in scope"] == kept_in and verdict.report["questions"]["out of scope"] == kept_out
     assert verdict.report["left out"] == "fold 1/5"
+
+
+def test_a_labelled_file_that_is_one_fold_of_qa_eval_is_still_held_out_in_five_folds():
+    """A file of the questions of `qa eval --fold 1/5` (e.g. those a tuned model never saw) all share fold 1: each is
+    still decided by a fit made without its own fold (it once raised KeyError: no fit had their language)."""
+    from qa.evaluation import fold_of
+    from qa.tuning.verdict import held_out, verdict_folds
+
+    rows = [row for row in asked(600, 8.0) + asked(600, 0.0, in_scope=False, kind="far", start=600) if fold_of(row.id, 5) == 1]
+    assert {fold_of(row.id, 5) for row in rows} == {1} and len(rows) > 200
+    assert set(verdict_folds(rows, 5)) == {1, 2, 3, 4, 5}
+    figures, decided = held_out(rows, SHIPPED, refit=False, folds=5)
+    assert None not in decided and figures["in scope"]["n"] + figures["out of scope"]["n"] == len(rows)
+    # Questions spread over the folds keep the folds of `qa eval --fold`, as every figure so far was measured.
+    spread = asked(50, 8.0)
+    assert verdict_folds(spread, 5) == [fold_of(row.id, 5) for row in spread]
