@@ -212,6 +212,14 @@ def test_a_missing_corpus_leaves_no_empty_index_folder(tmp_path):
     assert (result.exit_code, result.stderr) == (1, f"No index in {index} yet: building it from {corpus}.\nError: {missing}\n")
     assert not index.exists()
 
+    # A document given where its folder belongs is named for what it is.
+    document = tmp_path / "law.md"
+    document.write_text("# 一部法\n\n第一条 内容。\n", encoding="utf-8")
+    result = run_qa("build", "--corpus", str(document), "--index", str(index))
+    file_given = f"{document} is a file, not a folder: give the folder that holds the documents (a file goes inside it)"
+    assert (result.exit_code, result.stderr) == (1, f"Error: {file_given}\n")
+    assert not index.exists()
+
 
 @pytest.mark.slow
 def test_a_build_speaks_of_one_passage_in_the_singular(tmp_path):

@@ -68,6 +68,8 @@ def list_sources(corpus_dir: Path) -> list[Path]:
     Word's lock files (`~$name.docx`, present while a document is open) and symbolic links that
     lead outside the corpus folder are not.
     """
+    if corpus_dir.exists() and not corpus_dir.is_dir():
+        raise CorpusError(f"{corpus_dir} is a file, not a folder: give the folder that holds the documents (a file goes inside it)")
     if not corpus_dir.is_dir():
         raise CorpusError(
             f"corpus folder {corpus_dir} does not exist; create it and put documents in it ({', '.join(SUPPORTED_SUFFIXES)})"
