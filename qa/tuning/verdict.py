@@ -25,8 +25,8 @@ Held out by construction: each question's fold (1 … FOLDS) is a hash of its id
 folds of `qa eval --fold`; `verdict_folds` when the file is itself one of those folds); each fold is decided by a
 fit made without it, and the folds' outcomes are pooled. The refit weights are kept when they are better held
 out: a lower calibration error, without breaking the precision promise (by more than its standard error) where the
-shipped weights keep it. The chosen fit, made again on every question, is written beside the index (qa/decision/verdict.py) with the figures:
-the shipped calibration on the same questions, held out, and in sample.
+shipped weights keep it. The chosen fit, made again on every question, is written beside the index
+(qa/decision/verdict.py) with the figures: the shipped calibration on the same questions, held out, and in sample.
 
 Only languages with MIN_QUESTIONS labelled in-scope questions or more get bars of their own; questions in the
 others are judged by the shipped calibration, and their questions are left out of the fit and the figures.
