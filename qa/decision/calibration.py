@@ -7,7 +7,8 @@ and coverage (e5 matches them to Chinese text weakly) and thresholds of their ow
 
 An index may have a calibration of its own, fitted by `qa calibrate` on its library's labelled questions
 (qa/decision/verdict.py); it holds thresholds only for the languages it had questions in, and questions in
-the others are judged by the shipped one (`fallback`).
+the others are judged by the shipped one (`fallback`). It may read one more piece of evidence, DOCUMENT_PRIOR:
+how many of those questions the first passage's document answered (`answers`, of `labelled`).
 """
 
 import json
@@ -22,6 +23,11 @@ from qa.text import language
 
 ENGLISH_FEATURES = ("dense", "second", "coverage")
 FEATURES = ("dense", "second", "coverage", "absent", "no_figure", "english", *(f"english_{name}" for name in ENGLISH_FEATURES))
+# Evidence only an index's own calibration reads: the log of the smoothed share of its labelled questions that the
+# first passage's document answers (Calibration.document_prior). On the statute library, whose questions are
+# answered from a few codes, it doubled what the bundled model's verdict answered (README).
+DOCUMENT_PRIOR = "document_prior"
+INDEX_FEATURES = (*FEATURES, DOCUMENT_PRIOR)
 # Evidence about the detail asked rather than the topic: it tells an answer from a passage on the
 # right topic without the figure asked for, so it moves a question between "answered" and "uncertain" only.
 DETAIL_FEATURES = ("no_figure",)
@@ -49,6 +55,19 @@ class Calibration:
     fitted: dict = field(default_factory=dict)  # what it was fitted on and how it did, as the script wrote it
     name: str = SHIPPED  # which calibration this is, as an answer names it: SHIPPED or INDEX
     fallback: "Calibration | None" = field(default=None, repr=False)  # for languages without thresholds here
+    # An index's own: how many labelled questions each document (source) answers, of `labelled` in all (0: it reads
+    # no DOCUMENT_PRIOR).
+    answers: dict[str, int] = field(default_factory=dict)
+    labelled: int = 0
+
+    def document_prior(self, source: str, asked_by: tuple[str, ...] | None = None) -> float:
+        """DOCUMENT_PRIOR for a first passage from `source`: log((answered + 0.5) / (labelled + 1)), so a document that
+        answered no labelled question still has a share. `asked_by`: when the question asked is itself one of the
+        labelled, the documents that answer it, so that it counts as a new question would (its own answer left out)."""
+        answered, labelled = self.answers.get(source, 0), self.labelled
+        if asked_by is not None:
+            answered, labelled = answered - (source in asked_by), labelled - 1
+        return round(math.log((answered + 0.5) / (labelled + 1)), 4)
 
     def for_question(self, question: str) -> "Calibration":
         """The calibration that judges `question`: this one, or its fallback for a language it has no thresholds for."""
@@ -82,8 +101,11 @@ class Calibration:
         return UNCERTAIN if confidence >= uncertain_from else NOT_FOUND
 
     def to_json(self) -> dict:
-        return {"format": 2, "features": list(self.weights), "weights": list(self.weights.values()), "bias": self.bias,
-                "thresholds": {name: list(pair) for name, pair in self.thresholds.items()}, "fitted": self.fitted}
+        found = {"format": 2, "features": list(self.weights), "weights": list(self.weights.values()), "bias": self.bias,
+                 "thresholds": {name: list(pair) for name, pair in self.thresholds.items()}, "fitted": self.fitted}
+        if self.labelled:
+            found["documents"] = {"labelled": self.labelled, "answers": self.answers}
+        return found
 
 
 def calibration_path() -> Path:
@@ -105,9 +127,11 @@ def calibration_from_json(data: dict, languages=LANGUAGES) -> Calibration:
     KeyError or TypeError saying what is wrong with it."""
     weights = dict(zip(data["features"], (float(w) for w in data["weights"]), strict=True))
     thresholds = {name: (float(low), float(high)) for name, (low, high) in data["thresholds"].items()}
-    unknown = set(weights) - set(FEATURES)
+    documents = data.get("documents", {"labelled": 0, "answers": {}})
+    labelled, answers = int(documents["labelled"]), {str(k): int(v) for k, v in documents["answers"].items()}
+    unknown = set(weights) - set(INDEX_FEATURES if labelled else FEATURES)
     if unknown:
         raise ValueError(f"unknown evidence {sorted(unknown)}")
     if set(thresholds) != set(languages) or not all(0 <= low <= high <= 1 for low, high in thresholds.values()):
         raise ValueError(f"thresholds must be 0 <= uncertain_from <= answered_from <= 1 for {', '.join(languages)}")
-    return Calibration(weights, float(data["bias"]), thresholds, data.get("fitted", {}))
+    return Calibration(weights, float(data["bias"]), thresholds, data.get("fitted", {}), answers=answers, labelled=labelled)

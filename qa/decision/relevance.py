@@ -13,6 +13,9 @@ about the passage retrieval put first, each a number that means the same in any 
     no_figure 1 when the question asks for a figure (how many, how much, which year, what share) and
               the cited passage holds none: the corpus covers the topic but not the detail asked
               (absent and no_figure: qa/decision/evidence.py)
+    document_prior  only where the index has a verdict of its own fitted with it (`qa calibrate`): the log of
+              the share of the library's labelled questions that the passage's document answers
+              (qa/decision/calibration.py Calibration.document_prior)
 
 The evidence is combined by a logistic function whose weights and thresholds are fitted
 (qa/decision/calibration.py). The confidence is that function's value, except that `no_figure`
@@ -25,7 +28,7 @@ outcome (qa/decision/outcomes.py) is "answered" at or above `answered_from`, "no
 from dataclasses import dataclass
 
 from qa.decision.background import Background, second_similarities
-from qa.decision.calibration import SHIPPED, Calibration, expand_evidence
+from qa.decision.calibration import DOCUMENT_PRIOR, SHIPPED, Calibration, expand_evidence
 from qa.decision.evidence import absent_names, asks_figure, holds_figure
 from qa.decision.outcomes import NOT_FOUND
 from qa.text import script
@@ -60,6 +63,7 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
     judged = {}
     for (question, hit), similarity in zip(asked, similarities):
         written_in = script(question)
+        judging = calibration.for_question(question)
         evidence = expand_evidence({
             "dense": round(background.standardise("dense", hit.similarity, written_in), 4),
             "second": round(background.standardise("second", float(similarity), written_in), 4),
@@ -67,7 +71,8 @@ def judge(questions: list[str], best: list, keywords, background: Background, se
             "absent": float(absent_names(question, keywords.contains)),
             "no_figure": float(asks_figure(question) and not holds_figure(hit.passage.text)),
         }, written_in)
-        judging = calibration.for_question(question)
+        if judging.labelled:
+            evidence[DOCUMENT_PRIOR] = judging.document_prior(hit.passage.source)
         confidence = judging.confidence(evidence, question)
         judged[id(hit)] = Judgement(judging.outcome(confidence, question), confidence, evidence, *judging.bar(question), judging.name)
     return [judged[id(hit)] if hit is not None else _nothing_found(question, calibration) for question, hit in zip(questions, best)]

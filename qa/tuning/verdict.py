@@ -12,7 +12,8 @@ Two fits are tried, each by the rules of the shipped fit (qa/decision/fitting.py
     shipped weights   the shipped logistic, with this index's own bars
     refit weights     a logistic refitted on these questions (label: the first 3 cite; every question weighs
                       the same, so the confidence estimates the share that cite among questions like these),
-                      with its own bars
+                      with its own bars; unless the model was tuned on them (`learned_labelled_questions`), it
+                      also reads DOCUMENT_PRIOR, counted on the questions it is fitted on, each without its own
 
     uncertain_from    the IN_DECLINED quantile of the in-scope questions that cite their answer
     answered_from     the lowest bar at which ANSWERED_PRECISION of the questions reaching it cite their answer;
@@ -34,6 +35,7 @@ others are judged by the shipped calibration, and their questions are left out o
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -42,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Config
-from qa.decision.calibration import FEATURES, INDEX, LANGUAGES, Calibration
+from qa.decision.calibration import DOCUMENT_PRIOR, FEATURES, INDEX, INDEX_FEATURES, LANGUAGES, Calibration
 from qa.decision.fitting import (
     ANSWERED_PRECISION,
     MIN_GROUP,
@@ -77,6 +79,8 @@ class Asked:
     kind: str  # an out-of-scope question's kind ("near", "far" …); "" in scope
     evidence: dict[str, float]  # {} when nothing was found
     cites: bool  # one of the first 3 passages retrieves a relevant text
+    document: str = ""  # the source of the first passage ("" when nothing was found)
+    answered_by: tuple[str, ...] = ()  # the sources of its labelled passages (none out of scope)
 
     @property
     def language(self) -> str:
@@ -120,13 +124,17 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
     questions = [(q.eval_question(), True) for q in labels.questions] + [(q, False) for q in outside]
     say(f"asking the {len(questions)} questions of {config.index_dir} with {config.model}")
     answers = ask_all([q for q, _ in questions], lambda texts: assistant.ask_many(texts, RANKED), progress=progress)
-    asked = [Asked(q.id, q.question, in_scope, "" if in_scope else q.kind, dict(a.evidence), cites_answer(q, a))
-             for (q, in_scope), a in zip(questions, answers)]
+    passages = assistant.index.passages
+    sources = [tuple(sorted({passages[row].source for row in q.positives})) for q in labels.questions]
+    asked = [Asked(q.id, q.question, in_scope, "" if in_scope else q.kind, dict(a.evidence), cites_answer(q, a),
+                   a.passages[0].source if a.passages else "", answered_by)
+             for (q, in_scope), a, answered_by in zip(questions, answers, [*sources, *[()] * len(outside)])]
     rows = [row for row in asked if row.language in languages]
     shipped = assistant.shipped_calibration
-    candidates = {name: held_out(rows, shipped, refit=name == "refit weights", folds=folds) for name in WEIGHTS}
+    prior = not learned_labelled_questions(assistant.embedder.model_folder)
+    candidates = {name: held_out(rows, shipped, refit=name == "refit weights", folds=folds, prior=prior) for name in WEIGHTS}
     chosen = choose(candidates)
-    final = fit(rows, shipped, refit=chosen == "refit weights")
+    final = fit(rows, shipped, refit=chosen == "refit weights", prior=prior)
     report = {
         "by": "qa calibrate", "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "index": str(config.index_dir), "labelled": [str(p) for p in labelled], "out_of_scope": [str(p) for p in out_of_scope],
@@ -134,6 +142,8 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
         "questions": {"in scope": sum(r.in_scope for r in rows), "out of scope": sum(not r.in_scope for r in rows),
                       "left out (other languages)": len(asked) - len(rows), "labelled lines left out": len(labels.problems)},
         "languages": languages, "folds": folds, "weights": chosen,
+        "document prior": ("read by the refit weights" if prior else
+                           "left out: the model was tuned by `qa tune`, and has learned where its questions are answered"),
         "figures": {"shipped": figures(rows, decisions(shipped, rows)), "held out": candidates[chosen][0],
                     "in sample": figures(rows, decisions(final, rows))},
         "held out by weights": {name: figures_ for name, (figures_, _) in candidates.items()},
@@ -166,21 +176,45 @@ def _out_of_scope(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def evidence_matrix(rows: list[Asked]) -> np.ndarray:
-    return np.array([[row.evidence.get(name, 0.0) for name in FEATURES] for row in rows], dtype=np.float64)
+def learned_labelled_questions(model_folder: Path | None) -> bool:
+    """Whether the model in `model_folder` was tuned by `qa tune` (its card, tune.json, is there): it has learned where
+    its labelled questions are answered, and the document prior then answered more of the questions it never saw,
+    less surely (README), so its verdict reads no DOCUMENT_PRIOR."""
+    from qa.tuning.report import CARD_FILE
+
+    return model_folder is not None and (Path(model_folder) / CARD_FILE).is_file()
 
 
-def fit(rows: list[Asked], shipped: Calibration, refit: bool) -> Calibration:
-    """A calibration for the languages of `rows`: the shipped weights or weights refitted on `rows`, and bars placed
-    by the rules of the module docstring."""
+def evidence_matrix(evidence: list[dict[str, float]], features: tuple[str, ...]) -> np.ndarray:
+    return np.array([[found.get(name, 0.0) for name in features] for found in evidence], dtype=np.float64)
+
+
+def with_prior(row: Asked, calibration: Calibration, own: bool = False) -> dict[str, float]:
+    """The row's evidence with the DOCUMENT_PRIOR `calibration` gives its first passage (as fitted on `row` itself when
+    `own`: its own answer left out of the count); as asked when `calibration` reads none."""
+    if not calibration.labelled or not row.evidence:
+        return row.evidence
+    asked_by = row.answered_by if own and row.in_scope else None
+    return {**row.evidence, DOCUMENT_PRIOR: calibration.document_prior(row.document, asked_by)}
+
+
+def fit(rows: list[Asked], shipped: Calibration, refit: bool, prior: bool = False) -> Calibration:
+    """A calibration for the languages of `rows`: the shipped weights or weights refitted on `rows` (reading the
+    DOCUMENT_PRIOR of `rows`' labelled answers too, with `prior`), and bars placed by the rules of the module docstring."""
     if refit:
-        w = fit_logistic(evidence_matrix(rows), np.array([row.cites for row in rows], dtype=float), np.ones(len(rows)))
-        calibration = Calibration(dict(zip(FEATURES, (round(float(v), 5) for v in w[1:]))), round(float(w[0]), 5), {}, name=INDEX)
+        counted = Calibration({}, 0.0, {}, answers=dict(Counter(source for row in rows if row.in_scope for source in row.answered_by)),
+                              labelled=sum(row.in_scope for row in rows)) if prior else Calibration({}, 0.0, {})
+        features = INDEX_FEATURES if counted.labelled else FEATURES
+        evidence = [with_prior(row, counted, own=True) for row in rows]
+        w = fit_logistic(evidence_matrix(evidence, features), np.array([row.cites for row in rows], dtype=float), np.ones(len(rows)))
+        calibration = replace(counted, weights=dict(zip(features, (round(float(v), 5) for v in w[1:]))), bias=round(float(w[0]), 5),
+                              name=INDEX)
     else:
         calibration = Calibration(dict(shipped.weights), shipped.bias, {}, name=INDEX)
+        evidence = [row.evidence for row in rows]
     # Bars from the plain score, as the shipped fit places them: the bar that Calibration.confidence keeps detail
     # evidence above is the one being found.
-    scores = [calibration.score(row.evidence) if row.evidence else 0.0 for row in rows]
+    scores = [calibration.score(found) if found else 0.0 for found in evidence]
     thresholds = {}
     for name in sorted({row.language for row in rows}):
         mine = [(row, score) for row, score in zip(rows, scores) if row.language == name]
@@ -209,12 +243,12 @@ def decisions(calibration: Calibration, rows: list[Asked]) -> list[tuple[str, fl
         if not row.evidence:
             found.append((NOT_FOUND, 0.0))
             continue
-        confidence = calibration.confidence(row.evidence, row.question)
+        confidence = calibration.confidence(with_prior(row, calibration), row.question)
         found.append((calibration.outcome(confidence, row.question), confidence))
     return found
 
 
-def held_out(rows: list[Asked], shipped: Calibration, refit: bool, folds: int) -> tuple[dict, list[tuple[str, float]]]:
+def held_out(rows: list[Asked], shipped: Calibration, refit: bool, folds: int, prior: bool = False) -> tuple[dict, list[tuple[str, float]]]:
     """The figures and decisions of each row by a fit made without its fold (the folds pooled)."""
     decided: list[tuple[str, float] | None] = [None] * len(rows)
     fold = verdict_folds(rows, folds)
@@ -222,7 +256,7 @@ def held_out(rows: list[Asked], shipped: Calibration, refit: bool, folds: int) -
         inside = [i for i, f in enumerate(fold) if f == k]
         if not inside:
             continue
-        calibration = fit([row for row, f in zip(rows, fold) if f != k], shipped, refit)
+        calibration = fit([row for row, f in zip(rows, fold) if f != k], shipped, refit, prior)
         for i, found in zip(inside, decisions(calibration, [rows[i] for i in inside])):
             decided[i] = found
     return figures(rows, decided), decided

@@ -6,18 +6,19 @@ import json
 import math
 import re
 import shutil
+from dataclasses import replace
 
 import pytest
 
 from qa.assistant import Assistant
 from qa.config import Config
-from qa.decision.calibration import load_calibration
+from qa.decision.calibration import DOCUMENT_PRIOR, calibration_from_json, load_calibration
 from qa.decision.verdict import VERDICT_FILE, read_verdict
 from qa.errors import CalibrationError
 from qa.evaluation import read_tsv_questions
 from qa.store.folder import load_index
 from qa.text import case_number
-from qa.tuning.verdict import MIN_QUESTIONS, Asked, calibrate, fit
+from qa.tuning.verdict import MIN_QUESTIONS, Asked, calibrate, decisions, fit, learned_labelled_questions
 
 from ..conftest import SEED_CORPUS
 from ..helpers import PROJECT, run_qa
@@ -61,6 +62,7 @@ def test_a_fit_on_the_seed_is_written_beside_the_index_with_its_figures(fitted):
     assert report["questions"] == {"in scope": 210, "out of scope": 192, "left out (other languages)": 0, "labelled lines left out": 0}
     assert report["languages"] == ["zh", "en"] and report["folds"] == 5
     assert report["weights"] in ("shipped weights", "refit weights")
+    assert report["document prior"] == "read by the refit weights"  # the bundled model was not tuned on these questions
     assert report["figures"]["held out"] == report["held out by weights"][report["weights"]]
     for figures in report["figures"].values():
         assert figures["in scope"]["n"] == 210 and figures["out of scope"]["n"] == 192
@@ -252,3 +254,60 @@ def test_refit_weights_win_unless_their_precision_falls_short_by_more_than_its_s
     # Never a less calibrated refit, and nothing answered keeps any promise.
     assert choose({"shipped weights": found(0.95, 78, 0.03), "refit weights": found(0.95, 90, 0.04)}) == "shipped weights"
     assert choose({"shipped weights": found(None, 0, 0.2), "refit weights": found(None, 0, 0.1)}) == "refit weights"
+
+
+# --- the document prior: where the library's labelled questions were answered ----------------------------------------
+
+def from_document(n, document, answered_by, cites, start):
+    """`n` questions alike in every evidence but the document of their first passage and the documents answering them."""
+    return [replace(row, document=document, answered_by=answered_by) for row in asked(n, 5.0, cites=cites, start=start)]
+
+
+def test_a_document_that_answered_the_labelled_questions_makes_its_passages_surer():
+    """The refit weights read how many labelled questions the first passage's document answered (each question's own
+    answer left out of its count, as for a new question): here the only evidence that tells right from wrong."""
+    rows = (from_document(60, "民法典.md", ("民法典.md",), True, 0) + from_document(60, "条例.md", ("刑法.md",), False, 60)
+            + asked(20, 0.0, in_scope=False, kind="far", start=120))
+    calibration = fit(rows, SHIPPED, refit=True, prior=True)
+    assert (calibration.labelled, calibration.answers) == (120, {"民法典.md": 60, "刑法.md": 60})
+    assert calibration.weights[DOCUMENT_PRIOR] > 0
+    # A new question: the share of the 120 that 民法典.md answered, smoothed; a labelled one leaves itself out.
+    assert calibration.document_prior("民法典.md") == round(math.log(60.5 / 121), 4)
+    assert calibration.document_prior("民法典.md", asked_by=("民法典.md",)) == round(math.log(59.5 / 120), 4)
+    assert calibration.document_prior("条例.md") == round(math.log(0.5 / 121), 4)
+    new = {"dense": 5.0}
+    surer = calibration.confidence({**new, DOCUMENT_PRIOR: calibration.document_prior("民法典.md")}, "问题是什么？")
+    other = calibration.confidence({**new, DOCUMENT_PRIOR: calibration.document_prior("条例.md")}, "问题是什么？")
+    assert surer > 0.9 > other
+    assert decisions(calibration, rows[:1] + rows[60:61]) == [("answered", surer), (calibration.outcome(other, "问题是什么？"), other)]
+    # Without the prior (a model `qa tune` trained on these questions) the two are alike, and nothing is counted.
+    plain = fit(rows, SHIPPED, refit=True, prior=False)
+    assert DOCUMENT_PRIOR not in plain.weights and plain.labelled == 0
+    assert len({c for _, c in decisions(plain, rows[:1] + rows[60:61])}) == 1
+    # What verdict.json keeps of it, read back the same.
+    assert calibration_from_json(calibration.to_json(), ["zh"]) == replace(calibration, name="shipped")
+
+
+def test_a_model_tuned_by_qa_tune_reads_no_document_prior(tmp_path):
+    assert not learned_labelled_questions(None) and not learned_labelled_questions(tmp_path)
+    (tmp_path / "tune.json").write_text("{}", encoding="utf-8")
+    assert learned_labelled_questions(tmp_path)
+
+
+def test_the_assistant_reads_the_document_prior_of_the_index_verdict(fitted, embedder, tmp_path):
+    config, _, _ = fitted
+    index = tmp_path / "index"
+    shutil.copytree(config.index_dir, index, symlinks=True)
+    source = Assistant(config, embedder).ask(QUESTION).passages[0].source
+    data = json.loads((index / VERDICT_FILE).read_text(encoding="utf-8"))
+    data["calibration"]["features"].append(DOCUMENT_PRIOR)
+    data["calibration"]["weights"].append(0.5)
+    data["calibration"]["documents"] = {"labelled": 10, "answers": {source: 9}}
+    (index / VERDICT_FILE).write_text(json.dumps(data), encoding="utf-8")
+    answer = Assistant(config.with_overrides(index_dir=index), embedder).ask(QUESTION)
+    assert answer.calibration == "index" and answer.evidence[DOCUMENT_PRIOR] == round(math.log(9.5 / 11), 4)
+    own = read_verdict(index).calibration
+    assert answer.outcome == own.outcome(own.confidence(answer.evidence, QUESTION), QUESTION)
+    # The evidence counts: the same passage from a document that answered none of them is judged less surely.
+    unknown = {**answer.evidence, DOCUMENT_PRIOR: own.document_prior("其他文件.md")}
+    assert own.confidence(answer.evidence, QUESTION) > own.confidence(unknown, QUESTION)
