@@ -313,7 +313,8 @@ def table(verdict: IndexVerdict) -> list[str]:
     report = verdict.report
     counts = report["questions"]
     lines = [f"{counts['in scope']} labelled questions, {counts['out of scope']} out of scope; {report['folds']} folds; "
-             f"languages: {', '.join(LANGUAGE_NAMES[name] for name in report['languages'])}; weights: {report['weights']}"]
+             f"languages: {', '.join(LANGUAGE_NAMES[name] for name in report['languages'])}; weights: {report['weights']}",
+             f"document prior: {report.get('document prior', 'none (fitted before it was read)')}"]
     lines.append(f"{'':30} {'in scope':>9} {'answered':>9} {'uncertain':>10} {'not found':>10}   {'answered':>8} {'of them citing':>14}"
                  f"   {'out of scope answered':>21} {'not found':>10}   {'calibration error':>17}")
     names = {"shipped": "shipped calibration", "held out": "this index's, held out", "in sample": "this index's, in sample"}

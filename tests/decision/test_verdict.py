@@ -18,7 +18,7 @@ from qa.errors import CalibrationError
 from qa.evaluation import read_tsv_questions
 from qa.store.folder import load_index
 from qa.text import case_number
-from qa.tuning.verdict import MIN_QUESTIONS, Asked, calibrate, decisions, fit, learned_labelled_questions
+from qa.tuning.verdict import MIN_QUESTIONS, Asked, calibrate, decisions, fit, learned_labelled_questions, table
 
 from ..conftest import SEED_CORPUS
 from ..helpers import PROJECT, run_qa
@@ -63,6 +63,7 @@ def test_a_fit_on_the_seed_is_written_beside_the_index_with_its_figures(fitted):
     assert report["languages"] == ["zh", "en"] and report["folds"] == 5
     assert report["weights"] in ("shipped weights", "refit weights")
     assert report["document prior"] == "read by the refit weights"  # the bundled model was not tuned on these questions
+    assert table(verdict)[1] == "document prior: read by the refit weights"  # what `qa calibrate` prints
     assert report["figures"]["held out"] == report["held out by weights"][report["weights"]]
     for figures in report["figures"].values():
         assert figures["in scope"]["n"] == 210 and figures["out of scope"]["n"] == 192
