@@ -512,7 +512,10 @@ def calibrate(labelled, out_of_scope, index_dir, model, folds, skip_problems):
     `qa tune` reads: STARD-format .jsonl, or TSVs of question<TAB>SOURCE:START-END), report it on held-out folds
     next to the shipped calibration, and store it with the index (INDEX/verdict.json) for `qa ask` and the page.
 
-    It is used while the index's model is the one it was fitted with; run it again after a tune or a model change.
+    Unless the model is one `qa tune` wrote, it also learns how many of the labelled questions each document answers:
+    a first passage from a document that answered many is judged more surely (README, "The document prior").
+    It is used while the index's model is the one it was fitted with; run it again after a tune or a model change,
+    and as labelled questions are added.
 
     \b
     Examples:
