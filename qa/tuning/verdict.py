@@ -60,6 +60,7 @@ from qa.decision.verdict import IndexVerdict, model_identity, write_verdict
 from qa.errors import CalibrationError
 from qa.evaluation import RANKED, EvalQuestion, calibration_error, cites_answer, fold_of, read_tsv_questions, reliability_bins
 from qa.text import language
+from qa.tuning.report import CARD_FILE
 
 FOLDS = 5
 # Per language: with five folds, each fit sees 40 of 50 questions, and a bar is judged on the MIN_GROUP (20) or
@@ -121,14 +122,15 @@ def calibrate(config: Config, labelled: list[Path], out_of_scope: list[Path] = (
         if 0 < counts[name] < MIN_QUESTIONS:
             say(f"only {counts[name]} labelled questions in {LANGUAGE_NAMES[name]} (fewer than {MIN_QUESTIONS}): "
                 "they keep the shipped calibration")
-    questions = [(q.eval_question(), True) for q in labels.questions] + [(q, False) for q in outside]
+    passages = assistant.index.passages
+    # Each question with the documents its labelled passages lie in (none out of scope): the document prior's counts.
+    questions = ([(q.eval_question(), tuple(sorted({passages[row].source for row in q.positives}))) for q in labels.questions]
+                 + [(q, ()) for q in outside])
     say(f"asking the {len(questions)} questions of {config.index_dir} with {config.model}")
     answers = ask_all([q for q, _ in questions], lambda texts: assistant.ask_many(texts, RANKED), progress=progress)
-    passages = assistant.index.passages
-    sources = [tuple(sorted({passages[row].source for row in q.positives})) for q in labels.questions]
-    asked = [Asked(q.id, q.question, in_scope, "" if in_scope else q.kind, dict(a.evidence), cites_answer(q, a),
+    asked = [Asked(q.id, q.question, q.in_scope, "" if q.in_scope else q.kind, dict(a.evidence), cites_answer(q, a),
                    a.passages[0].source if a.passages else "", answered_by)
-             for (q, in_scope), a, answered_by in zip(questions, answers, [*sources, *[()] * len(outside)])]
+             for (q, answered_by), a in zip(questions, answers)]
     rows = [row for row in asked if row.language in languages]
     shipped = assistant.shipped_calibration
     prior = not learned_labelled_questions(assistant.embedder.model_folder)
@@ -180,8 +182,6 @@ def learned_labelled_questions(model_folder: Path | None) -> bool:
     """Whether the model in `model_folder` was tuned by `qa tune` (its card, tune.json, is there): it has learned where
     its labelled questions are answered, and the document prior then answered more of the questions it never saw,
     less surely (README), so its verdict reads no DOCUMENT_PRIOR."""
-    from qa.tuning.report import CARD_FILE
-
     return model_folder is not None and (Path(model_folder) / CARD_FILE).is_file()
 
 
@@ -202,13 +202,13 @@ def fit(rows: list[Asked], shipped: Calibration, refit: bool, prior: bool = Fals
     """A calibration for the languages of `rows`: the shipped weights or weights refitted on `rows` (reading the
     DOCUMENT_PRIOR of `rows`' labelled answers too, with `prior`), and bars placed by the rules of the module docstring."""
     if refit:
-        counted = Calibration({}, 0.0, {}, answers=dict(Counter(source for row in rows if row.in_scope for source in row.answered_by)),
-                              labelled=sum(row.in_scope for row in rows)) if prior else Calibration({}, 0.0, {})
+        inside = [row for row in rows if row.in_scope] if prior else []
+        counted = Calibration({}, 0.0, {}, name=INDEX, answers=dict(Counter(source for row in inside for source in row.answered_by)),
+                              labelled=len(inside))
         features = INDEX_FEATURES if counted.labelled else FEATURES
         evidence = [with_prior(row, counted, own=True) for row in rows]
         w = fit_logistic(evidence_matrix(evidence, features), np.array([row.cites for row in rows], dtype=float), np.ones(len(rows)))
-        calibration = replace(counted, weights=dict(zip(features, (round(float(v), 5) for v in w[1:]))), bias=round(float(w[0]), 5),
-                              name=INDEX)
+        calibration = replace(counted, weights=dict(zip(features, (round(float(v), 5) for v in w[1:]))), bias=round(float(w[0]), 5))
     else:
         calibration = Calibration(dict(shipped.weights), shipped.bias, {}, name=INDEX)
         evidence = [row.evidence for row in rows]
